@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Installs everything blockhub needs to build, test and run against a real
+# Kafka broker. Idempotent and fast when everything is already present: it is
+# run at the start of every test run.
+#
+#   deploy/install-deps.sh            # everything: apt, Kafka jars, Python venv
+#   deploy/install-deps.sh apt        # only the Debian packages
+#   deploy/install-deps.sh kafka      # only the Kafka broker jars
+#   deploy/install-deps.sh venv       # only the Python virtualenv
+#
+# It can also be sourced (deploy/kafka/local-kafka does) for its bh_*
+# functions; sourcing runs nothing.
+#
+# Environment:
+#   BLOCKHUB_CACHE          cache root (default: $HOME/.cache/blockhub)
+#   BLOCKHUB_KAFKA_VERSION  org.apache.kafka:kafka_2.13 version (default 4.1.1)
+#   BLOCKHUB_PYTHON         interpreter for the venv (default: /usr/bin/python3
+#                           if present, else python3 on PATH)
+#   BLOCKHUB_SKIP_APT=1     never look at / install Debian packages
+#
+# Progress goes to stderr; the last line on stdout says where the cache is.
+
+set -euo pipefail
+
+BH_DEPLOY_DIR="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)"
+BH_CACHE="${BLOCKHUB_CACHE:-${HOME:?HOME is not set and BLOCKHUB_CACHE is not given}/.cache/blockhub}"
+BH_KAFKA_VERSION="${BLOCKHUB_KAFKA_VERSION:-4.1.1}"
+BH_KAFKA_POM="$BH_DEPLOY_DIR/kafka/pom.xml"
+BH_REQUIREMENTS="$BH_DEPLOY_DIR/requirements.txt"
+BH_VENV="$BH_CACHE/venv"
+
+BH_APT_PACKAGES=(
+  build-essential cmake pkg-config
+  librdkafka-dev libavro-dev libuv1-dev libh2o-dev libssl-dev
+  libcurl4-openssl-dev libyaml-dev libjansson-dev libgeos-dev libcmocka-dev
+  clang-format kcat curl jq
+  openjdk-17-jre-headless maven
+  python3 python3-venv
+)
+
+bh_log() { printf 'install-deps: %s\n' "$*" >&2; }
+bh_die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
+
+# Runs "$@" as root (directly, or through sudo).
+bh_as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@" || bh_die "need root for: $* (sudo -n failed; run as root or install the packages by hand)"
+  else
+    bh_die "need root for: $* (not root and no sudo)"
+  fi
+}
+
+# bh_apt_ensure PKG...: installs the Debian packages that are not installed.
+# openjdk-17-jre-headless and maven are skipped when `java` / `mvn` exist.
+bh_apt_ensure() {
+  [[ "${BLOCKHUB_SKIP_APT:-0}" == 1 ]] && return 0
+  local pkg missing=()
+  for pkg in "$@"; do
+    case "$pkg" in
+      openjdk-*-jre-headless|openjdk-*-jdk*) command -v java >/dev/null 2>&1 && continue ;;
+      maven) command -v mvn >/dev/null 2>&1 && continue ;;
+    esac
+    if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)" != installed ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  command -v apt-get >/dev/null 2>&1 || bh_die "missing packages (${missing[*]}) and no apt-get on this machine"
+  bh_log "installing Debian packages: ${missing[*]}"
+  bh_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+    || bh_die "apt-get update failed"
+  bh_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    || bh_die "apt-get install failed for: ${missing[*]}"
+}
+
+# Directory holding the broker's jars for the configured version.
+bh_kafka_home() { printf '%s/kafka-%s\n' "$BH_CACHE" "$BH_KAFKA_VERSION"; }
+
+# What the marker must contain for the cached jars to be current: the
+# version and the pom that produced them (editing the pom refetches).
+bh_kafka_stamp() {
+  printf 'kafka %s\npom %s\n' "$BH_KAFKA_VERSION" "$(sha256sum <"$BH_KAFKA_POM" | cut -d' ' -f1)"
+}
+
+bh_kafka_present() {
+  local home; home="$(bh_kafka_home)"
+  [[ -f "$home/.complete" && -d "$home/libs" ]] && [[ "$(cat "$home/.complete")" == "$(bh_kafka_stamp)" ]]
+}
+
+# bh_kafka_ensure: makes sure $(bh_kafka_home)/libs holds the broker, its
+# runtime dependencies and the log4j2 backend. Safe to run concurrently.
+bh_kafka_ensure() {
+  bh_kafka_present && return 0
+  [[ -f "$BH_KAFKA_POM" ]] || bh_die "missing $BH_KAFKA_POM"
+  command -v java >/dev/null 2>&1 || bh_apt_ensure openjdk-17-jre-headless
+  command -v mvn >/dev/null 2>&1 || bh_apt_ensure maven
+  command -v mvn >/dev/null 2>&1 || bh_die "mvn not found (install maven)"
+  local home; home="$(bh_kafka_home)"
+  mkdir -p "$home"
+  (
+    flock -w 600 9 || bh_die "timed out waiting for the lock on $home/.lock"
+    bh_kafka_present && exit 0           # another process fetched it meanwhile
+    local tmp="$home/libs.tmp.$$"
+    rm -rf "$tmp"
+    bh_log "fetching Apache Kafka $BH_KAFKA_VERSION jars with Maven into $home/libs"
+    if ! mvn -q -B -Dstyle.color=never -f "$BH_KAFKA_POM" \
+          dependency:copy-dependencies \
+          -Dkafka.version="$BH_KAFKA_VERSION" -DoutputDirectory="$tmp" >&2; then
+      rm -rf "$tmp"
+      bh_die "Maven could not fetch org.apache.kafka:kafka_2.13:$BH_KAFKA_VERSION (see above)"
+    fi
+    ls "$tmp"/kafka_2.13-"$BH_KAFKA_VERSION".jar >/dev/null 2>&1 \
+      || { rm -rf "$tmp"; bh_die "kafka_2.13-$BH_KAFKA_VERSION.jar missing after the Maven fetch"; }
+    rm -rf "$home/libs"
+    mv "$tmp" "$home/libs"
+    bh_kafka_stamp >"$home/.complete"
+  ) 9>"$home/.lock"
+}
+
+bh_python() {
+  if [[ -n "${BLOCKHUB_PYTHON:-}" ]]; then
+    printf '%s\n' "$BLOCKHUB_PYTHON"
+  elif [[ -x /usr/bin/python3 ]]; then
+    printf '%s\n' /usr/bin/python3
+  else
+    command -v python3 || bh_die "no python3 found"
+  fi
+}
+
+# What the venv marker must contain: interpreter, its version and the
+# requirement list (changing either rebuilds the venv).
+bh_venv_stamp() {
+  local py; py="$(bh_python)"
+  printf 'python %s %s\n' "$py" "$("$py" -c 'import sys; print(sys.version.split()[0])')"
+  cat "$BH_REQUIREMENTS"
+}
+
+bh_venv_present() {
+  [[ -x "$BH_VENV/bin/python" && -f "$BH_VENV/.bh-requirements" ]] \
+    && [[ "$(cat "$BH_VENV/.bh-requirements")" == "$(bh_venv_stamp)" ]]
+}
+
+bh_venv_ensure() {
+  [[ -f "$BH_REQUIREMENTS" ]] || bh_die "missing $BH_REQUIREMENTS"
+  bh_venv_present && return 0
+  mkdir -p "$BH_CACHE"
+  (
+    flock -w 600 9 || bh_die "timed out waiting for the lock on $BH_CACHE/.venv.lock"
+    bh_venv_present && exit 0
+    local py; py="$(bh_python)"
+    bh_log "creating the Python virtualenv $BH_VENV ($py)"
+    rm -rf "$BH_VENV"
+    "$py" -m venv "$BH_VENV" >&2 \
+      || bh_die "'$py -m venv' failed (Debian needs the python3-venv package)"
+    "$BH_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        -r "$BH_REQUIREMENTS" >&2 \
+      || { rm -rf "$BH_VENV"; bh_die "pip install -r $BH_REQUIREMENTS failed"; }
+    bh_venv_stamp >"$BH_VENV/.bh-requirements"
+  ) 9>"$BH_CACHE/.venv.lock"
+}
+
+bh_main() {
+  local what=("$@")
+  [[ ${#what[@]} -eq 0 ]] && what=(apt kafka venv)
+  local w
+  for w in "${what[@]}"; do
+    case "$w" in
+      apt)   bh_apt_ensure "${BH_APT_PACKAGES[@]}" ;;
+      kafka) bh_kafka_ensure ;;
+      venv)  bh_venv_ensure ;;
+      -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
+      *) bh_die "unknown part '$w' (expected: apt, kafka, venv)" ;;
+    esac
+  done
+  echo "blockhub deps ready: cache $BH_CACHE (kafka jars $(bh_kafka_home)/libs, venv $BH_VENV)"
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  bh_main "$@"
+fi

@@ -1,0 +1,193 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct handler {
+    h2o_handler_t super;
+    void *self;
+};
+
+int
+bh_parse_listen(const char *text, struct sockaddr_storage *out)
+{
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return -EINVAL;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535)
+        return -EINVAL;
+    size_t hl = (size_t)(colon - text);
+    if (hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (hl == 0)
+        return uv_ip4_addr("0.0.0.0", (int)port, (struct sockaddr_in *)out) == 0 ? 0 : -EINVAL;
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0 ? 0 : -EINVAL;
+    }
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : -EINVAL;
+}
+
+void
+bh_sockaddr_format(const struct sockaddr *sa, char *buf, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(buf, n, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(buf, n, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else if (n > 0) {
+        buf[0] = '\0';
+    }
+}
+
+int
+bh_http_init(struct bh_http *s, uv_loop_t *loop, const char *listen, uint64_t max_body,
+             char *errstr, size_t errstr_size)
+{
+    memset(s, 0, sizeof(*s));
+    s->loop = loop;
+    if (bh_parse_listen(listen, &s->addr) < 0) {
+        snprintf(errstr, errstr_size, "listen: '%s' is not host:port", listen);
+        return -EINVAL;
+    }
+    h2o_config_init(&s->global);
+    /* h2o refuses a chunked body that reaches this size, so allow one byte more. */
+    s->global.max_request_entity_size = (size_t)max_body + 1;
+    s->host = h2o_config_register_host(&s->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    return 0;
+}
+
+int
+bh_http_handle(struct bh_http *s, const char *path, int (*on_req)(h2o_handler_t *, h2o_req_t *),
+               void *self)
+{
+    h2o_pathconf_t *pc = h2o_config_register_path(s->host, path, 0);
+    struct handler *h = (struct handler *)h2o_create_handler(pc, sizeof(*h));
+    h->super.on_req = on_req;
+    h->self = self;
+    return 0;
+}
+
+void *
+bh_http_self(h2o_handler_t *h)
+{
+    return ((struct handler *)h)->self;
+}
+
+static void
+on_accept(uv_stream_t *listener, int status)
+{
+    struct bh_http *s = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = h2o_mem_alloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&s->accept, sock);
+}
+
+int
+bh_http_listen(struct bh_http *s, char *errstr, size_t errstr_size)
+{
+    int rc;
+    h2o_context_init(&s->ctx, s->loop, &s->global);
+    s->context_ready = 1;
+    s->accept.ctx = &s->ctx;
+    s->accept.hosts = s->global.hosts;
+    uv_tcp_init(s->loop, &s->listener);
+    s->listener.data = s;
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&s->addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 128, on_accept);
+    if (rc != 0) {
+        char a[80];
+        bh_sockaddr_format((struct sockaddr *)&s->addr, a, sizeof(a));
+        snprintf(errstr, errstr_size, "listen on %s: %s", a, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        return rc;
+    }
+    s->listening = 1;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    bh_sockaddr_format((struct sockaddr *)&bound, s->bound, sizeof(s->bound));
+    return 0;
+}
+
+void
+bh_http_stop(struct bh_http *s)
+{
+    if (s->listening) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->listening = 0;
+    }
+    if (s->context_ready)
+        h2o_context_request_shutdown(&s->ctx);
+}
+
+struct dispose_hook {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void
+run_dispose(void *p)
+{
+    struct dispose_hook *h = p;
+    h->fn(h->arg);
+}
+
+int
+bh_http_on_dispose(h2o_req_t *req, void (*fn)(void *), void *arg)
+{
+    struct dispose_hook *h = h2o_mem_alloc_shared(&req->pool, sizeof(*h), run_dispose);
+    h->fn = fn;
+    h->arg = arg;
+    return 0;
+}
+
+void
+bh_http_send_json(h2o_req_t *req, int status, const char *reason, const char *body)
+{
+    size_t len = strlen(body);
+    char *copy = h2o_mem_alloc_pool(&req->pool, len + 1);
+    memcpy(copy, body, len + 1);
+    req->res.status = status;
+    req->res.reason = reason;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_send_inline(req, copy, len);
+}
+
+void
+bh_http_peer(h2o_req_t *req, char *buf, size_t n)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&sa);
+    if (len == 0) {
+        if (n > 0)
+            buf[0] = '\0';
+        return;
+    }
+    bh_sockaddr_format((struct sockaddr *)&sa, buf, n);
+}

@@ -1,0 +1,57 @@
+/*
+ * An HTTP/1.1 and HTTP/2 (h2c) server on the hub's libuv loop, built on h2o.
+ * Used by the fire adapter's ingress (and the admin API later).
+ *
+ * Order of use: bh_http_init, bh_http_handle for each path, bh_http_listen.
+ * A handler may answer later (deferred); it must then hold a dispose hook on
+ * the request's pool (bh_http_on_dispose) and forget the request when it
+ * fires: h2o frees a request whose client went away.
+ */
+#ifndef BH_HTTP_H
+#define BH_HTTP_H
+
+#define H2O_USE_LIBUV 1
+#include <h2o.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+struct bh_http {
+    h2o_globalconf_t global;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept;
+    h2o_hostconf_t *host;
+    uv_tcp_t listener;
+    uv_loop_t *loop;
+    struct sockaddr_storage addr;
+    int listening;
+    int context_ready;
+    char bound[80]; /* the address actually bound, "127.0.0.1:8080" */
+};
+
+/* Parse "host:port", "[v6]:port" or ":port" (all interfaces). */
+int bh_parse_listen(const char *text, struct sockaddr_storage *out);
+/* "1.2.3.4:5" / "[::1]:5" */
+void bh_sockaddr_format(const struct sockaddr *sa, char *buf, size_t n);
+
+/* MAX_BODY: the largest body accepted; h2o refuses larger ones with 413. */
+int bh_http_init(struct bh_http *s, uv_loop_t *loop, const char *listen, uint64_t max_body,
+                 char *errstr, size_t errstr_size);
+/* Route PATH (and below) to ON_REQ; SELF is handed back through the handler. */
+int bh_http_handle(struct bh_http *s, const char *path,
+                   int (*on_req)(h2o_handler_t *h, h2o_req_t *req), void *self);
+/* The SELF given to bh_http_handle, from within a handler. */
+void *bh_http_self(h2o_handler_t *h);
+int bh_http_listen(struct bh_http *s, char *errstr, size_t errstr_size);
+/* Stop accepting connections and ask idle ones to close; requests in flight go on. */
+void bh_http_stop(struct bh_http *s);
+
+/* Register FN(ARG) to run when REQ's memory is released. */
+int bh_http_on_dispose(h2o_req_t *req, void (*fn)(void *arg), void *arg);
+
+/* Answer with a JSON body (BODY is copied). */
+void bh_http_send_json(h2o_req_t *req, int status, const char *reason, const char *body);
+/* The peer's address as text into BUF ("" if unknown). */
+void bh_http_peer(h2o_req_t *req, char *buf, size_t n);
+
+#endif

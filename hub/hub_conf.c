@@ -1,0 +1,77 @@
+/* The hub's configuration table: every top-level key, described once. */
+#include <stddef.h>
+
+#include "adapter.h"
+#include "hub.h"
+
+#define KEY(section, field) offsetof(struct section, field)
+
+static const struct bh_conf_key log_keys[] = {
+    {.name = "level", .type = BH_CONF_STRING, .offset = KEY(bh_log_conf, level), .def = "info",
+     .doc = "Log level: error, warn, info or debug."},
+    {0},
+};
+
+static const struct bh_conf_key kafka_keys[] = {
+    {.name = "brokers", .type = BH_CONF_STRING, .offset = KEY(bh_kafka_section, brokers),
+     .def = "embedded",
+     .doc = "Bootstrap servers (host:port,...), or 'embedded' for an in-process mock cluster "
+            "that keeps nothing (for trying blockhub out)."},
+    {.name = "properties", .type = BH_CONF_MAP, .offset = KEY(bh_kafka_section, properties),
+     .doc = "Any librdkafka property, passed through (security.protocol, sasl.*, linger.ms...). "
+            "enable.idempotence=true, acks=all and partitioner=murmur2_random are pinned."},
+    {.name = "partitions", .type = BH_CONF_INT, .offset = KEY(bh_kafka_section, partitions),
+     .def = "6", .min = 1, .max = 10000,
+     .doc = "Partition count of the topics blockhub creates. Every topic keyed by block must "
+            "have the same count (co-partitioning)."},
+    {.name = "replication", .type = BH_CONF_INT, .offset = KEY(bh_kafka_section, replication),
+     .def = "-1", .min = -1, .max = 32,
+     .doc = "Replication factor of the topics blockhub creates; -1 takes the broker's default."},
+    {.name = "create_timeout", .type = BH_CONF_DURATION,
+     .offset = KEY(bh_kafka_section, create_timeout), .def = "15s", .min = 100, .max = 600000,
+     .doc = "How long start-up waits for missing topics to be created."},
+    {.name = "flush_timeout", .type = BH_CONF_DURATION,
+     .offset = KEY(bh_kafka_section, flush_timeout), .def = "30s", .min = 0, .max = 3600000,
+     .doc = "How long a clean shutdown waits for Kafka to acknowledge what is in flight."},
+    {0},
+};
+
+static const struct bh_conf_key blocks_keys[] = {
+    {.name = "map", .type = BH_CONF_STRING, .offset = KEY(bh_blocks_conf, map),
+     .flags = BH_CONF_REQUIRED,
+     .doc = "GeoJSON FeatureCollection of the blocks (properties.block_id, properties.name; "
+            "Polygon or MultiPolygon)."},
+    {0},
+};
+
+static const struct bh_conf_key schemas_keys[] = {
+    {.name = "dir", .type = BH_CONF_STRING, .offset = KEY(bh_schemas_conf, dir), .def = "schemas",
+     .doc = "Directory of the .avsc files, loaded once at start."},
+    {0},
+};
+
+static const struct bh_conf_key dead_letter_keys[] = {
+    {.name = "topic", .type = BH_CONF_STRING, .offset = KEY(bh_dead_letter_conf, topic),
+     .def = "hub.dlq", .doc = "The dead-letter topic."},
+    {.name = "max_payload", .type = BH_CONF_SIZE, .offset = KEY(bh_dead_letter_conf, max_payload),
+     .def = "64KiB", .min = 0, .max = 16 * 1024 * 1024,
+     .doc = "Original bytes kept in a dead letter; longer input is cut (payload_truncated)."},
+    {0},
+};
+
+const struct bh_conf_key bh_hub_conf_keys[] = {
+    {.name = "log", .type = BH_CONF_SECTION, .offset = KEY(bh_hub_conf, log), .sub = log_keys,
+     .doc = "Logging."},
+    {.name = "kafka", .type = BH_CONF_SECTION, .offset = KEY(bh_hub_conf, kafka),
+     .sub = kafka_keys, .doc = "The Kafka client."},
+    {.name = "blocks", .type = BH_CONF_SECTION, .offset = KEY(bh_hub_conf, blocks),
+     .sub = blocks_keys, .doc = "The block map."},
+    {.name = "schemas", .type = BH_CONF_SECTION, .offset = KEY(bh_hub_conf, schemas),
+     .sub = schemas_keys, .doc = "Avro schemas."},
+    {.name = "dead_letter", .type = BH_CONF_SECTION, .offset = KEY(bh_hub_conf, dead_letter),
+     .sub = dead_letter_keys, .doc = "The dead-letter topic."},
+    {.name = "adapters", .type = BH_CONF_VARIANTS, .offset = KEY(bh_hub_conf, adapters),
+     .variant = bh_adapter_variant, .variant_doc = bh_adapter_type_names,
+     .doc = "The adapters: each has a unique name, a type, and its type's own settings."},
+    {0},
+};

@@ -1,0 +1,380 @@
+#include "kafka.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct bh_kafka {
+    uv_loop_t *loop;
+    rd_kafka_t *rk;
+    rd_kafka_t *mock_rk; /* owns the embedded mock cluster */
+    rd_kafka_mock_cluster_t *mock;
+    rd_kafka_queue_t *mainq;
+    int pipefd[2];
+    uv_poll_t poll;
+    char *bootstrap;
+    int partitions;
+    int replication;
+    int create_timeout_ms;
+    size_t in_flight;
+    int fatal;
+};
+
+/* Properties blockhub relies on: a config may repeat them but not change them. */
+static const struct {
+    const char *name;
+    const char *value;
+} pinned[] = {
+    {"enable.idempotence", "true"},
+    {"acks", "all"},
+    {"partitioner", "murmur2_random"},
+};
+
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct bh_kafka *k = opaque;
+    struct bh_delivery *d = m->_private;
+    (void)rk;
+    k->in_flight--;
+    if (d != NULL)
+        d->cb(d, m->err, m->partition, m->offset);
+}
+
+static void
+on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct bh_kafka *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        k->fatal = 1;
+        bh_error("kafka", "fatal producer error %s: %s", rd_kafka_err2name(orig), buf);
+        return;
+    }
+    /* Transport errors while a broker is away are expected and retried. */
+    bh_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void
+on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    enum bh_log_level l = level <= 3 ? BH_LOG_ERROR : level <= 5 ? BH_LOG_WARN : BH_LOG_DEBUG;
+    bh_log(l, "librdkafka", "%s: %s", fac, buf);
+}
+
+/* Serve the main queue until it is empty: the pipe is written only on the
+ * empty -> non-empty transition, so a partial drain would stall. */
+static void
+serve(struct bh_kafka *k)
+{
+    while (rd_kafka_poll(k->rk, 0) > 0)
+        ;
+}
+
+static void
+on_readable(uv_poll_t *h, int status, int events)
+{
+    struct bh_kafka *k = h->data;
+    char buf[256];
+    (void)status;
+    (void)events;
+    while (read(k->pipefd[0], buf, sizeof(buf)) > 0)
+        ;
+    serve(k);
+}
+
+static int
+set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+         size_t errstr_size)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "kafka.properties.%s: %s", name, err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
+start_mock(struct bh_kafka *k, char *errstr, size_t errstr_size)
+{
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    k->mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (k->mock_rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "embedded kafka: %s", err);
+        return -EINVAL;
+    }
+    k->mock = rd_kafka_mock_cluster_new(k->mock_rk, 1);
+    if (k->mock == NULL) {
+        snprintf(errstr, errstr_size, "embedded kafka: cannot start the mock cluster");
+        return -EINVAL;
+    }
+    k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(k->mock));
+    bh_warn("kafka",
+            "kafka.brokers is 'embedded': using an in-process mock Kafka cluster at %s. "
+            "It keeps nothing and is only for trying blockhub out; point kafka.brokers at a "
+            "real cluster for anything else",
+            k->bootstrap);
+    return 0;
+}
+
+int
+bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf *c, char *errstr,
+             size_t errstr_size)
+{
+    int rc = -EINVAL;
+    rd_kafka_conf_t *conf = NULL;
+    struct bh_kafka *k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return -ENOMEM;
+    k->loop = loop;
+    k->pipefd[0] = k->pipefd[1] = -1;
+    k->partitions = c->partitions > 0 ? c->partitions : 1;
+    k->replication = c->replication;
+    k->create_timeout_ms = c->create_timeout_ms > 0 ? c->create_timeout_ms : 10000;
+
+    if (strcmp(c->brokers, "embedded") == 0) {
+        rc = start_mock(k, errstr, errstr_size);
+        if (rc < 0)
+            goto out;
+    } else {
+        k->bootstrap = strdup(c->brokers);
+    }
+
+    conf = rd_kafka_conf_new();
+    rc = set_prop(conf, "bootstrap.servers", k->bootstrap, errstr, errstr_size);
+    if (rc == 0)
+        rc = set_prop(conf, "linger.ms", "5", errstr, errstr_size);
+    if (rc == 0)
+        rc = set_prop(conf, "log.queue", "true", errstr, errstr_size);
+    for (size_t i = 0; rc == 0 && c->properties != NULL && i < c->properties->n; i++) {
+        const char *name = c->properties->k[i], *value = c->properties->v[i];
+        for (size_t p = 0; p < sizeof(pinned) / sizeof(pinned[0]); p++) {
+            if (strcmp(name, pinned[p].name) == 0 && strcmp(value, pinned[p].value) != 0) {
+                snprintf(errstr, errstr_size,
+                         "kafka.properties.%s: blockhub requires %s=%s (got '%s')", name, name,
+                         pinned[p].value, value);
+                rc = -EINVAL;
+            }
+        }
+        if (rc == 0)
+            rc = set_prop(conf, name, value, errstr, errstr_size);
+    }
+    for (size_t p = 0; rc == 0 && p < sizeof(pinned) / sizeof(pinned[0]); p++)
+        rc = set_prop(conf, pinned[p].name, pinned[p].value, errstr, errstr_size);
+    if (rc < 0)
+        goto out;
+    rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+
+    char err[512];
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (k->rk == NULL) {
+        snprintf(errstr, errstr_size, "kafka: %s", err);
+        rc = -EINVAL;
+        goto out;
+    }
+    conf = NULL; /* owned by rk now */
+    rd_kafka_set_log_queue(k->rk, NULL);
+
+    if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        rc = -errno;
+        snprintf(errstr, errstr_size, "kafka: pipe: %s", strerror(errno));
+        goto out;
+    }
+    k->mainq = rd_kafka_queue_get_main(k->rk);
+    rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
+    rc = uv_poll_init(loop, &k->poll, k->pipefd[0]);
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "kafka: uv_poll_init: %s", uv_strerror(rc));
+        goto out;
+    }
+    k->poll.data = k;
+    uv_poll_start(&k->poll, UV_READABLE, on_readable);
+    /* Anything queued before the fd was attached would never wake us. */
+    serve(k);
+    *out = k;
+    return 0;
+out:
+    if (conf != NULL)
+        rd_kafka_conf_destroy(conf);
+    if (k->mainq != NULL)
+        rd_kafka_queue_destroy(k->mainq);
+    if (k->rk != NULL)
+        rd_kafka_destroy(k->rk);
+    if (k->mock != NULL)
+        rd_kafka_mock_cluster_destroy(k->mock);
+    if (k->mock_rk != NULL)
+        rd_kafka_destroy(k->mock_rk);
+    for (int i = 0; i < 2; i++)
+        if (k->pipefd[i] >= 0)
+            close(k->pipefd[i]);
+    free(k->bootstrap);
+    free(k);
+    return rc;
+}
+
+static int
+ensure_real(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
+            size_t errstr_size)
+{
+    int rc = 0;
+    char err[256];
+    rd_kafka_NewTopic_t **nt = calloc(n, sizeof(*nt));
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_event_t *ev = NULL;
+    if (nt == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rd_kafka_AdminOptions_set_request_timeout(opt, k->create_timeout_ms, err, sizeof(err));
+    for (size_t i = 0; i < n; i++)
+        nt[i] = rd_kafka_NewTopic_new(topics[i], k->partitions, k->replication, err, sizeof(err));
+    rd_kafka_CreateTopics(k->rk, nt, n, opt, q);
+    ev = rd_kafka_queue_poll(q, k->create_timeout_ms + 2000);
+    if (ev == NULL || rd_kafka_event_error(ev)) {
+        snprintf(errstr, errstr_size, "kafka: creating topics at %s: %s", k->bootstrap,
+                 ev ? rd_kafka_event_error_string(ev) : "timed out");
+        rc = -ETIMEDOUT;
+        goto out;
+    }
+    size_t cnt = 0;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+    for (size_t i = 0; i < cnt; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            bh_info("kafka", "created topic %s (%d partitions)", rd_kafka_topic_result_name(res[i]),
+                    k->partitions);
+        } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            snprintf(errstr, errstr_size, "kafka: creating topic %s: %s",
+                     rd_kafka_topic_result_name(res[i]), rd_kafka_topic_result_error_string(res[i]));
+            rc = -EINVAL;
+            goto out;
+        }
+    }
+out:
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    for (size_t i = 0; nt != NULL && i < n; i++)
+        if (nt[i] != NULL)
+            rd_kafka_NewTopic_destroy(nt[i]);
+    free(nt);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+int
+bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
+                       size_t errstr_size)
+{
+    if (k->mock == NULL)
+        return ensure_real(k, topics, n, errstr, errstr_size);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(k->mock, topics[i], k->partitions, 1);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(errstr, errstr_size, "embedded kafka: creating topic %s: %s", topics[i],
+                     rd_kafka_err2str(e));
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int
+bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t keylen,
+                 const void *value, size_t len, rd_kafka_headers_t *hdrs, struct bh_delivery *d)
+{
+    if (k->fatal)
+        return -ESHUTDOWN;
+    rd_kafka_resp_err_t e;
+    if (hdrs != NULL)
+        e = rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                              RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                              RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+    else
+        e = rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                              RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
+                              RD_KAFKA_V_END);
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        k->in_flight++;
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return -ENOBUFS;
+    case RD_KAFKA_RESP_ERR__FATAL:
+        return -ESHUTDOWN;
+    default:
+        bh_warn("kafka", "produce to %s: %s", topic, rd_kafka_err2str(e));
+        return -EINVAL;
+    }
+}
+
+size_t
+bh_kafka_in_flight(const struct bh_kafka *k)
+{
+    return k->in_flight;
+}
+
+const char *
+bh_kafka_bootstrap(const struct bh_kafka *k)
+{
+    return k->bootstrap;
+}
+
+int
+bh_kafka_is_embedded(const struct bh_kafka *k)
+{
+    return k->mock != NULL;
+}
+
+static void
+on_poll_closed(uv_handle_t *h)
+{
+    struct bh_kafka *k = h->data;
+    close(k->pipefd[0]);
+    close(k->pipefd[1]);
+    free(k->bootstrap);
+    free(k);
+}
+
+size_t
+bh_kafka_close(struct bh_kafka *k, int timeout_ms)
+{
+    rd_kafka_resp_err_t e = rd_kafka_flush(k->rk, timeout_ms);
+    serve(k);
+    size_t left = k->in_flight;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        bh_error("kafka", "flush: %zu message(s) not delivered within %d ms", left, timeout_ms);
+    /* Whatever is left fails now, so every tracker hears its result once. */
+    rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(k->rk, 100);
+    serve(k);
+    rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(k->mainq);
+    rd_kafka_destroy(k->rk);
+    if (k->mock != NULL)
+        rd_kafka_mock_cluster_destroy(k->mock);
+    if (k->mock_rk != NULL)
+        rd_kafka_destroy(k->mock_rk);
+    uv_poll_stop(&k->poll);
+    uv_close((uv_handle_t *)&k->poll, on_poll_closed);
+    return left;
+}

@@ -1,0 +1,80 @@
+/*
+ * The hub's Kafka producer, driven from the libuv loop.
+ *
+ * Delivery reports, errors and librdkafka's own log lines reach the loop
+ * through the main queue's I/O event: librdkafka writes to a pipe whose read
+ * end sits in a uv_poll, and the loop serves the queue until it is empty. No
+ * polling timer, and every callback runs on the loop thread.
+ *
+ * The producer is idempotent with acks=all and the murmur2_random partitioner
+ * (Java-compatible placement, so topics keyed by block are co-partitioned);
+ * those three are pinned and a config that contradicts them is refused.
+ *
+ * "embedded" as the broker list starts librdkafka's in-process mock cluster:
+ * for trying blockhub out only, it keeps nothing.
+ */
+#ifndef BH_KAFKA_H
+#define BH_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+
+/*
+ * A delivery tracker embedded in the caller's own per-message state: the
+ * callback gets it back (container_of style) with the final result.
+ */
+struct bh_delivery;
+typedef void (*bh_delivery_cb)(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition,
+                               int64_t offset);
+struct bh_delivery {
+    bh_delivery_cb cb;
+};
+
+struct bh_kafka_conf {
+    const char *brokers;               /* "embedded" or host:port[,host:port...] */
+    const struct bh_kvlist *properties; /* passed through to librdkafka */
+    int partitions;                    /* for topics blockhub creates */
+    int replication;                   /* -1: the broker's default */
+    int create_timeout_ms;
+};
+
+struct bh_kafka;
+
+/* Takes nothing from CONF; copies what it needs. */
+int bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf *conf,
+                 char *errstr, size_t errstr_size);
+
+/*
+ * Make sure TOPICS exist (creating the missing ones with the configured
+ * partition count). Blocks up to create_timeout_ms; call before the loop runs.
+ */
+int bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
+                           size_t errstr_size);
+
+/*
+ * Produce one message; D->cb is called on the loop thread exactly once when
+ * this returns 0. HDRS (may be NULL) is taken on success only. Returns
+ * -ENOBUFS when the local queue is full, -ESHUTDOWN after a fatal producer
+ * error, -EINVAL otherwise.
+ */
+int bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t keylen,
+                     const void *value, size_t len, rd_kafka_headers_t *hdrs,
+                     struct bh_delivery *d);
+
+/* Messages produced and not yet reported. */
+size_t bh_kafka_in_flight(const struct bh_kafka *k);
+/* The bootstrap address actually used (the mock cluster's when embedded). */
+const char *bh_kafka_bootstrap(const struct bh_kafka *k);
+int bh_kafka_is_embedded(const struct bh_kafka *k);
+
+/*
+ * Flush for up to TIMEOUT_MS, serving delivery reports (callbacks run inside
+ * this call), then free everything. Returns the number of messages that were
+ * still undelivered (0 on a clean flush).
+ */
+size_t bh_kafka_close(struct bh_kafka *k, int timeout_ms);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * blockhub: the daemon. Loads the config, the schemas and the block map,
+ * connects the Kafka producer to the loop, starts every configured adapter,
+ * and runs until SIGTERM/SIGINT. Shutdown stops intake, lets in-flight work
+ * finish, flushes Kafka and exits 0; exit 1 if anything was left undelivered.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub.h"
+#include "log.h"
+
+#define DEAD_LETTER_SCHEMA "blockhub.DeadLetter"
+#define MAX_TOPICS         64
+
+static struct bh_hub hub;
+static struct bh_hub_conf conf;
+static uv_signal_t sigterm, sigint;
+static int exit_code;
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: blockhub --config FILE [--set key.path=value ...]\n"
+               "       blockhub --config FILE --check      check the config and exit\n"
+               "       blockhub --config-reference         print every config key (Markdown)\n"
+               "\n"
+               "--set overrides any config value; adapters are addressed by name or index:\n"
+               "  --set kafka.brokers=127.0.0.1:9092 --set adapters.fire.listen=:8080\n");
+}
+
+/* A relative path in the config is taken from the config file's directory. */
+static int
+resolve_path(char **p, const char *config_path)
+{
+    if (*p == NULL || (*p)[0] == '/' || config_path == NULL)
+        return 0;
+    char dirbuf[PATH_MAX], out[PATH_MAX];
+    snprintf(dirbuf, sizeof(dirbuf), "%s", config_path);
+    int n = snprintf(out, sizeof(out), "%s/%s", dirname(dirbuf), *p);
+    if (n < 0 || (size_t)n >= sizeof(out))
+        return -ENAMETOOLONG;
+    char *copy = strdup(out);
+    if (copy == NULL)
+        return -ENOMEM;
+    free(*p);
+    *p = copy;
+    return 0;
+}
+
+static void
+on_all_stopped(struct bh_hub *h)
+{
+    bh_info("hub", "intake stopped; flushing %zu message(s) in flight",
+            bh_kafka_in_flight(h->kafka));
+    size_t left = bh_kafka_close(h->kafka, (int)h->conf->kafka.flush_timeout);
+    h->kafka = NULL;
+    if (left > 0)
+        exit_code = 1;
+    bh_info("hub", "stopped%s", left ? " with undelivered messages" : "");
+    uv_stop(h->loop);
+}
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (hub.on_all_stopped == NULL)
+        return;
+    static int requested;
+    if (requested++) {
+        bh_warn("hub", "shutdown already in progress");
+        return;
+    }
+    bh_info("hub", "%s: shutting down", strsignal(signum));
+    uv_signal_stop(&sigterm);
+    uv_signal_stop(&sigint);
+    if (hub.running == 0) {
+        hub.on_all_stopped(&hub);
+        return;
+    }
+    for (size_t i = 0; i < hub.nadapters; i++)
+        hub.adapters[i].type->stop(&hub.adapters[i]);
+}
+
+static int
+collect_topics(const char **topics, size_t *n)
+{
+    topics[(*n)++] = conf.dead_letter.topic;
+    for (size_t i = 0; i < hub.nadapters; i++) {
+        const char *t[8] = {0};
+        hub.adapters[i].type->topics(&hub.adapters[i], t, 8);
+        for (size_t k = 0; t[k] != NULL && *n < MAX_TOPICS; k++) {
+            int dup = 0;
+            for (size_t j = 0; j < *n; j++)
+                dup |= strcmp(topics[j], t[k]) == 0;
+            if (!dup)
+                topics[(*n)++] = t[k];
+        }
+    }
+    return 0;
+}
+
+static int
+start(const char *config_path, char *err, size_t errlen)
+{
+    int rc;
+    const char *topics[MAX_TOPICS];
+    size_t ntopics = 0;
+
+    hub.loop = uv_default_loop();
+    hub.conf = &conf;
+    rc = resolve_path(&conf.blocks.map, config_path);
+    rc = rc ?: resolve_path(&conf.schemas.dir, config_path);
+    if (rc < 0) {
+        snprintf(err, errlen, "config path too long");
+        return rc;
+    }
+    rc = bh_schemas_load(&hub.schemas, conf.schemas.dir, err, errlen);
+    if (rc < 0)
+        return rc;
+    hub.dead_letter_schema = bh_schemas_find(hub.schemas, DEAD_LETTER_SCHEMA);
+    if (hub.dead_letter_schema == NULL) {
+        snprintf(err, errlen, "schema %s not found in %s", DEAD_LETTER_SCHEMA, conf.schemas.dir);
+        return -ENOENT;
+    }
+    bh_info("hub", "%zu schemas from %s", bh_schemas_count(hub.schemas), conf.schemas.dir);
+    rc = bh_blockmap_load(&hub.blocks, conf.blocks.map, err, errlen);
+    if (rc < 0)
+        return rc;
+    bh_info("hub", "%zu blocks from %s", bh_blockmap_count(hub.blocks), conf.blocks.map);
+    rc = bh_encoder_new(&hub.encoder, BH_FRAMING_SINGLE_OBJECT);
+    if (rc < 0)
+        return rc;
+
+    struct bh_kafka_conf kc = {
+        .brokers = conf.kafka.brokers,
+        .properties = &conf.kafka.properties,
+        .partitions = (int)conf.kafka.partitions,
+        .replication = (int)conf.kafka.replication,
+        .create_timeout_ms = (int)conf.kafka.create_timeout,
+    };
+    rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, errlen);
+    if (rc < 0)
+        return rc;
+
+    hub.nadapters = conf.adapters.n;
+    hub.adapters = calloc(hub.nadapters ? hub.nadapters : 1, sizeof(*hub.adapters));
+    if (hub.adapters == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < hub.nadapters; i++) {
+        struct bh_variant *v = &conf.adapters.v[i];
+        struct bh_adapter *a = &hub.adapters[i];
+        a->type = bh_adapter_type_find(v->type);
+        a->hub = &hub;
+        a->name = v->name;
+        a->settings = v->settings;
+    }
+    collect_topics(topics, &ntopics);
+    rc = bh_kafka_ensure_topics(hub.kafka, topics, ntopics, err, errlen);
+    if (rc < 0)
+        return rc;
+
+    for (size_t i = 0; i < hub.nadapters; i++) {
+        struct bh_adapter *a = &hub.adapters[i];
+        char aerr[400];
+        rc = a->type->start(a, aerr, sizeof(aerr));
+        if (rc < 0) {
+            snprintf(err, errlen, "adapter '%s' (%s): %s", a->name, a->type->name, aerr);
+            return rc;
+        }
+        hub.running++;
+    }
+    hub.on_all_stopped = on_all_stopped;
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"check", no_argument, NULL, 'k'},
+        {"config-reference", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    const char **sets = calloc((size_t)argc, sizeof(*sets));
+    size_t nsets = 0;
+    int check = 0, c;
+    char err[1024];
+
+    while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 's':
+            sets[nsets++] = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'r':
+            bh_conf_write_reference(stdout, bh_hub_conf_keys);
+            free(sets);
+            return 0;
+        case 'h':
+            usage(stdout);
+            free(sets);
+            return 0;
+        default:
+            usage(stderr);
+            free(sets);
+            return 2;
+        }
+    }
+    if (config_path == NULL || optind != argc) {
+        usage(stderr);
+        free(sets);
+        return 2;
+    }
+    int rc = bh_conf_load(config_path, sets, nsets, bh_hub_conf_keys, &conf, err, sizeof(err));
+    free(sets);
+    if (rc < 0) {
+        fprintf(stderr, "blockhub: config refused: %s\n", err);
+        return 2;
+    }
+    enum bh_log_level level;
+    if (bh_log_level_parse(conf.log.level, &level) < 0) {
+        fprintf(stderr, "blockhub: config refused: log.level: '%s' is not error, warn, info or "
+                        "debug\n",
+                conf.log.level);
+        return 2;
+    }
+    bh_log_set_level(level);
+    if (check) {
+        printf("config OK: %s\n", config_path);
+        bh_conf_free(bh_hub_conf_keys, &conf);
+        return 0;
+    }
+
+    rc = start(config_path, err, sizeof(err));
+    if (rc < 0) {
+        bh_error("hub", "cannot start: %s", err);
+        return 1;
+    }
+    uv_signal_init(hub.loop, &sigterm);
+    uv_signal_init(hub.loop, &sigint);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    bh_info("hub", "ready: %zu adapter(s), kafka %s", hub.nadapters,
+            bh_kafka_bootstrap(hub.kafka));
+    if (hub.nadapters == 0)
+        bh_warn("hub", "no adapters configured");
+
+    uv_run(hub.loop, UV_RUN_DEFAULT);
+
+    for (size_t i = 0; i < hub.nadapters; i++)
+        hub.adapters[i].type->destroy(&hub.adapters[i]);
+    bh_encoder_free(hub.encoder);
+    bh_blockmap_free(hub.blocks);
+    bh_schemas_free(hub.schemas);
+    return exit_code;
+}
