@@ -105,9 +105,11 @@ bh_kafka_ensure() {
     local tmp="$home/libs.tmp.$$"
     rm -rf "$tmp"
     bh_log "fetching Apache Kafka $BH_KAFKA_VERSION jars with Maven into $home/libs"
+    # (Maven 3.8's -q still prints bare ANSI resets: strip them.)
     if ! mvn -q -B -Dstyle.color=never -f "$BH_KAFKA_POM" \
           dependency:copy-dependencies \
-          -Dkafka.version="$BH_KAFKA_VERSION" -DoutputDirectory="$tmp" >&2; then
+          -Dkafka.version="$BH_KAFKA_VERSION" -DoutputDirectory="$tmp" 2>&1 \
+        | sed -u 's/\x1b\[[0-9;]*m//g' | { grep -v '^$' >&2 || true; }; then
       rm -rf "$tmp"
       bh_die "Maven could not fetch org.apache.kafka:kafka_2.13:$BH_KAFKA_VERSION (see above)"
     fi

@@ -122,9 +122,9 @@ start_mock(struct bh_kafka *k, char *errstr, size_t errstr_size)
     }
     k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(k->mock));
     bh_warn("kafka",
-            "kafka.brokers is 'embedded': using an in-process mock Kafka cluster at %s. "
-            "It keeps nothing and is only for trying blockhub out; point kafka.brokers at a "
-            "real cluster for anything else",
+            "kafka.brokers is 'embedded': in-process mock Kafka cluster at %s; it keeps "
+            "nothing and is only for trying blockhub out: point kafka.brokers at a real "
+            "cluster for anything else",
             k->bootstrap);
     return 0;
 }

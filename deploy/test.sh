@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# blockhub's whole test suite: installs what is missing, builds twice (plain
+# and ASan/UBSan, both -Wall -Wextra -Werror), starts a real single-node Kafka
+# on loopback, runs every unit and integration test of both builds under ctest,
+# and stops the broker. Usage: deploy/test.sh [extra ctest args, e.g. -R fire]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+"$root/deploy/install-deps.sh"
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBH_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+
+kdir=$(mktemp -d /tmp/blockhub-kafka.XXXXXX)
+port=${BH_TEST_KAFKA_PORT:-39092}
+cleanup() { "$root/deploy/kafka/local-kafka" stop "$kdir" >/dev/null 2>&1 || true; rm -rf "$kdir"; }
+trap cleanup EXIT
+BH_KAFKA_BOOTSTRAP=$("$root/deploy/kafka/local-kafka" start "$kdir" "$port" | tail -n 1)
+export BH_KAFKA_BOOTSTRAP
+echo "kafka: $BH_KAFKA_BOOTSTRAP (data in $kdir)"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+status=0
+passed=0
+failed=0
+for dir in build build-asan; do
+  echo "=== ctest: $dir"
+  log=$(mktemp)
+  if ctest --test-dir "$dir" --output-on-failure "$@" 2>&1 | tee "$log"; then :; fi
+  if ! grep -q "100% tests passed" "$log"; then status=1; fi
+  p=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2 \1/p' "$log" | tail -n 1)
+  if [ -n "$p" ]; then
+    total=${p% *}; fails=${p#* }
+    passed=$((passed + total - fails)); failed=$((failed + fails))
+  else
+    status=1
+  fi
+  rm -f "$log"
+done
+[ $((passed + failed)) -gt 0 ] || status=1
+echo "total: $passed passed, $failed failed"
+exit $status

@@ -1,0 +1,235 @@
+"""Shared fixtures: a blockhub process, brokers, and independent helpers."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+SRC = os.environ.get("BH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(SRC, "tools"))
+import bhcat  # noqa: E402
+
+BLOCKHUB = os.environ.get("BH_BLOCKHUB", os.path.join(SRC, "build", "blockhub"))
+WORLD = os.path.join(SRC, "tests", "data", "world")
+SCHEMAS = os.path.join(SRC, "schemas")
+LOCAL_KAFKA = os.path.join(SRC, "deploy", "kafka", "local-kafka")
+TOKEN = "test-token-1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    """The shared real broker started by the test command."""
+    bs = os.environ.get("BH_KAFKA_BOOTSTRAP")
+    if not bs:
+        pytest.fail("BH_KAFKA_BOOTSTRAP is not set: run the suite with deploy/test.sh, "
+                    "which starts a real broker with deploy/kafka/local-kafka")
+    return bs
+
+
+class Broker:
+    """A broker of the test's own, for tests that stop or kill it."""
+
+    def __init__(self, path):
+        self.dir = str(path)
+        self.port = free_port()
+        self.bootstrap = None
+
+    def start(self):
+        out = subprocess.run([LOCAL_KAFKA, "start", self.dir, str(self.port)], check=True,
+                             stdout=subprocess.PIPE, text=True, timeout=180)
+        self.bootstrap = out.stdout.strip().splitlines()[-1]
+        return self.bootstrap
+
+    def stop(self):
+        subprocess.run([LOCAL_KAFKA, "stop", self.dir], check=True, timeout=90)
+
+    def kill9(self):
+        with open(os.path.join(self.dir, "kafka.pid")) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def own_broker(tmp_path):
+    b = Broker(tmp_path / "kafka")
+    b.start()
+    yield b
+    b.stop()
+
+
+class Hub:
+    """One blockhub daemon with its own topics and its own port."""
+
+    def __init__(self, tmp_path, brokers, extra_sets=(), fire=True):
+        tag = uuid.uuid4().hex[:10]
+        self.port = free_port()
+        self.fire_topic = "dept.fire." + tag
+        self.dlq_topic = "hub.dlq." + tag
+        self.brokers = brokers
+        self.url = "http://127.0.0.1:%d/v1/fire/events" % self.port
+        self.config = str(tmp_path / ("blockhub-%s.yaml" % tag))
+        self.logpath = str(tmp_path / ("blockhub-%s.log" % tag))
+        lines = [
+            "kafka:",
+            "  brokers: %s" % brokers,
+            "  partitions: 3",
+            "  replication: 1",
+            "blocks:",
+            "  map: %s" % os.path.join(WORLD, "blocks.geojson"),
+            "schemas:",
+            "  dir: %s" % SCHEMAS,
+            "dead_letter:",
+            "  topic: %s" % self.dlq_topic,
+            "adapters:",
+        ]
+        if fire:
+            lines += [
+                "  - name: fire",
+                "    type: fire",
+                "    listen: 127.0.0.1:%d" % self.port,
+                "    tokens: [%s, other-token]" % TOKEN,
+                "    topic: %s" % self.fire_topic,
+            ]
+        else:
+            lines[-1] = "adapters: []"
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.sets = list(extra_sets)
+        self.proc = None
+
+    def start(self, timeout=60):
+        args = [BLOCKHUB, "--config", self.config]
+        for s in self.sets:
+            args += ["--set", s]
+        self.log = open(self.logpath, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("blockhub exited %d:\n%s" % (self.proc.returncode,
+                                                                    self.logtext()))
+            if "hub: ready" in self.logtext():
+                return self
+            time.sleep(0.05)
+        raise AssertionError("blockhub not ready in %ds:\n%s" % (timeout, self.logtext()))
+
+    def logtext(self):
+        with open(self.logpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def post(self, body, token=TOKEN, content_type="application/json", timeout=60, **kw):
+        headers = {"Content-Type": content_type} if content_type else {}
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        if isinstance(body, (list, dict)):
+            body = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return requests.post(self.url, data=body, headers=headers, timeout=timeout, **kw)
+
+    def stop(self, sig=signal.SIGTERM, timeout=90):
+        """Stops the daemon; returns its exit code. Fails on any sanitizer report."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            self.log.close()
+        self.check_sanitizers()
+        return rc
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+
+    def check_sanitizers(self):
+        text = self.logtext()
+        bad = re.findall(r"(ERROR: AddressSanitizer.*|ERROR: LeakSanitizer.*|runtime error:.*)",
+                         text)
+        assert not bad, "sanitizer report:\n" + text
+
+
+@pytest.fixture
+def hub_factory(tmp_path):
+    hubs = []
+
+    def make(brokers, **kw):
+        h = Hub(tmp_path, brokers, **kw)
+        hubs.append(h)
+        return h
+
+    yield make
+    for h in hubs:
+        h.kill()
+
+
+@pytest.fixture(scope="session")
+def decoder():
+    return bhcat.Decoder(SCHEMAS)
+
+
+# --- an independent block resolver (FEEDS.md's rules), for expected keys ---
+
+def _in_ring(x, y, ring):
+    inside = False
+    n = len(ring)
+    for i in range(n - 1):
+        x1, y1 = ring[i]
+        x2, y2 = ring[i + 1]
+        if (y1 > y) != (y2 > y):
+            xi = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < xi:
+                inside = not inside
+    return inside
+
+
+def _in_polygon(x, y, rings):
+    return _in_ring(x, y, rings[0]) and not any(_in_ring(x, y, h) for h in rings[1:])
+
+
+class Blocks:
+    def __init__(self, path):
+        with open(path, encoding="utf-8") as f:
+            fc = json.load(f)
+        self.blocks = {}
+        for feat in fc["features"]:
+            g = feat["geometry"]
+            polys = [g["coordinates"]] if g["type"] == "Polygon" else g["coordinates"]
+            self.blocks[feat["properties"]["block_id"]] = (feat["properties"]["name"], polys)
+
+    def locate(self, lon, lat):
+        hits = sorted(b for b, (_, polys) in self.blocks.items()
+                      if any(_in_polygon(lon, lat, p) for p in polys))
+        return hits[0] if hits else None
+
+    def resolve(self, grid=None, lon=None, lat=None):
+        if grid is not None and grid in self.blocks:
+            return grid
+        if lon is not None and lat is not None:
+            return self.locate(lon, lat)
+        return None
+
+
+@pytest.fixture(scope="session")
+def blocks():
+    return Blocks(os.path.join(WORLD, "blocks.geojson"))

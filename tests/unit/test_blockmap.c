@@ -1,0 +1,956 @@
+/*
+ * The block map: loading, lookup by id, point in polygon, the full resolve
+ * rule, and the refusal of bad maps.
+ *
+ * Expected blocks are computed here independently of GEOS: the GeoJSON file is
+ * parsed again with jansson and points are tested against its rings with a
+ * plain crossing-number test (or chosen to be a vertex / inside a convex ring).
+ */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "blockmap.h"
+
+struct world {
+    struct bh_blockmap *map;
+    json_t *geojson; /* blocks.geojson parsed by the test itself */
+    const json_t *features;
+};
+
+static char *
+world_path(const char *rel)
+{
+    const char *dir = getenv("BH_WORLD_DIR");
+    char *path = NULL;
+
+    if (!dir) {
+        fail_msg("BH_WORLD_DIR is not set (ctest sets it to tests/data/world)");
+    }
+    assert_true(asprintf(&path, "%s/%s", dir, rel) > 0);
+    return path;
+}
+
+static char *
+slurp(const char *rel, size_t *len)
+{
+    char *path = world_path(rel);
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long size;
+
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    size = ftell(f);
+    assert_true(size >= 0);
+    rewind(f);
+    buf = malloc((size_t)size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+    buf[size] = '\0';
+    fclose(f);
+    free(path);
+    if (len)
+        *len = (size_t)size;
+    return buf;
+}
+
+/* ---- the independent geometry: crossing number over the file's rings ---- */
+
+static double
+pos_x(const json_t *ring, size_t i)
+{
+    return json_number_value(json_array_get(json_array_get(ring, i), 0));
+}
+
+static double
+pos_y(const json_t *ring, size_t i)
+{
+    return json_number_value(json_array_get(json_array_get(ring, i), 1));
+}
+
+static bool
+ring_contains(const json_t *ring, double x, double y)
+{
+    size_t n = json_array_size(ring);
+    bool in = false;
+
+    for (size_t i = 0, j = n - 1; i < n; j = i++) {
+        double xi = pos_x(ring, i), yi = pos_y(ring, i);
+        double xj = pos_x(ring, j), yj = pos_y(ring, j);
+
+        if ((yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi)
+            in = !in;
+    }
+    return in;
+}
+
+static bool
+polygon_contains(const json_t *rings, double x, double y)
+{
+    if (!ring_contains(json_array_get(rings, 0), x, y))
+        return false;
+    for (size_t h = 1; h < json_array_size(rings); h++) {
+        if (ring_contains(json_array_get(rings, h), x, y))
+            return false;
+    }
+    return true;
+}
+
+static bool
+feature_contains(const json_t *feature, double x, double y)
+{
+    const json_t *geometry = json_object_get(feature, "geometry");
+    const char *type = json_string_value(json_object_get(geometry, "type"));
+    const json_t *coords = json_object_get(geometry, "coordinates");
+
+    if (strcmp(type, "Polygon") == 0)
+        return polygon_contains(coords, x, y);
+    for (size_t p = 0; p < json_array_size(coords); p++) {
+        if (polygon_contains(json_array_get(coords, p), x, y))
+            return true;
+    }
+    return false;
+}
+
+static const char *
+feature_id(const json_t *feature)
+{
+    return json_string_value(json_object_get(json_object_get(feature, "properties"), "block_id"));
+}
+
+static const json_t *
+feature_by_id(const struct world *w, const char *id)
+{
+    for (size_t i = 0; i < json_array_size(w->features); i++) {
+        if (strcmp(feature_id(json_array_get(w->features, i)), id) == 0)
+            return json_array_get(w->features, i);
+    }
+    return NULL;
+}
+
+/* The smallest id among the features whose interior holds (x, y), or NULL. */
+static const char *
+naive_locate(const struct world *w, double x, double y)
+{
+    const char *best = NULL;
+
+    for (size_t i = 0; i < json_array_size(w->features); i++) {
+        const json_t *f = json_array_get(w->features, i);
+
+        if (feature_contains(f, x, y) && (!best || strcmp(feature_id(f), best) < 0))
+            best = feature_id(f);
+    }
+    return best;
+}
+
+/* The vertex mean of a ring, without its closing position. */
+static void
+ring_mean(const json_t *ring, double *x, double *y)
+{
+    size_t n = json_array_size(ring) - 1;
+
+    *x = *y = 0;
+    for (size_t i = 0; i < n; i++) {
+        *x += pos_x(ring, i);
+        *y += pos_y(ring, i);
+    }
+    *x /= (double)n;
+    *y /= (double)n;
+}
+
+static bool
+ring_is_convex(const json_t *ring)
+{
+    size_t n = json_array_size(ring) - 1;
+    int sign = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j = (i + 1) % n, k = (i + 2) % n;
+        double c = (pos_x(ring, j) - pos_x(ring, i)) * (pos_y(ring, k) - pos_y(ring, i)) -
+                   (pos_y(ring, j) - pos_y(ring, i)) * (pos_x(ring, k) - pos_x(ring, i));
+        int s = (c > 0) - (c < 0);
+
+        if (s == 0 || (sign != 0 && s != sign))
+            return false;
+        sign = s;
+    }
+    return true;
+}
+
+static void
+assert_located(const struct bh_blockmap *map, double lon, double lat, const char *expected)
+{
+    const struct bh_block *b = bh_blockmap_locate(map, lon, lat);
+
+    if (!expected) {
+        if (b)
+            fail_msg("(%.9g, %.9g): expected no block, got %s", lon, lat, b->id);
+        return;
+    }
+    if (!b)
+        fail_msg("(%.9g, %.9g): expected %s, got no block", lon, lat, expected);
+    if (strcmp(b->id, expected) != 0)
+        fail_msg("(%.9g, %.9g): expected %s, got %s", lon, lat, expected, b->id);
+}
+
+/* ---- fixtures ---- */
+
+static int
+world_setup(void **state)
+{
+    struct world *w = calloc(1, sizeof(*w));
+    char *path = world_path("blocks.geojson");
+    char err[256] = "";
+    json_error_t jerr;
+    int rc;
+
+    assert_non_null(w);
+    rc = bh_blockmap_load(&w->map, path, err, sizeof(err));
+    if (rc != 0)
+        fail_msg("loading %s: %d %s", path, rc, err);
+    w->geojson = json_load_file(path, 0, &jerr);
+    assert_non_null(w->geojson);
+    w->features = json_object_get(w->geojson, "features");
+    free(path);
+    *state = w;
+    return 0;
+}
+
+static int
+world_teardown(void **state)
+{
+    struct world *w = *state;
+
+    bh_blockmap_free(w->map);
+    json_decref(w->geojson);
+    free(w);
+    return 0;
+}
+
+/* ---- the world map ---- */
+
+static void
+test_count(void **state)
+{
+    struct world *w = *state;
+
+    assert_int_equal(bh_blockmap_count(w->map), 121);
+    assert_int_equal(json_array_size(w->features), 121);
+}
+
+static void
+test_ids_sorted(void **state)
+{
+    struct world *w = *state;
+    size_t n = bh_blockmap_count(w->map);
+
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(bh_blockmap_at(w->map, i - 1)->id, bh_blockmap_at(w->map, i)->id) < 0);
+    assert_null(bh_blockmap_at(w->map, n));
+    assert_string_equal(bh_blockmap_at(w->map, 0)->id, "440303-001");
+    assert_string_equal(bh_blockmap_at(w->map, n - 1)->id, "440303-121");
+}
+
+static void
+test_names_utf8(void **state)
+{
+    struct world *w = *state;
+
+    for (size_t i = 0; i < json_array_size(w->features); i++) {
+        const json_t *f = json_array_get(w->features, i);
+        const char *id = feature_id(f);
+        const char *name =
+            json_string_value(json_object_get(json_object_get(f, "properties"), "name"));
+        const struct bh_block *b = bh_blockmap_find(w->map, id, strlen(id));
+
+        assert_non_null(b);
+        assert_string_equal(b->id, id);
+        assert_string_equal(b->name, name);
+    }
+    /* Byte for byte, as UTF-8. */
+    assert_memory_equal(bh_blockmap_find(w->map, "440303-001", 10)->name,
+                        "\xe9\xbb\x84\xe8\xb4\x9d\xe8\xa1\x97\xe9\x81\x93\xe7\xac\xac"
+                        "01\xe7\xbd\x91\xe6\xa0\xbc",
+                        sizeof("黄贝街道第01网格"));
+    assert_string_equal(bh_blockmap_find(w->map, "440303-121", 10)->name, "莲塘街道飞地网格");
+}
+
+static void
+test_find(void **state)
+{
+    struct world *w = *state;
+    const char buf[] = "440303-0012";
+
+    assert_string_equal(bh_blockmap_find(w->map, "440303-047", 10)->id, "440303-047");
+    /* Only LEN bytes count, and the id need not be NUL-terminated. */
+    assert_string_equal(bh_blockmap_find(w->map, buf, 10)->id, "440303-001");
+    assert_null(bh_blockmap_find(w->map, buf, 11));
+    assert_null(bh_blockmap_find(w->map, "440303-01", 9));
+    assert_null(bh_blockmap_find(w->map, "440303-122", 10));
+    assert_null(bh_blockmap_find(w->map, "", 0));
+    assert_null(bh_blockmap_find(w->map, NULL, 0));
+    assert_null(bh_blockmap_find(NULL, "440303-001", 10));
+}
+
+static void
+test_resolve_rule(void **state)
+{
+    struct world *w = *state;
+    const json_t *f = feature_by_id(w, "440303-001");
+    double x, y;
+
+    ring_mean(json_array_get(json_object_get(json_object_get(f, "geometry"), "coordinates"), 0), &x,
+              &y);
+    /* A known grid code wins over the point. */
+    assert_string_equal(bh_blockmap_resolve(w->map, "440303-047", 10, true, x, y)->id,
+                        "440303-047");
+    assert_string_equal(bh_blockmap_resolve(w->map, "440303-047", 10, false, 0, 0)->id,
+                        "440303-047");
+    /* An unknown grid code falls back to the point. */
+    assert_string_equal(bh_blockmap_resolve(w->map, "440303-999", 10, true, x, y)->id,
+                        "440303-001");
+    assert_string_equal(bh_blockmap_resolve(w->map, "", 0, true, x, y)->id, "440303-001");
+    assert_string_equal(bh_blockmap_resolve(w->map, NULL, 0, true, x, y)->id, "440303-001");
+    /* An unknown grid code and no point: unresolved, whatever lon/lat hold. */
+    assert_null(bh_blockmap_resolve(w->map, "440303-999", 10, false, x, y));
+    assert_null(bh_blockmap_resolve(w->map, NULL, 0, false, x, y));
+    /* Unknown grid code and a point outside every block. */
+    assert_null(bh_blockmap_resolve(w->map, "440303-999", 10, true, 0, 0));
+}
+
+static void
+test_convex_centroids(void **state)
+{
+    struct world *w = *state;
+    size_t checked = 0;
+
+    for (size_t i = 0; i < json_array_size(w->features); i++) {
+        const json_t *f = json_array_get(w->features, i);
+        const json_t *g = json_object_get(f, "geometry");
+        const json_t *shell = json_array_get(json_object_get(g, "coordinates"), 0);
+        double x, y;
+
+        if (strcmp(json_string_value(json_object_get(g, "type")), "Polygon") != 0 ||
+            !ring_is_convex(shell))
+            continue;
+        ring_mean(shell, &x, &y);
+        assert_located(w->map, x, y, feature_id(f));
+        checked++;
+    }
+    assert_int_equal(checked, 120);
+}
+
+static void
+test_multipolygon_parts(void **state)
+{
+    struct world *w = *state;
+    const json_t *f = feature_by_id(w, "440303-121");
+    const json_t *g = json_object_get(f, "geometry");
+    const json_t *parts = json_object_get(g, "coordinates");
+    double x0, y0, x1, y1;
+
+    assert_string_equal(json_string_value(json_object_get(g, "type")), "MultiPolygon");
+    assert_int_equal(json_array_size(parts), 2);
+    ring_mean(json_array_get(json_array_get(parts, 0), 0), &x0, &y0);
+    ring_mean(json_array_get(json_array_get(parts, 1), 0), &x1, &y1);
+    assert_located(w->map, x0, y0, "440303-121");
+    assert_located(w->map, x1, y1, "440303-121");
+    /* Halfway between the two parts is in neither. */
+    assert_null(naive_locate(w, (x0 + x1) / 2, (y0 + y1) / 2));
+    assert_located(w->map, (x0 + x1) / 2, (y0 + y1) / 2, NULL);
+    /* A corner of each part: on the boundary, so covered. */
+    for (size_t p = 0; p < 2; p++) {
+        const json_t *shell = json_array_get(json_array_get(parts, p), 0);
+
+        assert_located(w->map, pos_x(shell, 0), pos_y(shell, 0), "440303-121");
+    }
+}
+
+static void
+test_outside(void **state)
+{
+    struct world *w = *state;
+    double min_lon, min_lat, max_lon, max_lat;
+
+    assert_located(w->map, 0, 0, NULL);
+    assert_located(w->map, 114.0, 22.0, NULL);
+    assert_located(w->map, -74.006, 40.7128, NULL);
+    assert_located(w->map, 180, 90, NULL);
+    assert_located(w->map, -180, -90, NULL);
+    assert_located(w->map, 22.55, 114.1, NULL); /* lat/lon swapped */
+    assert_located(w->map, NAN, 22.55, NULL);
+    assert_located(w->map, 114.1, INFINITY, NULL);
+    bh_blockmap_bounds(w->map, &min_lon, &min_lat, &max_lon, &max_lat);
+    assert_true(min_lon == 114.085 && min_lat == 22.535 && max_lon == 114.209 && max_lat == 22.605);
+    assert_located(w->map, nextafter(min_lon, 0), 22.54, NULL);
+    assert_located(w->map, 114.1, nextafter(max_lat, 90), NULL);
+    assert_located(w->map, 114.1, nextafter(min_lat, 0), NULL);
+}
+
+static void
+test_outside_traffic_sample(void **state)
+{
+    struct world *w = *state;
+    char *text = slurp("samples/traffic/gateway.ndjson", NULL);
+    char *save = NULL;
+    size_t records = 0, unresolved = 0;
+    bool found = false;
+
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *r = json_loads(line, 0, NULL);
+        const char *id = json_string_value(json_object_get(r, "event_id"));
+        const json_t *lon = json_object_get(r, "lon");
+        const json_t *lat = json_object_get(r, "lat");
+        const struct bh_block *b;
+
+        if (!id || !json_is_number(lon) || !json_is_number(lat)) {
+            json_decref(r); /* the heartbeat and the cut-off line */
+            continue;
+        }
+        records++;
+        b = bh_blockmap_resolve(w->map, NULL, 0, true, json_number_value(lon),
+                                json_number_value(lat));
+        if (strcmp(id, "JJ-20261127-000028") == 0) {
+            found = true;
+            assert_null(naive_locate(w, json_number_value(lon), json_number_value(lat)));
+        }
+        if (!b) {
+            unresolved++;
+            assert_string_equal(id, "JJ-20261127-000028");
+        } else {
+            const char *expected = naive_locate(w, json_number_value(lon), json_number_value(lat));
+
+            assert_non_null(expected);
+            assert_string_equal(b->id, expected);
+        }
+        json_decref(r);
+    }
+    assert_true(found);
+    assert_true(records > 20);
+    assert_int_equal(unresolved, 1);
+    free(text);
+}
+
+static void
+test_outside_market_sample(void **state)
+{
+    struct world *w = *state;
+    /* GBK text, but the record id and the numbers are ASCII. */
+    char *text = slurp("samples/market/scjg_20261127_0800.csv", NULL);
+    const char *row = strstr(text, "\nSCJG-2026-000021,");
+    char *fields[11];
+    char *copy, *end, *p;
+    size_t nf = 0;
+    double lon, lat;
+
+    assert_non_null(row);
+    row++;
+    end = strchr(row, '\n');
+    copy = strndup(row, end ? (size_t)(end - row) : strlen(row));
+    assert_non_null(copy);
+    for (p = copy; nf < 11; nf++) {
+        fields[nf] = p;
+        p = strchr(p, ',');
+        if (!p) {
+            nf++;
+            break;
+        }
+        *p++ = '\0';
+    }
+    assert_int_equal(nf, 11);           /* 记录编号 ... 经度, 纬度, 发生时间 */
+    assert_string_equal(fields[7], ""); /* 网格编码 */
+    lon = strtod(fields[8], NULL);
+    lat = strtod(fields[9], NULL);
+    assert_true(lon > 100 && lat > 10);
+    assert_null(naive_locate(w, lon, lat));
+    assert_null(bh_blockmap_resolve(w->map, NULL, 0, true, lon, lat));
+    free(copy);
+    free(text);
+}
+
+static void
+test_fire_sample(void **state)
+{
+    struct world *w = *state;
+    char *path = world_path("samples/fire/webhook-batch.json");
+    json_t *batch = json_load_file(path, 0, NULL);
+    size_t by_grid = 0, by_point = 0;
+
+    assert_true(json_is_array(batch));
+    for (size_t i = 0; i < json_array_size(batch); i++) {
+        const json_t *item = json_array_get(batch, i);
+        const json_t *grid = json_object_get(item, "grid_code");
+        const json_t *loc = json_object_get(item, "location");
+        const struct bh_block *b;
+
+        if (json_is_string(grid)) {
+            b = bh_blockmap_resolve(w->map, json_string_value(grid), json_string_length(grid),
+                                    false, 0, 0);
+            assert_non_null(b);
+            assert_string_equal(b->id, json_string_value(grid));
+            assert_non_null(feature_by_id(w, json_string_value(grid)));
+            by_grid++;
+        } else {
+            double lon = json_number_value(json_object_get(loc, "lng"));
+            double lat = json_number_value(json_object_get(loc, "lat"));
+            const char *expected = naive_locate(w, lon, lat);
+
+            assert_true(json_is_object(loc));
+            b = bh_blockmap_resolve(w->map, NULL, 0, true, lon, lat);
+            if (!b)
+                fail_msg("fire item %zu (%.6f, %.6f) is outside every block", i, lon, lat);
+            assert_non_null(expected);
+            assert_string_equal(b->id, expected);
+            by_point++;
+        }
+    }
+    /* No fire sample lies outside: five by grid code, five by point. */
+    assert_int_equal(by_grid, 5);
+    assert_int_equal(by_point, 5);
+    json_decref(batch);
+    free(path);
+}
+
+static void
+test_shared_vertices(void **state)
+{
+    struct world *w = *state;
+    size_t shared = 0, checked = 0;
+
+    /* Every vertex of every polygon: the smallest id among the blocks with that vertex. */
+    for (size_t i = 0; i < json_array_size(w->features); i++) {
+        const json_t *g = json_object_get(json_array_get(w->features, i), "geometry");
+        const json_t *shell;
+
+        if (strcmp(json_string_value(json_object_get(g, "type")), "Polygon") != 0)
+            continue;
+        shell = json_array_get(json_object_get(g, "coordinates"), 0);
+        for (size_t v = 0; v + 1 < json_array_size(shell); v++) {
+            double x = pos_x(shell, v), y = pos_y(shell, v);
+            const char *best = NULL;
+            size_t owners = 0;
+
+            for (size_t j = 0; j < json_array_size(w->features); j++) {
+                const json_t *f = json_array_get(w->features, j);
+                const json_t *gj = json_object_get(f, "geometry");
+                const json_t *sj;
+
+                if (strcmp(json_string_value(json_object_get(gj, "type")), "Polygon") != 0)
+                    continue;
+                sj = json_array_get(json_object_get(gj, "coordinates"), 0);
+                for (size_t u = 0; u + 1 < json_array_size(sj); u++) {
+                    if (pos_x(sj, u) == x && pos_y(sj, u) == y) {
+                        owners++;
+                        if (!best || strcmp(feature_id(f), best) < 0)
+                            best = feature_id(f);
+                        break;
+                    }
+                }
+            }
+            assert_located(w->map, x, y, best);
+            shared += owners > 1;
+            checked++;
+        }
+    }
+    assert_true(checked >= 480);
+    assert_true(shared > 100); /* the district is a tiling: most vertices are shared */
+}
+
+static void
+test_random_points_match_naive(void **state)
+{
+    struct world *w = *state;
+    double min_lon, min_lat, max_lon, max_lat;
+    uint64_t seed = 20261127;
+    size_t inside = 0, outside = 0;
+
+    bh_blockmap_bounds(w->map, &min_lon, &min_lat, &max_lon, &max_lat);
+    for (int i = 0; i < 20000; i++) {
+        double u, v, lon, lat;
+
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        u = (double)(seed >> 11) / 9007199254740992.0;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        v = (double)(seed >> 11) / 9007199254740992.0;
+        lon = min_lon - 0.01 + u * (max_lon - min_lon + 0.02);
+        lat = min_lat - 0.01 + v * (max_lat - min_lat + 0.02);
+        assert_located(w->map, lon, lat, naive_locate(w, lon, lat));
+        if (bh_blockmap_locate(w->map, lon, lat))
+            inside++;
+        else
+            outside++;
+    }
+    assert_true(inside > 10000);
+    assert_true(outside > 1000);
+}
+
+/* ---- small inline maps ---- */
+
+/* A closed square ring, as JSON text. */
+#define SQUARE(x0, y0, x1, y1)                                                                     \
+    "[[" #x0 "," #y0 "],[" #x1 "," #y0 "],[" #x1 "," #y1 "],[" #x0 "," #y1 "],[" #x0 "," #y0 "]]"
+
+/*
+ * A FeatureCollection from a compact description, one feature per string:
+ * "ID|NAME|TYPE|COORDINATES" (TYPE "-" for no geometry), or a string starting
+ * with '{' or '[' that is copied as it is.
+ */
+static char *
+collection(const char *const *features, size_t n)
+{
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&out, &size);
+
+    assert_non_null(f);
+    fputs("{\"type\":\"FeatureCollection\",\"features\":[", f);
+    for (size_t i = 0; i < n; i++) {
+        char id[64], name[64], type[32];
+        int coords_at = 0;
+
+        if (i > 0)
+            fputc(',', f);
+        if (features[i][0] == '{' || features[i][0] == '[') {
+            fputs(features[i], f);
+            continue;
+        }
+        assert_int_equal(
+            sscanf(features[i], "%63[^|]|%63[^|]|%31[^|]|%n", id, name, type, &coords_at), 3);
+        fprintf(f, "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"%s\",\"name\":\"%s\"},",
+                id, name);
+        if (strcmp(type, "-") == 0)
+            fputs("\"geometry\":null}", f);
+        else
+            fprintf(f, "\"geometry\":{\"type\":\"%s\",\"coordinates\":%s}}", type,
+                    features[i] + coords_at);
+    }
+    fputs("]}", f);
+    assert_int_equal(fclose(f), 0);
+    return out;
+}
+
+static struct bh_blockmap *
+load_ok(const char *const *features, size_t n)
+{
+    struct bh_blockmap *map = NULL;
+    char *json = collection(features, n);
+    char err[256] = "";
+    int rc = bh_blockmap_load_string(&map, "inline", json, strlen(json), err, sizeof(err));
+
+    if (rc != 0)
+        fail_msg("load failed: %d %s", rc, err);
+    free(json);
+    return map;
+}
+
+static void
+refused_text(const char *json, int expected_rc, const char *msg1, const char *msg2)
+{
+    struct bh_blockmap *map = (struct bh_blockmap *)&map; /* must come back NULL */
+    char err[512] = "";
+    int rc = bh_blockmap_load_string(&map, "inline.geojson", json, strlen(json), err, sizeof(err));
+
+    if (rc != expected_rc)
+        fail_msg("expected %d, got %d (%s) for %s", expected_rc, rc, err, json);
+    assert_null(map);
+    if (!strstr(err, "inline.geojson"))
+        fail_msg("message \"%s\" does not name the map", err);
+    if (msg1 && !strstr(err, msg1))
+        fail_msg("message \"%s\" lacks \"%s\"", err, msg1);
+    if (msg2 && !strstr(err, msg2))
+        fail_msg("message \"%s\" lacks \"%s\"", err, msg2);
+}
+
+static void
+refused(const char *const *features, size_t n, const char *msg1, const char *msg2)
+{
+    char *json = collection(features, n);
+
+    refused_text(json, -EINVAL, msg1, msg2);
+    free(json);
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static void
+test_shared_edge_smallest_id(void **state)
+{
+    /* The larger id comes first in one file and last in the other. */
+    const char *right_first[] = {
+        "T-3|右|Polygon|[" SQUARE(1, 0, 2, 1) "]",
+        "T-2|左|Polygon|[" SQUARE(0, 0, 1, 1) "]",
+    };
+    const char *left_first[] = {right_first[1], right_first[0]};
+    const char *const *docs[] = {right_first, left_first};
+
+    (void)state;
+    for (size_t i = 0; i < COUNT(docs); i++) {
+        struct bh_blockmap *map = load_ok(docs[i], 2);
+
+        assert_int_equal(bh_blockmap_count(map), 2);
+        assert_located(map, 1.0, 0.5, "T-2"); /* on the shared edge */
+        assert_located(map, 1.0, 0.0, "T-2"); /* on a shared vertex */
+        assert_located(map, 1.0, 1.0, "T-2");
+        assert_located(map, 0.5, 0.5, "T-2");
+        assert_located(map, 1.5, 0.5, "T-3");
+        assert_located(map, 2.0, 0.5, "T-3"); /* outer edge: covered */
+        assert_located(map, 2.0, 1.0, "T-3"); /* outer corner */
+        assert_located(map, 2.0 + 1e-12, 0.5, NULL);
+        assert_located(map, 1.0, 1.0 + 1e-12, NULL);
+        assert_string_equal(bh_blockmap_find(map, "T-3", 3)->name, "右");
+        bh_blockmap_free(map);
+    }
+}
+
+static void
+test_holes_and_islands(void **state)
+{
+    /* H-2 has a hole that a part of the MultiPolygon H-1 fills; H-3 has an empty hole. */
+    const char *doc[] = {
+        "H-2|有洞|Polygon|[" SQUARE(10, 10, 14, 14) "," SQUARE(11, 11, 13, 13) "]",
+        "H-1|飞地|MultiPolygon|[[" SQUARE(11, 11, 13, 13) "],[" SQUARE(20, 20, 21, 21) "]]",
+        "H-3|空洞|Polygon|[" SQUARE(30, 30, 34, 34) "," SQUARE(31, 31, 33, 33) "]",
+    };
+    struct bh_blockmap *map = load_ok(doc, COUNT(doc));
+
+    (void)state;
+    assert_int_equal(bh_blockmap_count(map), 3);
+    assert_located(map, 10.5, 10.5, "H-2");
+    assert_located(map, 12, 12, "H-1"); /* the island in the hole */
+    assert_located(map, 11, 12, "H-1"); /* the hole's edge: both cover, smaller id */
+    assert_located(map, 20.5, 20.5, "H-1");
+    assert_located(map, 15, 15, NULL);  /* between the parts */
+    assert_located(map, 32, 32, NULL);  /* an empty hole */
+    assert_located(map, 31, 32, "H-3"); /* its edge */
+    assert_located(map, 30.5, 32, "H-3");
+    bh_blockmap_free(map);
+}
+
+/* ---- refusals ---- */
+
+static void
+test_refuse_not_json(void **state)
+{
+    (void)state;
+    refused_text("", -EINVAL, "not valid JSON", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",", -EINVAL,
+                 "inline.geojson:1:", "not valid JSON");
+}
+
+static void
+test_refuse_not_feature_collection(void **state)
+{
+    (void)state;
+    refused_text("[]", -EINVAL, "not a GeoJSON FeatureCollection", NULL);
+    refused_text("{\"type\":\"Feature\",\"properties\":{\"block_id\":\"A-1\"},\"geometry\":"
+                 "{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(0, 0, 1, 1) "]}}",
+                 -EINVAL, "not a GeoJSON FeatureCollection", NULL);
+    refused_text("{\"type\":\"FeatureCollection\"}", -EINVAL, "no features array", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[]}", -EINVAL,
+                 "the FeatureCollection has no features", NULL);
+}
+
+static void
+test_refuse_missing_block_id(void **state)
+{
+    const char *no_id[] = {
+        "A-1|a|Polygon|[" SQUARE(0, 0, 1, 1) "]",
+        "{\"type\":\"Feature\",\"properties\":{\"name\":\"x\"},\"geometry\":"
+        "{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(2, 2, 3, 3) "]}}",
+    };
+    const char *no_properties[] = {
+        "{\"type\":\"Feature\",\"geometry\":{\"type\":\"Polygon\",\"coordinates\":"
+        "[" SQUARE(2, 2, 3, 3) "]}}",
+    };
+    const char *numeric_id[] = {
+        "{\"type\":\"Feature\",\"properties\":{\"block_id\":17},\"geometry\":"
+        "{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(2, 2, 3, 3) "]}}",
+    };
+    const char *empty_id[] = {
+        "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"\"},\"geometry\":"
+        "{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(2, 2, 3, 3) "]}}",
+    };
+    const char *not_object[] = {"[1,2]"};
+
+    (void)state;
+    refused(no_id, COUNT(no_id), "features[1]", "has no properties.block_id");
+    refused(no_properties, COUNT(no_properties), "features[0]", "has no properties.block_id");
+    refused(numeric_id, COUNT(numeric_id), "features[0]", "block_id is not a non-empty string");
+    refused(empty_id, COUNT(empty_id), "features[0]", "block_id is not a non-empty string");
+    refused(not_object, COUNT(not_object), "features[0] is not an object", NULL);
+}
+
+static void
+test_refuse_duplicate_block_id(void **state)
+{
+    const char *doc[] = {
+        "A-1|a|Polygon|[" SQUARE(0, 0, 1, 1) "]",
+        "A-7|b|Polygon|[" SQUARE(1, 0, 2, 1) "]",
+        "A-1|c|Polygon|[" SQUARE(5, 5, 6, 6) "]",
+    };
+
+    (void)state;
+    refused(doc, COUNT(doc), "duplicate block_id \"A-1\"", "features[0] and features[2]");
+}
+
+static void
+test_refuse_geometry_type(void **state)
+{
+    const char *point[] = {"A-1|a|Point|[114.1,22.5]"};
+    const char *line[] = {"A-2|a|LineString|[[0,0],[1,1]]"};
+    const char *collection_type[] = {"A-3|a|GeometryCollection|[]"};
+    const char *none[] = {"A-4|a|-|"};
+    const char *no_rings[] = {"A-5|a|Polygon|[]"};
+    const char *no_parts[] = {"A-6|a|MultiPolygon|[]"};
+
+    (void)state;
+    refused(point, 1, "block A-1", "geometry type Point is not supported");
+    refused(line, 1, "block A-2", "geometry type LineString is not supported");
+    refused(collection_type, 1, "block A-3", "geometry type GeometryCollection is not supported");
+    refused(none, 1, "block A-4", "no geometry");
+    refused(no_rings, 1, "block A-5", "the Polygon has no rings");
+    refused(no_parts, 1, "block A-6", "the MultiPolygon has no polygons");
+}
+
+static void
+test_refuse_short_ring(void **state)
+{
+    const char *shell[] = {"A-1|a|Polygon|[[[0,0],[1,0],[0,0]]]"};
+    const char *hole[] = {"A-2|a|Polygon|[" SQUARE(0, 0, 4, 4) ",[[1,1],[2,1],[1,1]]]"};
+    const char *part[] = {"A-3|a|MultiPolygon|[[" SQUARE(0, 0, 1, 1) "],[[[5,5],[6,5],[5,5]]]]"};
+
+    (void)state;
+    refused(shell, 1, "block A-1", "ring 0 has 3 positions; a linear ring needs at least 4");
+    refused(hole, 1, "block A-2", "ring 1 has 3 positions");
+    refused(part, 1, "block A-3", "polygon 1 ring 0 has 3 positions");
+}
+
+static void
+test_refuse_unclosed_ring(void **state)
+{
+    const char *doc[] = {"A-1|a|Polygon|[[[0,0],[1,0],[1,1],[0,1]]]"};
+
+    (void)state;
+    refused(doc, 1, "block A-1", "ring 0 is not closed");
+}
+
+static void
+test_refuse_bad_coordinates(void **state)
+{
+    const char *string[] = {"A-1|a|Polygon|[[[0,0],[\"1\",0],[1,1],[0,1],[0,0]]]"};
+    const char *null[] = {"A-2|a|Polygon|[[[0,0],[1,0],[1,null],[0,1],[0,0]]]"};
+    const char *short_pos[] = {"A-3|a|Polygon|[[[0,0],[1],[1,1],[0,1],[0,0]]]"};
+    const char *flat[] = {"A-4|a|Polygon|[[0,0,1,0,1,1,0,1,0,0]]"};
+    const char *not_ring[] = {"A-5|a|Polygon|[5]"};
+
+    (void)state;
+    refused(string, 1, "block A-1", "position 1 has a coordinate that is not a number");
+    refused(null, 1, "block A-2", "position 2 has a coordinate that is not a number");
+    refused(short_pos, 1, "block A-3", "position 1 is not an array [lon, lat]");
+    refused(flat, 1, "block A-4", "ring 0 position 0 is not an array [lon, lat]");
+    refused(not_ring, 1, "block A-5", "ring 0 is not an array of positions");
+}
+
+static void
+test_refuse_invalid_polygon(void **state)
+{
+    const char *bowtie[] = {
+        "A-1|a|Polygon|[" SQUARE(5, 5, 6, 6) "]",
+        "440303-900|a|Polygon|[[[0,0],[1,1],[1,0],[0,1],[0,0]]]",
+    };
+    const char *hole_outside[] = {
+        "A-2|a|Polygon|[" SQUARE(0, 0, 1, 1) "," SQUARE(5, 5, 6, 6) "]",
+    };
+    const char *overlapping_parts[] = {
+        "A-3|a|MultiPolygon|[[" SQUARE(0, 0, 2, 2) "],[" SQUARE(1, 1, 3, 3) "]]",
+    };
+
+    (void)state;
+    refused(bowtie, COUNT(bowtie), "features[1] (block 440303-900): invalid polygon",
+            "Self-intersection");
+    refused(hole_outside, 1, "block A-2", "invalid polygon");
+    refused(overlapping_parts, 1, "block A-3", "invalid polygon");
+}
+
+static void
+test_refuse_missing_file(void **state)
+{
+    struct bh_blockmap *map = (struct bh_blockmap *)&map;
+    char err[256] = "";
+    int rc = bh_blockmap_load(&map, "/nonexistent/blocks.geojson", err, sizeof(err));
+
+    (void)state;
+    assert_int_equal(rc, -ENOENT);
+    assert_null(map);
+    assert_non_null(strstr(err, "/nonexistent/blocks.geojson"));
+    assert_non_null(strstr(err, "No such file"));
+    /* A directory is not a map either. */
+    rc = bh_blockmap_load(&map, "/", err, sizeof(err));
+    assert_true(rc < 0);
+    assert_null(map);
+}
+
+static void
+test_refuse_without_errstr(void **state)
+{
+    struct bh_blockmap *map = NULL;
+
+    (void)state;
+    assert_int_equal(bh_blockmap_load_string(&map, NULL, "[]", 2, NULL, 0), -EINVAL);
+    assert_null(map);
+    assert_int_equal(bh_blockmap_load(&map, "/nonexistent", NULL, 0), -ENOENT);
+    bh_blockmap_free(NULL);
+    assert_int_equal(bh_blockmap_count(NULL), 0);
+    assert_null(bh_blockmap_locate(NULL, 114.1, 22.5));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest world_tests[] = {
+        cmocka_unit_test(test_count),
+        cmocka_unit_test(test_ids_sorted),
+        cmocka_unit_test(test_names_utf8),
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_resolve_rule),
+        cmocka_unit_test(test_convex_centroids),
+        cmocka_unit_test(test_multipolygon_parts),
+        cmocka_unit_test(test_outside),
+        cmocka_unit_test(test_outside_traffic_sample),
+        cmocka_unit_test(test_outside_market_sample),
+        cmocka_unit_test(test_fire_sample),
+        cmocka_unit_test(test_shared_vertices),
+        cmocka_unit_test(test_random_points_match_naive),
+    };
+    const struct CMUnitTest inline_tests[] = {
+        cmocka_unit_test(test_shared_edge_smallest_id),
+        cmocka_unit_test(test_holes_and_islands),
+        cmocka_unit_test(test_refuse_not_json),
+        cmocka_unit_test(test_refuse_not_feature_collection),
+        cmocka_unit_test(test_refuse_missing_block_id),
+        cmocka_unit_test(test_refuse_duplicate_block_id),
+        cmocka_unit_test(test_refuse_geometry_type),
+        cmocka_unit_test(test_refuse_short_ring),
+        cmocka_unit_test(test_refuse_unclosed_ring),
+        cmocka_unit_test(test_refuse_bad_coordinates),
+        cmocka_unit_test(test_refuse_invalid_polygon),
+        cmocka_unit_test(test_refuse_missing_file),
+        cmocka_unit_test(test_refuse_without_errstr),
+    };
+    int failed = 0;
+
+    failed +=
+        cmocka_run_group_tests_name("blockmap world", world_tests, world_setup, world_teardown);
+    failed += cmocka_run_group_tests_name("blockmap inline", inline_tests, NULL, NULL);
+    return failed ? 1 : 0;
+}

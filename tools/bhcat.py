@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Read what blockhub published, decoded by fastavro (not by blockhub).
+
+As a tool:  bhcat.py --bootstrap HOST:PORT --schemas DIR TOPIC [TOPIC...]
+prints one JSON object per record: topic, partition, offset, key, headers,
+schema and the decoded value.
+
+As a library (the integration tests use it): consume_all() reads a topic from
+the beginning to its current end; Decoder.decode() checks the single-object
+header (0xC3 0x01 + CRC-64-AVRO fingerprint of the schema's Parsing Canonical
+Form, as fastavro computes it) and decodes the body.
+"""
+import argparse
+import base64
+import datetime
+import glob
+import io
+import json
+import os
+import struct
+import sys
+import time
+
+import fastavro
+from confluent_kafka import Consumer, TopicPartition
+
+
+class Decoder:
+    def __init__(self, schema_dir):
+        self.by_fp = {}
+        self.by_name = {}
+        for path in sorted(glob.glob(os.path.join(schema_dir, "*.avsc"))):
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+            parsed = fastavro.parse_schema(raw)
+            fp = int(fastavro.schema.fingerprint(
+                fastavro.schema.to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+            name = parsed["name"]
+            self.by_fp[fp] = (name, parsed)
+            self.by_name[name] = (fp, parsed)
+
+    def decode(self, value):
+        """Returns (schema full name, record dict)."""
+        if len(value) < 10 or value[0:2] != b"\xc3\x01":
+            raise ValueError("not Avro single-object encoding: %r" % value[:10])
+        fp = struct.unpack("<Q", value[2:10])[0]
+        if fp not in self.by_fp:
+            raise ValueError("unknown schema fingerprint %016x" % fp)
+        name, parsed = self.by_fp[fp]
+        buf = io.BytesIO(value[10:])
+        rec = fastavro.schemaless_reader(buf, parsed)
+        if buf.tell() != len(value) - 10:
+            raise ValueError("%d trailing bytes after the record" % (len(value) - 10 - buf.tell()))
+        return name, rec
+
+
+def consume_all(bootstrap, topic, timeout=30.0):
+    """Every message now in TOPIC, in partition then offset order, as dicts."""
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": "bhcat-%d-%d" % (os.getpid(), time.monotonic_ns()),
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    })
+    try:
+        md = c.list_topics(topic, timeout=timeout)
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None:
+            return []
+        ends = {}
+        for p in tmd.partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if hi > lo:
+                ends[p] = hi
+        if not ends:
+            return []
+        c.assign([TopicPartition(topic, p, 0) for p in ends])
+        out = []
+        pos = {p: 0 for p in ends}
+        deadline = time.monotonic() + timeout
+        while any(pos[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError("reading %s: at %r of %r" % (topic, pos, ends))
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error():
+                raise RuntimeError(str(m.error()))
+            pos[m.partition()] = m.offset() + 1
+            out.append({
+                "topic": m.topic(),
+                "partition": m.partition(),
+                "offset": m.offset(),
+                "key": m.key(),
+                "value": m.value(),
+                "headers": dict((k, v) for k, v in (m.headers() or [])),
+            })
+        out.sort(key=lambda r: (r["partition"], r["offset"]))
+        return out
+    finally:
+        c.close()
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(v).decode()
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()
+    return v
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--schemas", default=os.path.join(os.path.dirname(__file__), "..", "schemas"))
+    ap.add_argument("topics", nargs="+")
+    args = ap.parse_args()
+    dec = Decoder(args.schemas)
+    for topic in args.topics:
+        for m in consume_all(args.bootstrap, topic):
+            name, rec = dec.decode(m["value"])
+            print(json.dumps(_jsonable({
+                "topic": m["topic"], "partition": m["partition"], "offset": m["offset"],
+                "key": m["key"], "headers": m["headers"], "schema": name, "value": rec,
+            }), ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
