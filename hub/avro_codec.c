@@ -119,8 +119,8 @@ static const uint64_t crc64_table[256] = {
     0xef2b245a8c5e07beULL, 0xc3daeffc3b0d5644ULL, 0xb6c8b317e2f8a44aULL, 0x9a3978b155abf5b0ULL,
 };
 
-static const char *const primitives[] = {"null",   "boolean", "int",   "long",
-                                         "float",  "double",  "bytes", "string"};
+static const char *const primitives[] = {"null",  "boolean", "int",   "long",
+                                         "float", "double",  "bytes", "string"};
 
 static void set_error(char *errstr, size_t errstr_size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -308,8 +308,8 @@ canon_reference(struct canon *c, const char *ref, const char *ns, size_t ns_len)
     if (rc < 0)
         goto out;
     if (!find_name(c, full)) {
-        set_error(c->errstr, c->errstr_size, "unknown type \"%s\" (not a primitive, not defined before)",
-                  full);
+        set_error(c->errstr, c->errstr_size,
+                  "unknown type \"%s\" (not a primitive, not defined before)", full);
         rc = -EINVAL;
         goto out;
     }
@@ -617,8 +617,7 @@ canon_schema(struct canon *c, const json_t *node, const char *ns, size_t ns_len)
 }
 
 int
-bh_avro_canonical_form(const char *json, size_t len, char **out, char *errstr,
-                       size_t errstr_size)
+bh_avro_canonical_form(const char *json, size_t len, char **out, char *errstr, size_t errstr_size)
 {
     struct canon c = {.errstr = errstr, .errstr_size = errstr_size};
     json_t *root = NULL;
@@ -732,7 +731,7 @@ out:
 static int
 load_one(struct bh_schema *s, const char *dir, const char *file, char *errstr, size_t errstr_size)
 {
-    char cerr[256] = "";
+    char cerr[512] = "";
     const char *name, *space;
     size_t len;
     int rc;
@@ -751,16 +750,14 @@ load_one(struct bh_schema *s, const char *dir, const char *file, char *errstr, s
     if (rc != 0) {
         /* avro-c has already released whatever it built. */
         s->schema = NULL;
-        set_error(errstr, errstr_size, "%s: not a valid Avro schema: %s", s->path,
-                  avro_strerror());
+        set_error(errstr, errstr_size, "%s: not a valid Avro schema: %s", s->path, avro_strerror());
         rc = -EINVAL;
         goto out;
     }
     name = avro_schema_name(s->schema);
     if (!name) {
         set_error(errstr, errstr_size,
-                  "%s: the top-level schema must be a named type (record, enum or fixed)",
-                  s->path);
+                  "%s: the top-level schema must be a named type (record, enum or fixed)", s->path);
         rc = -EINVAL;
         goto out;
     }

@@ -98,3 +98,12 @@ def test_embedded_default(hub_factory, decoder):
     msgs = bhcat.consume_all(bootstrap, hub.fire_topic)
     assert [decoder.decode(m["value"])[1]["event_id"] for m in msgs] == ["XF-E-1"]
     assert hub.stop() == 0
+
+
+def test_readme_config_reference_is_current():
+    """The README's reference is the generated one (tools/update-readme-reference.py)."""
+    with open(os.path.join(SRC, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    begin, end = "<!-- config-reference:begin -->\n", "<!-- config-reference:end -->"
+    section = readme[readme.index(begin) + len(begin):readme.index(end)]
+    assert section.strip() == run("--config-reference").stdout.strip()

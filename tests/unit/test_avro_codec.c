@@ -21,7 +21,7 @@
 
 /* Cases in tests/data/avro/schema-tests.txt (// 000 to // 033). */
 #define VECTOR_CASES        34
-#define VECTOR_FINGERPRINTS 25
+#define VECTOR_FINGERPRINTS 26
 
 static const char TINY_AVSC[] = "{\"type\": \"record\", \"name\": \"Tiny\", \"doc\": \"tiny\",\n"
                                 " \"fields\": [\n"
@@ -273,8 +273,8 @@ test_schema_vectors(void **state)
         if (rc != 0)
             fail_msg("case %zu (line %d): %s: %s", i, v->line, v->input, err);
         if (strcmp(out, v->canonical) != 0)
-            fail_msg("case %zu (line %d): %s\n  got      %s\n  expected %s", i, v->line,
-                     v->input, out, v->canonical);
+            fail_msg("case %zu (line %d): %s\n  got      %s\n  expected %s", i, v->line, v->input,
+                     out, v->canonical);
         if (v->fingerprint) {
             char *end;
             errno = 0;
@@ -290,8 +290,9 @@ test_schema_vectors(void **state)
         free(out);
     }
     assert_int_equal(fingerprints, VECTOR_FINGERPRINTS);
-    print_message("[          ] %zu schema-tests.txt cases: %zu canonical forms, %zu fingerprints\n",
-                  n, n, fingerprints);
+    print_message(
+        "[          ] %zu schema-tests.txt cases: %zu canonical forms, %zu fingerprints\n", n, n,
+        fingerprints);
     for (size_t i = 0; i < n; i++) {
         free(cases[i].input);
         free(cases[i].canonical);
@@ -682,8 +683,7 @@ test_encode_body_bytes(void **state)
     for (int i = 0; i < 8; i++)
         header[2 + i] = (unsigned char)(fp >> (8 * i));
     assert_memory_equal(data, header, sizeof(header));
-    assert_memory_equal((const unsigned char *)data + sizeof(header), TINY_BODY,
-                        sizeof(TINY_BODY));
+    assert_memory_equal((const unsigned char *)data + sizeof(header), TINY_BODY, sizeof(TINY_BODY));
     avro_value_decref(&v);
     bh_encoder_free(e);
 }
@@ -792,8 +792,8 @@ test_roundtrip(void **state)
     first = data;
     assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, data, len, &got, &out), 0);
     assert_ptr_equal(got, event);
-    check_event(&out, "fire-42 Z\xc3\xbcrich", "spotted from the ridge", 1,
-                INT64_C(1700000000123), 12.25);
+    check_event(&out, "fire-42 Z\xc3\xbcrich", "spotted from the ridge", 1, INT64_C(1700000000123),
+                12.25);
     assert_true(avro_value_equal(&v, &out));
     avro_value_decref(&out);
 
@@ -861,8 +861,7 @@ test_confluent(void **state)
     assert_int_equal(bh_encode(e, tiny, &v, &data, &len), 0);
     assert_int_equal(len, sizeof(header) + sizeof(TINY_BODY));
     assert_memory_equal(data, header, sizeof(header));
-    assert_memory_equal((const unsigned char *)data + sizeof(header), TINY_BODY,
-                        sizeof(TINY_BODY));
+    assert_memory_equal((const unsigned char *)data + sizeof(header), TINY_BODY, sizeof(TINY_BODY));
 
     assert_int_equal(bh_decode(f->set, BH_FRAMING_CONFLUENT, data, len, &got, &out), 0);
     assert_ptr_equal(got, tiny);
@@ -907,23 +906,19 @@ test_decode_errors(void **state)
     assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, 9, NULL, &out), -EBADMSG);
     /* Bad magic. */
     frame[1] = 0x02;
-    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len, NULL, &out),
-                     -EBADMSG);
+    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len, NULL, &out), -EBADMSG);
     frame[1] = 0x01;
     frame[0] = 0x00;
-    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len, NULL, &out),
-                     -EBADMSG);
+    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len, NULL, &out), -EBADMSG);
     frame[0] = 0xc3;
     /* Unknown fingerprint. */
     frame[9] ^= 0x80;
-    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len, NULL, &out),
-                     -ENOENT);
+    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len, NULL, &out), -ENOENT);
     frame[9] ^= 0x80;
     /* Truncated body, body followed by an extra byte. */
     assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len - 1, NULL, &out),
                      -EBADMSG);
-    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, 10, NULL, &out),
-                     -EBADMSG);
+    assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, 10, NULL, &out), -EBADMSG);
     frame[len] = 0x00;
     assert_int_equal(bh_decode(f->set, BH_FRAMING_SINGLE_OBJECT, frame, len + 1, NULL, &out),
                      -EBADMSG);
@@ -1003,8 +998,7 @@ main(void)
         cmocka_unit_test(test_schemas_load_bad_file),
         cmocka_unit_test_setup_teardown(test_set_registry_id, setup_schemas, teardown_schemas),
         cmocka_unit_test_setup_teardown(test_encode_body_bytes, setup_schemas, teardown_schemas),
-        cmocka_unit_test_setup_teardown(test_single_object_header, setup_schemas,
-                                        teardown_schemas),
+        cmocka_unit_test_setup_teardown(test_single_object_header, setup_schemas, teardown_schemas),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup_schemas, teardown_schemas),
         cmocka_unit_test_setup_teardown(test_encoder_grows, setup_schemas, teardown_schemas),
         cmocka_unit_test_setup_teardown(test_confluent, setup_schemas, teardown_schemas),
