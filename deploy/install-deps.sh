@@ -116,6 +116,7 @@ bh_kafka_ensure() {
     ls "$tmp"/kafka_2.13-"$BH_KAFKA_VERSION".jar >/dev/null 2>&1 \
       || { rm -rf "$tmp"; bh_die "kafka_2.13-$BH_KAFKA_VERSION.jar missing after the Maven fetch"; }
     rm -rf "$home/libs"
+    rm -f "$home"/cds-*.jsa             # local-kafka's class-sharing archives
     mv "$tmp" "$home/libs"
     bh_kafka_stamp >"$home/.complete"
   ) 9>"$home/.lock"

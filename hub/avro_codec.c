@@ -733,7 +733,7 @@ load_one(struct bh_schema *s, const char *dir, const char *file, char *errstr, s
 {
     char cerr[512] = "";
     const char *name, *space;
-    size_t len;
+    size_t len = 0;
     int rc;
 
     s->registry_id = -1;
@@ -981,7 +981,7 @@ bh_encoder_new(struct bh_encoder **out, enum bh_framing framing)
     }
     e->framing = framing;
     e->cap = ENCODER_INITIAL_BYTES;
-    e->buf = malloc(e->cap);
+    e->buf = calloc(1, e->cap); /* zeroed: avro_writer_memory takes a const char * */
     if (e->buf)
         e->writer = avro_writer_memory(e->buf, (int64_t)e->cap);
     if (!e->buf || !e->writer) {

@@ -2,6 +2,14 @@
  * The block map: GeoJSON blocks -> GEOS prepared geometries in an STRtree,
  * plus an open-addressing hash table on block id.
  *
+ * Parsing. jansson parses every JSON value, but not the whole document at
+ * once: a small scanner walks the top-level object and hands each element of
+ * "features" to json_loadb (JSON_DISABLE_EOF_CHECK, which reports where the
+ * element ended), builds that block and frees its JSON before the next. A
+ * production map has tens of thousands of features; holding the whole tree
+ * costs several times the file size in small allocations, and building and
+ * freeing it took about twice as long as parsing feature by feature.
+ *
  * Loading is strict: any malformed feature refuses the whole map, with a
  * message naming the feature and block, so that a bad reload keeps the old map
  * running. An invalid polygon (GEOSisValid false) is refused rather than
@@ -12,15 +20,19 @@
  * exception -EIO; a file that cannot be read the errno of the failing call.
  *
  * Blocks are kept sorted by id (byte-wise, as strcmp), so "the smallest id
- * wins" is "the smallest index wins". Ids are compared as bytes; for the
- * fixed-width ids the department uses this is also numeric order.
+ * wins" is "the smallest index wins". For the fixed-width ids the department
+ * uses, byte order is also numeric order.
  *
  * Lookups create one GEOS point per call. Reusing one point by updating its
  * coordinate sequence in place (GEOSGeom_getCoordSeq_r, cast, setXY) does not
- * work with GEOS 3.11: the point caches its envelope at construction, so the
- * STRtree query keeps using the first position and returns wrong candidates.
- * The C API has no way to invalidate that cache, so a fresh point it is; it
- * costs an allocation (see bench/bench_blockmap.c for the figure).
+ * work with GEOS 3.11: the point caches its envelope when it is created, so
+ * the STRtree query keeps using the first position and returns the wrong
+ * candidates. The C API has no way to invalidate that cache, so a fresh point
+ * it is; it costs an allocation (bench/bench_blockmap.c measures it).
+ *
+ * Each polygon of a MultiPolygon goes into the STRtree on its own envelope:
+ * one envelope around two detached parts would make every query near either
+ * part, and every tree node holding it, pay for the empty space between them.
  */
 #include "blockmap.h"
 
@@ -40,9 +52,16 @@
 struct block {
     struct bh_block pub;
     size_t id_len;
-    size_t feature; /* index in the file's features array, for messages */
     GEOSGeometry *geom;
     const GEOSPreparedGeometry *prep;
+    size_t feature;          /* index in the file's features array, for messages */
+    size_t id_off, name_off; /* into strings, while loading */
+};
+
+struct slot {
+    const char *id; /* NULL: empty */
+    uint32_t len;
+    uint32_t index;
 };
 
 struct bh_blockmap {
@@ -50,19 +69,28 @@ struct bh_blockmap {
     char geos_msg[256];   /* the last GEOS error or notice */
     struct block *blocks; /* sorted by id */
     size_t count;
-    uint32_t *slots; /* hash table: index + 1 into blocks, 0 = empty */
+    struct slot *slots; /* hash table on id */
     size_t slot_mask;
     GEOSSTRtree *tree;
     char *strings; /* every id and name, NUL-terminated */
     double min_lon, min_lat, max_lon, max_lat;
 };
 
-/* Scratch state while loading one map. */
+/* State while loading one map. */
 struct loader {
     struct bh_blockmap *map;
     const char *name;
     char *errstr;
     size_t errstr_size;
+    /* the document */
+    const char *base;
+    const char *p;
+    const char *end;
+    /* the feature being loaded, for messages: SIZE_MAX when none */
+    size_t feature;
+    const char *id;
+    size_t blocks_cap;
+    size_t strings_len, strings_cap;
     double *coords; /* x, y pairs of the ring being read */
     size_t coords_cap;
 };
@@ -82,6 +110,47 @@ set_error(char *errstr, size_t errstr_size, const char *fmt, ...)
     va_end(ap);
 }
 
+/* "NAME: features[3] (block 440303-004): MESSAGE", as much as is known. */
+static void fail(struct loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+fail(struct loader *ld, const char *fmt, ...)
+{
+    char message[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    if (ld->feature == SIZE_MAX)
+        set_error(ld->errstr, ld->errstr_size, "%s: %s", ld->name, message);
+    else if (!ld->id)
+        set_error(ld->errstr, ld->errstr_size, "%s: features[%zu]%s%s", ld->name, ld->feature,
+                  message[0] == ' ' ? "" : ": ", message);
+    else
+        set_error(ld->errstr, ld->errstr_size, "%s: features[%zu] (block %s): %s", ld->name,
+                  ld->feature, ld->id, message);
+}
+
+/* A JSON syntax error at byte OFFSET of the document. */
+static void
+fail_syntax(struct loader *ld, size_t offset, const char *what)
+{
+    size_t line = 1;
+    size_t column = 1;
+
+    for (size_t i = 0; i < offset && ld->base + i < ld->end; i++) {
+        if (ld->base[i] == '\n') {
+            line++;
+            column = 1;
+        } else if (((unsigned char)ld->base[i] & 0xc0) != 0x80) {
+            column++; /* count characters, not UTF-8 continuation bytes */
+        }
+    }
+    set_error(ld->errstr, ld->errstr_size, "%s:%zu:%zu: not valid JSON: %s", ld->name, line, column,
+              what);
+}
+
 static void
 on_geos_message(const char *message, void *userdata)
 {
@@ -99,7 +168,7 @@ hash_id(const char *id, size_t len)
         h ^= (unsigned char)id[i];
         h *= 16777619u;
     }
-    /* FNV-1a mixes the low bits poorly for ids that differ in the last byte. */
+    /* FNV-1a leaves the low bits poorly mixed for ids that differ in the last byte. */
     h ^= h >> 16;
     h *= 0x85ebca6bu;
     h ^= h >> 13;
@@ -109,67 +178,63 @@ hash_id(const char *id, size_t len)
 }
 
 static int
-compare_ids(const char *a, size_t a_len, const char *b, size_t b_len)
-{
-    int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
-
-    if (c != 0)
-        return c;
-    return (a_len > b_len) - (a_len < b_len);
-}
-
-static int
 compare_blocks(const void *pa, const void *pb)
 {
     const struct block *a = pa;
     const struct block *b = pb;
+    int c = memcmp(a->pub.id, b->pub.id, a->id_len < b->id_len ? a->id_len : b->id_len);
 
-    return compare_ids(a->pub.id, a->id_len, b->pub.id, b->id_len);
+    if (c != 0)
+        return c;
+    return (a->id_len > b->id_len) - (a->id_len < b->id_len);
 }
 
-/* "features[3] (block 440303-004)" or "features[3]" before the id is known. */
-static const char *
-where(char *buf, size_t size, size_t feature, const char *id)
+/* ---- geometry ---- */
+
+/* PART is the polygon's index in a MultiPolygon, or -1 for a Polygon. */
+static void fail_ring(struct loader *ld, long part, size_t ring, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+fail_ring(struct loader *ld, long part, size_t ring, const char *fmt, ...)
 {
-    if (id)
-        snprintf(buf, size, "features[%zu] (block %s)", feature, id);
+    char message[200];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    if (part < 0)
+        fail(ld, "ring %zu %s", ring, message);
     else
-        snprintf(buf, size, "features[%zu]", feature);
-    return buf;
+        fail(ld, "polygon %ld ring %zu %s", part, ring, message);
 }
 
-/* Reads one linear ring into ld->coords and builds it. */
 static int
-load_ring(struct loader *ld, const json_t *ring, size_t feature, const char *id, const char *what,
-          GEOSGeometry **out)
+load_ring(struct loader *ld, const json_t *ring, long part, size_t index, GEOSGeometry **out)
 {
     GEOSContextHandle_t geos = ld->map->geos;
-    GEOSCoordSequence *seq = NULL;
-    char at[160];
+    GEOSCoordSequence *seq;
     size_t n;
     int rc = -EINVAL;
 
     *out = NULL;
-    where(at, sizeof(at), feature, id);
     if (!json_is_array(ring)) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: %s is not an array of positions", ld->name,
-                  at, what);
+        fail_ring(ld, part, index, "is not an array of positions");
         goto out;
     }
     n = json_array_size(ring);
     if (n < 4) {
-        set_error(ld->errstr, ld->errstr_size,
-                  "%s: %s: %s has %zu positions; a linear ring needs at least 4", ld->name, at,
-                  what, n);
+        fail_ring(ld, part, index, "has %zu positions; a linear ring needs at least 4", n);
         goto out;
     }
     if (n * 2 > ld->coords_cap) {
-        size_t cap = n * 2 > 64 ? n * 2 : 64;
+        size_t cap = n * 2 > 256 ? n * 2 : 256;
         double *coords = realloc(ld->coords, cap * sizeof(*coords));
 
         if (!coords) {
             rc = -ENOMEM;
-            set_error(ld->errstr, ld->errstr_size, "%s: out of memory", ld->name);
+            fail(ld, "out of memory");
             goto out;
         }
         ld->coords = coords;
@@ -181,101 +246,78 @@ load_ring(struct loader *ld, const json_t *ring, size_t feature, const char *id,
         const json_t *y = json_array_get(pos, 1);
 
         if (!json_is_array(pos) || json_array_size(pos) < 2) {
-            set_error(ld->errstr, ld->errstr_size,
-                      "%s: %s: %s position %zu is not an array [lon, lat]", ld->name, at, what, i);
+            fail_ring(ld, part, index, "position %zu is not an array [lon, lat]", i);
             goto out;
         }
         if (!json_is_number(x) || !json_is_number(y)) {
-            set_error(ld->errstr, ld->errstr_size,
-                      "%s: %s: %s position %zu has a coordinate that is not a number", ld->name, at,
-                      what, i);
+            fail_ring(ld, part, index, "position %zu has a coordinate that is not a number", i);
             goto out;
         }
         ld->coords[2 * i] = json_number_value(x);
         ld->coords[2 * i + 1] = json_number_value(y);
     }
-    if (ld->coords[0] != ld->coords[2 * (n - 1)] || ld->coords[1] != ld->coords[2 * n - 1]) {
-        set_error(ld->errstr, ld->errstr_size,
-                  "%s: %s: %s is not closed (its first and last positions differ)", ld->name, at,
-                  what);
+    if (ld->coords[0] != ld->coords[2 * n - 2] || ld->coords[1] != ld->coords[2 * n - 1]) {
+        fail_ring(ld, part, index, "is not closed (its first and last positions differ)");
         goto out;
     }
     rc = -EIO;
     seq = GEOSCoordSeq_copyFromBuffer_r(geos, ld->coords, (unsigned int)n, 0, 0);
     if (!seq) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: %s: GEOS: %s", ld->name, at, what,
-                  ld->map->geos_msg);
+        fail_ring(ld, part, index, "is refused by GEOS: %s", ld->map->geos_msg);
         goto out;
     }
-    *out = GEOSGeom_createLinearRing_r(geos, seq);
-    seq = NULL; /* owned by the ring, or freed by GEOS on failure */
+    *out = GEOSGeom_createLinearRing_r(geos, seq); /* takes SEQ, even on failure */
     if (!*out) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: %s: GEOS: %s", ld->name, at, what,
-                  ld->map->geos_msg);
+        fail_ring(ld, part, index, "is refused by GEOS: %s", ld->map->geos_msg);
         goto out;
     }
     rc = 0;
 out:
-    if (seq)
-        GEOSCoordSeq_destroy_r(geos, seq);
     return rc;
 }
 
-/* COORDS is a GeoJSON Polygon's coordinates: [shell, hole, ...]. */
+/* RINGS is a GeoJSON Polygon's coordinates: [shell, hole, ...]. */
 static int
-load_polygon(struct loader *ld, const json_t *coords, size_t feature, const char *id, size_t part,
-             bool multi, GEOSGeometry **out)
+load_polygon(struct loader *ld, const json_t *rings, long part, GEOSGeometry **out)
 {
     GEOSContextHandle_t geos = ld->map->geos;
     GEOSGeometry *shell = NULL;
     GEOSGeometry **holes = NULL;
     size_t nholes = 0;
-    size_t nrings;
-    char at[160];
-    char what[64];
+    size_t nrings = json_array_size(rings);
     int rc = -EINVAL;
 
     *out = NULL;
-    where(at, sizeof(at), feature, id);
-    if (!json_is_array(coords) || json_array_size(coords) == 0) {
-        if (multi)
-            set_error(ld->errstr, ld->errstr_size,
-                      "%s: %s: polygon %zu of the MultiPolygon has no rings", ld->name, at, part);
+    if (!json_is_array(rings) || nrings == 0) {
+        if (part < 0)
+            fail(ld, "the Polygon has no rings");
         else
-            set_error(ld->errstr, ld->errstr_size, "%s: %s: the Polygon has no rings", ld->name,
-                      at);
+            fail(ld, "polygon %ld of the MultiPolygon has no rings", part);
         goto out;
     }
-    nrings = json_array_size(coords);
     if (nrings > 1) {
         holes = calloc(nrings - 1, sizeof(*holes));
         if (!holes) {
             rc = -ENOMEM;
-            set_error(ld->errstr, ld->errstr_size, "%s: out of memory", ld->name);
+            fail(ld, "out of memory");
             goto out;
         }
     }
-    for (size_t r = 0; r < nrings; r++) {
-        GEOSGeometry *ring;
-
-        if (multi)
-            snprintf(what, sizeof(what), "polygon %zu ring %zu", part, r);
-        else
-            snprintf(what, sizeof(what), "ring %zu", r);
-        rc = load_ring(ld, json_array_get(coords, r), feature, id, what, &ring);
+    rc = load_ring(ld, json_array_get(rings, 0), part, 0, &shell);
+    if (rc < 0)
+        goto out;
+    for (size_t r = 1; r < nrings; r++) {
+        rc = load_ring(ld, json_array_get(rings, r), part, r, &holes[nholes]);
         if (rc < 0)
             goto out;
-        if (r == 0)
-            shell = ring;
-        else
-            holes[nholes++] = ring;
+        nholes++;
     }
     rc = -EIO;
     *out = GEOSGeom_createPolygon_r(geos, shell, holes, (unsigned int)nholes);
     shell = NULL; /* GEOS owns the rings now, even if it failed */
     nholes = 0;
     if (!*out) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: GEOS: %s", ld->name, at, ld->map->geos_msg);
+        fail(ld, "GEOS: %s", ld->map->geos_msg);
         goto out;
     }
     rc = 0;
@@ -289,52 +331,46 @@ out:
 }
 
 static int
-load_geometry(struct loader *ld, const json_t *geometry, size_t feature, const char *id,
-              GEOSGeometry **out)
+load_geometry(struct loader *ld, const json_t *geometry, GEOSGeometry **out)
 {
     GEOSContextHandle_t geos = ld->map->geos;
+    const json_t *coords = json_object_get(geometry, "coordinates");
+    const char *type = json_string_value(json_object_get(geometry, "type"));
     GEOSGeometry **parts = NULL;
     size_t nparts = 0;
-    const json_t *coords;
-    const char *type;
-    char at[160];
+    size_t n;
     int rc = -EINVAL;
 
     *out = NULL;
-    where(at, sizeof(at), feature, id);
     if (!json_is_object(geometry)) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: no geometry object", ld->name, at);
+        fail(ld, "no geometry object");
         goto out;
     }
-    type = json_string_value(json_object_get(geometry, "type"));
-    coords = json_object_get(geometry, "coordinates");
     if (!type) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: geometry has no type", ld->name, at);
+        fail(ld, "the geometry has no type");
         goto out;
     }
     if (strcmp(type, "Polygon") == 0) {
-        rc = load_polygon(ld, coords, feature, id, 0, false, out);
+        rc = load_polygon(ld, coords, -1, out);
         goto out;
     }
     if (strcmp(type, "MultiPolygon") != 0) {
-        set_error(ld->errstr, ld->errstr_size,
-                  "%s: %s: geometry type %s is not supported (only Polygon and MultiPolygon)",
-                  ld->name, at, type);
+        fail(ld, "geometry type %.40s is not supported (only Polygon and MultiPolygon)", type);
         goto out;
     }
-    if (!json_is_array(coords) || json_array_size(coords) == 0) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: the MultiPolygon has no polygons", ld->name,
-                  at);
+    n = json_array_size(coords);
+    if (!json_is_array(coords) || n == 0) {
+        fail(ld, "the MultiPolygon has no polygons");
         goto out;
     }
-    parts = calloc(json_array_size(coords), sizeof(*parts));
+    parts = calloc(n, sizeof(*parts));
     if (!parts) {
         rc = -ENOMEM;
-        set_error(ld->errstr, ld->errstr_size, "%s: out of memory", ld->name);
+        fail(ld, "out of memory");
         goto out;
     }
-    for (size_t p = 0; p < json_array_size(coords); p++) {
-        rc = load_polygon(ld, json_array_get(coords, p), feature, id, p, true, &parts[nparts]);
+    for (size_t i = 0; i < n; i++) {
+        rc = load_polygon(ld, json_array_get(coords, i), (long)i, &parts[nparts]);
         if (rc < 0)
             goto out;
         nparts++;
@@ -343,7 +379,7 @@ load_geometry(struct loader *ld, const json_t *geometry, size_t feature, const c
     *out = GEOSGeom_createCollection_r(geos, GEOS_MULTIPOLYGON, parts, (unsigned int)nparts);
     nparts = 0; /* GEOS owns the polygons now, even if it failed */
     if (!*out) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: GEOS: %s", ld->name, at, ld->map->geos_msg);
+        fail(ld, "GEOS: %s", ld->map->geos_msg);
         goto out;
     }
     rc = 0;
@@ -355,23 +391,20 @@ out:
 }
 
 static int
-check_valid(struct loader *ld, const struct block *b)
+check_valid(struct loader *ld, const GEOSGeometry *geom)
 {
     GEOSContextHandle_t geos = ld->map->geos;
     GEOSGeometry *location = NULL;
     char *reason = NULL;
     double x = NAN;
     double y = NAN;
-    char at[160];
     char valid;
     int rc = 0;
 
-    where(at, sizeof(at), b->feature, b->pub.id);
-    valid = GEOSisValidDetail_r(geos, b->geom, 0, &reason, &location);
+    valid = GEOSisValidDetail_r(geos, geom, 0, &reason, &location);
     if (valid == 2) {
         rc = -EIO;
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: GEOS cannot check the polygon: %s",
-                  ld->name, at, ld->map->geos_msg);
+        fail(ld, "GEOS cannot check the polygon: %s", ld->map->geos_msg);
         goto out;
     }
     if (!valid) {
@@ -380,8 +413,7 @@ check_valid(struct loader *ld, const struct block *b)
             GEOSGeomGetX_r(geos, location, &x);
             GEOSGeomGetY_r(geos, location, &y);
         }
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: invalid polygon: %s at %.9g %.9g", ld->name,
-                  at, reason ? reason : "unknown reason", x, y);
+        fail(ld, "invalid polygon: %s at %.9g %.9g", reason ? reason : "unknown reason", x, y);
         goto out;
     }
 out:
@@ -392,56 +424,187 @@ out:
     return rc;
 }
 
-/* Fills map->blocks[map->count] from one feature; ids and names still point into the JSON. */
+/* ---- features ---- */
+
+/* Appends LEN bytes and a NUL to the string arena; *OFF gets where. */
 static int
-load_feature(struct loader *ld, const json_t *feature, size_t index)
+add_string(struct loader *ld, const char *s, size_t len, size_t *off)
 {
     struct bh_blockmap *map = ld->map;
-    struct block *b = &map->blocks[map->count];
-    const json_t *props;
-    const json_t *id;
-    const json_t *name;
-    char at[160];
+    int rc = 0;
+
+    if (ld->strings_cap - ld->strings_len < len + 1) {
+        size_t cap = ld->strings_cap ? ld->strings_cap : 4096;
+        char *strings;
+
+        while (cap - ld->strings_len < len + 1)
+            cap *= 2;
+        strings = realloc(map->strings, cap);
+        if (!strings) {
+            rc = -ENOMEM;
+            fail(ld, "out of memory");
+            goto out;
+        }
+        map->strings = strings;
+        ld->strings_cap = cap;
+    }
+    memcpy(map->strings + ld->strings_len, s, len);
+    map->strings[ld->strings_len + len] = '\0';
+    *off = ld->strings_len;
+    ld->strings_len += len + 1;
+out:
+    return rc;
+}
+
+/* Adds one block from one parsed feature. */
+static int
+load_feature(struct loader *ld, const json_t *feature)
+{
+    struct bh_blockmap *map = ld->map;
+    const json_t *props = json_object_get(feature, "properties");
+    const json_t *id = json_object_get(props, "block_id");
+    const json_t *name = json_object_get(props, "name");
+    struct block *b;
     int rc = -EINVAL;
 
-    where(at, sizeof(at), index, NULL);
     if (!json_is_object(feature)) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s is not an object", ld->name, at);
+        fail(ld, " is not an object");
         goto out;
     }
-    props = json_object_get(feature, "properties");
-    id = json_object_get(props, "block_id");
-    name = json_object_get(props, "name");
     if (!id || json_is_null(id)) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s has no properties.block_id", ld->name, at);
+        fail(ld, " has no properties.block_id");
         goto out;
     }
     if (!json_is_string(id) || json_string_length(id) == 0) {
-        set_error(ld->errstr, ld->errstr_size,
-                  "%s: %s: properties.block_id is not a non-empty string", ld->name, at);
+        fail(ld, "properties.block_id is not a non-empty string");
+        goto out;
+    }
+    ld->id = json_string_value(id);
+    if (json_string_length(id) > UINT32_MAX) {
+        fail(ld, "properties.block_id is too long");
         goto out;
     }
     if (name && !json_is_null(name) && !json_is_string(name)) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: properties.name is not a string", ld->name,
-                  where(at, sizeof(at), index, json_string_value(id)));
+        fail(ld, "properties.name is not a string");
         goto out;
     }
-    b->pub.id = json_string_value(id);
+    if (map->count == ld->blocks_cap) {
+        size_t cap = ld->blocks_cap ? ld->blocks_cap * 2 : 256;
+        struct block *blocks = realloc(map->blocks, cap * sizeof(*blocks));
+
+        if (!blocks) {
+            rc = -ENOMEM;
+            fail(ld, "out of memory");
+            goto out;
+        }
+        map->blocks = blocks;
+        ld->blocks_cap = cap;
+    }
+    b = &map->blocks[map->count];
+    memset(b, 0, sizeof(*b));
+    b->feature = ld->feature;
     b->id_len = json_string_length(id);
-    b->pub.name = json_is_string(name) ? json_string_value(name) : "";
-    b->feature = index;
-    rc = load_geometry(ld, json_object_get(feature, "geometry"), index, b->pub.id, &b->geom);
+    rc = load_geometry(ld, json_object_get(feature, "geometry"), &b->geom);
     if (rc < 0)
         goto out;
     map->count++; /* from here on bh_blockmap_free owns b->geom */
-    rc = check_valid(ld, b);
+    rc = check_valid(ld, b->geom);
+    if (rc < 0)
+        goto out;
+    rc = add_string(ld, json_string_value(id), b->id_len, &b->id_off);
+    if (rc < 0)
+        goto out;
+    rc = add_string(ld, json_is_string(name) ? json_string_value(name) : "",
+                    json_is_string(name) ? json_string_length(name) : 0, &b->name_off);
     if (rc < 0)
         goto out;
     rc = -EIO;
     b->prep = GEOSPrepare_r(map->geos, b->geom);
     if (!b->prep) {
-        set_error(ld->errstr, ld->errstr_size, "%s: %s: GEOS cannot prepare the geometry: %s",
-                  ld->name, where(at, sizeof(at), index, b->pub.id), map->geos_msg);
+        fail(ld, "GEOS cannot prepare the geometry: %s", map->geos_msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    ld->id = NULL;
+    return rc;
+}
+
+/* ---- the top-level object ---- */
+
+static void
+skip_space(struct loader *ld)
+{
+    while (ld->p < ld->end && (*ld->p == ' ' || *ld->p == '\t' || *ld->p == '\n' || *ld->p == '\r'))
+        ld->p++;
+}
+
+static bool
+is_delimiter(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ':' || c == '[' ||
+           c == ']' || c == '{' || c == '}' || c == '"';
+}
+
+/*
+ * Moves past one JSON value without checking it (parse_value checks it).
+ * False if the brackets do not balance before the end.
+ */
+static bool
+skip_value(struct loader *ld)
+{
+    size_t depth = 0;
+
+    do {
+        skip_space(ld);
+        if (ld->p >= ld->end)
+            return false;
+        if (*ld->p == '"') {
+            for (ld->p++; ld->p < ld->end && *ld->p != '"'; ld->p++) {
+                if (*ld->p == '\\')
+                    ld->p++;
+            }
+            if (ld->p >= ld->end)
+                return false;
+            ld->p++;
+        } else if (*ld->p == '{' || *ld->p == '[') {
+            depth++;
+            ld->p++;
+        } else if (*ld->p == '}' || *ld->p == ']') {
+            if (depth == 0)
+                return false;
+            depth--;
+            ld->p++;
+        } else if (*ld->p == ',' || *ld->p == ':') {
+            if (depth == 0)
+                return false;
+            ld->p++;
+        } else {
+            do
+                ld->p++;
+            while (ld->p < ld->end && !is_delimiter(*ld->p));
+        }
+    } while (depth > 0);
+    return true;
+}
+
+/* Parses the value at ld->p, whatever it is, and moves past it. */
+static int
+parse_value(struct loader *ld, json_t **out)
+{
+    const char *start;
+    json_error_t jerr;
+    int rc = -EINVAL;
+
+    skip_space(ld);
+    start = ld->p;
+    if (!skip_value(ld)) {
+        fail_syntax(ld, (size_t)(ld->p - ld->base), "unbalanced or truncated value");
+        goto out;
+    }
+    *out = json_loadb(start, (size_t)(ld->p - start), JSON_DECODE_ANY, &jerr);
+    if (!*out) {
+        fail_syntax(ld, (size_t)(start - ld->base) + (size_t)jerr.position, jerr.text);
         goto out;
     }
     rc = 0;
@@ -449,40 +612,176 @@ out:
     return rc;
 }
 
-/* Copies ids and names out of the JSON document into one allocation. */
+/* Expects C (after white space) and moves past it. */
 static int
-copy_strings(struct loader *ld)
+expect(struct loader *ld, char c)
 {
-    struct bh_blockmap *map = ld->map;
-    size_t total = 0;
-    char *p;
-    int rc = 0;
+    char what[32];
 
-    for (size_t i = 0; i < map->count; i++)
-        total += map->blocks[i].id_len + 1 + strlen(map->blocks[i].pub.name) + 1;
-    map->strings = malloc(total);
-    if (!map->strings) {
-        rc = -ENOMEM;
-        set_error(ld->errstr, ld->errstr_size, "%s: out of memory", ld->name);
+    skip_space(ld);
+    if (ld->p < ld->end && *ld->p == c) {
+        ld->p++;
+        return 0;
+    }
+    snprintf(what, sizeof(what), "'%c' expected", c);
+    fail_syntax(ld, (size_t)(ld->p - ld->base), what);
+    return -EINVAL;
+}
+
+/* At the '[' of "features": loads every feature, one at a time. */
+static int
+load_features(struct loader *ld)
+{
+    json_t *feature = NULL;
+    json_error_t jerr;
+    int rc;
+
+    rc = expect(ld, '[');
+    if (rc < 0)
+        goto out;
+    skip_space(ld);
+    if (ld->p < ld->end && *ld->p == ']') {
+        ld->p++;
         goto out;
     }
-    p = map->strings;
-    for (size_t i = 0; i < map->count; i++) {
-        struct block *b = &map->blocks[i];
-        size_t name_len = strlen(b->pub.name);
-
-        memcpy(p, b->pub.id, b->id_len + 1);
-        b->pub.id = p;
-        p += b->id_len + 1;
-        memcpy(p, b->pub.name, name_len + 1);
-        b->pub.name = p;
-        p += name_len + 1;
+    for (ld->feature = 0;; ld->feature++) {
+        skip_space(ld);
+        if (ld->p < ld->end && *ld->p != '\0' && strchr("\"-0123456789tfn", *ld->p)) {
+            /* A scalar: json_loadb would only say "'[' or '{' expected". */
+            rc = -EINVAL;
+            fail(ld, " is not an object");
+            goto out;
+        }
+        feature = json_loadb(ld->p, (size_t)(ld->end - ld->p), JSON_DISABLE_EOF_CHECK, &jerr);
+        if (!feature) {
+            rc = -EINVAL;
+            fail_syntax(ld, (size_t)(ld->p - ld->base) + (size_t)jerr.position, jerr.text);
+            goto out;
+        }
+        ld->p += jerr.position;
+        rc = load_feature(ld, feature);
+        json_decref(feature);
+        feature = NULL;
+        if (rc < 0)
+            goto out;
+        skip_space(ld);
+        if (ld->p < ld->end && *ld->p == ']') {
+            ld->p++;
+            break;
+        }
+        rc = expect(ld, ',');
+        if (rc < 0)
+            goto out;
     }
 out:
+    ld->feature = SIZE_MAX;
     return rc;
 }
 
-/* After sorting: refuses duplicates, then fills the hash table. */
+/* The document: an object with "type": "FeatureCollection" and "features": [...]. */
+static int
+load_document(struct loader *ld)
+{
+    json_t *key = NULL;
+    json_t *value = NULL;
+    bool collection = false;
+    bool features = false;
+    int rc = -EINVAL;
+
+    skip_space(ld);
+    if (ld->p >= ld->end || *ld->p != '{') {
+        /* Say whether it is JSON at all. */
+        if (parse_value(ld, &value) == 0) {
+            skip_space(ld);
+            if (ld->p < ld->end)
+                fail_syntax(ld, (size_t)(ld->p - ld->base), "end of input expected");
+            else
+                fail(ld, "not a GeoJSON FeatureCollection");
+        }
+        goto out;
+    }
+    ld->p++;
+    skip_space(ld);
+    if (ld->p < ld->end && *ld->p == '}') {
+        ld->p++;
+        goto done;
+    }
+    for (;;) {
+        skip_space(ld);
+        if (ld->p >= ld->end || *ld->p != '"') {
+            rc = -EINVAL;
+            fail_syntax(ld, (size_t)(ld->p - ld->base), "string or '}' expected");
+            goto out;
+        }
+        rc = parse_value(ld, &key);
+        if (rc < 0)
+            goto out;
+        rc = expect(ld, ':');
+        if (rc < 0)
+            goto out;
+        rc = -EINVAL;
+        if (strcmp(json_string_value(key), "features") == 0) {
+            if (features) {
+                fail(ld, "more than one \"features\" member");
+                goto out;
+            }
+            features = true;
+            skip_space(ld);
+            if (ld->p >= ld->end || *ld->p != '[') {
+                fail(ld, "the FeatureCollection has no features array");
+                goto out;
+            }
+            rc = load_features(ld);
+        } else {
+            rc = parse_value(ld, &value);
+            if (rc == 0 && strcmp(json_string_value(key), "type") == 0)
+                collection = json_is_string(value) &&
+                             strcmp(json_string_value(value), "FeatureCollection") == 0;
+            json_decref(value);
+            value = NULL;
+        }
+        json_decref(key);
+        key = NULL;
+        if (rc < 0)
+            goto out;
+        skip_space(ld);
+        if (ld->p < ld->end && *ld->p == '}') {
+            ld->p++;
+            break;
+        }
+        rc = expect(ld, ',');
+        if (rc < 0)
+            goto out;
+    }
+done:
+    rc = -EINVAL;
+    skip_space(ld);
+    if (ld->p < ld->end) {
+        fail_syntax(ld, (size_t)(ld->p - ld->base), "end of input expected");
+        goto out;
+    }
+    if (!collection) {
+        fail(ld, "not a GeoJSON FeatureCollection");
+        goto out;
+    }
+    if (!features) {
+        fail(ld, "the FeatureCollection has no features array");
+        goto out;
+    }
+    if (ld->map->count == 0) {
+        fail(ld, "the FeatureCollection has no features");
+        goto out;
+    }
+    rc = 0;
+out:
+    json_decref(key);
+    json_decref(value);
+    return rc;
+}
+
+/* ---- indexes ---- */
+
+/* After sorting: points the blocks at their strings, refuses duplicates, fills the hash table. */
 static int
 build_index(struct loader *ld)
 {
@@ -490,16 +789,20 @@ build_index(struct loader *ld)
     size_t nslots = 16;
     int rc = 0;
 
+    for (size_t i = 0; i < map->count; i++) {
+        map->blocks[i].pub.id = map->strings + map->blocks[i].id_off;
+        map->blocks[i].pub.name = map->strings + map->blocks[i].name_off;
+    }
+    qsort(map->blocks, map->count, sizeof(*map->blocks), compare_blocks);
     for (size_t i = 1; i < map->count; i++) {
         const struct block *a = &map->blocks[i - 1];
         const struct block *b = &map->blocks[i];
 
         if (compare_blocks(a, b) == 0) {
             rc = -EINVAL;
-            set_error(ld->errstr, ld->errstr_size,
-                      "%s: duplicate block_id \"%s\" (features[%zu] and features[%zu])", ld->name,
-                      b->pub.id, a->feature < b->feature ? a->feature : b->feature,
-                      a->feature < b->feature ? b->feature : a->feature);
+            fail(ld, "duplicate block_id \"%s\" (features[%zu] and features[%zu])", b->pub.id,
+                 a->feature < b->feature ? a->feature : b->feature,
+                 a->feature < b->feature ? b->feature : a->feature);
             goto out;
         }
     }
@@ -508,16 +811,19 @@ build_index(struct loader *ld)
     map->slots = calloc(nslots, sizeof(*map->slots));
     if (!map->slots) {
         rc = -ENOMEM;
-        set_error(ld->errstr, ld->errstr_size, "%s: out of memory", ld->name);
+        fail(ld, "out of memory");
         goto out;
     }
     map->slot_mask = nslots - 1;
     for (size_t i = 0; i < map->count; i++) {
-        size_t s = hash_id(map->blocks[i].pub.id, map->blocks[i].id_len) & map->slot_mask;
+        const struct block *b = &map->blocks[i];
+        size_t s = hash_id(b->pub.id, b->id_len) & map->slot_mask;
 
-        while (map->slots[s] != 0)
+        while (map->slots[s].id)
             s = (s + 1) & map->slot_mask;
-        map->slots[s] = (uint32_t)(i + 1);
+        map->slots[s].id = b->pub.id;
+        map->slots[s].len = (uint32_t)b->id_len;
+        map->slots[s].index = (uint32_t)i;
     }
 out:
     return rc;
@@ -530,6 +836,21 @@ on_nothing(void *item, void *userdata)
     (void)userdata;
 }
 
+static void
+widen_bounds(struct bh_blockmap *map, const GEOSGeometry *g)
+{
+    double v;
+
+    if (GEOSGeom_getXMin_r(map->geos, g, &v) == 1 && v < map->min_lon)
+        map->min_lon = v;
+    if (GEOSGeom_getYMin_r(map->geos, g, &v) == 1 && v < map->min_lat)
+        map->min_lat = v;
+    if (GEOSGeom_getXMax_r(map->geos, g, &v) == 1 && v > map->max_lon)
+        map->max_lon = v;
+    if (GEOSGeom_getYMax_r(map->geos, g, &v) == 1 && v > map->max_lat)
+        map->max_lat = v;
+}
+
 static int
 build_tree(struct loader *ld)
 {
@@ -540,31 +861,28 @@ build_tree(struct loader *ld)
 
     map->tree = GEOSSTRtree_create_r(geos, 10);
     if (!map->tree) {
-        set_error(ld->errstr, ld->errstr_size, "%s: GEOS cannot create the STRtree: %s", ld->name,
-                  map->geos_msg);
+        fail(ld, "GEOS cannot create the STRtree: %s", map->geos_msg);
         goto out;
     }
     map->min_lon = map->min_lat = INFINITY;
     map->max_lon = map->max_lat = -INFINITY;
     for (size_t i = 0; i < map->count; i++) {
         const GEOSGeometry *g = map->blocks[i].geom;
-        double v;
+        /* The item is the index + 1, so that no item is NULL. */
+        void *item = (void *)(uintptr_t)(i + 1);
+        int parts =
+            GEOSGeomTypeId_r(geos, g) == GEOS_MULTIPOLYGON ? GEOSGetNumGeometries_r(geos, g) : 0;
 
-        /* The item is the index + 1 so that no item is NULL. */
-        GEOSSTRtree_insert_r(geos, map->tree, g, (void *)(uintptr_t)(i + 1));
-        if (GEOSGeom_getXMin_r(geos, g, &v) == 1 && v < map->min_lon)
-            map->min_lon = v;
-        if (GEOSGeom_getYMin_r(geos, g, &v) == 1 && v < map->min_lat)
-            map->min_lat = v;
-        if (GEOSGeom_getXMax_r(geos, g, &v) == 1 && v > map->max_lon)
-            map->max_lon = v;
-        if (GEOSGeom_getYMax_r(geos, g, &v) == 1 && v > map->max_lat)
-            map->max_lat = v;
+        if (parts <= 0)
+            GEOSSTRtree_insert_r(geos, map->tree, g, item);
+        for (int p = 0; p < parts; p++)
+            GEOSSTRtree_insert_r(geos, map->tree, GEOSGetGeometryN_r(geos, g, p), item);
+        widen_bounds(map, g);
     }
     /* The tree is built on its first query: do that now, not on the first record. */
     probe = GEOSGeom_createPointFromXY_r(geos, map->min_lon, map->min_lat);
     if (!probe) {
-        set_error(ld->errstr, ld->errstr_size, "%s: GEOS: %s", ld->name, map->geos_msg);
+        fail(ld, "GEOS: %s", map->geos_msg);
         goto out;
     }
     GEOSSTRtree_query_r(geos, map->tree, probe, on_nothing, NULL);
@@ -575,18 +893,22 @@ out:
     return rc;
 }
 
+/* ---- public ---- */
+
 int
 bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *json, size_t len,
                         char *errstr, size_t errstr_size)
 {
     struct loader ld = {
-        .name = name ? name : "block map", .errstr = errstr, .errstr_size = errstr_size};
+        .name = name ? name : "block map",
+        .errstr = errstr,
+        .errstr_size = errstr_size,
+        .base = json,
+        .p = json,
+        .end = json ? json + len : NULL,
+        .feature = SIZE_MAX,
+    };
     struct bh_blockmap *map = NULL;
-    json_t *root = NULL;
-    const json_t *features;
-    const char *type;
-    json_error_t jerr;
-    size_t n;
     int rc = -EINVAL;
 
     if (!out || (!json && len > 0)) {
@@ -594,31 +916,6 @@ bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *
         goto out;
     }
     *out = NULL;
-    root = json_loadb(json ? json : "", len, 0, &jerr);
-    if (!root) {
-        set_error(errstr, errstr_size, "%s:%d:%d: not valid JSON: %s", ld.name, jerr.line,
-                  jerr.column, jerr.text);
-        goto out;
-    }
-    type = json_string_value(json_object_get(root, "type"));
-    if (!json_is_object(root) || !type || strcmp(type, "FeatureCollection") != 0) {
-        set_error(errstr, errstr_size, "%s: not a GeoJSON FeatureCollection", ld.name);
-        goto out;
-    }
-    features = json_object_get(root, "features");
-    if (!json_is_array(features)) {
-        set_error(errstr, errstr_size, "%s: the FeatureCollection has no features array", ld.name);
-        goto out;
-    }
-    n = json_array_size(features);
-    if (n == 0) {
-        set_error(errstr, errstr_size, "%s: the FeatureCollection has no features", ld.name);
-        goto out;
-    }
-    if (n >= UINT32_MAX / 2) {
-        set_error(errstr, errstr_size, "%s: too many features (%zu)", ld.name, n);
-        goto out;
-    }
     rc = -ENOMEM;
     map = calloc(1, sizeof(*map));
     if (!map) {
@@ -633,20 +930,9 @@ bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *
     }
     GEOSContext_setErrorMessageHandler_r(map->geos, on_geos_message, map);
     GEOSContext_setNoticeMessageHandler_r(map->geos, on_geos_message, map);
-    map->blocks = calloc(n, sizeof(*map->blocks));
-    if (!map->blocks) {
-        set_error(errstr, errstr_size, "%s: out of memory", ld.name);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rc = load_feature(&ld, json_array_get(features, i), i);
-        if (rc < 0)
-            goto out;
-    }
-    rc = copy_strings(&ld);
+    rc = load_document(&ld);
     if (rc < 0)
         goto out;
-    qsort(map->blocks, map->count, sizeof(*map->blocks), compare_blocks);
     rc = build_index(&ld);
     if (rc < 0)
         goto out;
@@ -656,7 +942,6 @@ bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *
     *out = map;
     map = NULL;
 out:
-    json_decref(root);
     free(ld.coords);
     bh_blockmap_free(map);
     return rc;
@@ -704,7 +989,7 @@ bh_blockmap_load(struct bh_blockmap **out, const char *path, char *errstr, size_
             goto out;
         }
         if (r == 0)
-            break; /* shrank under us: parse what is there */
+            break; /* shrank under us: what is there will fail to parse */
         len += (size_t)r;
     }
     rc = bh_blockmap_load_string(out, path, buf, len, errstr, errstr_size);
@@ -767,12 +1052,9 @@ bh_blockmap_find(const struct bh_blockmap *map, const char *id, size_t len)
     if (!map || !id || len == 0)
         return NULL;
     s = hash_id(id, len) & map->slot_mask;
-    while (map->slots[s] != 0) {
-        const struct block *b = &map->blocks[map->slots[s] - 1];
-
-        if (b->id_len == len && memcmp(b->pub.id, id, len) == 0)
-            return &b->pub;
-        s = (s + 1) & map->slot_mask;
+    for (; map->slots[s].id; s = (s + 1) & map->slot_mask) {
+        if (map->slots[s].len == len && memcmp(map->slots[s].id, id, len) == 0)
+            return &map->blocks[map->slots[s].index].pub;
     }
     return NULL;
 }
@@ -789,7 +1071,7 @@ on_candidate(void *item, void *userdata)
     struct locate_query *q = userdata;
     size_t index = (size_t)(uintptr_t)item;
 
-    /* Only a smaller id can win, so skip the test for the others. */
+    /* Only a smaller id can win, so skip the test for the others (and repeats). */
     if (q->best != 0 && index >= q->best)
         return;
     if (GEOSPreparedCovers_r(q->map->geos, q->map->blocks[index - 1].prep, q->point) == 1)

@@ -387,8 +387,7 @@ convert(struct ctx *c, int id, int depth, struct node **out)
         break;
     }
     case YAML_SEQUENCE_NODE: {
-        size_t cnt =
-            (size_t)(yn->data.sequence.items.top - yn->data.sequence.items.start);
+        size_t cnt = (size_t)(yn->data.sequence.items.top - yn->data.sequence.items.start);
         size_t plen = strlen(c->path);
         n = node_new(NODE_SEQ, c->origin, c->set, line, col);
         if (!n)
@@ -491,8 +490,7 @@ yaml_error(struct ctx *c, const yaml_parser_t *p, const char *text, size_t len)
     if (p->context)
         return fail_at(c, c->origin, c->set, line, col, -EINVAL,
                        "YAML syntax error: %s (%s at line %d, column %d)", problem, p->context,
-                       clamp_int(p->context_mark.line + 1),
-                       clamp_int(p->context_mark.column + 1));
+                       clamp_int(p->context_mark.line + 1), clamp_int(p->context_mark.column + 1));
     return fail_at(c, c->origin, c->set, line, col, -EINVAL, "YAML syntax error: %s", problem);
 }
 
@@ -530,9 +528,9 @@ parse_yaml(struct ctx *c, const char *text, size_t len, struct node **out)
     }
     have_extra = true;
     if (yaml_document_get_root_node(&extra)) {
-        rc = fail_at(c, c->origin, c->set, clamp_int(extra.start_mark.line + 1),
-                     clamp_int(extra.start_mark.column + 1), -EINVAL,
-                     "more than one YAML document");
+        rc =
+            fail_at(c, c->origin, c->set, clamp_int(extra.start_mark.line + 1),
+                    clamp_int(extra.start_mark.column + 1), -EINVAL, "more than one YAML document");
         goto out;
     }
     c->seen = calloc((size_t)(doc.nodes.top - doc.nodes.start), 1);
@@ -561,8 +559,8 @@ out:
  * is a plain scalar taken verbatim (trimmed), so "a: b" or "x#y" need no quoting.
  */
 static int
-parse_value(struct ctx *c, const char *text, enum origin origin, const char *set,
-            const char *path, size_t pathlen, struct node **out)
+parse_value(struct ctx *c, const char *text, enum origin origin, const char *set, const char *path,
+            size_t pathlen, struct node **out)
 {
     const char *p = text;
     size_t len;
@@ -745,9 +743,9 @@ apply_set(struct ctx *c, struct node *root, const struct bh_conf_key *table, con
                 value = NULL;
                 goto out;
             }
-            rc = descend(c, cur, set, p, len,
-                         k && k->type == BH_CONF_VARIANTS ? NODE_SEQ : NODE_MAP,
-                         (size_t)(end - set), &child);
+            rc =
+                descend(c, cur, set, p, len, k && k->type == BH_CONF_VARIANTS ? NODE_SEQ : NODE_MAP,
+                        (size_t)(end - set), &child);
             if (rc)
                 goto out;
             cur = child;
@@ -756,8 +754,8 @@ apply_set(struct ctx *c, struct node *root, const struct bh_conf_key *table, con
         } else {
             struct node **slot = find_entry(cur, p, len);
             if (!slot) {
-                rc = fail_at(c, FROM_SET, set, 0, 0, -ENOENT, "no entry '%.*s' in '%.*s'",
-                             (int)len, p, (int)(p - 1 - set), set);
+                rc = fail_at(c, FROM_SET, set, 0, 0, -ENOENT, "no entry '%.*s' in '%.*s'", (int)len,
+                             p, (int)(p - 1 - set), set);
                 goto out;
             }
             if (last) {
@@ -948,7 +946,8 @@ bind_number(struct ctx *c, const struct bh_conf_key *k, const struct node *n, vo
     else
         rc = bh_conf_parse_duration(n->text, &v);
     if (rc == -ERANGE)
-        return fail(c, n, -ERANGE, "key '%s': %.64s is too large", path, n->text);
+        return fail(c, n, -ERANGE, "key '%s': %.64s is too %s", path, n->text,
+                    n->text[0] == '-' ? "small" : "large");
     if (rc)
         return type_error(c, n, path, want[k->type]);
     if (k->type == BH_CONF_SIZE) {
@@ -1016,7 +1015,7 @@ static int
 bind_variants(struct ctx *c, const struct bh_conf_key *k, const struct node *n,
               struct bh_variant_list *l, const char *path, int depth)
 {
-    char epath[PATH_LEN];
+    char epath[PATH_LEN], tpath[PATH_LEN + 8];
 
     if (n->kind != NODE_SEQ)
         return type_error(c, n, path, "a list of entries");
@@ -1052,8 +1051,10 @@ bind_variants(struct ctx *c, const struct bh_conf_key *k, const struct node *n,
         ty = lookup(it, "type");
         if (!ty || is_null(ty))
             return fail(c, it, -EINVAL, "key '%s': missing 'type'", epath);
-        if (ty->kind != NODE_SCALAR)
-            return type_error(c, ty, epath, "a type name");
+        if (ty->kind != NODE_SCALAR) {
+            snprintf(tpath, sizeof(tpath), "%s.type", epath);
+            return type_error(c, ty, tpath, "a type name");
+        }
         v = k->variant ? k->variant(ty->text) : NULL;
         if (!v)
             return fail(c, ty, -EINVAL, "key '%s.type': unknown type '%.64s' (known types: %s)",
@@ -1196,8 +1197,8 @@ bh_conf_load_string(const char *name, const char *yaml, size_t len, const char *
         tree = NULL;
     }
     if (tree && tree->kind != NODE_MAP) {
-        rc = fail(&c, tree, -EINVAL, "expected a mapping at the top level, got %s",
-                  kind_name(tree));
+        rc =
+            fail(&c, tree, -EINVAL, "expected a mapping at the top level, got %s", kind_name(tree));
         goto out;
     }
     if (!tree) {
@@ -1335,8 +1336,13 @@ parse_with_unit(const char *text, const struct unit *units, size_t nunits, uint6
         else
             v = v * 10 + d;
     }
-    while (*p == ' ')
-        p++;
+    if (*p == ' ') {
+        /* Blanks may separate the number from a unit, but not end the text. */
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            return -EINVAL;
+    }
     for (size_t i = 0; i < nunits; i++) {
         if (strcmp(p, units[i].name) != 0)
             continue;
@@ -1466,7 +1472,9 @@ write_key_row(FILE *f, const char *path, const struct bh_conf_key *k)
     if (has_range(k) &&
         (k->type == BH_CONF_INT || k->type == BH_CONF_SIZE || k->type == BH_CONF_DURATION))
         snprintf(range, sizeof(range), "[%" PRId64 ", %" PRId64 "]%s", k->min, k->max,
-                 k->type == BH_CONF_SIZE ? " bytes" : k->type == BH_CONF_DURATION ? " ms" : "");
+                 k->type == BH_CONF_SIZE       ? " bytes"
+                 : k->type == BH_CONF_DURATION ? " ms"
+                                               : "");
     if (k->type == BH_CONF_VARIANTS)
         snprintf(extra, sizeof(extra), "Types: %s.",
                  k->variant_doc && *k->variant_doc ? k->variant_doc : "none");

@@ -70,7 +70,7 @@ struct bh_conf_key {
     const char *name;
     enum bh_conf_type type;
     size_t offset;
-    const char *def; /* default as text, parsed like a YAML value; NULL = none */
+    const char *def;  /* default as text, parsed like a YAML value; NULL = none */
     int64_t min, max; /* INT, SIZE, DURATION range when min < max */
     unsigned flags;
     const char *doc;

@@ -64,8 +64,7 @@ fill(avro_value_t *rec, const struct bh_adapter *a, enum bh_dlq_reason reason, c
     rc = rc ?: bh_rec_sub(rec, "origin", &o);
     rc = rc ?: bh_rec_cstring(&o, "transport", origin->transport);
     rc = rc ?: bh_rec_cstring(&o, "source", origin->source);
-    rc = rc ?: bh_rec_opt_string(&o, "peer", origin->peer,
-                                 origin->peer ? strlen(origin->peer) : 0);
+    rc = rc ?: bh_rec_opt_string(&o, "peer", origin->peer, origin->peer ? strlen(origin->peer) : 0);
     rc = rc ?: bh_rec_opt_long(&o, "position", origin->position >= 0, origin->position);
     rc = rc ?: bh_rec_bytes(rec, "payload", payload, cut);
     rc = rc ?: bh_rec_bool(rec, "payload_truncated", cut < len);

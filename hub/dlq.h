@@ -18,8 +18,8 @@
     X(MISSING_FIELD, "missing_field", "a required field is absent or null")                        \
     X(INVALID_FIELD, "invalid_field", "a field has the wrong type or a value outside its rules")   \
     X(UNRESOLVED_BLOCK, "unresolved_block",                                                        \
-      "neither the grid code nor the coordinates resolve to a block of the map")                  \
-    X(TOO_LARGE, "too_large", "the record is larger than the configured maximum")                 \
+      "neither the grid code nor the coordinates resolve to a block of the map")                   \
+    X(TOO_LARGE, "too_large", "the record is larger than the configured maximum")                  \
     X(INVALID_ENCODING, "invalid_encoding", "bytes that do not decode in the expected encoding")   \
     X(INVALID_HEADER, "invalid_header", "a file header that cannot be understood")                 \
     X(INVALID_CSV, "invalid_csv", "a CSV row that does not follow RFC 4180")                       \

@@ -262,7 +262,8 @@ ensure_real(struct bh_kafka *k, const char *const *topics, size_t n, char *errst
                     k->partitions);
         } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             snprintf(errstr, errstr_size, "kafka: creating topic %s: %s",
-                     rd_kafka_topic_result_name(res[i]), rd_kafka_topic_result_error_string(res[i]));
+                     rd_kafka_topic_result_name(res[i]),
+                     rd_kafka_topic_result_error_string(res[i]));
             rc = -EINVAL;
             goto out;
         }

@@ -34,10 +34,10 @@ struct bh_delivery {
 };
 
 struct bh_kafka_conf {
-    const char *brokers;               /* "embedded" or host:port[,host:port...] */
+    const char *brokers;                /* "embedded" or host:port[,host:port...] */
     const struct bh_kvlist *properties; /* passed through to librdkafka */
-    int partitions;                    /* for topics blockhub creates */
-    int replication;                   /* -1: the broker's default */
+    int partitions;                     /* for topics blockhub creates */
+    int replication;                    /* -1: the broker's default */
     int create_timeout_ms;
 };
 

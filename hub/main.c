@@ -184,12 +184,9 @@ int
 main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"set", required_argument, NULL, 's'},
-        {"check", no_argument, NULL, 'k'},
-        {"config-reference", no_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"set", required_argument, NULL, 's'},
+        {"check", no_argument, NULL, 'k'},        {"config-reference", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL;
     const char **sets = calloc((size_t)argc, sizeof(*sets));
@@ -235,8 +232,9 @@ main(int argc, char **argv)
     }
     enum bh_log_level level;
     if (bh_log_level_parse(conf.log.level, &level) < 0) {
-        fprintf(stderr, "blockhub: config refused: log.level: '%s' is not error, warn, info or "
-                        "debug\n",
+        fprintf(stderr,
+                "blockhub: config refused: log.level: '%s' is not error, warn, info or "
+                "debug\n",
                 conf.log.level);
         return 2;
     }
@@ -256,8 +254,7 @@ main(int argc, char **argv)
     uv_signal_init(hub.loop, &sigint);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
-    bh_info("hub", "ready: %zu adapter(s), kafka %s", hub.nadapters,
-            bh_kafka_bootstrap(hub.kafka));
+    bh_info("hub", "ready: %zu adapter(s), kafka %s", hub.nadapters, bh_kafka_bootstrap(hub.kafka));
     if (hub.nadapters == 0)
         bh_warn("hub", "no adapters configured");
 

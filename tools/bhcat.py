@@ -33,8 +33,9 @@ class Decoder:
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)
             parsed = fastavro.parse_schema(raw)
-            fp = int(fastavro.schema.fingerprint(
-                fastavro.schema.to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+            # fastavro gives the fingerprint's bytes in little-endian order, as hex
+            fp = int.from_bytes(bytes.fromhex(fastavro.schema.fingerprint(
+                fastavro.schema.to_parsing_canonical_form(parsed), "CRC-64-AVRO")), "little")
             name = parsed["name"]
             self.by_fp[fp] = (name, parsed)
             self.by_name[name] = (fp, parsed)

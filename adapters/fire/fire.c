@@ -71,8 +71,8 @@ struct batch {
 
 /* --- validation ------------------------------------------------------------ */
 
-static const char *const categories[] = {"alarm", "hazard", "inspection", "rectified", "drill",
-                                         NULL};
+static const char *const categories[] = {"alarm",     "hazard", "inspection",
+                                         "rectified", "drill",  NULL};
 static const char *const levels[] = {"low", "medium", "high", "critical", NULL};
 
 struct event {
@@ -155,8 +155,7 @@ validate(json_t *o, struct event *ev, char *why, size_t n)
     if ((r = check_string(o, "id", 1, &ev->id, &ev->id_len, why, n)) != BH_DLQ_REASON_COUNT ||
         (r = check_symbol(o, "category", categories, &ev->category, why, n)) !=
             BH_DLQ_REASON_COUNT ||
-        (r = check_string(o, "unit", 1, &ev->unit, &ev->unit_len, why, n)) !=
-            BH_DLQ_REASON_COUNT ||
+        (r = check_string(o, "unit", 1, &ev->unit, &ev->unit_len, why, n)) != BH_DLQ_REASON_COUNT ||
         (r = check_string(o, "building_id", 0, &ev->building_id, &ev->building_id_len, why, n)) !=
             BH_DLQ_REASON_COUNT ||
         (r = check_string(o, "grid_code", 0, &ev->grid_code, &ev->grid_code_len, why, n)) !=
@@ -175,8 +174,7 @@ validate(json_t *o, struct event *ev, char *why, size_t n)
         }
         ev->lng = json_number_value(lng);
         ev->lat = json_number_value(lat);
-        if (!isfinite(ev->lng) || !isfinite(ev->lat) || fabs(ev->lng) > 180 ||
-            fabs(ev->lat) > 90) {
+        if (!isfinite(ev->lng) || !isfinite(ev->lat) || fabs(ev->lng) > 180 || fabs(ev->lat) > 90) {
             snprintf(why, n, "location: (%g, %g) is not a longitude/latitude", ev->lng, ev->lat);
             return BH_DLQ_INVALID_FIELD;
         }
@@ -237,8 +235,8 @@ answer(struct batch *b, const char *unavailable)
         send_503(b->f, b->req, unavailable);
         return;
     }
-    json_t *resp = json_pack("{s:I, s:O}", "accepted", (json_int_t)b->accepted, "rejected",
-                             b->rejected);
+    json_t *resp =
+        json_pack("{s:I, s:O}", "accepted", (json_int_t)b->accepted, "rejected", b->rejected);
     char *text = json_dumps(resp, JSON_COMPACT);
     bh_http_send_json(b->req, 200, "OK", text);
     free(text);
@@ -319,8 +317,8 @@ produce_event(struct fire *f, struct item *it, const struct event *ev, const str
     rd_kafka_headers_t *h = rd_kafka_headers_new(2);
     rd_kafka_header_add(h, "blockhub.event_id", -1, ev->id, (ssize_t)ev->id_len);
     rd_kafka_header_add(h, "blockhub.adapter", -1, f->a->name, -1);
-    rc = bh_kafka_produce(f->a->hub->kafka, f->conf->topic, blk->id, strlen(blk->id), data, len,
-                          h, &it->d);
+    rc = bh_kafka_produce(f->a->hub->kafka, f->conf->topic, blk->id, strlen(blk->id), data, len, h,
+                          &it->d);
     if (rc < 0)
         rd_kafka_headers_destroy(h);
     return rc;
@@ -335,9 +333,56 @@ reject(struct batch *b, size_t index, enum bh_dlq_reason r, const char *why)
                                                  "code", bh_dlq_reason_code(r), "reason", text));
 }
 
+/*
+ * The byte span of each element of a JSON array BODY (already validated), so
+ * a dead letter carries the sender's own bytes rather than a re-encoding.
+ * Returns the count found; spans past CAP are not stored.
+ */
+static size_t
+element_spans(const char *body, size_t len, h2o_iovec_t *spans, size_t cap)
+{
+    size_t i = 0, n = 0, start = 0;
+    int depth = 0, in_string = 0;
+    while (i < len && body[i] != '[')
+        i++;
+    for (i++; i < len; i++) {
+        char c = body[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+            continue;
+        if (depth == 0 && (c == ',' || c == ']')) {
+            size_t end = i;
+            while (end > start && strchr(" \t\r\n", body[end - 1]) != NULL)
+                end--;
+            if (end > start && n < cap)
+                spans[n] = h2o_iovec_init(body + start, end - start);
+            n += end > start;
+            if (c == ']')
+                break;
+            start = 0;
+            continue;
+        }
+        if (start == 0)
+            start = i;
+        if (c == '"')
+            in_string = 1;
+        else if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']')
+            depth--;
+    }
+    return n;
+}
+
 /* Validate, resolve and produce every item; returns -errno if producing failed. */
 static int
-process(struct fire *f, struct batch *b, json_t *items, const char *peer)
+process(struct fire *f, struct batch *b, json_t *items, const h2o_iovec_t *raw, const char *peer)
 {
     struct bh_hub *hub = f->a->hub;
     int64_t now = bh_now_ms();
@@ -352,8 +397,8 @@ process(struct fire *f, struct batch *b, json_t *items, const char *peer)
         enum bh_dlq_reason r = validate(o, &ev, why, sizeof(why));
         const struct bh_block *blk = NULL;
         if (r == BH_DLQ_REASON_COUNT) {
-            blk = bh_blockmap_resolve(hub->blocks, ev.grid_code, ev.grid_code_len,
-                                      ev.has_location, ev.lng, ev.lat);
+            blk = bh_blockmap_resolve(hub->blocks, ev.grid_code, ev.grid_code_len, ev.has_location,
+                                      ev.lng, ev.lat);
             if (blk == NULL) {
                 r = BH_DLQ_UNRESOLVED_BLOCK;
                 snprintf(why, sizeof(why), "no block for grid_code %s%.32s%s and location %s",
@@ -370,10 +415,8 @@ process(struct fire *f, struct batch *b, json_t *items, const char *peer)
                 b->accepted++;
         } else {
             reject(b, i, r, why);
-            char *raw = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
             origin.position = (int64_t)i;
-            rc = bh_dlq_publish(hub, f->a, r, why, &origin, raw, raw ? strlen(raw) : 0, &it->d);
-            free(raw);
+            rc = bh_dlq_publish(hub, f->a, r, why, &origin, raw[i].base, raw[i].len, &it->d);
         }
         if (rc < 0)
             return rc;
@@ -482,7 +525,22 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         return 0;
     }
     json_t *items = body;
+    size_t n = json_array_size(body);
+    h2o_iovec_t *raw = NULL;
+    if (json_is_array(body) && n <= (size_t)c->max_items) {
+        raw = calloc(n ? n : 1, sizeof(*raw));
+        if (raw == NULL || element_spans(req->entity.base, req->entity.len, raw, n) != n) {
+            free(raw);
+            json_decref(body);
+            send_503(f, req, "cannot split the request body");
+            return 0;
+        }
+    }
     if (json_is_object(body)) {
+        n = 1;
+        raw = malloc(sizeof(*raw));
+        if (raw != NULL)
+            *raw = h2o_iovec_init(req->entity.base, req->entity.len);
         items = json_array();
         json_array_append(items, body);
         json_decref(body);
@@ -491,10 +549,11 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         error_json(req, 400, "Bad Request", "the body must be an event object or an array");
         return 0;
     }
-    if (json_array_size(items) > (size_t)c->max_items) {
-        snprintf(msg, sizeof(msg), "%zu events exceed the limit of %lld per request",
-                 json_array_size(items), (long long)c->max_items);
+    if (n > (size_t)c->max_items || raw == NULL) {
+        snprintf(msg, sizeof(msg), "%zu events exceed the limit of %lld per request", n,
+                 (long long)c->max_items);
         json_decref(items);
+        free(raw);
         error_json(req, 413, "Payload Too Large", msg);
         return 0;
     }
@@ -502,9 +561,9 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     char peer[80];
     bh_http_peer(req, peer, sizeof(peer));
     struct batch *b = calloc(1, sizeof(*b));
-    size_t n = json_array_size(items);
     if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL) {
         free(b);
+        free(raw);
         json_decref(items);
         send_503(f, req, "out of memory");
         return 0;
@@ -518,8 +577,9 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     bh_http_on_dispose(req, on_request_released, b);
     f->live++;
 
-    int rc = process(f, b, items, peer);
+    int rc = process(f, b, items, raw, peer);
     json_decref(items);
+    free(raw);
     if (rc < 0)
         answer(b, "events could not be queued for Kafka");
     else if (b->waiting == 0)
@@ -608,23 +668,53 @@ topics(const struct bh_adapter *a, const char **out, size_t cap)
 #define KEY(field) offsetof(struct fire_conf, field)
 
 static const struct bh_conf_key fire_keys[] = {
-    {.name = "listen", .type = BH_CONF_STRING, .offset = KEY(listen), .def = "127.0.0.1:8080",
+    {.name = "listen",
+     .type = BH_CONF_STRING,
+     .offset = KEY(listen),
+     .def = "127.0.0.1:8080",
      .doc = "Address and port of the webhook listener (host:port, [v6]:port, :port)."},
-    {.name = "path", .type = BH_CONF_STRING, .offset = KEY(path), .def = "/v1/fire/events",
+    {.name = "path",
+     .type = BH_CONF_STRING,
+     .offset = KEY(path),
+     .def = "/v1/fire/events",
      .doc = "Path the department POSTs to."},
-    {.name = "tokens", .type = BH_CONF_STRING_LIST, .offset = KEY(tokens),
-     .flags = BH_CONF_REQUIRED, .doc = "Accepted bearer tokens (at least one)."},
-    {.name = "body_limit", .type = BH_CONF_SIZE, .offset = KEY(body_limit), .def = "1MiB",
-     .min = 1, .max = 256LL * 1024 * 1024,
+    {.name = "tokens",
+     .type = BH_CONF_STRING_LIST,
+     .offset = KEY(tokens),
+     .flags = BH_CONF_REQUIRED,
+     .doc = "Accepted bearer tokens (at least one)."},
+    {.name = "body_limit",
+     .type = BH_CONF_SIZE,
+     .offset = KEY(body_limit),
+     .def = "1MiB",
+     .min = 1,
+     .max = 256LL * 1024 * 1024,
      .doc = "Largest request body; a larger one gets 413."},
-    {.name = "max_items", .type = BH_CONF_INT, .offset = KEY(max_items), .def = "1000", .min = 1,
-     .max = 100000, .doc = "Most events in one array body; more gets 413."},
-    {.name = "ack_timeout", .type = BH_CONF_DURATION, .offset = KEY(ack_timeout), .def = "10s",
-     .min = 10, .max = 600000,
+    {.name = "max_items",
+     .type = BH_CONF_INT,
+     .offset = KEY(max_items),
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
+     .doc = "Most events in one array body; more gets 413."},
+    {.name = "ack_timeout",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(ack_timeout),
+     .def = "10s",
+     .min = 10,
+     .max = 600000,
      .doc = "How long a request waits for Kafka to acknowledge its events before 503."},
-    {.name = "retry_after", .type = BH_CONF_DURATION, .offset = KEY(retry_after), .def = "5s",
-     .min = 1000, .max = 3600000, .doc = "Retry-After sent with a 503 (whole seconds)."},
-    {.name = "topic", .type = BH_CONF_STRING, .offset = KEY(topic), .def = "dept.fire",
+    {.name = "retry_after",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(retry_after),
+     .def = "5s",
+     .min = 1000,
+     .max = 3600000,
+     .doc = "Retry-After sent with a 503 (whole seconds)."},
+    {.name = "topic",
+     .type = BH_CONF_STRING,
+     .offset = KEY(topic),
+     .def = "dept.fire",
      .doc = "Topic the events are published to, keyed by block."},
     {0},
 };

@@ -23,10 +23,20 @@ LOCAL_KAFKA = os.path.join(SRC, "deploy", "kafka", "local-kafka")
 TOKEN = "test-token-1"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(pair=False):
+    """A free loopback port (with PAIR, one whose successor is free too: a broker's controller)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if not pair or port >= 65535:
+                return port
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + 1))
+                    return port
+                except OSError:
+                    continue
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +54,7 @@ class Broker:
 
     def __init__(self, path):
         self.dir = str(path)
-        self.port = free_port()
+        self.port = free_port(pair=True)
         self.bootstrap = None
 
     def start(self):

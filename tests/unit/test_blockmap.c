@@ -882,6 +882,88 @@ test_refuse_invalid_polygon(void **state)
     refused(overlapping_parts, 1, "block A-3", "invalid polygon");
 }
 
+#define F1                                                                                         \
+    "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"D-1\",\"name\":\"\\u9ec4\\u8d1d\"},"     \
+    "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(0, 0, 1, 1) "]}}"
+#define F2                                                                                         \
+    "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"D-2\",\"name\":\"b\"},"                  \
+    "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(1, 0, 2, 1) "]}}"
+
+static void
+test_document_shapes(void **state)
+{
+    /* Members in any order, members the map does not use, white space anywhere. */
+    const char *docs[] = {
+        "{\"features\":[" F1 "," F2 "],\"type\":\"FeatureCollection\"}",
+        " \r\n{ \"type\" : \"FeatureCollection\" ,\n\t\"bbox\": [0, 0, 2, 1],\n"
+        "\"crs\": {\"type\": \"name\", \"properties\": {\"name\": "
+        "\"urn:ogc:def:crs:OGC:1.3:CRS84\"}},\n"
+        "\"name\": \"a \\\"quoted\\\" } ] [ { name\", \"count\": -1.5e3, \"ok\": true, \"x\": "
+        "null,\n"
+        "\"features\" : [\n  " F1 " ,\n  " F2 "\n ] , \"after\": {\"features\": 7}\n}\n",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < COUNT(docs); i++) {
+        struct bh_blockmap *map = NULL;
+        char err[256] = "";
+        int rc = bh_blockmap_load_string(&map, "doc", docs[i], strlen(docs[i]), err, sizeof(err));
+
+        if (rc != 0)
+            fail_msg("document %zu: %d %s", i, rc, err);
+        assert_int_equal(bh_blockmap_count(map), 2);
+        /* \u escapes come out as UTF-8. */
+        assert_string_equal(bh_blockmap_find(map, "D-1", 3)->name, "黄贝");
+        assert_located(map, 1.5, 0.5, "D-2");
+        bh_blockmap_free(map);
+    }
+}
+
+static void
+test_refuse_bad_syntax(void **state)
+{
+    (void)state;
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[" F1 "]} x", -EINVAL,
+                 ":1:", "not valid JSON: end of input expected");
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[" F1 ",]}", -EINVAL,
+                 "not valid JSON", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[" F1 " " F2 "]}", -EINVAL,
+                 "not valid JSON: ',' expected", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[" F1 "", -EINVAL, "not valid JSON",
+                 NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"name\":tru,\"features\":[" F1 "]}", -EINVAL,
+                 "not valid JSON", NULL);
+    refused_text("{\"type\":\"FeatureCollection\" \"features\":[" F1 "]}", -EINVAL,
+                 "not valid JSON: ',' expected", NULL);
+    /* An error inside a feature is reported at its line in the whole document. */
+    refused_text("{\"type\":\"FeatureCollection\",\n\"features\":[\n" F1 ",\n{\"type\":\"Feature\","
+                 "\"properties\":{\"block_id\":\"D-2\"},\n\"geometry\":{\"type\":\"Polygon\","
+                 "\"coordinates\":[[[0,0],[1,0],[1,1],[0,1],[0,0]]}}]}",
+                 -EINVAL, "inline.geojson:5:", "not valid JSON");
+    /* Not UTF-8. */
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\","
+                 "\"properties\":{\"block_id\":\"D-1\",\"name\":\"\xba\xda\"},\"geometry\":"
+                 "{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(0, 0, 1, 1) "]}}]}",
+                 -EINVAL, "not valid JSON", NULL);
+}
+
+static void
+test_refuse_bad_members(void **state)
+{
+    (void)state;
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":{}}", -EINVAL,
+                 "the FeatureCollection has no features array", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[" F1 "],\"features\":[" F2 "]}",
+                 -EINVAL, "more than one \"features\" member", NULL);
+    refused_text("{\"type\":\"Feature\",\"features\":[" F1 "]}", -EINVAL,
+                 "not a GeoJSON FeatureCollection", NULL);
+    refused_text("{\"features\":[" F1 "]}", -EINVAL, "not a GeoJSON FeatureCollection", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[" F1 ",1]}", -EINVAL,
+                 "features[1] is not an object", NULL);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[\"x\"]}", -EINVAL,
+                 "features[0] is not an object", NULL);
+}
+
 static void
 test_refuse_missing_file(void **state)
 {
@@ -944,6 +1026,9 @@ main(void)
         cmocka_unit_test(test_refuse_unclosed_ring),
         cmocka_unit_test(test_refuse_bad_coordinates),
         cmocka_unit_test(test_refuse_invalid_polygon),
+        cmocka_unit_test(test_document_shapes),
+        cmocka_unit_test(test_refuse_bad_syntax),
+        cmocka_unit_test(test_refuse_bad_members),
         cmocka_unit_test(test_refuse_missing_file),
         cmocka_unit_test(test_refuse_without_errstr),
     };

@@ -68,9 +68,9 @@ test_syntax(void **state)
     (void)state;
     rejects("");
     rejects("2026-11-27");
-    rejects("2026-11-27T08:15:00");       /* no offset */
-    rejects("2026-11-27T08:15+08:00");    /* no seconds */
-    rejects("2026-11-27T08:15:00+0800");  /* offset without colon */
+    rejects("2026-11-27T08:15:00");        /* no offset */
+    rejects("2026-11-27T08:15+08:00");     /* no seconds */
+    rejects("2026-11-27T08:15:00+0800");   /* offset without colon */
     rejects("2026-11-27T08:15:00+08:00 "); /* trailing */
     rejects("2026/11/27T08:15:00Z");
     rejects("2026-11-27T08:15:00.Z");

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Block map benchmark: generates a 50,000-block map into a temporary directory
+# and runs bench_blockmap on it (load time, point and grid-code lookups).
+# Usage: bench/run-blockmap.sh [BUILD_DIR] [BLOCKS]   (defaults: build/, 50000)
+# Build first: cmake --build BUILD_DIR --target bench_blockmap
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+blocks=${2:-50000}
+
+bench="$build/bench/bench_blockmap"
+[[ -x $bench ]] || bench="$build/bench_blockmap"
+if [[ ! -x $bench ]]; then
+    echo "run-blockmap.sh: no bench_blockmap in $build (cmake --build $build --target bench_blockmap)" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d /tmp/blockhub-bench.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+python3 "$root/bench/gen_blocks.py" "$blocks" "$tmp/blocks.geojson"
+echo "map: $blocks blocks, $(du -h "$tmp/blocks.geojson" | cut -f1) of GeoJSON"
+"$bench" "$tmp/blocks.geojson"
