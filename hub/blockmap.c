@@ -110,7 +110,11 @@ set_error(char *errstr, size_t errstr_size, const char *fmt, ...)
     va_end(ap);
 }
 
-/* "NAME: features[3] (block 440303-004): MESSAGE", as much as is known. */
+/*
+ * "NAME: features[3] (block 440303-004): MESSAGE", as much as is known. Before
+ * the id is known, a MESSAGE starting with a space continues the sentence:
+ * "NAME: features[3] is not an object".
+ */
 static void fail(struct loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
@@ -1038,10 +1042,10 @@ void
 bh_blockmap_bounds(const struct bh_blockmap *map, double *min_lon, double *min_lat, double *max_lon,
                    double *max_lat)
 {
-    *min_lon = map->min_lon;
-    *min_lat = map->min_lat;
-    *max_lon = map->max_lon;
-    *max_lat = map->max_lat;
+    *min_lon = map ? map->min_lon : NAN;
+    *min_lat = map ? map->min_lat : NAN;
+    *max_lon = map ? map->max_lon : NAN;
+    *max_lat = map ? map->max_lat : NAN;
 }
 
 const struct bh_block *

@@ -36,7 +36,7 @@ void bh_blockmap_free(struct bh_blockmap *map);
 size_t bh_blockmap_count(const struct bh_blockmap *map);
 /* The INDEXth block in ascending id order (byte-wise); NULL past the end. */
 const struct bh_block *bh_blockmap_at(const struct bh_blockmap *map, size_t index);
-/* The bounding box of every block. */
+/* The bounding box of every block (NaN for a NULL map). */
 void bh_blockmap_bounds(const struct bh_blockmap *map, double *min_lon, double *min_lat,
                         double *max_lon, double *max_lat);
 

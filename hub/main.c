@@ -56,6 +56,8 @@ resolve_path(char **p, const char *config_path)
 static void
 on_all_stopped(struct bh_hub *h)
 {
+    uv_signal_stop(&sigterm);
+    uv_signal_stop(&sigint);
     bh_info("hub", "intake stopped; flushing %zu message(s) in flight",
             bh_kafka_in_flight(h->kafka));
     size_t left = bh_kafka_close(h->kafka, (int)h->conf->kafka.flush_timeout);
@@ -78,8 +80,6 @@ on_signal(uv_signal_t *s, int signum)
         return;
     }
     bh_info("hub", "%s: shutting down", strsignal(signum));
-    uv_signal_stop(&sigterm);
-    uv_signal_stop(&sigint);
     if (hub.running == 0) {
         hub.on_all_stopped(&hub);
         return;

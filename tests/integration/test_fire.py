@@ -37,7 +37,7 @@ def test_sample_batch(kafka, hub_factory, decoder, blocks):
     got = {}
     for m in msgs:
         name, rec = decoder.decode(m["value"])
-        assert name == "FireEvent"
+        assert name == "blockhub.fire.FireEvent"
         assert m["headers"]["blockhub.event_id"].decode() == rec["event_id"]
         got[rec["event_id"]] = (m["key"].decode(), rec)
     valid = [it for i, it in enumerate(items) if i not in (3, 6)]
@@ -69,7 +69,7 @@ def test_sample_batch(kafka, hub_factory, decoder, blocks):
     dead = {}
     for m in dlq:
         name, rec = decoder.decode(m["value"])
-        assert name == "DeadLetter"
+        assert name == "blockhub.DeadLetter"
         dead[rec["origin"]["position"]] = rec
     assert sorted(dead) == [3, 6]
     assert dead[3]["reason"] == "invalid_field" and "level" in dead[3]["detail"]

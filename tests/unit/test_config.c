@@ -662,14 +662,15 @@ test_required(void **state)
     assert_true(is_zero(&s, sizeof(s)));
 
     /* A required key inside an absent section is still required. */
-    rc = bh_conf_load_string("s.yaml", "id: x\n", 6, NULL, 0, strict_keys, &s, err, sizeof(err));
+    rc = bh_conf_load_string("s.yaml", "id: x\n", strlen("id: x\n"), NULL, 0, strict_keys, &s, err, sizeof(err));
     assert_int_equal(rc, -EINVAL);
     assert_err_contains("s.yaml: key 'sec.cert' is required");
     assert_true(is_zero(&s, sizeof(s)));
 
     /* A null value does not satisfy a required key. */
-    rc = bh_conf_load_string("s.yaml", "id:\nsec: {cert: c}\n", 17, NULL, 0, strict_keys, &s,
-                             err, sizeof(err));
+    const char *nulled = "id:\nsec: {cert: c}\n";
+    rc = bh_conf_load_string("s.yaml", nulled, strlen(nulled), NULL, 0, strict_keys, &s, err,
+                             sizeof(err));
     assert_int_equal(rc, -EINVAL);
     assert_err_contains("s.yaml: key 'id' is required");
 
@@ -800,7 +801,8 @@ test_deep_nesting(void **state)
     len++;
     memset(doc + len, '}', 2000);
     doc[len + 2000] = '\0';
-    expect_fail(doc, "t.yaml:1:257: nesting deeper than 64 levels");
+    /* Keys count as a level: the 64th mapping's key "a" (column 4 * 63 + 2) is too deep. */
+    expect_fail(doc, "t.yaml:1:254: nesting deeper than 64 levels");
 
     /* Unclosed deep nesting is a syntax error, not a crash. */
     memset(doc, '[', n);
@@ -836,7 +838,8 @@ test_multiple_documents(void **state)
 {
     (void)state;
     expect_fail("name: a\n---\nname: b\n", "t.yaml:2:1: more than one YAML document");
-    expect_fail("name: a\n---\nname: b\n---\n[\n", "YAML syntax error");
+    expect_fail("name: a\n---\nname: b\n---\n[\n", "t.yaml:2:1: more than one YAML document");
+    expect_fail("name: a\n---\n[\n", "t.yaml:4:1: YAML syntax error");
     /* An explicit end marker with nothing after it is one document. */
     struct root_conf c;
     assert_int_equal(load("---\nname: a\n...\n", &c), 0);
