@@ -247,6 +247,7 @@ ensure_real(struct bh_kafka *k, const char *const *topics, size_t n, char *errst
     rd_kafka_CreateTopics(k->rk, nt, n, opt, q);
     ev = rd_kafka_queue_poll(q, k->create_timeout_ms + 2000);
     if (ev == NULL || rd_kafka_event_error(ev)) {
+        /* The cluster did not answer: not a reason to refuse, it may come later. */
         snprintf(errstr, errstr_size, "kafka: creating topics at %s: %s", k->bootstrap,
                  ev ? rd_kafka_event_error_string(ev) : "timed out");
         rc = -ETIMEDOUT;

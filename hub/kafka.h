@@ -50,6 +50,8 @@ int bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_c
 /*
  * Make sure TOPICS exist (creating the missing ones with the configured
  * partition count). Blocks up to create_timeout_ms; call before the loop runs.
+ * -ETIMEDOUT: the cluster did not answer in time (it may still come); any
+ * other error: the cluster refused.
  */
 int bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
                            size_t errstr_size);

@@ -163,7 +163,9 @@ start(const char *config_path, char *err, size_t errlen)
     }
     collect_topics(topics, &ntopics);
     rc = bh_kafka_ensure_topics(hub.kafka, topics, ntopics, err, errlen);
-    if (rc < 0)
+    if (rc == -ETIMEDOUT)
+        bh_warn("hub", "%s; starting anyway: requests get 503 until Kafka acknowledges", err);
+    else if (rc < 0)
         return rc;
 
     for (size_t i = 0; i < hub.nadapters; i++) {
