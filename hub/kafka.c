@@ -24,7 +24,12 @@ struct bh_kafka {
     int create_timeout_ms;
     size_t in_flight;
     int fatal;
+    unsigned restarts;
+    rd_kafka_conf_t *template; /* to make a new producer after a fatal error */
+    uv_timer_t restart;
 };
+
+static void on_restart(uv_timer_t *t);
 
 /* Properties blockhub relies on: a config may repeat them but not change them. */
 static const struct {
@@ -54,8 +59,12 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        bh_error("kafka", "fatal producer error %s: %s; making a new producer",
+                 rd_kafka_err2name(orig), buf);
+        /* Not from inside the producer's own callback: on the next loop turn. */
+        if (!k->fatal)
+            uv_timer_start(&k->restart, on_restart, 0, 0);
         k->fatal = 1;
-        bh_error("kafka", "fatal producer error %s: %s", rd_kafka_err2name(orig), buf);
         return;
     }
     /* Transport errors while a broker is away are expected and retried. */
@@ -129,6 +138,61 @@ start_mock(struct bh_kafka *k, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* A producer from the template, its main queue waking the loop through the pipe. */
+static int
+make_producer(struct bh_kafka *k, char *errstr, size_t errstr_size)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(k->template);
+    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (k->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "kafka: %s", err);
+        return -EINVAL;
+    }
+    rd_kafka_set_log_queue(k->rk, NULL);
+    k->mainq = rd_kafka_queue_get_main(k->rk);
+    rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
+    return 0;
+}
+
+/* Fail what the old producer still holds (its trackers hear an error), then drop it. */
+static void
+drop_producer(struct bh_kafka *k)
+{
+    rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(k->rk, 100);
+    serve(k);
+    rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(k->mainq);
+    rd_kafka_destroy(k->rk);
+    k->mainq = NULL;
+    k->rk = NULL;
+}
+
+/*
+ * After a fatal error an idempotent producer refuses everything (librdkafka
+ * 2.0.x reaches this state after some broker disconnects). Whatever it held
+ * fails (senders get 503 and resend), and a new producer takes its place.
+ */
+static void
+on_restart(uv_timer_t *t)
+{
+    struct bh_kafka *k = t->data;
+    char err[512];
+    drop_producer(k);
+    if (make_producer(k, err, sizeof(err)) < 0) {
+        bh_error("kafka", "cannot make a new producer: %s; retrying in 1 s", err);
+        uv_timer_start(&k->restart, on_restart, 1000, 0);
+        return;
+    }
+    k->in_flight = 0;
+    k->fatal = 0;
+    k->restarts++;
+    bh_warn("kafka", "new producer in place (%u since start)", k->restarts);
+    serve(k);
+}
+
 int
 bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf *c, char *errstr,
              size_t errstr_size)
@@ -179,29 +243,24 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
-
-    char err[512];
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    if (k->rk == NULL) {
-        snprintf(errstr, errstr_size, "kafka: %s", err);
-        rc = -EINVAL;
-        goto out;
-    }
-    conf = NULL; /* owned by rk now */
-    rd_kafka_set_log_queue(k->rk, NULL);
+    k->template = conf;
+    conf = NULL;
 
     if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
         rc = -errno;
         snprintf(errstr, errstr_size, "kafka: pipe: %s", strerror(errno));
         goto out;
     }
-    k->mainq = rd_kafka_queue_get_main(k->rk);
-    rd_kafka_queue_io_event_enable(k->mainq, k->pipefd[1], "1", 1);
+    rc = make_producer(k, errstr, errstr_size);
+    if (rc < 0)
+        goto out;
     rc = uv_poll_init(loop, &k->poll, k->pipefd[0]);
     if (rc < 0) {
         snprintf(errstr, errstr_size, "kafka: uv_poll_init: %s", uv_strerror(rc));
         goto out;
     }
+    uv_timer_init(loop, &k->restart);
+    k->restart.data = k;
     k->poll.data = k;
     uv_poll_start(&k->poll, UV_READABLE, on_readable);
     /* Anything queued before the fd was attached would never wake us. */
@@ -211,6 +270,8 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
 out:
     if (conf != NULL)
         rd_kafka_conf_destroy(conf);
+    if (k->template != NULL)
+        rd_kafka_conf_destroy(k->template);
     if (k->mainq != NULL)
         rd_kafka_queue_destroy(k->mainq);
     if (k->rk != NULL)
@@ -329,6 +390,18 @@ bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t 
     }
 }
 
+rd_kafka_t *
+bh_kafka_handle(struct bh_kafka *k)
+{
+    return k->rk;
+}
+
+unsigned
+bh_kafka_restarts(const struct bh_kafka *k)
+{
+    return k->restarts;
+}
+
 size_t
 bh_kafka_in_flight(const struct bh_kafka *k)
 {
@@ -366,12 +439,10 @@ bh_kafka_close(struct bh_kafka *k, int timeout_ms)
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         bh_error("kafka", "flush: %zu message(s) not delivered within %d ms", left, timeout_ms);
     /* Whatever is left fails now, so every tracker hears its result once. */
-    rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(k->rk, 100);
-    serve(k);
-    rd_kafka_queue_io_event_enable(k->mainq, -1, NULL, 0);
-    rd_kafka_queue_destroy(k->mainq);
-    rd_kafka_destroy(k->rk);
+    drop_producer(k);
+    rd_kafka_conf_destroy(k->template);
+    uv_timer_stop(&k->restart);
+    uv_close((uv_handle_t *)&k->restart, NULL);
     if (k->mock != NULL)
         rd_kafka_mock_cluster_destroy(k->mock);
     if (k->mock_rk != NULL)

@@ -66,6 +66,10 @@ int bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, siz
                      const void *value, size_t len, rd_kafka_headers_t *hdrs,
                      struct bh_delivery *d);
 
+/* The current librdkafka handle (it changes after a fatal error), for tests. */
+rd_kafka_t *bh_kafka_handle(struct bh_kafka *k);
+/* How many times a fatal error made blockhub replace the producer. */
+unsigned bh_kafka_restarts(const struct bh_kafka *k);
 /* Messages produced and not yet reported. */
 size_t bh_kafka_in_flight(const struct bh_kafka *k);
 /* The bootstrap address actually used (the mock cluster's when embedded). */
