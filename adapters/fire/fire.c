@@ -443,12 +443,13 @@ authorized(const struct fire_conf *c, h2o_req_t *req)
     int ok = 0;
     for (size_t t = 0; t < c->tokens.n; t++) {
         const char *want = c->tokens.v[t];
-        size_t wl = strlen(want);
-        /* Compare every byte whatever the first mismatch, so time says nothing. */
-        unsigned char diff = (unsigned char)(wl != len);
+        if (strlen(want) != len || len == 0)
+            continue;
+        /* Look at every byte whatever the first mismatch: timing tells nothing. */
+        unsigned char diff = 0;
         for (size_t k = 0; k < len; k++)
-            diff |= (unsigned char)(tok[k] ^ want[wl ? k % wl : 0]);
-        ok |= wl > 0 && diff == 0;
+            diff |= (unsigned char)(tok[k] ^ want[k]);
+        ok |= diff == 0;
     }
     return ok;
 }

@@ -87,17 +87,29 @@ def own_broker(tmp_path):
 
 
 class Hub:
-    """One blockhub daemon with its own topics and its own port."""
+    """One blockhub daemon with its own topics and its own ports.
 
-    def __init__(self, tmp_path, brokers, extra_sets=(), fire=True):
-        tag = uuid.uuid4().hex[:10]
+    By default it runs one fire adapter. ADAPTERS adds more: a list of dicts,
+    each a config entry (name, type and settings) written as YAML flow values;
+    give each a unique topic with hub.topic("dept.x") to keep tests apart.
+    """
+
+    def __init__(self, tmp_path, brokers, extra_sets=(), fire=True, adapters=()):
+        self.tag = uuid.uuid4().hex[:10]
+        self.tmp_path = tmp_path
         self.port = free_port()
-        self.fire_topic = "dept.fire." + tag
-        self.dlq_topic = "hub.dlq." + tag
+        self.fire_topic = self.topic("dept.fire")
+        self.dlq_topic = self.topic("hub.dlq")
         self.brokers = brokers
         self.url = "http://127.0.0.1:%d/v1/fire/events" % self.port
-        self.config = str(tmp_path / ("blockhub-%s.yaml" % tag))
-        self.logpath = str(tmp_path / ("blockhub-%s.log" % tag))
+        self.config = str(tmp_path / ("blockhub-%s.yaml" % self.tag))
+        self.logpath = str(tmp_path / ("blockhub-%s.log" % self.tag))
+        entries = []
+        if fire:
+            entries.append({"name": "fire", "type": "fire",
+                            "listen": "127.0.0.1:%d" % self.port,
+                            "tokens": [TOKEN, "other-token"], "topic": self.fire_topic})
+        entries.extend(adapters)
         lines = [
             "kafka:",
             "  brokers: %s" % brokers,
@@ -109,22 +121,21 @@ class Hub:
             "  dir: %s" % SCHEMAS,
             "dead_letter:",
             "  topic: %s" % self.dlq_topic,
-            "adapters:",
+            "adapters:" if entries else "adapters: []",
         ]
-        if fire:
-            lines += [
-                "  - name: fire",
-                "    type: fire",
-                "    listen: 127.0.0.1:%d" % self.port,
-                "    tokens: [%s, other-token]" % TOKEN,
-                "    topic: %s" % self.fire_topic,
-            ]
-        else:
-            lines[-1] = "adapters: []"
-        with open(self.config, "w") as f:
+        for e in entries:
+            first = True
+            for k, v in e.items():
+                lines.append("%s%s: %s" % ("  - " if first else "    ", k, json.dumps(v, ensure_ascii=False)))
+                first = False
+        with open(self.config, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         self.sets = list(extra_sets)
         self.proc = None
+
+    def topic(self, base):
+        """A topic name of this test's own."""
+        return "%s.%s" % (base, self.tag)
 
     def start(self, timeout=60):
         args = [BLOCKHUB, "--config", self.config]
