@@ -14,13 +14,15 @@
  * was bound so far and zeroes every field the tables describe.
  *
  * Decisions worth knowing:
- *   - YAML aliases are refused (the document API resolves an alias to the same
- *     node, so every node must be reached exactly once; this also stops alias
- *     loops and "billion laughs" expansions).
+ *   - YAML aliases are refused, at the alias, by an event pass before the
+ *     document is loaded (and again while converting: the document API resolves
+ *     an alias to the same node, so every node must be reached exactly once).
+ *     No alias loop or "billion laughs" expansion can reach the tree.
  *   - Duplicate keys in any mapping are refused, naming both lines.
  *   - A plain null scalar (empty, "~", "null") means "not set": the default
  *     applies, and a required key is still missing.
- *   - Nesting deeper than MAX_DEPTH levels is refused.
+ *   - Nesting deeper than MAX_DEPTH levels is refused, and so is a second
+ *     YAML document in the stream.
  */
 #include "config.h"
 
@@ -36,7 +38,7 @@
 #include <yaml.h>
 
 #define MAX_DEPTH     64
-#define MAX_FILE_SIZE (64u << 20)
+#define MAX_FILE_SIZE (16u << 20)
 #define PATH_LEN      512
 
 enum node_kind { NODE_SCALAR, NODE_SEQ, NODE_MAP };
@@ -359,8 +361,7 @@ convert(struct ctx *c, int id, int depth, struct node **out)
     line = clamp_int(yn->start_mark.line + 1);
     col = clamp_int(yn->start_mark.column + 1);
     if (c->seen[id - 1]) {
-        rc = fail_at(c, c->origin, c->set, line, col, -EINVAL,
-                     "YAML aliases are not supported (this node is referenced by an alias)");
+        rc = fail_at(c, c->origin, c->set, line, col, -EINVAL, "YAML aliases are not supported");
         goto out;
     }
     c->seen[id - 1] = 1;
@@ -495,6 +496,77 @@ yaml_error(struct ctx *c, const yaml_parser_t *p, const char *text, size_t len)
 }
 
 /*
+ * A first pass over the events, stopping early: refuses aliases (at the alias
+ * itself), nesting deeper than MAX_DEPTH and a second document. Stopping at the
+ * depth limit matters: libyaml rescans its whole flow-level stack for every
+ * token, so a long run of '[' costs quadratic time if it is parsed to the end.
+ */
+static int
+precheck(struct ctx *c, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool have_parser = false, have_event = false, done = false;
+    int rc = 0, depth = 0, docs = 0;
+
+    if (!yaml_parser_initialize(&parser)) {
+        rc = fail(c, NULL, -ENOMEM, "out of memory");
+        goto out;
+    }
+    have_parser = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            rc = yaml_error(c, &parser, text, len);
+            goto out;
+        }
+        have_event = true;
+        int line = clamp_int(ev.start_mark.line + 1), col = clamp_int(ev.start_mark.column + 1);
+        switch (ev.type) {
+        case YAML_ALIAS_EVENT:
+            rc =
+                fail_at(c, c->origin, c->set, line, col, -EINVAL, "YAML aliases are not supported");
+            goto out;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) {
+                rc = fail_at(c, c->origin, c->set, line, col, -EINVAL,
+                             "more than one YAML document");
+                goto out;
+            }
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (depth >= MAX_DEPTH) {
+                rc = fail_at(c, c->origin, c->set, line, col, -EINVAL,
+                             "nesting deeper than %d levels", MAX_DEPTH);
+                goto out;
+            }
+            if (ev.type != YAML_SCALAR_EVENT)
+                depth++;
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+        have_event = false;
+    }
+out:
+    if (have_event)
+        yaml_event_delete(&ev);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    return rc;
+}
+
+/*
  * Parse TEXT[0..len) as a single YAML document into a tree; *out is NULL for an
  * empty stream. Nodes get c->origin / c->set.
  */
@@ -502,12 +574,15 @@ static int
 parse_yaml(struct ctx *c, const char *text, size_t len, struct node **out)
 {
     yaml_parser_t parser;
-    yaml_document_t doc, extra;
-    bool have_parser = false, have_doc = false, have_extra = false;
+    yaml_document_t doc;
+    bool have_parser = false, have_doc = false;
     int rc = 0;
 
     *out = NULL;
     if (len == 0)
+        goto out;
+    rc = precheck(c, text, len);
+    if (rc)
         goto out;
     if (!yaml_parser_initialize(&parser)) {
         rc = fail(c, NULL, -ENOMEM, "out of memory");
@@ -522,17 +597,6 @@ parse_yaml(struct ctx *c, const char *text, size_t len, struct node **out)
     have_doc = true;
     if (!yaml_document_get_root_node(&doc))
         goto out;
-    if (!yaml_parser_load(&parser, &extra)) {
-        rc = yaml_error(c, &parser, text, len);
-        goto out;
-    }
-    have_extra = true;
-    if (yaml_document_get_root_node(&extra)) {
-        rc =
-            fail_at(c, c->origin, c->set, clamp_int(extra.start_mark.line + 1),
-                    clamp_int(extra.start_mark.column + 1), -EINVAL, "more than one YAML document");
-        goto out;
-    }
     c->seen = calloc((size_t)(doc.nodes.top - doc.nodes.start), 1);
     if (!c->seen) {
         rc = fail(c, NULL, -ENOMEM, "out of memory");
@@ -544,8 +608,6 @@ out:
     free(c->seen);
     c->seen = NULL;
     c->doc = NULL;
-    if (have_extra)
-        yaml_document_delete(&extra);
     if (have_doc)
         yaml_document_delete(&doc);
     if (have_parser)
@@ -726,6 +788,10 @@ apply_set(struct ctx *c, struct node *root, const struct bh_conf_key *table, con
             struct node *child;
             if (k && k->type == BH_CONF_MAP && !last) {
                 /* Free-form map: the rest of the path is one key ("bootstrap.servers"). */
+                if (end + 1 == eq) {
+                    rc = fail_at(c, FROM_SET, set, 0, 0, -EINVAL, "empty key component");
+                    goto out;
+                }
                 rc = descend(c, cur, set, p, len, NODE_MAP, (size_t)(end - set), &child);
                 if (rc)
                     goto out;
@@ -1011,44 +1077,96 @@ bind_kvlist(struct ctx *c, const struct node *n, struct bh_kvlist *m, const char
 static int bind_mapping(struct ctx *c, const struct bh_conf_key *table, const struct node *map,
                         void *base, const char *prefix, bool variant_entry, int depth);
 
+/* The name of variant entry IT, checked: a non-empty scalar. */
+static int
+entry_name(struct ctx *c, const struct node *it, const char *path, size_t i,
+           const struct node **out)
+{
+    char epath[PATH_LEN];
+    const struct node *nm;
+
+    *out = NULL;
+    snprintf(epath, sizeof(epath), "%s[%zu]", path, i);
+    if (it->kind != NODE_MAP)
+        return type_error(c, it, epath, "a mapping");
+    nm = lookup(it, "name");
+    if (!nm || is_null(nm))
+        return fail(c, it, -EINVAL, "key '%s': missing 'name'", epath);
+    if (nm->kind != NODE_SCALAR || nm->len == 0) {
+        snprintf(epath, sizeof(epath), "%s[%zu].name", path, i);
+        return type_error(c, nm, epath, "a non-empty string");
+    }
+    *out = nm;
+    return 0;
+}
+
+/* Every entry has a valid name, and no two the same (sorted: large lists stay cheap). */
+static int
+check_entry_names(struct ctx *c, const struct node *seq, const char *path)
+{
+    struct keyref *refs = NULL;
+    const struct keyref *first = NULL, *second = NULL;
+    int rc = 0;
+
+    refs = calloc(seq->nitems ? seq->nitems : 1, sizeof(*refs));
+    if (!refs) {
+        rc = fail(c, NULL, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < seq->nitems; i++) {
+        rc = entry_name(c, seq->items[i], path, i, &refs[i].key);
+        if (rc)
+            goto out;
+        refs[i].idx = i;
+    }
+    qsort(refs, seq->nitems, sizeof(*refs), keyref_cmp);
+    for (size_t i = 1; i < seq->nitems; i++) {
+        if (strcmp(refs[i].key->text, refs[i - 1].key->text) != 0)
+            continue;
+        if (!second || refs[i].idx < second->idx) {
+            first = &refs[i - 1];
+            second = &refs[i];
+        }
+    }
+    if (second) {
+        const struct node *prev = seq->items[first->idx];
+        const char *name = second->key->text;
+        if (prev->origin == FROM_FILE && prev->line > 0)
+            rc = fail(c, second->key, -EINVAL,
+                      "key '%s[%s].name': duplicate name '%s' (first at line %d)", path, name, name,
+                      prev->line);
+        else
+            rc = fail(c, second->key, -EINVAL, "key '%s[%s].name': duplicate name '%s'", path, name,
+                      name);
+    }
+out:
+    free(refs);
+    return rc;
+}
+
 static int
 bind_variants(struct ctx *c, const struct bh_conf_key *k, const struct node *n,
               struct bh_variant_list *l, const char *path, int depth)
 {
     char epath[PATH_LEN], tpath[PATH_LEN + 8];
+    int rc;
 
     if (n->kind != NODE_SEQ)
         return type_error(c, n, path, "a list of entries");
+    rc = check_entry_names(c, n, path);
+    if (rc)
+        return rc;
     l->v = calloc(n->nitems ? n->nitems : 1, sizeof(*l->v));
     if (!l->v)
         return fail(c, NULL, -ENOMEM, "out of memory");
     for (size_t i = 0; i < n->nitems; i++) {
         const struct node *it = n->items[i];
-        const struct node *nm, *ty;
+        const struct node *nm = lookup(it, "name");
+        const struct node *ty = lookup(it, "type");
         const struct bh_conf_variant *v;
         struct bh_variant *e;
-        int rc;
 
-        snprintf(epath, sizeof(epath), "%s[%zu]", path, i);
-        if (it->kind != NODE_MAP)
-            return type_error(c, it, epath, "a mapping");
-        nm = lookup(it, "name");
-        if (!nm || is_null(nm))
-            return fail(c, it, -EINVAL, "key '%s': missing 'name'", epath);
-        if (nm->kind != NODE_SCALAR || nm->len == 0) {
-            snprintf(epath, sizeof(epath), "%s[%zu].name", path, i);
-            return type_error(c, nm, epath, "a non-empty string");
-        }
         snprintf(epath, sizeof(epath), "%s[%s]", path, nm->text);
-        for (size_t j = 0; j < l->n; j++) {
-            if (strcmp(l->v[j].name, nm->text) != 0)
-                continue;
-            if (l->v[j].line > 0)
-                return fail(c, nm, -EINVAL, "key '%s.name': duplicate name '%s' (first at line %d)",
-                            epath, nm->text, l->v[j].line);
-            return fail(c, nm, -EINVAL, "key '%s.name': duplicate name '%s'", epath, nm->text);
-        }
-        ty = lookup(it, "type");
         if (!ty || is_null(ty))
             return fail(c, it, -EINVAL, "key '%s': missing 'type'", epath);
         if (ty->kind != NODE_SCALAR) {
@@ -1492,7 +1610,7 @@ write_section(FILE *f, const struct bh_conf_key *table, const char *prefix, cons
 
     if (depth > MAX_DEPTH)
         return;
-    fputs("## ", f);
+    fputs("### ", f); /* nested under the reader's own "## ..." heading */
     md_text(f, heading);
     fputs("\n\n", f);
     for (const struct bh_conf_key *k = table; k && k->name; k++)
