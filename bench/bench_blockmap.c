@@ -1,62 +1,82 @@
 /*
- * Block map benchmark: load time, then point and grid-code lookups.
+ * Block map benchmark: load time against a baseline, then point and grid-code
+ * lookups.
  *
- *     bench_blockmap MAP.geojson [LOOKUPS]
+ *     bench_blockmap MAP.geojson [LOOKUPS [RUNS]]
  *
  * Generate a map with bench/gen_blocks.py, or run bench/run-blockmap.sh.
- * The map is loaded once (a cold start), then RELOADS more times as a running
- * hub would reload it; each figure is wall time with the process's CPU time
- * beside it, since a busy machine inflates the first. Points are uniform over
- * the map's bounding box widened by 5% (so some miss); grid codes are the
- * map's ids with one in ten unknown. The inputs are drawn before the clock
- * starts.
+ *
+ * The map is loaded once (a cold start), then RUNS more times (default 7) as
+ * a running hub would reload it. Before each reload the baseline runs: read
+ * the file into memory and check it with the loader's own JSON scanner
+ * (bh_blockmap_check_json), which builds nothing; that is the floor under a
+ * load, since a load cannot avoid reading and scanning the text. Baseline and
+ * load alternate so that both see the same machine. Each figure is given as
+ * min / median / max of the RUNS runs, in CPU time (getrusage: user + system)
+ * and wall time, since a busy machine inflates the second; the ratio is of the
+ * medians.
+ *
+ * Points are uniform over the map's bounding box widened by 5% (so some miss);
+ * grid codes are the map's ids with one in ten unknown. The inputs are drawn
+ * before the clock starts.
  */
 #include <errno.h>
-#include <math.h>
+#include <fcntl.h>
 #include <geos_c.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "blockmap.h"
 
-#define RELOADS 3
-
-static double
-clock_seconds(clockid_t clock)
-{
-    struct timespec ts;
-
-    clock_gettime(clock, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define DEFAULT_RUNS 7
 
 static double
 now(void)
 {
-    return clock_seconds(CLOCK_MONOTONIC);
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The process's CPU time, user + system. */
 static double
 cpu_now(void)
 {
-    return clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void
-print_loadavg(void)
+print_machine(void)
 {
-    char line[128] = "";
-    FILE *f = fopen("/proc/loadavg", "r");
+    char line[256] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
 
-    if (!f)
-        return;
-    if (fgets(line, sizeof(line), f))
+    if (f) {
+        while (fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+                printf("cpu:%s", strchr(line, ':') + 1);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    f = fopen("/proc/loadavg", "r");
+    if (f && fgets(line, sizeof(line), f))
         printf("machine: %ld CPUs, load average %s", sysconf(_SC_NPROCESSORS_ONLN), line);
-    fclose(f);
+    if (f)
+        fclose(f);
 }
 
 static uint64_t
@@ -76,6 +96,78 @@ struct grid_code {
     char text[32];
     size_t len;
 };
+
+/* Wall and CPU seconds of each run. */
+struct timings {
+    double *wall, *cpu;
+    size_t n;
+};
+
+static int
+compare_doubles(const void *pa, const void *pb)
+{
+    double a = *(const double *)pa, b = *(const double *)pb;
+
+    return (a > b) - (a < b);
+}
+
+/* Sorts V and returns its median. */
+static double
+median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), compare_doubles);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void
+print_timings(const char *what, struct timings *t)
+{
+    double cpu_median = median(t->cpu, t->n);
+    double wall_median = median(t->wall, t->n);
+
+    printf(
+        "%s: CPU %.1f / %.1f / %.1f ms, wall %.1f / %.1f / %.1f ms (min / median / max of %zu)\n",
+        what, t->cpu[0] * 1e3, cpu_median * 1e3, t->cpu[t->n - 1] * 1e3, t->wall[0] * 1e3,
+        wall_median * 1e3, t->wall[t->n - 1] * 1e3, t->n);
+}
+
+/* The baseline: reads PATH into memory as bh_blockmap_load does, then scans it. */
+static int
+read_and_scan(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = -1;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            snprintf(err, errlen, "%s: %s", path, r < 0 ? strerror(errno) : "shrank");
+            goto out;
+        }
+        len += (size_t)r;
+    }
+    rc = bh_blockmap_check_json(path, buf, len, err, errlen);
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return rc;
+}
 
 /* What a lookup costs just for making and freeing the GEOS point it queries with. */
 static double
@@ -102,29 +194,40 @@ main(int argc, char **argv)
 {
     struct bh_blockmap *map = NULL;
     struct grid_code *codes = NULL;
+    struct timings load = {0}, base = {0};
     double *points = NULL;
     double min_lon, min_lat, max_lon, max_lat, w, h;
     double t0, t1, c0, c1;
-    double reload_best = INFINITY, reload_cpu = INFINITY;
     uint64_t seed = 20261127;
     size_t lookups = 1000000;
+    size_t runs = DEFAULT_RUNS;
     size_t count, hits = 0;
     uintptr_t checksum = 0;
     char err[512];
     int rc = 1;
 
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s MAP.geojson [LOOKUPS]\n", argv[0]);
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s MAP.geojson [LOOKUPS [RUNS]]\n", argv[0]);
         goto out;
     }
-    if (argc == 3)
+    if (argc >= 3)
         lookups = strtoull(argv[2], NULL, 10);
-    if (lookups == 0) {
-        fprintf(stderr, "%s: LOOKUPS must be a positive number\n", argv[0]);
+    if (argc >= 4)
+        runs = strtoull(argv[3], NULL, 10);
+    if (lookups == 0 || runs == 0) {
+        fprintf(stderr, "%s: LOOKUPS and RUNS must be positive numbers\n", argv[0]);
+        goto out;
+    }
+    load.wall = calloc(runs, sizeof(double));
+    load.cpu = calloc(runs, sizeof(double));
+    base.wall = calloc(runs, sizeof(double));
+    base.cpu = calloc(runs, sizeof(double));
+    if (!load.wall || !load.cpu || !base.wall || !base.cpu) {
+        fprintf(stderr, "out of memory\n");
         goto out;
     }
 
-    print_loadavg();
+    print_machine();
     t0 = now();
     c0 = cpu_now();
     if (bh_blockmap_load(&map, argv[1], err, sizeof(err)) < 0) {
@@ -134,9 +237,21 @@ main(int argc, char **argv)
     c1 = cpu_now();
     t1 = now();
     count = bh_blockmap_count(map);
-    printf("load: %zu blocks in %.1f ms (CPU %.1f ms)\n", count, (t1 - t0) * 1e3, (c1 - c0) * 1e3);
-    for (int r = 0; r < RELOADS; r++) {
+    printf("first load: %zu blocks, CPU %.1f ms, wall %.1f ms\n", count, (c1 - c0) * 1e3,
+           (t1 - t0) * 1e3);
+    for (size_t r = 0; r < runs; r++) {
         struct bh_blockmap *next = NULL;
+
+        t0 = now();
+        c0 = cpu_now();
+        if (read_and_scan(argv[1], err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s\n", err);
+            goto out;
+        }
+        c1 = cpu_now();
+        t1 = now();
+        base.wall[r] = t1 - t0;
+        base.cpu[r] = c1 - c0;
 
         t0 = now();
         c0 = cpu_now();
@@ -146,13 +261,17 @@ main(int argc, char **argv)
         }
         c1 = cpu_now();
         t1 = now();
+        load.wall[r] = t1 - t0;
+        load.cpu[r] = c1 - c0;
         bh_blockmap_free(map); /* the old map goes once the new one is in */
         map = next;
-        reload_best = fmin(reload_best, t1 - t0);
-        reload_cpu = fmin(reload_cpu, c1 - c0);
     }
-    printf("reload: best of %d %.1f ms (CPU %.1f ms)\n", RELOADS, reload_best * 1e3,
-           reload_cpu * 1e3);
+    load.n = base.n = runs;
+    print_timings("load", &load);
+    print_timings("baseline (read + JSON scan, nothing built)", &base);
+    printf("ratio load / baseline: %.1f (CPU medians), %.1f (wall medians)\n",
+           median(load.cpu, runs) / median(base.cpu, runs),
+           median(load.wall, runs) / median(base.wall, runs));
 
     points = malloc(lookups * 2 * sizeof(*points));
     codes = malloc(lookups * sizeof(*codes));
@@ -187,9 +306,9 @@ main(int argc, char **argv)
     }
     c1 = cpu_now();
     t1 = now();
-    printf("point lookups: %zu in %.1f ms, %.0f ns/lookup (CPU %.0f ns; %.1f%% inside a block)\n",
-           lookups, (t1 - t0) * 1e3, (t1 - t0) * 1e9 / (double)lookups,
-           (c1 - c0) * 1e9 / (double)lookups, 100.0 * (double)hits / (double)lookups);
+    printf("point lookups: %zu, %.0f ns/lookup CPU, %.0f ns wall (%.1f%% inside a block)\n",
+           lookups, (c1 - c0) * 1e9 / (double)lookups, (t1 - t0) * 1e9 / (double)lookups,
+           100.0 * (double)hits / (double)lookups);
     printf("  of which GEOS point create+destroy: %.0f ns\n", point_cost_ns(lookups, points));
 
     hits = 0;
@@ -204,9 +323,9 @@ main(int argc, char **argv)
     }
     c1 = cpu_now();
     t1 = now();
-    printf("grid-code lookups: %zu in %.1f ms, %.0f ns/lookup (CPU %.0f ns; %.1f%% known)\n",
-           lookups, (t1 - t0) * 1e3, (t1 - t0) * 1e9 / (double)lookups,
-           (c1 - c0) * 1e9 / (double)lookups, 100.0 * (double)hits / (double)lookups);
+    printf("grid-code lookups: %zu, %.0f ns/lookup CPU, %.0f ns wall (%.1f%% known)\n", lookups,
+           (c1 - c0) * 1e9 / (double)lookups, (t1 - t0) * 1e9 / (double)lookups,
+           100.0 * (double)hits / (double)lookups);
     if (checksum == 1)
         printf("(checksum %ju)\n", (uintmax_t)checksum); /* keeps the loops honest */
 
@@ -220,5 +339,9 @@ out:
     bh_blockmap_free(map);
     free(points);
     free(codes);
+    free(load.wall);
+    free(load.cpu);
+    free(base.wall);
+    free(base.cpu);
     return rc;
 }

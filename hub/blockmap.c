@@ -2,19 +2,39 @@
  * The block map: GeoJSON blocks -> GEOS prepared geometries in an STRtree,
  * plus an open-addressing hash table on block id.
  *
- * Parsing. jansson parses every JSON value, but not the whole document at
- * once: a small scanner walks the top-level object and hands each element of
- * "features" to json_loadb (JSON_DISABLE_EOF_CHECK, which reports where the
- * element ended), builds that block and frees its JSON before the next. A
- * production map has tens of thousands of features; holding the whole tree
- * costs several times the file size in small allocations, and building and
- * freeing it took about twice as long as parsing feature by feature.
+ * Parsing. The map is read by a small JSON scanner of its own, in one pass
+ * over the text, without building a tree: the members the map uses are
+ * picked up as they go by (a feature's block_id, name, geometry type and
+ * coordinates), every other value is checked and skipped. A feature's
+ * coordinates are kept as a flat list of nodes (arrays and numbers) until the
+ * feature's object ends, because GeoJSON members come in any order: its type
+ * and block id may follow them. Then the feature is checked and its GEOS
+ * geometry built from those numbers, and the nodes are reused for the next.
+ * With jansson, feature by feature, parsing the 50,000-block benchmark map
+ * (18 MB) took about 720 ms of a 1.0-1.2 s load; this scanner reads and checks
+ * it in about 40 ms, and the whole load takes about 0.25 s, half of it in
+ * GEOSisValid_r (bench/RESULTS.md).
+ *
+ * The scanner is strict JSON (RFC 8259): UTF-8 text whose strings must be
+ * valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
+ * no control characters in strings, escapes as the grammar has them (paired
+ * \u surrogates, and no \u0000, as jansson refuses it), numbers as the
+ * grammar has them, nesting at most MAX_DEPTH deep, nothing after the value.
+ * A syntax error is reported as "NAME:LINE:COLUMN: not valid JSON: WHAT".
+ * Numbers are converted only where the map uses them (coordinates), exactly
+ * as strtod does in the C locale: a mantissa of at most 2^53 with a power of
+ * ten of at most 22 is one correctly rounded division or multiplication;
+ * anything else goes to strtod_l. Unlike jansson, which refused 1e400 or an
+ * integer past 2^63 anywhere in the document, the scanner does not limit the
+ * size of numbers the map ignores; a coordinate must be a finite double.
  *
  * Loading is strict: any malformed feature refuses the whole map, with a
  * message naming the feature and block, so that a bad reload keeps the old map
  * running. An invalid polygon (GEOSisValid false) is refused rather than
  * repaired with GEOSMakeValid: a repair silently changes which block owns a
- * point, and the people who own the map should fix it at the source.
+ * point, and the people who own the map should fix it at the source. The check
+ * is GEOSisValid_r; GEOSisValidDetail_r, which costs the same, runs only for a
+ * polygon that fails it, to say why and where.
  *
  * Every data error returns -EINVAL; allocation failure -ENOMEM; a GEOS
  * exception -EIO; a file that cannot be read the errno of the failing call.
@@ -39,7 +59,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <geos_c.h>
-#include <jansson.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -48,6 +68,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* As jansson's default: deeper JSON is refused. */
+#define MAX_DEPTH 2048
+
+/* Index of no node. */
+#define NO_NODE UINT32_MAX
 
 struct block {
     struct bh_block pub;
@@ -76,6 +102,35 @@ struct bh_blockmap {
     double min_lon, min_lat, max_lon, max_lat;
 };
 
+/* A decoded string: NUL-terminated (JSON text here never holds a NUL). */
+struct text {
+    char *data;
+    size_t len, cap;
+};
+
+/*
+ * A feature's coordinates, flattened in document order. An array's elements
+ * follow it; NEXT skips to the node after the whole array.
+ */
+enum node_kind { NODE_ARRAY, NODE_NUMBER, NODE_OTHER };
+
+struct node {
+    double number;  /* NODE_NUMBER */
+    uint32_t count; /* NODE_ARRAY: how many elements */
+    uint32_t next;  /* the node after this one and everything in it */
+    uint8_t kind;
+};
+
+/* What a member's value was. */
+enum member { ABSENT, IS_NULL, IS_STRING, IS_OTHER };
+
+/* One feature as read, before it is checked; the strings are in the loader's texts. */
+struct feature {
+    enum member id, name, type;
+    bool geometry_object; /* geometry is an object */
+    bool coordinates;     /* ... with coordinates, which are node 0 */
+};
+
 /* State while loading one map. */
 struct loader {
     struct bh_blockmap *map;
@@ -93,6 +148,12 @@ struct loader {
     size_t strings_len, strings_cap;
     double *coords; /* x, y pairs of the ring being read */
     size_t coords_cap;
+    /* the member being read */
+    struct text key, id_text, name_text, type_text;
+    struct node *nodes;
+    size_t nnodes, nodes_cap;
+    uint32_t open[MAX_DEPTH]; /* the arrays being recorded, outermost first */
+    locale_t c_locale;        /* for strtod_l; 0 until needed */
 };
 
 static void set_error(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -136,23 +197,32 @@ fail(struct loader *ld, const char *fmt, ...)
                   ld->feature, ld->id, message);
 }
 
-/* A JSON syntax error at byte OFFSET of the document. */
-static void
-fail_syntax(struct loader *ld, size_t offset, const char *what)
+/* A JSON syntax error at AT in the document: "NAME:LINE:COLUMN: not valid JSON: WHAT". */
+static int syntax(struct loader *ld, const char *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+syntax(struct loader *ld, const char *at, const char *fmt, ...)
 {
+    char what[128];
     size_t line = 1;
     size_t column = 1;
+    va_list ap;
 
-    for (size_t i = 0; i < offset && ld->base + i < ld->end; i++) {
-        if (ld->base[i] == '\n') {
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    for (const char *c = ld->base; c < at && c < ld->end; c++) {
+        if (*c == '\n') {
             line++;
             column = 1;
-        } else if (((unsigned char)ld->base[i] & 0xc0) != 0x80) {
+        } else if (((unsigned char)*c & 0xc0) != 0x80) {
             column++; /* count characters, not UTF-8 continuation bytes */
         }
     }
     set_error(ld->errstr, ld->errstr_size, "%s:%zu:%zu: not valid JSON: %s", ld->name, line, column,
               what);
+    return -EINVAL;
 }
 
 static void
@@ -193,6 +263,690 @@ compare_blocks(const void *pa, const void *pb)
     return (a->id_len > b->id_len) - (a->id_len < b->id_len);
 }
 
+/* ---- the JSON scanner ---- */
+
+static inline void
+skip_space(struct loader *ld)
+{
+    while (ld->p < ld->end && (*ld->p == ' ' || *ld->p == '\n' || *ld->p == '\r' || *ld->p == '\t'))
+        ld->p++;
+}
+
+static inline bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Whether C can start a JSON value. */
+static bool
+starts_value(char c)
+{
+    return c == '{' || c == '[' || c == '"' || c == '-' || is_digit(c) || c == 't' || c == 'f' ||
+           c == 'n';
+}
+
+/* A syntax error at ld->p, saying what is there. */
+static int
+unexpected(struct loader *ld)
+{
+    unsigned char c;
+
+    if (ld->p >= ld->end)
+        return syntax(ld, ld->p, "unexpected end of input");
+    c = (unsigned char)*ld->p;
+    if (c > ' ' && c < 0x7f)
+        return syntax(ld, ld->p, "unexpected '%c'", c);
+    return syntax(ld, ld->p, "unexpected byte 0x%02x", c);
+}
+
+/* At what follows an element of an array or object that CLOSE would end. */
+static int
+comma_expected(struct loader *ld, char close)
+{
+    if (ld->p >= ld->end)
+        return unexpected(ld);
+    if (starts_value(*ld->p))
+        return syntax(ld, ld->p, "',' expected");
+    return syntax(ld, ld->p, "',' or '%c' expected", close);
+}
+
+/* Appends N bytes to T, keeping it NUL-terminated. */
+static int
+text_append(struct loader *ld, struct text *t, const char *s, size_t n)
+{
+    if (t->cap - t->len < n + 1) {
+        size_t cap = t->cap ? t->cap : 64;
+        char *data;
+
+        while (cap - t->len < n + 1)
+            cap *= 2;
+        data = realloc(t->data, cap);
+        if (!data) {
+            fail(ld, "out of memory");
+            return -ENOMEM;
+        }
+        t->data = data;
+        t->cap = cap;
+    }
+    if (n > 0)
+        memcpy(t->data + t->len, s, n);
+    t->len += n;
+    t->data[t->len] = '\0';
+    return 0;
+}
+
+/*
+ * The length of the UTF-8 sequence at Q, or 0 if it is not valid UTF-8
+ * (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+ */
+static size_t
+utf8_length(const unsigned char *q, const unsigned char *end)
+{
+    size_t left = (size_t)(end - q);
+    unsigned char c = q[0];
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    size_t n;
+
+    if (c < 0x80)
+        return 1;
+    if (c < 0xc2 || c > 0xf4)
+        return 0;
+    n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (left < n || q[1] < lo || q[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if ((q[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return n;
+}
+
+/* Four hex digits at Q as a number, or -1. */
+static long
+hex4(const unsigned char *q, const unsigned char *end)
+{
+    long v = 0;
+
+    if (end - q < 4)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = q[i];
+
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return -1;
+    }
+    return v;
+}
+
+/*
+ * At the '"' of a string: checks it and moves past it. With DST, DST gets its
+ * value, unescaped.
+ */
+static int
+scan_string(struct loader *ld, struct text *dst)
+{
+    const unsigned char *end = (const unsigned char *)ld->end;
+    const unsigned char *q = (const unsigned char *)ld->p + 1;
+    const unsigned char *run = q; /* the bytes from here to Q go to DST as they are */
+    int rc;
+
+    if (dst) {
+        dst->len = 0;
+        rc = text_append(ld, dst, NULL, 0);
+        if (rc < 0)
+            return rc;
+    }
+    for (;;) {
+        const unsigned char *escape = q;
+        char utf8[4];
+        size_t n = 1;
+        long cp;
+
+        if (q >= end)
+            return syntax(ld, (const char *)q, "unterminated string");
+        if (*q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') {
+            q++;
+            continue;
+        }
+        if (*q >= 0x80) {
+            n = utf8_length(q, end);
+            if (n == 0)
+                return syntax(ld, (const char *)q, "invalid UTF-8 (byte 0x%02x) in a string", *q);
+            q += n;
+            continue;
+        }
+        if (*q < 0x20)
+            return syntax(ld, (const char *)q, "control character 0x%02x in a string", *q);
+        if (dst && q > run) {
+            rc = text_append(ld, dst, (const char *)run, (size_t)(q - run));
+            if (rc < 0)
+                return rc;
+        }
+        if (*q == '"')
+            break;
+        /* an escape */
+        if (end - q < 2)
+            return syntax(ld, (const char *)end, "unterminated string");
+        switch (q[1]) {
+        case '"':
+        case '\\':
+        case '/':
+            utf8[0] = (char)q[1];
+            break;
+        case 'b':
+            utf8[0] = '\b';
+            break;
+        case 'f':
+            utf8[0] = '\f';
+            break;
+        case 'n':
+            utf8[0] = '\n';
+            break;
+        case 'r':
+            utf8[0] = '\r';
+            break;
+        case 't':
+            utf8[0] = '\t';
+            break;
+        case 'u':
+            cp = hex4(q + 2, end);
+            if (cp < 0)
+                return syntax(ld, (const char *)escape, "invalid \\u escape");
+            q += 4;
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                long low = end - q >= 4 && q[2] == '\\' && q[3] == 'u' ? hex4(q + 4, end) : -1;
+
+                if (low < 0xdc00 || low > 0xdfff)
+                    return syntax(ld, (const char *)escape,
+                                  "invalid \\u escape: a lone surrogate \\u%04lX", cp);
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+                q += 6;
+            } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+                return syntax(ld, (const char *)escape,
+                              "invalid \\u escape: a lone surrogate \\u%04lX", cp);
+            } else if (cp == 0) {
+                return syntax(ld, (const char *)escape, "\\u0000 is not allowed");
+            }
+            if (cp < 0x80) {
+                utf8[0] = (char)cp;
+            } else if (cp < 0x800) {
+                utf8[0] = (char)(0xc0 | cp >> 6);
+                utf8[1] = (char)(0x80 | (cp & 0x3f));
+                n = 2;
+            } else if (cp < 0x10000) {
+                utf8[0] = (char)(0xe0 | cp >> 12);
+                utf8[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+                utf8[2] = (char)(0x80 | (cp & 0x3f));
+                n = 3;
+            } else {
+                utf8[0] = (char)(0xf0 | cp >> 18);
+                utf8[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+                utf8[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+                utf8[3] = (char)(0x80 | (cp & 0x3f));
+                n = 4;
+            }
+            break;
+        default:
+            return syntax(ld, (const char *)escape, "invalid escape in a string");
+        }
+        q += 2;
+        run = q;
+        if (dst) {
+            rc = text_append(ld, dst, utf8, n);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    ld->p = (const char *)q + 1;
+    return 0;
+}
+
+/* 10^0 ... 10^22: the powers of ten a double holds exactly. */
+static const double exact_powers_of_ten[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* The number from START to END, by strtod in the C locale. */
+static int
+slow_number(struct loader *ld, const char *start, const char *end, double *value)
+{
+    size_t len = (size_t)(end - start);
+    char small[64];
+    char *copy = len < sizeof(small) ? small : malloc(len + 1);
+
+    if (!ld->c_locale)
+        ld->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!copy || !ld->c_locale) {
+        if (copy != small)
+            free(copy);
+        fail(ld, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(copy, start, len);
+    copy[len] = '\0';
+    *value = strtod_l(copy, NULL, ld->c_locale);
+    if (copy != small)
+        free(copy);
+    return 0;
+}
+
+/*
+ * At a number: checks it and moves past it. With VALUE, *VALUE gets it, as
+ * strtod would read it (so possibly infinite).
+ */
+static int
+scan_number(struct loader *ld, double *value)
+{
+    const char *start = ld->p;
+    const char *q = start;
+    const char *end = ld->end;
+    uint64_t mantissa = 0;
+    int digits = 0;    /* significant digits in MANTISSA */
+    long exponent = 0; /* of ten, applied to MANTISSA */
+    bool exact = true; /* MANTISSA holds every digit */
+    bool negative = false;
+    double d;
+
+    if (*q == '-') {
+        negative = true;
+        q++;
+    }
+    if (q >= end || !is_digit(*q))
+        return syntax(ld, start, "invalid number");
+    if (*q == '0') {
+        if (++q < end && is_digit(*q))
+            return syntax(ld, start, "invalid number (a leading zero)");
+    } else {
+        for (; q < end && is_digit(*q); q++) {
+            if (digits < 19) {
+                mantissa = mantissa * 10 + (uint64_t)(*q - '0');
+                digits++;
+            } else {
+                exact = false;
+            }
+        }
+    }
+    if (q < end && *q == '.') {
+        q++;
+        if (q >= end || !is_digit(*q))
+            return syntax(ld, start, "invalid number");
+        for (; q < end && is_digit(*q); q++) {
+            if (digits < 19) {
+                mantissa = mantissa * 10 + (uint64_t)(*q - '0');
+                digits += mantissa != 0; /* leading zeros are not significant */
+                exponent--;
+            } else if (*q != '0') {
+                exact = false;
+            }
+        }
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        bool minus = false;
+        long e = 0;
+
+        q++;
+        if (q < end && (*q == '+' || *q == '-'))
+            minus = *q++ == '-';
+        if (q >= end || !is_digit(*q))
+            return syntax(ld, start, "invalid number");
+        for (; q < end && is_digit(*q); q++) {
+            if (e < 100000)
+                e = e * 10 + (*q - '0');
+        }
+        exponent += minus ? -e : e;
+    }
+    ld->p = q;
+    if (!value)
+        return 0;
+    if (!exact || mantissa > (UINT64_C(1) << 53) || exponent < -22 || exponent > 22) {
+        if (exact && mantissa == 0)
+            *value = negative ? -0.0 : 0.0;
+        else
+            return slow_number(ld, start, q, value);
+        return 0;
+    }
+    /* Both exact: one correctly rounded operation, as strtod rounds. */
+    d = (double)mantissa;
+    d = exponent < 0 ? d / exact_powers_of_ten[-exponent] : d * exact_powers_of_ten[exponent];
+    *value = negative ? -d : d;
+    return 0;
+}
+
+static int
+scan_literal(struct loader *ld)
+{
+    static const char *const words[] = {"true", "false", "null"};
+    const char *word = words[*ld->p == 't' ? 0 : *ld->p == 'f' ? 1 : 2];
+    size_t len = strlen(word);
+
+    if ((size_t)(ld->end - ld->p) < len || memcmp(ld->p, word, len) != 0)
+        return syntax(ld, ld->p, "invalid literal (true, false or null expected)");
+    ld->p += len;
+    return 0;
+}
+
+/* At an object's member: reads its key (into ld->key) and the ':'. */
+static int
+scan_key(struct loader *ld, bool first)
+{
+    int rc;
+
+    skip_space(ld);
+    if (ld->p >= ld->end)
+        return unexpected(ld);
+    if (*ld->p != '"')
+        return syntax(ld, ld->p, first ? "string or '}' expected" : "string expected");
+    rc = scan_string(ld, &ld->key);
+    if (rc < 0)
+        return rc;
+    skip_space(ld);
+    if (ld->p >= ld->end || *ld->p != ':')
+        return ld->p >= ld->end ? unexpected(ld) : syntax(ld, ld->p, "':' expected");
+    ld->p++;
+    return 0;
+}
+
+/* Appends a node for a value at DEPTH levels into the array being recorded. */
+static int
+add_node(struct loader *ld, enum node_kind kind, double number, size_t depth)
+{
+    struct node *n;
+
+    if (ld->nnodes == ld->nodes_cap) {
+        size_t cap = ld->nodes_cap ? ld->nodes_cap * 2 : 256;
+        struct node *nodes = cap < NO_NODE ? realloc(ld->nodes, cap * sizeof(*nodes)) : NULL;
+
+        if (!nodes) {
+            fail(ld, "out of memory");
+            return -ENOMEM;
+        }
+        ld->nodes = nodes;
+        ld->nodes_cap = cap;
+    }
+    n = &ld->nodes[ld->nnodes];
+    n->number = number;
+    n->count = 0;
+    n->kind = (uint8_t)kind;
+    ld->nnodes++;
+    n->next = (uint32_t)ld->nnodes; /* an array's is set when it closes */
+    if (depth > 0)
+        ld->nodes[ld->open[depth - 1]].count++;
+    return 0;
+}
+
+/*
+ * Checks the JSON value at ld->p and moves past it. With RECORD, the value
+ * also goes to ld->nodes: arrays and numbers as they are, anything else as one
+ * NODE_OTHER. Iterative, so that deep nesting costs no stack.
+ */
+static int
+parse_value(struct loader *ld, bool record)
+{
+    char kinds[MAX_DEPTH]; /* '[' or '{' for each open container */
+    size_t depth = 0;
+    double number;
+    int rc;
+
+    for (;;) {
+        /* at a value */
+        skip_space(ld);
+        if (ld->p >= ld->end)
+            return unexpected(ld);
+        switch (*ld->p) {
+        case '[':
+            if (depth == MAX_DEPTH)
+                return syntax(ld, ld->p, "nested more than %d deep", MAX_DEPTH);
+            if (record) {
+                rc = add_node(ld, NODE_ARRAY, 0, depth);
+                if (rc < 0)
+                    return rc;
+                ld->open[depth] = (uint32_t)(ld->nnodes - 1);
+            }
+            kinds[depth++] = '[';
+            ld->p++;
+            skip_space(ld);
+            if (ld->p < ld->end && *ld->p == ']') {
+                ld->p++;
+                depth--;
+                break;
+            }
+            continue;
+        case '{':
+            if (record) {
+                rc = add_node(ld, NODE_OTHER, 0, depth);
+                if (rc == 0)
+                    rc = parse_value(ld, false);
+                if (rc < 0)
+                    return rc;
+                break;
+            }
+            if (depth == MAX_DEPTH)
+                return syntax(ld, ld->p, "nested more than %d deep", MAX_DEPTH);
+            kinds[depth++] = '{';
+            ld->p++;
+            skip_space(ld);
+            if (ld->p < ld->end && *ld->p == '}') {
+                ld->p++;
+                depth--;
+                break;
+            }
+            rc = scan_key(ld, true);
+            if (rc < 0)
+                return rc;
+            continue;
+        case '"':
+            rc = scan_string(ld, NULL);
+            if (rc == 0 && record)
+                rc = add_node(ld, NODE_OTHER, 0, depth);
+            if (rc < 0)
+                return rc;
+            break;
+        case '-':
+        case '0':
+        case '1':
+        case '2':
+        case '3':
+        case '4':
+        case '5':
+        case '6':
+        case '7':
+        case '8':
+        case '9':
+            rc = scan_number(ld, record ? &number : NULL);
+            if (rc == 0 && record)
+                rc = add_node(ld, NODE_NUMBER, number, depth);
+            if (rc < 0)
+                return rc;
+            break;
+        case 't':
+        case 'f':
+        case 'n':
+            rc = scan_literal(ld);
+            if (rc == 0 && record)
+                rc = add_node(ld, NODE_OTHER, 0, depth);
+            if (rc < 0)
+                return rc;
+            break;
+        default:
+            return unexpected(ld);
+        }
+        /* after a value: close what ends here, up to the next value */
+        for (;;) {
+            if (depth == 0)
+                return 0;
+            skip_space(ld);
+            if (ld->p < ld->end && *ld->p == ',') {
+                ld->p++;
+                if (kinds[depth - 1] == '{') {
+                    rc = scan_key(ld, false);
+                    if (rc < 0)
+                        return rc;
+                }
+                break;
+            }
+            if (ld->p >= ld->end || *ld->p != (kinds[depth - 1] == '[' ? ']' : '}'))
+                return comma_expected(ld, kinds[depth - 1] == '[' ? ']' : '}');
+            ld->p++;
+            depth--;
+            if (record)
+                ld->nodes[ld->open[depth]].next = (uint32_t)ld->nnodes;
+        }
+    }
+}
+
+/*
+ * Object members: at the '{', FIRST true, each call reads the next member's
+ * key into ld->key and leaves ld->p at its value; 1 for a member, 0 past the
+ * '}', or an error.
+ */
+static int
+next_member(struct loader *ld, bool *first)
+{
+    int rc;
+
+    skip_space(ld);
+    if (*first) {
+        *first = false;
+        ld->p++; /* '{' */
+        skip_space(ld);
+        if (ld->p < ld->end && *ld->p == '}') {
+            ld->p++;
+            return 0;
+        }
+        rc = scan_key(ld, true);
+    } else {
+        if (ld->p < ld->end && *ld->p == '}') {
+            ld->p++;
+            return 0;
+        }
+        if (ld->p >= ld->end || *ld->p != ',')
+            return comma_expected(ld, '}');
+        ld->p++;
+        rc = scan_key(ld, false);
+    }
+    if (rc < 0)
+        return rc;
+    skip_space(ld);
+    return 1;
+}
+
+static bool
+key_is(const struct loader *ld, const char *s)
+{
+    return strcmp(ld->key.data, s) == 0;
+}
+
+static bool
+at(const struct loader *ld, char c)
+{
+    return ld->p < ld->end && *ld->p == c;
+}
+
+/* A member whose value the map wants as a string: DST gets it, *WHAT what it was. */
+static int
+read_string_member(struct loader *ld, struct text *dst, enum member *what)
+{
+    int rc;
+
+    if (at(ld, '"')) {
+        *what = IS_STRING;
+        return scan_string(ld, dst);
+    }
+    *what = at(ld, 'n') ? IS_NULL : IS_OTHER; /* 'n' can only be null */
+    rc = parse_value(ld, false);
+    return rc;
+}
+
+/* A feature's "properties" value. A later "properties" member replaces an earlier one. */
+static int
+read_properties(struct loader *ld, struct feature *f)
+{
+    bool first = true;
+    int rc;
+
+    f->id = f->name = ABSENT;
+    if (!at(ld, '{'))
+        return parse_value(ld, false);
+    while ((rc = next_member(ld, &first)) > 0) {
+        if (key_is(ld, "block_id"))
+            rc = read_string_member(ld, &ld->id_text, &f->id);
+        else if (key_is(ld, "name"))
+            rc = read_string_member(ld, &ld->name_text, &f->name);
+        else
+            rc = parse_value(ld, false);
+        if (rc < 0)
+            return rc;
+    }
+    return rc;
+}
+
+/* A feature's "geometry" value: its type and its coordinates as nodes. */
+static int
+read_geometry(struct loader *ld, struct feature *f)
+{
+    bool first = true;
+    int rc;
+
+    f->geometry_object = false;
+    f->type = ABSENT;
+    f->coordinates = false;
+    if (!at(ld, '{'))
+        return parse_value(ld, false);
+    f->geometry_object = true;
+    while ((rc = next_member(ld, &first)) > 0) {
+        if (key_is(ld, "type")) {
+            rc = read_string_member(ld, &ld->type_text, &f->type);
+        } else if (key_is(ld, "coordinates")) {
+            ld->nnodes = 0;
+            f->coordinates = true;
+            rc = parse_value(ld, true);
+        } else {
+            rc = parse_value(ld, false);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return rc;
+}
+
+/* At the '{' of a feature: reads it to its end. */
+static int
+read_feature(struct loader *ld, struct feature *f)
+{
+    bool first = true;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    while ((rc = next_member(ld, &first)) > 0) {
+        if (key_is(ld, "properties"))
+            rc = read_properties(ld, f);
+        else if (key_is(ld, "geometry"))
+            rc = read_geometry(ld, f);
+        else
+            rc = parse_value(ld, false);
+        if (rc < 0)
+            return rc;
+    }
+    return rc;
+}
+
 /* ---- geometry ---- */
 
 /* PART is the polygon's index in a MultiPolygon, or -1 for a Polygon. */
@@ -214,20 +968,23 @@ fail_ring(struct loader *ld, long part, size_t ring, const char *fmt, ...)
         fail(ld, "polygon %ld ring %zu %s", part, ring, message);
 }
 
+/* RING is the node of a ring's positions. */
 static int
-load_ring(struct loader *ld, const json_t *ring, long part, size_t index, GEOSGeometry **out)
+load_ring(struct loader *ld, uint32_t ring, long part, size_t index, GEOSGeometry **out)
 {
     GEOSContextHandle_t geos = ld->map->geos;
+    const struct node *nodes = ld->nodes;
     GEOSCoordSequence *seq;
+    uint32_t pos = ring + 1;
     size_t n;
     int rc = -EINVAL;
 
     *out = NULL;
-    if (!json_is_array(ring)) {
+    if (nodes[ring].kind != NODE_ARRAY) {
         fail_ring(ld, part, index, "is not an array of positions");
         goto out;
     }
-    n = json_array_size(ring);
+    n = nodes[ring].count;
     if (n < 4) {
         fail_ring(ld, part, index, "has %zu positions; a linear ring needs at least 4", n);
         goto out;
@@ -244,21 +1001,25 @@ load_ring(struct loader *ld, const json_t *ring, long part, size_t index, GEOSGe
         ld->coords = coords;
         ld->coords_cap = cap;
     }
-    for (size_t i = 0; i < n; i++) {
-        const json_t *pos = json_array_get(ring, i);
-        const json_t *x = json_array_get(pos, 0);
-        const json_t *y = json_array_get(pos, 1);
+    for (size_t i = 0; i < n; i++, pos = nodes[pos].next) {
+        const struct node *x, *y;
 
-        if (!json_is_array(pos) || json_array_size(pos) < 2) {
+        if (nodes[pos].kind != NODE_ARRAY || nodes[pos].count < 2) {
             fail_ring(ld, part, index, "position %zu is not an array [lon, lat]", i);
             goto out;
         }
-        if (!json_is_number(x) || !json_is_number(y)) {
+        x = &nodes[pos + 1];
+        y = &nodes[x->next];
+        if (x->kind != NODE_NUMBER || y->kind != NODE_NUMBER) {
             fail_ring(ld, part, index, "position %zu has a coordinate that is not a number", i);
             goto out;
         }
-        ld->coords[2 * i] = json_number_value(x);
-        ld->coords[2 * i + 1] = json_number_value(y);
+        if (!isfinite(x->number) || !isfinite(y->number)) {
+            fail_ring(ld, part, index, "position %zu has a coordinate out of range", i);
+            goto out;
+        }
+        ld->coords[2 * i] = x->number;
+        ld->coords[2 * i + 1] = y->number;
     }
     if (ld->coords[0] != ld->coords[2 * n - 2] || ld->coords[1] != ld->coords[2 * n - 1]) {
         fail_ring(ld, part, index, "is not closed (its first and last positions differ)");
@@ -280,25 +1041,27 @@ out:
     return rc;
 }
 
-/* RINGS is a GeoJSON Polygon's coordinates: [shell, hole, ...]. */
+/* RINGS is the node of a GeoJSON Polygon's coordinates: [shell, hole, ...]; NO_NODE if none. */
 static int
-load_polygon(struct loader *ld, const json_t *rings, long part, GEOSGeometry **out)
+load_polygon(struct loader *ld, uint32_t rings, long part, GEOSGeometry **out)
 {
     GEOSContextHandle_t geos = ld->map->geos;
     GEOSGeometry *shell = NULL;
     GEOSGeometry **holes = NULL;
     size_t nholes = 0;
-    size_t nrings = json_array_size(rings);
+    size_t nrings;
+    uint32_t ring;
     int rc = -EINVAL;
 
     *out = NULL;
-    if (!json_is_array(rings) || nrings == 0) {
+    if (rings == NO_NODE || ld->nodes[rings].kind != NODE_ARRAY || ld->nodes[rings].count == 0) {
         if (part < 0)
             fail(ld, "the Polygon has no rings");
         else
             fail(ld, "polygon %ld of the MultiPolygon has no rings", part);
         goto out;
     }
+    nrings = ld->nodes[rings].count;
     if (nrings > 1) {
         holes = calloc(nrings - 1, sizeof(*holes));
         if (!holes) {
@@ -307,11 +1070,13 @@ load_polygon(struct loader *ld, const json_t *rings, long part, GEOSGeometry **o
             goto out;
         }
     }
-    rc = load_ring(ld, json_array_get(rings, 0), part, 0, &shell);
+    ring = rings + 1;
+    rc = load_ring(ld, ring, part, 0, &shell);
     if (rc < 0)
         goto out;
     for (size_t r = 1; r < nrings; r++) {
-        rc = load_ring(ld, json_array_get(rings, r), part, r, &holes[nholes]);
+        ring = ld->nodes[ring].next;
+        rc = load_ring(ld, ring, part, r, &holes[nholes]);
         if (rc < 0)
             goto out;
         nholes++;
@@ -335,22 +1100,23 @@ out:
 }
 
 static int
-load_geometry(struct loader *ld, const json_t *geometry, GEOSGeometry **out)
+load_geometry(struct loader *ld, const struct feature *f, GEOSGeometry **out)
 {
     GEOSContextHandle_t geos = ld->map->geos;
-    const json_t *coords = json_object_get(geometry, "coordinates");
-    const char *type = json_string_value(json_object_get(geometry, "type"));
+    uint32_t coords = f->coordinates ? 0 : NO_NODE;
+    const char *type = ld->type_text.data;
     GEOSGeometry **parts = NULL;
     size_t nparts = 0;
     size_t n;
+    uint32_t part;
     int rc = -EINVAL;
 
     *out = NULL;
-    if (!json_is_object(geometry)) {
+    if (!f->geometry_object) {
         fail(ld, "no geometry object");
         goto out;
     }
-    if (!type) {
+    if (f->type != IS_STRING) {
         fail(ld, "the geometry has no type");
         goto out;
     }
@@ -362,19 +1128,20 @@ load_geometry(struct loader *ld, const json_t *geometry, GEOSGeometry **out)
         fail(ld, "geometry type %.40s is not supported (only Polygon and MultiPolygon)", type);
         goto out;
     }
-    n = json_array_size(coords);
-    if (!json_is_array(coords) || n == 0) {
+    if (coords == NO_NODE || ld->nodes[coords].kind != NODE_ARRAY || ld->nodes[coords].count == 0) {
         fail(ld, "the MultiPolygon has no polygons");
         goto out;
     }
+    n = ld->nodes[coords].count;
     parts = calloc(n, sizeof(*parts));
     if (!parts) {
         rc = -ENOMEM;
         fail(ld, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        rc = load_polygon(ld, json_array_get(coords, i), (long)i, &parts[nparts]);
+    part = coords + 1;
+    for (size_t i = 0; i < n; i++, part = ld->nodes[part].next) {
+        rc = load_polygon(ld, part, (long)i, &parts[nparts]);
         if (rc < 0)
             goto out;
         nparts++;
@@ -405,7 +1172,10 @@ check_valid(struct loader *ld, const GEOSGeometry *geom)
     char valid;
     int rc = 0;
 
-    valid = GEOSisValidDetail_r(geos, geom, 0, &reason, &location);
+    /* The details cost no more, but are only wanted for a failure. */
+    valid = GEOSisValid_r(geos, geom);
+    if (valid == 0 && GEOSisValidDetail_r(geos, geom, 0, &reason, &location) == 2)
+        valid = 2;
     if (valid == 2) {
         rc = -EIO;
         fail(ld, "GEOS cannot check the polygon: %s", ld->map->geos_msg);
@@ -460,35 +1230,28 @@ out:
     return rc;
 }
 
-/* Adds one block from one parsed feature. */
+/* Adds one block from one feature as read. */
 static int
-load_feature(struct loader *ld, const json_t *feature)
+load_feature(struct loader *ld, const struct feature *f)
 {
     struct bh_blockmap *map = ld->map;
-    const json_t *props = json_object_get(feature, "properties");
-    const json_t *id = json_object_get(props, "block_id");
-    const json_t *name = json_object_get(props, "name");
     struct block *b;
     int rc = -EINVAL;
 
-    if (!json_is_object(feature)) {
-        fail(ld, " is not an object");
-        goto out;
-    }
-    if (!id || json_is_null(id)) {
+    if (f->id == ABSENT || f->id == IS_NULL) {
         fail(ld, " has no properties.block_id");
         goto out;
     }
-    if (!json_is_string(id) || json_string_length(id) == 0) {
+    if (f->id != IS_STRING || ld->id_text.len == 0) {
         fail(ld, "properties.block_id is not a non-empty string");
         goto out;
     }
-    ld->id = json_string_value(id);
-    if (json_string_length(id) > UINT32_MAX) {
+    ld->id = ld->id_text.data;
+    if (ld->id_text.len > UINT32_MAX) {
         fail(ld, "properties.block_id is too long");
         goto out;
     }
-    if (name && !json_is_null(name) && !json_is_string(name)) {
+    if (f->name == IS_OTHER) {
         fail(ld, "properties.name is not a string");
         goto out;
     }
@@ -507,19 +1270,19 @@ load_feature(struct loader *ld, const json_t *feature)
     b = &map->blocks[map->count];
     memset(b, 0, sizeof(*b));
     b->feature = ld->feature;
-    b->id_len = json_string_length(id);
-    rc = load_geometry(ld, json_object_get(feature, "geometry"), &b->geom);
+    b->id_len = ld->id_text.len;
+    rc = load_geometry(ld, f, &b->geom);
     if (rc < 0)
         goto out;
     map->count++; /* from here on bh_blockmap_free owns b->geom */
     rc = check_valid(ld, b->geom);
     if (rc < 0)
         goto out;
-    rc = add_string(ld, json_string_value(id), b->id_len, &b->id_off);
+    rc = add_string(ld, ld->id_text.data, b->id_len, &b->id_off);
     if (rc < 0)
         goto out;
-    rc = add_string(ld, json_is_string(name) ? json_string_value(name) : "",
-                    json_is_string(name) ? json_string_length(name) : 0, &b->name_off);
+    rc = add_string(ld, f->name == IS_STRING ? ld->name_text.data : "",
+                    f->name == IS_STRING ? ld->name_text.len : 0, &b->name_off);
     if (rc < 0)
         goto out;
     rc = -EIO;
@@ -536,146 +1299,49 @@ out:
 
 /* ---- the top-level object ---- */
 
-static void
-skip_space(struct loader *ld)
-{
-    while (ld->p < ld->end && (*ld->p == ' ' || *ld->p == '\t' || *ld->p == '\n' || *ld->p == '\r'))
-        ld->p++;
-}
-
-static bool
-is_delimiter(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ':' || c == '[' ||
-           c == ']' || c == '{' || c == '}' || c == '"';
-}
-
-/*
- * Moves past one JSON value without checking it (parse_value checks it).
- * False if the brackets do not balance before the end.
- */
-static bool
-skip_value(struct loader *ld)
-{
-    size_t depth = 0;
-
-    do {
-        skip_space(ld);
-        if (ld->p >= ld->end)
-            return false;
-        if (*ld->p == '"') {
-            for (ld->p++; ld->p < ld->end && *ld->p != '"'; ld->p++) {
-                if (*ld->p == '\\')
-                    ld->p++;
-            }
-            if (ld->p >= ld->end)
-                return false;
-            ld->p++;
-        } else if (*ld->p == '{' || *ld->p == '[') {
-            depth++;
-            ld->p++;
-        } else if (*ld->p == '}' || *ld->p == ']') {
-            if (depth == 0)
-                return false;
-            depth--;
-            ld->p++;
-        } else if (*ld->p == ',' || *ld->p == ':') {
-            if (depth == 0)
-                return false;
-            ld->p++;
-        } else {
-            do
-                ld->p++;
-            while (ld->p < ld->end && !is_delimiter(*ld->p));
-        }
-    } while (depth > 0);
-    return true;
-}
-
-/* Parses the value at ld->p, whatever it is, and moves past it. */
-static int
-parse_value(struct loader *ld, json_t **out)
-{
-    const char *start;
-    json_error_t jerr;
-    int rc = -EINVAL;
-
-    skip_space(ld);
-    start = ld->p;
-    if (!skip_value(ld)) {
-        fail_syntax(ld, (size_t)(ld->p - ld->base), "unbalanced or truncated value");
-        goto out;
-    }
-    *out = json_loadb(start, (size_t)(ld->p - start), JSON_DECODE_ANY, &jerr);
-    if (!*out) {
-        fail_syntax(ld, (size_t)(start - ld->base) + (size_t)jerr.position, jerr.text);
-        goto out;
-    }
-    rc = 0;
-out:
-    return rc;
-}
-
-/* Expects C (after white space) and moves past it. */
-static int
-expect(struct loader *ld, char c)
-{
-    char what[32];
-
-    skip_space(ld);
-    if (ld->p < ld->end && *ld->p == c) {
-        ld->p++;
-        return 0;
-    }
-    snprintf(what, sizeof(what), "'%c' expected", c);
-    fail_syntax(ld, (size_t)(ld->p - ld->base), what);
-    return -EINVAL;
-}
-
-/* At the '[' of "features": loads every feature, one at a time. */
+/* At the '[' of "features": reads and loads every feature, one at a time. */
 static int
 load_features(struct loader *ld)
 {
-    json_t *feature = NULL;
-    json_error_t jerr;
-    int rc;
+    struct feature f;
+    int rc = 0;
 
-    rc = expect(ld, '[');
-    if (rc < 0)
-        goto out;
+    ld->p++;
     skip_space(ld);
-    if (ld->p < ld->end && *ld->p == ']') {
+    if (at(ld, ']')) {
         ld->p++;
         goto out;
     }
     for (ld->feature = 0;; ld->feature++) {
         skip_space(ld);
-        if (ld->p < ld->end && *ld->p != '\0' && strchr("\"-0123456789tfn", *ld->p)) {
-            /* A scalar: json_loadb would only say "'[' or '{' expected". */
+        if (at(ld, '{')) {
+            rc = read_feature(ld, &f);
+            if (rc == 0)
+                rc = load_feature(ld, &f);
+        } else if (at(ld, '[')) {
+            rc = parse_value(ld, false);
+            if (rc == 0) {
+                rc = -EINVAL;
+                fail(ld, " is not an object");
+            }
+        } else if (ld->p < ld->end && starts_value(*ld->p)) {
             rc = -EINVAL;
             fail(ld, " is not an object");
-            goto out;
+        } else {
+            rc = unexpected(ld);
         }
-        feature = json_loadb(ld->p, (size_t)(ld->end - ld->p), JSON_DISABLE_EOF_CHECK, &jerr);
-        if (!feature) {
-            rc = -EINVAL;
-            fail_syntax(ld, (size_t)(ld->p - ld->base) + (size_t)jerr.position, jerr.text);
-            goto out;
-        }
-        ld->p += jerr.position;
-        rc = load_feature(ld, feature);
-        json_decref(feature);
-        feature = NULL;
         if (rc < 0)
             goto out;
         skip_space(ld);
-        if (ld->p < ld->end && *ld->p == ']') {
+        if (at(ld, ']')) {
             ld->p++;
             break;
         }
-        rc = expect(ld, ',');
-        if (rc < 0)
+        if (!at(ld, ',')) {
+            rc = comma_expected(ld, ']');
             goto out;
+        }
+        ld->p++;
     }
 out:
     ld->feature = SIZE_MAX;
@@ -686,82 +1352,58 @@ out:
 static int
 load_document(struct loader *ld)
 {
-    json_t *key = NULL;
-    json_t *value = NULL;
     bool collection = false;
     bool features = false;
-    int rc = -EINVAL;
+    bool first = true;
+    int rc;
 
     skip_space(ld);
-    if (ld->p >= ld->end || *ld->p != '{') {
+    if (!at(ld, '{')) {
         /* Say whether it is JSON at all. */
-        if (parse_value(ld, &value) == 0) {
-            skip_space(ld);
-            if (ld->p < ld->end)
-                fail_syntax(ld, (size_t)(ld->p - ld->base), "end of input expected");
-            else
-                fail(ld, "not a GeoJSON FeatureCollection");
-        }
-        goto out;
-    }
-    ld->p++;
-    skip_space(ld);
-    if (ld->p < ld->end && *ld->p == '}') {
-        ld->p++;
-        goto done;
-    }
-    for (;;) {
-        skip_space(ld);
-        if (ld->p >= ld->end || *ld->p != '"') {
-            rc = -EINVAL;
-            fail_syntax(ld, (size_t)(ld->p - ld->base), "string or '}' expected");
-            goto out;
-        }
-        rc = parse_value(ld, &key);
-        if (rc < 0)
-            goto out;
-        rc = expect(ld, ':');
+        rc = parse_value(ld, false);
         if (rc < 0)
             goto out;
         rc = -EINVAL;
-        if (strcmp(json_string_value(key), "features") == 0) {
+        skip_space(ld);
+        if (ld->p < ld->end)
+            syntax(ld, ld->p, "end of input expected");
+        else
+            fail(ld, "not a GeoJSON FeatureCollection");
+        goto out;
+    }
+    while ((rc = next_member(ld, &first)) > 0) {
+        if (key_is(ld, "features")) {
+            rc = -EINVAL;
             if (features) {
                 fail(ld, "more than one \"features\" member");
                 goto out;
             }
             features = true;
-            skip_space(ld);
-            if (ld->p >= ld->end || *ld->p != '[') {
+            if (!at(ld, '[')) {
                 fail(ld, "the FeatureCollection has no features array");
                 goto out;
             }
             rc = load_features(ld);
+        } else if (key_is(ld, "type")) {
+            collection = at(ld, '"');
+            if (collection) {
+                rc = scan_string(ld, &ld->type_text);
+                collection = rc == 0 && strcmp(ld->type_text.data, "FeatureCollection") == 0;
+            } else {
+                rc = parse_value(ld, false);
+            }
         } else {
-            rc = parse_value(ld, &value);
-            if (rc == 0 && strcmp(json_string_value(key), "type") == 0)
-                collection = json_is_string(value) &&
-                             strcmp(json_string_value(value), "FeatureCollection") == 0;
-            json_decref(value);
-            value = NULL;
+            rc = parse_value(ld, false);
         }
-        json_decref(key);
-        key = NULL;
-        if (rc < 0)
-            goto out;
-        skip_space(ld);
-        if (ld->p < ld->end && *ld->p == '}') {
-            ld->p++;
-            break;
-        }
-        rc = expect(ld, ',');
         if (rc < 0)
             goto out;
     }
-done:
+    if (rc < 0)
+        goto out;
     rc = -EINVAL;
     skip_space(ld);
     if (ld->p < ld->end) {
-        fail_syntax(ld, (size_t)(ld->p - ld->base), "end of input expected");
+        syntax(ld, ld->p, "end of input expected");
         goto out;
     }
     if (!collection) {
@@ -778,8 +1420,6 @@ done:
     }
     rc = 0;
 out:
-    json_decref(key);
-    json_decref(value);
     return rc;
 }
 
@@ -899,6 +1539,19 @@ out:
 
 /* ---- public ---- */
 
+static void
+loader_free(struct loader *ld)
+{
+    free(ld->coords);
+    free(ld->key.data);
+    free(ld->id_text.data);
+    free(ld->name_text.data);
+    free(ld->type_text.data);
+    free(ld->nodes);
+    if (ld->c_locale)
+        freelocale(ld->c_locale);
+}
+
 int
 bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *json, size_t len,
                         char *errstr, size_t errstr_size)
@@ -907,9 +1560,9 @@ bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *
         .name = name ? name : "block map",
         .errstr = errstr,
         .errstr_size = errstr_size,
-        .base = json,
-        .p = json,
-        .end = json ? json + len : NULL,
+        .base = json ? json : "",
+        .p = json ? json : "",
+        .end = json ? json + len : "",
         .feature = SIZE_MAX,
     };
     struct bh_blockmap *map = NULL;
@@ -946,8 +1599,38 @@ bh_blockmap_load_string(struct bh_blockmap **out, const char *name, const char *
     *out = map;
     map = NULL;
 out:
-    free(ld.coords);
+    loader_free(&ld);
     bh_blockmap_free(map);
+    return rc;
+}
+
+int
+bh_blockmap_check_json(const char *name, const char *json, size_t len, char *errstr,
+                       size_t errstr_size)
+{
+    struct loader ld = {
+        .name = name ? name : "block map",
+        .errstr = errstr,
+        .errstr_size = errstr_size,
+        .base = json ? json : "",
+        .p = json ? json : "",
+        .end = json ? json + len : "",
+        .feature = SIZE_MAX,
+    };
+    int rc = -EINVAL;
+
+    if (!json && len > 0) {
+        set_error(errstr, errstr_size, "%s: invalid arguments", ld.name);
+        goto out;
+    }
+    rc = parse_value(&ld, false);
+    if (rc < 0)
+        goto out;
+    skip_space(&ld);
+    if (ld.p < ld.end)
+        rc = syntax(&ld, ld.p, "end of input expected");
+out:
+    loader_free(&ld);
     return rc;
 }
 

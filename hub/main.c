@@ -53,11 +53,10 @@ resolve_path(char **p, const char *config_path)
     return 0;
 }
 
+/* The signal handlers stay: a second SIGTERM while exiting must not kill us. */
 static void
 on_all_stopped(struct bh_hub *h)
 {
-    uv_signal_stop(&sigterm);
-    uv_signal_stop(&sigint);
     bh_info("hub", "intake stopped; flushing %zu message(s) in flight",
             bh_kafka_in_flight(h->kafka));
     size_t left = bh_kafka_close(h->kafka, (int)h->conf->kafka.flush_timeout);

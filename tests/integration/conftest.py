@@ -166,10 +166,14 @@ class Hub:
         return requests.post(self.url, data=body, headers=headers, timeout=timeout, **kw)
 
     def stop(self, sig=signal.SIGTERM, timeout=90):
-        """Stops the daemon; returns its exit code. Fails on any sanitizer report."""
+        """Stops the daemon (SIG None: one already sent) and returns its exit code.
+
+        Fails on any sanitizer report in its log.
+        """
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
+        if sig is not None:
+            self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout)
         finally:

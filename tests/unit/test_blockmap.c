@@ -965,6 +965,149 @@ test_refuse_bad_members(void **state)
 }
 
 static void
+test_member_order(void **state)
+{
+    /* The type after the coordinates, the geometry before the properties, an escaped key. */
+    const char *doc = "{\"features\":[{\"geometry\":{\"coordinates\":[" SQUARE(
+        0, 0, 1,
+        1) "],\"type\":"
+           "\"Polygon\"},\"properties\":{\"name\":\"\\ud83d\\ude00\",\"block\\u005fid\":\"M-1\"},"
+           "\"type\":\"Feature\"}],\"type\":\"FeatureCollection\"}";
+    /* A later member replaces an earlier one (as jansson did): M-3 at (5, 5), named "b". */
+    const char *later[] = {
+        "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"X\"},\"properties\":{\"block_id\":"
+        "\"M-2\",\"name\":\"a\",\"block_id\":\"M-3\",\"name\":\"b\"},\"geometry\":"
+        "{\"type\":\"Polygon\",\"coordinates\":\"none\",\"coordinates\":[" SQUARE(5, 5, 6, 6) "]}}",
+    };
+    struct bh_blockmap *map = NULL;
+    char err[256] = "";
+    int rc = bh_blockmap_load_string(&map, "doc", doc, strlen(doc), err, sizeof(err));
+
+    (void)state;
+    if (rc != 0)
+        fail_msg("%d %s", rc, err);
+    assert_string_equal(bh_blockmap_find(map, "M-1", 3)->name, "\xf0\x9f\x98\x80");
+    assert_located(map, 0.5, 0.5, "M-1");
+    bh_blockmap_free(map);
+    map = load_ok(later, 1);
+    assert_string_equal(bh_blockmap_at(map, 0)->id, "M-3");
+    assert_string_equal(bh_blockmap_at(map, 0)->name, "b");
+    assert_located(map, 5.5, 5.5, "M-3");
+    bh_blockmap_free(map);
+}
+
+/* A one-feature collection whose name is NAME, as JSON text (with its quotes). */
+#define NAMED(name)                                                                                \
+    "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"properties\":"          \
+    "{\"block_id\":\"D-1\",\"name\":" name "},\"geometry\":{\"type\":\"Polygon\","                 \
+    "\"coordinates\":[" SQUARE(0, 0, 1, 1) "]}}]}"
+
+static void
+test_refuse_bad_strings(void **state)
+{
+    (void)state;
+    refused_text(NAMED("\"\xc0\xae\""), -EINVAL, "not valid JSON: invalid UTF-8 (byte 0xc0)",
+                 NULL); /* overlong */
+    refused_text(NAMED("\"\xed\xa0\x80\""), -EINVAL, "not valid JSON: invalid UTF-8", NULL);
+    refused_text(NAMED("\"\xf4\x90\x80\x80\""), -EINVAL, "not valid JSON: invalid UTF-8", NULL);
+    refused_text(NAMED("\"\xe9\xbb\""), -EINVAL, "not valid JSON: invalid UTF-8", NULL);
+    refused_text(NAMED("\"\\ud800\""), -EINVAL, "not valid JSON: invalid \\u escape", "surrogate");
+    refused_text(NAMED("\"\\udc00\\ud800\""), -EINVAL, "lone surrogate", NULL);
+    refused_text(NAMED("\"\\u12\""), -EINVAL, "not valid JSON: invalid \\u escape", NULL);
+    refused_text(NAMED("\"a\\u0000b\""), -EINVAL, "not valid JSON: \\u0000 is not allowed", NULL);
+    refused_text(NAMED("\"a\\xb\""), -EINVAL, "not valid JSON: invalid escape", NULL);
+    refused_text(NAMED("\"a\tb\""), -EINVAL, "not valid JSON: control character 0x09", NULL);
+    refused_text(NAMED("\"abc"), -EINVAL, "not valid JSON", NULL);
+    refused_text(NAMED("'abc'"), -EINVAL, "not valid JSON: unexpected '''", NULL);
+    refused_text("\xef\xbb\xbf" NAMED("\"a\""), -EINVAL, "inline.geojson:1:1: not valid JSON",
+                 NULL);
+}
+
+static void
+test_refuse_bad_numbers(void **state)
+{
+    static const char nul_after_number[] =
+        "{\"type\":\"FeatureCollection\",\"features\":[],\"n\":1\0}";
+    struct bh_blockmap *map = (struct bh_blockmap *)&map;
+    char deep[2 * 2100 + 100];
+    char err[256] = "";
+    int n;
+
+    (void)state;
+    refused_text(NAMED("01"), -EINVAL, "not valid JSON: invalid number (a leading zero)", NULL);
+    refused_text(NAMED("-"), -EINVAL, "not valid JSON: invalid number", NULL);
+    refused_text(NAMED("1."), -EINVAL, "not valid JSON: invalid number", NULL);
+    refused_text(NAMED("1e+"), -EINVAL, "not valid JSON: invalid number", NULL);
+    refused_text(NAMED("+1"), -EINVAL, "not valid JSON: unexpected '+'", NULL);
+    refused_text(NAMED(".5"), -EINVAL, "not valid JSON: unexpected '.'", NULL);
+    refused_text(NAMED("NaN"), -EINVAL, "not valid JSON", NULL);
+    refused_text(NAMED("tru"), -EINVAL, "not valid JSON: invalid literal", NULL);
+    /* A coordinate that is no finite double. */
+    refused_text(
+        "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"properties\":"
+        "{\"block_id\":\"D-1\"},\"geometry\":{\"type\":\"Polygon\",\"coordinates\":"
+        "[[[0,0],[1e400,0],[1,1],[0,1],[0,0]]]}}]}",
+        -EINVAL, "block D-1", "ring 0 position 1 has a coordinate out of range");
+    /* A NUL byte is not white space (jansson let one through after a token). */
+    assert_int_equal(bh_blockmap_load_string(&map, "inline.geojson", nul_after_number,
+                                             sizeof(nul_after_number) - 1, err, sizeof(err)),
+                     -EINVAL);
+    assert_null(map);
+    if (!strstr(err, "inline.geojson:1:48: not valid JSON: ',' or '}' expected"))
+        fail_msg("%s", err);
+    /* Nesting deeper than jansson's limit, 2048. */
+    n = snprintf(deep, sizeof(deep), "{\"type\":\"FeatureCollection\",\"x\":");
+    for (int i = 0; i < 2100; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 2100; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    deep[n] = '\0';
+    refused_text(deep, -EINVAL, "not valid JSON: nested more than 2048 deep", NULL);
+}
+
+static void
+test_numbers_exact(void **state)
+{
+    /* Coordinates come out exactly as strtod reads them, short or long, with or without exponent.
+     */
+    const char *x0 = "-0.000123456789e3", *y0 = "22.451234";
+    const char *x1 = "113.7512345678901234567891", *y1 = "2245.1234567e-2";
+    char feature[512];
+    const char *doc[1] = {feature};
+    struct bh_blockmap *map;
+    double min_lon, min_lat, max_lon, max_lat;
+
+    (void)state;
+    snprintf(feature, sizeof(feature), "E-1|e|Polygon|[[[%s,%s],[%s,%s],[%s,%s],[%s,%s],[%s,%s]]]",
+             x0, y0, x1, y0, x1, y1, x0, y1, x0, y0);
+    map = load_ok(doc, 1);
+    bh_blockmap_bounds(map, &min_lon, &min_lat, &max_lon, &max_lat);
+    assert_true(min_lon == strtod(x0, NULL));
+    assert_true(min_lat == strtod(y0, NULL));
+    assert_true(max_lon == strtod(x1, NULL));
+    assert_true(max_lat == strtod(y1, NULL));
+    bh_blockmap_free(map);
+}
+
+static void
+test_check_json(void **state)
+{
+    const char *ok = "{\"a\": [1, -2.5e3, \"\\u00e9\", true, false, null, {}], \"b\": {}}\n";
+    char err[256] = "";
+
+    (void)state;
+    assert_int_equal(bh_blockmap_check_json("t", ok, strlen(ok), err, sizeof(err)), 0);
+    assert_int_equal(bh_blockmap_check_json("t", "[1,]", 4, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "t:1:4: not valid JSON: unexpected ']'");
+    assert_int_equal(bh_blockmap_check_json("t", "{}\n x", 5, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "t:2:2: not valid JSON: end of input expected");
+    assert_int_equal(bh_blockmap_check_json("t", NULL, 0, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "t:1:1: not valid JSON: unexpected end of input");
+    assert_int_equal(bh_blockmap_check_json("t", "[1 2]", 5, NULL, 0), -EINVAL);
+}
+
+static void
 test_refuse_missing_file(void **state)
 {
     struct bh_blockmap *map = (struct bh_blockmap *)&map;
@@ -1029,6 +1172,11 @@ main(void)
         cmocka_unit_test(test_document_shapes),
         cmocka_unit_test(test_refuse_bad_syntax),
         cmocka_unit_test(test_refuse_bad_members),
+        cmocka_unit_test(test_member_order),
+        cmocka_unit_test(test_refuse_bad_strings),
+        cmocka_unit_test(test_refuse_bad_numbers),
+        cmocka_unit_test(test_numbers_exact),
+        cmocka_unit_test(test_check_json),
         cmocka_unit_test(test_refuse_missing_file),
         cmocka_unit_test(test_refuse_without_errstr),
     };
