@@ -1,0 +1,1 @@
+"""blockhub-sim: realistic department feeds over the real transports (see README.md)."""

@@ -1,0 +1,413 @@
+"""The three transports, used the way each department uses them (FEEDS.md).
+
+Each sink has add(record, vt), tick(vt) (called before every record with the
+virtual time, for time-based rolling, batching and heartbeats) and finish()
+(flush, close, wait). Everything that decides bytes happens on the caller's
+thread with the caller's random.Random, so a seed fixes every file, line and
+body; only the sending runs on threads of its own.
+"""
+import http.client
+import json
+import os
+import queue
+import socket
+import threading
+import time
+import urllib.parse
+
+from . import feeds
+
+
+class SinkError(Exception):
+    pass
+
+
+# --- market: CSV files in a spool directory ---
+
+def csv_field(text, quote_all):
+    if quote_all or any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class MarketSpool:
+    """Writes NAME.csv.part, row by row, and renames it to NAME.csv when the file is
+    complete: after ROLL_ROWS rows or ROLL_SECONDS of virtual time, and at the end."""
+
+    def __init__(self, spool_dir, rng, gen, roll_rows=500, roll_seconds=10.0, encoding="gb18030"):
+        self.dir = spool_dir
+        self.rng = rng
+        self.gen = gen
+        self.roll_rows = roll_rows
+        self.roll_seconds = roll_seconds
+        self.encoding = encoding
+        self.f = None
+        self.files = []
+        self.rows = 0
+        self.file_seq = 0
+        os.makedirs(spool_dir, exist_ok=True)
+
+    def _open(self, vt):
+        rng = self.rng
+        self.file_seq += 1
+        stamp = self.gen.local(self.gen.base_ms + int(vt * 1000)).strftime("%Y%m%d_%H%M%S")
+        self.name = "scjg_%s_%s_%05d.csv" % (stamp, self.gen.tag, self.file_seq)
+        self.part = os.path.join(self.dir, self.name + ".part")
+        cols = list(feeds.MARKET_COLUMNS)
+        if rng.random() < 0.3:
+            rng.shuffle(cols)  # columns may come in any order
+        if rng.random() < 0.3:
+            cols.insert(rng.randint(0, len(cols)), feeds.MARKET_EXTRA_COLUMN)
+        self.cols = cols
+        self.eol = rng.choice(["\r\n", "\n"])
+        self.quote_all = rng.random() < 0.15
+        self.opened_vt = vt
+        self.rows = 0
+        self.f = open(self.part, "wb")
+        self._write(cols)
+
+    def _write(self, cells):
+        line = ",".join(csv_field(c, self.quote_all) for c in cells) + self.eol
+        self.f.write(line.encode(self.encoding))
+
+    def _close(self):
+        if self.f is None:
+            return
+        self.f.close()
+        self.f = None
+        os.rename(self.part, os.path.join(self.dir, self.name))
+        self.files.append(self.name)
+
+    def tick(self, vt):
+        if self.f is not None and vt - self.opened_vt >= self.roll_seconds:
+            self._close()
+
+    def add(self, rec, vt):
+        if self.f is None:
+            self._open(vt)
+        self._write([rec.payload[c] for c in self.cols])
+        self.rows += 1
+        if self.rows >= self.roll_rows:
+            self._close()
+
+    def finish(self):
+        self._close()
+
+    def stats(self):
+        return {"files": len(self.files)}
+
+
+# --- traffic: NDJSON over TCP connections ---
+
+class _Stream(threading.Thread):
+    """One gateway connection: writes queued lines, reconnects and resends on a drop."""
+
+    def __init__(self, host, port, connect_timeout):
+        super().__init__(daemon=True)
+        self.host, self.port = host, port
+        self.connect_timeout = connect_timeout
+        self.q = queue.Queue(maxsize=2000)
+        self.error = None
+        self.unsent = []  # record ids never written
+        self.reconnects = 0
+        self.resent_lines = 0
+        self.bytes = 0
+
+    def _connect(self):
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.1
+        while True:
+            try:
+                s = socket.create_connection((self.host, self.port), timeout=30)
+                s.settimeout(None)
+                return s
+            except OSError as e:
+                if time.monotonic() + delay > deadline:
+                    raise SinkError("traffic: cannot connect to %s:%d: %s" % (self.host, self.port, e))
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def run(self):
+        sock = None
+        done = False
+        while not done:
+            item = self.q.get()
+            if item is None:
+                break
+            batch = [item]
+            size = len(item[1])
+            while size < 262144:  # coalesce what is already queued
+                try:
+                    nxt = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    done = True
+                    break
+                batch.append(nxt)
+                size += len(nxt[1])
+            if self.error is not None:
+                self.unsent.extend(rid for rid, _ in batch if rid)
+                continue
+            data = b"".join(line for _, line in batch)
+            failures = 0
+            while True:
+                try:
+                    if sock is None:
+                        sock = self._connect()
+                    sock.sendall(data)
+                    self.bytes += len(data)
+                    break
+                except (OSError, SinkError) as e:
+                    if sock is not None:
+                        sock.close()
+                        sock = None
+                    failures += 1
+                    if isinstance(e, SinkError) or failures > 5:
+                        self.error = str(e)
+                        self.unsent.extend(rid for rid, _ in batch if rid)
+                        break
+                    # the gateway reconnects and sends the lines again
+                    self.reconnects += 1
+                    self.resent_lines += len(batch)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            sock.close()
+
+
+class TrafficStreams:
+    def __init__(self, addr, gen, connections=1, heartbeat=5.0, connect_timeout=30.0):
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise SinkError("traffic: address %r is not HOST:PORT" % addr)
+        host = host.strip("[]")
+        self.gen = gen
+        self.heartbeat = heartbeat
+        self.streams = [_Stream(host, int(port), connect_timeout) for _ in range(connections)]
+        self.next_hb = [heartbeat] * connections
+        self.n = 0
+        self.heartbeats = 0
+        for s in self.streams:
+            s.start()
+
+    def _put(self, k, rid, line):
+        s = self.streams[k]
+        while True:
+            if s.error is not None:
+                raise SinkError(s.error)
+            try:
+                s.q.put((rid, line.encode("utf-8") + b"\n"), timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def tick(self, vt):
+        if self.heartbeat <= 0:
+            return
+        for k in range(len(self.streams)):
+            while vt >= self.next_hb[k]:
+                self._put(k, None, self.gen.heartbeat(self.next_hb[k]))
+                self.heartbeats += 1
+                self.next_hb[k] += self.heartbeat
+
+    def add(self, rec, vt):
+        k = self.n % len(self.streams)
+        self.n += 1
+        self._put(k, rec.id, rec.payload)
+
+    def finish(self):
+        for s in self.streams:
+            s.q.put(None)
+        for s in self.streams:
+            s.join()
+
+    def unsent(self):
+        return [rid for s in self.streams for rid in s.unsent]
+
+    def errors(self):
+        return [s.error for s in self.streams if s.error]
+
+    def stats(self):
+        return {"connections": len(self.streams), "heartbeats": self.heartbeats,
+                "reconnects": sum(s.reconnects for s in self.streams),
+                "resent_lines": sum(s.resent_lines for s in self.streams),
+                "bytes": sum(s.bytes for s in self.streams)}
+
+
+# --- fire: webhook POSTs ---
+
+class FireWebhook:
+    """Batches events (up to BATCH per body, or what LINGER seconds of virtual time
+    gathered) and POSTs them from WORKERS threads, retrying on 503 (after
+    Retry-After), timeouts and dropped connections as the department's sender does."""
+
+    def __init__(self, url, token, rng, batch=50, linger=0.5, workers=2, timeout=30.0,
+                 retries=10, max_retry_after=30.0):
+        u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise SinkError("fire: URL %r is not http(s)://HOST[:PORT]/PATH" % url)
+        self.u = u
+        self.path = (u.path or "/") + ("?" + u.query if u.query else "")
+        self.token = token
+        self.rng = rng
+        self.batch_max = batch
+        self.linger = linger
+        self.timeout = timeout
+        self.retries = retries
+        self.max_retry_after = max_retry_after
+        self.cur = []
+        self.cur_vt = 0.0
+        self.batches = []  # [(records, body)], in the order made
+        self.results = {}  # batch number -> result dict
+        self.lock = threading.Lock()
+        self.q = queue.Queue(maxsize=16 * workers)
+        self.fatal = None
+        self.counters = {"posts": 0, "status_503": 0, "timeouts": 0, "conn_errors": 0}
+        self.workers = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for w in self.workers:
+            w.start()
+
+    def _flush(self):
+        if not self.cur:
+            return
+        items = [r.payload for r in self.cur]
+        obj = items[0] if len(items) == 1 and self.rng.random() < 0.5 else items
+        body = json.dumps(obj, ensure_ascii=False, indent=1 if self.rng.random() < 0.2 else None)
+        n = len(self.batches)
+        self.batches.append((self.cur, body.encode("utf-8")))
+        self.cur = []
+        while True:
+            if self.fatal:
+                raise SinkError(self.fatal)
+            try:
+                self.q.put(n, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def tick(self, vt):
+        if self.cur and vt - self.cur_vt >= self.linger:
+            self._flush()
+
+    def add(self, rec, vt):
+        if not self.cur:
+            self.cur_vt = vt
+        self.cur.append(rec)
+        if len(self.cur) >= self.batch_max:
+            self._flush()
+
+    def _conn(self):
+        cls = http.client.HTTPSConnection if self.u.scheme == "https" else http.client.HTTPConnection
+        return cls(self.u.hostname, self.u.port, timeout=self.timeout)
+
+    def _count(self, key):
+        with self.lock:
+            self.counters[key] += 1
+
+    def _post(self, conn, body):
+        """(status, headers, body bytes) of one attempt."""
+        conn.request("POST", self.path, body=body, headers={
+            "Content-Type": "application/json", "Authorization": "Bearer " + self.token})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Retry-After"), resp.read()
+
+    def _work(self):
+        conn = self._conn()
+        while True:
+            n = self.q.get()
+            if n is None:
+                break
+            _, body = self.batches[n]
+            res = {"attempts": 0}
+            delay = 0.5
+            while True:
+                res["attempts"] += 1
+                self._count("posts")
+                try:
+                    status, retry_after, data = self._post(conn, body)
+                except (OSError, http.client.HTTPException) as e:
+                    conn.close()
+                    self._count("timeouts" if isinstance(e, (socket.timeout, TimeoutError)) else "conn_errors")
+                    if res["attempts"] > self.retries:
+                        res["error"] = "gave up after %d attempts: %s" % (res["attempts"], e)
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, 8.0)
+                    continue
+                if status == 200:
+                    try:
+                        r = json.loads(data)
+                        res["accepted"] = int(r["accepted"])
+                        res["rejected"] = list(r.get("rejected", []))
+                    except (ValueError, KeyError, TypeError) as e:
+                        res["error"] = "200 with an unreadable body (%s): %r" % (e, data[:200])
+                    break
+                if status == 503:
+                    self._count("status_503")
+                    if res["attempts"] > self.retries:
+                        res["error"] = "503 after %d attempts" % res["attempts"]
+                        break
+                    try:
+                        wait = float(retry_after)
+                    except (TypeError, ValueError):
+                        wait = delay
+                        delay = min(delay * 2, 8.0)
+                    time.sleep(max(0.0, min(wait, self.max_retry_after)))
+                    continue
+                res["error"] = "HTTP %d: %s" % (status, data[:200].decode("utf-8", "replace"))
+                if status in (401, 404, 415):  # every later request would fail the same way
+                    self.fatal = "fire: " + res["error"]
+                break
+            with self.lock:
+                self.results[n] = res
+        conn.close()
+
+    def finish(self):
+        self._flush_final()
+        for _ in self.workers:
+            self.q.put(None)
+        for w in self.workers:
+            w.join()
+
+    def _flush_final(self):
+        try:
+            self._flush()
+        except SinkError:
+            pass
+
+    def outcomes(self):
+        """record id -> ('accepted',) | ('rejected', code, reason) | ('unconfirmed', why)."""
+        out = {}
+        for n, (recs, _) in enumerate(self.batches):
+            res = self.results.get(n, {"error": "not sent"})
+            if "error" in res:
+                for r in recs:
+                    out[r.id] = ("unconfirmed", res["error"])
+                continue
+            rej = {}
+            for x in res["rejected"]:
+                if isinstance(x, dict) and isinstance(x.get("index"), int):
+                    rej[x["index"]] = x
+            for i, r in enumerate(recs):
+                if i in rej:
+                    out[r.id] = ("rejected", rej[i].get("code", ""), rej[i].get("reason", ""))
+                else:
+                    out[r.id] = ("accepted",)
+            if res["accepted"] != len(recs) - len(rej):
+                for r in recs:
+                    if out[r.id][0] == "accepted":
+                        out[r.id] = ("unconfirmed", "response says accepted %d of %d with %d rejected"
+                                     % (res["accepted"], len(recs), len(rej)))
+        return out
+
+    def resent_ids(self):
+        return sorted(r.id for n, (recs, _) in enumerate(self.batches)
+                      if self.results.get(n, {}).get("attempts", 0) > 1 for r in recs)
+
+    def stats(self):
+        s = dict(self.counters)
+        s["batches"] = len(self.batches)
+        return s
