@@ -32,7 +32,7 @@ BH_VENV="$BH_CACHE/venv"
 BH_APT_PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libavro-dev libuv1-dev libh2o-dev libssl-dev
-  libcurl4-openssl-dev libyaml-dev libjansson-dev libgeos-dev libcmocka-dev
+  libcurl4-openssl-dev libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   clang-format kcat curl jq
   openjdk-17-jre-headless maven
   python3 python3-venv

@@ -1,0 +1,850 @@
+/*
+ * A traffic line to an event with yajl's callback API (see traffic_event.h
+ * for the rules). The callbacks only note, per known field, what kind of
+ * value it had and where its text is; every rule is applied afterwards, in
+ * the contract's order, so the reason does not depend on key order.
+ *
+ * Per line, yajl allocates its handle, lexer and buffers; they come from a
+ * bump arena that is reset for the next line, so a line costs no malloc.
+ * (yajl 2.1 has no call to reset a handle.)
+ *
+ * yajl checks UTF-8 loosely (it lets overlong forms and surrogates through)
+ * and decodes a lone surrogate escape to '?' or to bytes that are not UTF-8,
+ * so the line is checked strictly here first (and yajl's own check is
+ * switched off), and an escaped string of a known field is decoded here from
+ * the line's own bytes.
+ */
+#include "traffic_event.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+const char *const bh_traffic_type_names[BH_TRAFFIC_TYPE_COUNT] = {
+    "accident",        "congestion",   "ebike_violation", "motorcycle_violation",
+    "illegal_parking", "signal_fault", "red_light",
+};
+
+enum field {
+    F_EVENT_ID,
+    F_DEVICE,
+    F_TYPE,
+    F_LON,
+    F_LAT,
+    F_SEVERITY,
+    F_TS,
+    F_PLATE,
+    F_ROAD,
+    F_NONE
+};
+
+static const char *const field_names[F_NONE] = {
+    "event_id", "device", "type", "lon", "lat", "severity", "ts", "plate", "road",
+};
+
+enum value {
+    V_ABSENT,
+    V_NULL,
+    V_STRING,
+    V_NUMBER,
+    V_OTHER,     /* boolean, object or array */
+    V_BAD_STRING /* an escape that is not a Unicode scalar value */
+};
+
+struct slot {
+    enum value kind;
+    int count; /* how many times the key appeared */
+    const char *s;
+    size_t len;
+};
+
+#define ARENA_SIZE (32 * 1024)
+#define ARENA_HDR  16 /* a block's size, keeping blocks 16-byte aligned */
+
+struct bh_traffic_parser {
+    bool fast;         /* try the flat-line path first (tests switch it off) */
+    size_t fast_lines; /* lines the flat-line path read whole */
+    yajl_handle h;
+    const char *line;
+    size_t len;
+    int depth;          /* 1 inside the top-level object */
+    enum field current; /* the field whose value comes next (depth 1) */
+    bool not_object;
+    bool oom;
+    struct slot slots[F_NONE];
+    char *scratch; /* decoded escaped strings; never longer than the line */
+    size_t scratch_cap, scratch_used;
+    char *arena; /* yajl's allocations for the current line */
+    size_t arena_used, arena_last;
+};
+
+/* --- yajl's memory ----------------------------------------------------------- */
+
+static bool
+in_arena(const struct bh_traffic_parser *p, const void *ptr)
+{
+    return (const char *)ptr >= p->arena && (const char *)ptr < p->arena + ARENA_SIZE;
+}
+
+static size_t
+round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+static void *
+arena_malloc(void *ctx, size_t size)
+{
+    struct bh_traffic_parser *p = ctx;
+    size_t need = ARENA_HDR + round16(size);
+    if (need > ARENA_SIZE - p->arena_used)
+        return malloc(size);
+    char *blk = p->arena + p->arena_used;
+    memcpy(blk, &size, sizeof(size));
+    p->arena_last = p->arena_used;
+    p->arena_used += need;
+    return blk + ARENA_HDR;
+}
+
+static void
+arena_free(void *ctx, void *ptr)
+{
+    /* Arena blocks are all given back when the next line starts. */
+    if (!in_arena(ctx, ptr))
+        free(ptr);
+}
+
+static void *
+arena_realloc(void *ctx, void *ptr, size_t size)
+{
+    struct bh_traffic_parser *p = ctx;
+    if (ptr == NULL)
+        return arena_malloc(ctx, size);
+    if (!in_arena(p, ptr))
+        return realloc(ptr, size);
+    char *blk = (char *)ptr - ARENA_HDR;
+    size_t old;
+    memcpy(&old, blk, sizeof(old));
+    size_t at = (size_t)(blk - p->arena);
+    if (at == p->arena_last && ARENA_HDR + round16(size) <= ARENA_SIZE - at) {
+        memcpy(blk, &size, sizeof(size));
+        p->arena_used = at + ARENA_HDR + round16(size);
+        return ptr;
+    }
+    if (size <= old)
+        return ptr;
+    void *n = arena_malloc(ctx, size);
+    if (n != NULL)
+        memcpy(n, ptr, old);
+    return n;
+}
+
+/* --- UTF-8 and escapes ------------------------------------------------------- */
+
+bool
+bh_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        if (end - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if ((w & 0x8080808080808080ULL) == 0) {
+                s += 8;
+                continue;
+            }
+        }
+        unsigned c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        size_t n;
+        unsigned lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+            hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            lo = c == 0xF0 ? 0x90 : 0x80;
+            hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
+        } else {
+            return false;
+        }
+        if ((size_t)(end - s) <= n || s[1] < lo || s[1] > hi)
+            return false;
+        for (size_t k = 2; k <= n; k++)
+            if ((s[k] & 0xC0) != 0x80)
+                return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+static unsigned
+hex4(const char *s)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = (unsigned char)s[i];
+        v = v << 4 | (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+static size_t
+put_utf8(char *out, unsigned cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/*
+ * Decode the body of a JSON string whose syntax yajl has already checked.
+ * The output is never longer than the input. False for a lone surrogate.
+ */
+static bool
+unescape(const char *s, size_t n, char *out, size_t *out_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        if (s[i] != '\\') {
+            out[o++] = s[i++];
+            continue;
+        }
+        char e = s[i + 1];
+        i += 2;
+        if (e != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *k = strchr(from, e);
+            if (k == NULL)
+                return false;
+            out[o++] = to[k - from];
+            continue;
+        }
+        unsigned cp = hex4(s + i);
+        i += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+            return false;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (i + 6 > n || s[i] != '\\' || s[i + 1] != 'u')
+                return false;
+            unsigned low = hex4(s + i + 2);
+            if (low < 0xDC00 || low > 0xDFFF)
+                return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            i += 6;
+        }
+        o += put_utf8(out + o, cp);
+    }
+    *out_len = o;
+    return true;
+}
+
+/*
+ * yajl hands over an escaped string already decoded (its way). Find the
+ * string's own bytes in the line instead: the callback comes right after
+ * the closing quote, and the opening quote is the nearest one before it
+ * that is not escaped (preceded by an even number of backslashes).
+ */
+static enum value
+decode_escaped(struct bh_traffic_parser *p, const char **s, size_t *len)
+{
+    size_t end = yajl_get_bytes_consumed(p->h);
+    if (end == 0 || end > p->len || p->line[end - 1] != '"')
+        return V_BAD_STRING;
+    size_t close = end - 1, open = close;
+    while (open > 0) {
+        open--;
+        if (p->line[open] != '"')
+            continue;
+        size_t bs = 0;
+        while (open - bs > 0 && p->line[open - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            break;
+    }
+    char *out = p->scratch + p->scratch_used;
+    size_t n;
+    if (!unescape(p->line + open + 1, close - open - 1, out, &n))
+        return V_BAD_STRING;
+    p->scratch_used += n;
+    *s = out;
+    *len = n;
+    return V_STRING;
+}
+
+/* --- the callbacks ----------------------------------------------------------- */
+
+static enum field
+lookup(const unsigned char *k, size_t n)
+{
+    static const uint8_t lengths[F_NONE] = {8, 6, 4, 3, 3, 8, 2, 5, 4};
+    for (int f = 0; f < F_NONE; f++)
+        if (lengths[f] == n && memcmp(field_names[f], k, n) == 0)
+            return (enum field)f;
+    return F_NONE;
+}
+
+/* A value at depth 1 belongs to the current key; deeper ones are ignored. */
+static int
+note(struct bh_traffic_parser *p, enum value kind, const char *s, size_t len)
+{
+    if (p->depth == 0) {
+        p->not_object = true;
+        return 0; /* stop: the line is a bare value */
+    }
+    if (p->depth > 1 || p->current == F_NONE)
+        return 1;
+    struct slot *sl = &p->slots[p->current];
+    if (kind == V_STRING && (s < p->line || s >= p->line + p->len))
+        kind = decode_escaped(p, &s, &len);
+    if (sl->count++ == 0) {
+        sl->kind = kind;
+        sl->s = s;
+        sl->len = len;
+    }
+    return 1;
+}
+
+static int
+on_null(void *ctx)
+{
+    return note(ctx, V_NULL, NULL, 0);
+}
+
+static int
+on_boolean(void *ctx, int b)
+{
+    (void)b;
+    return note(ctx, V_OTHER, NULL, 0);
+}
+
+static int
+on_number(void *ctx, const char *s, size_t len)
+{
+    return note(ctx, V_NUMBER, s, len);
+}
+
+static int
+on_string(void *ctx, const unsigned char *s, size_t len)
+{
+    return note(ctx, V_STRING, (const char *)s, len);
+}
+
+static int
+on_start_map(void *ctx)
+{
+    struct bh_traffic_parser *p = ctx;
+    int rc = p->depth == 0 ? 1 : note(p, V_OTHER, NULL, 0);
+    p->depth++;
+    return rc;
+}
+
+static int
+on_start_array(void *ctx)
+{
+    struct bh_traffic_parser *p = ctx;
+    int rc = note(p, V_OTHER, NULL, 0);
+    p->depth++;
+    return rc;
+}
+
+static int
+on_end(void *ctx)
+{
+    struct bh_traffic_parser *p = ctx;
+    p->depth--;
+    return 1;
+}
+
+static int
+on_map_key(void *ctx, const unsigned char *k, size_t len)
+{
+    struct bh_traffic_parser *p = ctx;
+    if (p->depth == 1)
+        p->current = lookup(k, len);
+    return 1;
+}
+
+static const yajl_callbacks callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number,
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end,
+};
+
+/* --- the flat-line path ------------------------------------------------------- */
+
+/*
+ * What gateways send is one flat object: string values without escapes,
+ * numbers, true, false, null. Such a line is read here in one pass, into the
+ * same slots the callbacks fill. At the first thing outside that subset (a
+ * nested value, an escape, anything that may not be JSON) it gives up and
+ * yajl reads the line instead, so every verdict on unusual input is yajl's.
+ */
+static const char *
+skip_ws(const char *s, const char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+        s++;
+    return s;
+}
+
+/* A string without escapes or control characters; S at its opening quote. */
+static bool
+flat_string(const char **s, const char *end, const char **out, size_t *len)
+{
+    const char *p = *s + 1;
+    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+        p++;
+    if (p == end || *p != '"')
+        return false;
+    *out = *s + 1;
+    *len = (size_t)(p - *out);
+    *s = p + 1;
+    return true;
+}
+
+static const char *
+digits(const char *s, const char *end)
+{
+    while (s < end && *s >= '0' && *s <= '9')
+        s++;
+    return s;
+}
+
+/* RFC 8259's number grammar; NULL if S does not start one. */
+static const char *
+flat_number(const char *s, const char *end)
+{
+    if (s < end && *s == '-')
+        s++;
+    if (s == end || *s < '0' || *s > '9')
+        return NULL;
+    s = *s == '0' ? s + 1 : digits(s, end);
+    if (s < end && *s == '.') {
+        const char *f = digits(s + 1, end);
+        if (f == s + 1)
+            return NULL;
+        s = f;
+    }
+    if (s < end && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < end && (*s == '+' || *s == '-'))
+            s++;
+        const char *e = digits(s, end);
+        if (e == s)
+            return NULL;
+        s = e;
+    }
+    return s;
+}
+
+static bool
+literal(const char **s, const char *end, const char *word, size_t n)
+{
+    if ((size_t)(end - *s) < n || memcmp(*s, word, n) != 0)
+        return false;
+    *s += n;
+    return true;
+}
+
+static bool
+flat_value(struct bh_traffic_parser *p, const char **s, const char *end)
+{
+    const char *v;
+    size_t n;
+    if (**s == '"')
+        return flat_string(s, end, &v, &n) && note(p, V_STRING, v, n);
+    if (**s == '-' || (**s >= '0' && **s <= '9')) {
+        v = *s;
+        *s = flat_number(*s, end);
+        return *s != NULL && note(p, V_NUMBER, v, (size_t)(*s - v));
+    }
+    if (literal(s, end, "null", 4))
+        return note(p, V_NULL, NULL, 0);
+    return (literal(s, end, "true", 4) || literal(s, end, "false", 5)) && note(p, V_OTHER, NULL, 0);
+}
+
+/* True if the line was read whole; false: leave it to yajl. */
+static bool
+flat_line(struct bh_traffic_parser *p)
+{
+    const char *s = skip_ws(p->line, p->line + p->len), *end = p->line + p->len;
+    if (s == end || *s != '{')
+        return false;
+    p->depth = 1;
+    s = skip_ws(s + 1, end);
+    if (s < end && *s == '}')
+        return skip_ws(s + 1, end) == end;
+    for (;;) {
+        const char *k;
+        size_t kn;
+        if (s == end || *s != '"' || !flat_string(&s, end, &k, &kn))
+            return false;
+        s = skip_ws(s, end);
+        if (s == end || *s != ':')
+            return false;
+        s = skip_ws(s + 1, end);
+        p->current = lookup((const unsigned char *)k, kn);
+        if (s == end || !flat_value(p, &s, end))
+            return false;
+        s = skip_ws(s, end);
+        if (s < end && *s == ',') {
+            s = skip_ws(s + 1, end);
+            continue;
+        }
+        return s < end && *s == '}' && skip_ws(s + 1, end) == end;
+    }
+}
+
+/* --- the rules ----------------------------------------------------------------- */
+
+/*
+ * A JSON number's text as the nearest double (HUGE_VAL when out of range).
+ * Fast path, exact: with at most 15 significant digits the digits make an
+ * integer M < 2^53 and the decimal exponent E is small, so M and 10^|E| are
+ * both exact doubles and one IEEE multiplication or division rounds M * 10^E
+ * correctly. Anything else goes to strtod.
+ */
+static double
+number(const char *s, size_t len)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    size_t i = s[0] == '-';
+    uint64_t m = 0;
+    int digits = 0, exp10 = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++, digits += m != 0)
+        m = m * 10 + (uint64_t)(s[i] - '0');
+    if (i < len && s[i] == '.') {
+        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, exp10--, digits += m != 0)
+            m = m * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == len && digits <= 15 && exp10 >= -22) {
+        double x = exp10 < 0 ? (double)m / pow10[-exp10] : (double)m;
+        return s[0] == '-' ? -x : x;
+    }
+    char buf[128];
+    if (len >= sizeof(buf))
+        return NAN; /* no longitude needs 128 digits */
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return strtod(buf, NULL);
+}
+
+/* A JSON number with an integral value: 0, or -ERANGE / -EDOM. */
+static int
+integer(const char *s, size_t len, int64_t *out)
+{
+    size_t i = s[0] == '-';
+    int64_t v = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        int d = s[i] - '0';
+        if (v > (INT64_MAX - d) / 10)
+            return -ERANGE;
+        v = v * 10 + d;
+    }
+    if (i == len) {
+        *out = s[0] == '-' ? -v : v;
+        return 0;
+    }
+    double x = number(s, len);
+    if (!isfinite(x) || fabs(x) > 9007199254740992.0) /* 2^53: beyond it, not exact */
+        return -ERANGE;
+    if (x != floor(x))
+        return -EDOM;
+    *out = (int64_t)x;
+    return 0;
+}
+
+static const char *
+kind_name(enum value v)
+{
+    switch (v) {
+    case V_STRING:
+    case V_BAD_STRING:
+        return "a string";
+    case V_NUMBER:
+        return "a number";
+    default:
+        return "a boolean, object or array";
+    }
+}
+
+/* BH_DLQ_REASON_COUNT when field F holds a value of kind WANT (or, if optional, none). */
+static enum bh_dlq_reason
+check_slot(const struct slot *sl, enum field f, enum value want, bool required, char *why, size_t n)
+{
+    const char *name = field_names[f];
+    if (sl->count > 1) {
+        snprintf(why, n, "%s: the key appears %d times", name, sl->count);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    if (sl->kind == V_ABSENT || sl->kind == V_NULL) {
+        if (!required)
+            return BH_DLQ_REASON_COUNT;
+        snprintf(why, n, "%s: is required", name);
+        return BH_DLQ_MISSING_FIELD;
+    }
+    if (sl->kind == V_BAD_STRING) {
+        snprintf(why, n, "%s: an escape in the string is not a Unicode character", name);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    if (sl->kind != want) {
+        snprintf(why, n, "%s: must be %s, not %s", name, want == V_STRING ? "a string" : "a number",
+                 kind_name(sl->kind));
+        return BH_DLQ_INVALID_FIELD;
+    }
+    if (required && want == V_STRING && sl->len == 0) {
+        snprintf(why, n, "%s: is required (the string is empty)", name);
+        return BH_DLQ_MISSING_FIELD;
+    }
+    return BH_DLQ_REASON_COUNT;
+}
+
+static enum bh_dlq_reason
+get_string(const struct slot *slots, enum field f, bool required, struct bh_traffic_str *out,
+           char *why, size_t n)
+{
+    enum bh_dlq_reason r = check_slot(&slots[f], f, V_STRING, required, why, n);
+    bool set = r == BH_DLQ_REASON_COUNT && slots[f].kind == V_STRING;
+    out->s = set ? slots[f].s : NULL;
+    out->len = set ? slots[f].len : 0;
+    return r;
+}
+
+static enum bh_dlq_reason
+get_type(const struct slot *slots, enum bh_traffic_type *out, char *why, size_t n)
+{
+    struct bh_traffic_str t;
+    enum bh_dlq_reason r = get_string(slots, F_TYPE, true, &t, why, n);
+    if (r != BH_DLQ_REASON_COUNT)
+        return r;
+    for (int i = 0; i < BH_TRAFFIC_TYPE_COUNT; i++) {
+        if (strlen(bh_traffic_type_names[i]) == t.len &&
+            memcmp(bh_traffic_type_names[i], t.s, t.len) == 0) {
+            *out = (enum bh_traffic_type)i;
+            return r;
+        }
+    }
+    int k = snprintf(why, n, "type: '%.*s' is not one of", (int)(t.len > 64 ? 64 : t.len), t.s);
+    for (int i = 0; i < BH_TRAFFIC_TYPE_COUNT && k > 0 && (size_t)k < n; i++)
+        k += snprintf(why + k, n - (size_t)k, "%s %s", i ? "," : "", bh_traffic_type_names[i]);
+    return BH_DLQ_INVALID_FIELD;
+}
+
+static enum bh_dlq_reason
+get_coordinate(const struct slot *slots, enum field f, double limit, double *out, char *why,
+               size_t n)
+{
+    enum bh_dlq_reason r = check_slot(&slots[f], f, V_NUMBER, true, why, n);
+    if (r != BH_DLQ_REASON_COUNT)
+        return r;
+    *out = number(slots[f].s, slots[f].len);
+    if (!isfinite(*out) || fabs(*out) > limit) {
+        snprintf(why, n, "%s: %.*s is not within [-%g, %g]", field_names[f],
+                 (int)(slots[f].len > 64 ? 64 : slots[f].len), slots[f].s, limit, limit);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    return r;
+}
+
+static enum bh_dlq_reason
+get_integer(const struct slot *slots, enum field f, int64_t min, int64_t max, int64_t *out,
+            char *why, size_t n)
+{
+    enum bh_dlq_reason r = check_slot(&slots[f], f, V_NUMBER, true, why, n);
+    if (r != BH_DLQ_REASON_COUNT)
+        return r;
+    int rc = integer(slots[f].s, slots[f].len, out);
+    if (rc < 0 || *out < min || *out > max) {
+        snprintf(why, n, "%s: %.*s is not an integer from %lld to %lld", field_names[f],
+                 (int)(slots[f].len > 64 ? 64 : slots[f].len), slots[f].s, (long long)min,
+                 (long long)max);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    return r;
+}
+
+static bool
+is_heartbeat(const struct slot *sl)
+{
+    return sl->kind == V_STRING && sl->len == 9 && memcmp(sl->s, "heartbeat", 9) == 0;
+}
+
+static enum bh_dlq_reason
+apply_rules(const struct slot *s, struct bh_traffic_event *ev, char *why, size_t n)
+{
+    int64_t severity = 0;
+    enum bh_dlq_reason r;
+    if ((r = get_string(s, F_EVENT_ID, true, &ev->event_id, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_string(s, F_DEVICE, true, &ev->device, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_type(s, &ev->type, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_coordinate(s, F_LON, 180, &ev->lon, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_coordinate(s, F_LAT, 90, &ev->lat, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_integer(s, F_SEVERITY, 1, 5, &severity, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_integer(s, F_TS, 0, 253402300799999LL, &ev->ts, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_string(s, F_PLATE, false, &ev->plate, why, n)) != BH_DLQ_REASON_COUNT ||
+        (r = get_string(s, F_ROAD, false, &ev->road, why, n)) != BH_DLQ_REASON_COUNT)
+        return r;
+    ev->severity = (int32_t)severity;
+    return r;
+}
+
+/* --- the parser ---------------------------------------------------------------- */
+
+int
+bh_traffic_parser_new(struct bh_traffic_parser **out)
+{
+    struct bh_traffic_parser *p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->arena = malloc(ARENA_SIZE)) == NULL) {
+        free(p);
+        return -ENOMEM;
+    }
+    p->fast = true;
+    *out = p;
+    return 0;
+}
+
+void
+bh_traffic_parser_set_fast(struct bh_traffic_parser *p, bool fast)
+{
+    p->fast = fast;
+}
+
+size_t
+bh_traffic_parser_fast_lines(const struct bh_traffic_parser *p)
+{
+    return p->fast_lines;
+}
+
+void
+bh_traffic_parser_free(struct bh_traffic_parser *p)
+{
+    if (p == NULL)
+        return;
+    free(p->arena);
+    free(p->scratch);
+    free(p);
+}
+
+/* AT_END: the error came when the line ended (yajl counts from there). */
+static void
+json_error(struct bh_traffic_parser *p, bool at_end, char *why, size_t n)
+{
+    unsigned char *e = yajl_get_error(p->h, 0, (const unsigned char *)p->line, p->len);
+    size_t at = at_end ? p->len : yajl_get_bytes_consumed(p->h);
+    const char *text = e != NULL ? (const char *)e : "unknown error";
+    size_t tl = strcspn(text, "\n");
+    snprintf(why, n, "not valid JSON (at byte %zu of %zu): %.*s", at, p->len, (int)tl, text);
+    if (e != NULL)
+        yajl_free_error(p->h, e);
+}
+
+static void
+reset(struct bh_traffic_parser *p, const char *line, size_t len)
+{
+    p->line = line;
+    p->len = len;
+    p->depth = 0;
+    p->current = F_NONE;
+    p->not_object = false;
+    p->scratch_used = 0;
+    memset(p->slots, 0, sizeof(p->slots));
+}
+
+/* yajl reads the line into the slots: true if it is one JSON object, else WHY says why. */
+static bool
+yajl_read(struct bh_traffic_parser *p, char *why, size_t n)
+{
+    static const yajl_alloc_funcs funcs = {arena_malloc, arena_realloc, arena_free, NULL};
+    yajl_alloc_funcs afs = funcs;
+    afs.ctx = p;
+    p->arena_used = p->arena_last = 0;
+    p->h = yajl_alloc(&callbacks, &afs, p);
+    if (p->h == NULL) {
+        snprintf(why, n, "out of memory for the JSON parser");
+        return false;
+    }
+    yajl_config(p->h, yajl_dont_validate_strings, 1);
+    yajl_status st = yajl_parse(p->h, (const unsigned char *)p->line, p->len);
+    bool at_end = st == yajl_status_ok;
+    if (at_end)
+        st = yajl_complete_parse(p->h);
+    bool ok = st == yajl_status_ok && !p->not_object;
+    if (p->not_object)
+        snprintf(why, n, "not a JSON object");
+    else if (!ok)
+        json_error(p, at_end, why, n);
+    yajl_free(p->h);
+    p->h = NULL;
+    return ok;
+}
+
+enum bh_traffic_kind
+bh_traffic_parse(struct bh_traffic_parser *p, const char *line, size_t len,
+                 struct bh_traffic_event *ev, enum bh_dlq_reason *reason, char *why,
+                 size_t why_size)
+{
+    memset(ev, 0, sizeof(*ev));
+    why[0] = '\0';
+    *reason = BH_DLQ_INVALID_ENCODING;
+    if (!bh_utf8_valid(line, len)) {
+        snprintf(why, why_size, "the line is not valid UTF-8");
+        return BH_TRAFFIC_REJECT;
+    }
+    *reason = BH_DLQ_INVALID_JSON;
+    if (len > p->scratch_cap) {
+        char *s = realloc(p->scratch, len);
+        if (s == NULL) {
+            snprintf(why, why_size, "out of memory for a line of %zu bytes", len);
+            return BH_TRAFFIC_REJECT;
+        }
+        p->scratch = s;
+        p->scratch_cap = len;
+    }
+    reset(p, line, len);
+    if (p->fast && flat_line(p)) {
+        p->fast_lines++;
+    } else {
+        reset(p, line, len);
+        if (!yajl_read(p, why, why_size))
+            return BH_TRAFFIC_REJECT;
+    }
+    if (is_heartbeat(&p->slots[F_TYPE]) && p->slots[F_TYPE].count == 1)
+        return BH_TRAFFIC_HEARTBEAT;
+    *reason = apply_rules(p->slots, ev, why, why_size);
+    return *reason == BH_DLQ_REASON_COUNT ? BH_TRAFFIC_RECORD : BH_TRAFFIC_REJECT;
+}
