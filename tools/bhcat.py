@@ -13,6 +13,7 @@ Form, as fastavro computes it) and decodes the body.
 import argparse
 import base64
 import datetime
+import decimal
 import glob
 import io
 import json
@@ -115,6 +116,8 @@ def _jsonable(v):
             return "base64:" + base64.b64encode(v).decode()
     if isinstance(v, datetime.datetime):
         return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return str(v)  # exact, as published
     return v
 
 
@@ -122,11 +125,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--schemas", default=os.path.join(os.path.dirname(__file__), "..", "schemas"))
+    ap.add_argument("--limit", type=int, default=0,
+                    help="print at most N records per topic (0: all), then a count")
     ap.add_argument("topics", nargs="+")
     args = ap.parse_args()
     dec = Decoder(args.schemas)
     for topic in args.topics:
-        for m in consume_all(args.bootstrap, topic):
+        msgs = consume_all(args.bootstrap, topic)
+        if args.limit:
+            print("# %s: %d records%s" % (topic, len(msgs), ", the first %d:" % args.limit
+                                          if len(msgs) > args.limit else ""))
+            msgs = msgs[:args.limit]
+        for m in msgs:
             name, rec = dec.decode(m["value"])
             print(json.dumps(_jsonable({
                 "topic": m["topic"], "partition": m["partition"], "offset": m["offset"],

@@ -1,0 +1,48 @@
+/*
+ * Text decoding to UTF-8 with iconv, one chunk at a time.
+ *
+ * glibc's iconv stops on bytes that are not valid in the source encoding with
+ * EILSEQ and the input left on them, and on a sequence cut by the end of the
+ * buffer with EINVAL. The decoder keeps such a cut sequence (at most a few
+ * bytes) and completes it with the start of the next chunk, and it skips
+ * invalid bytes one at a time, reporting each, so that decoding goes on right
+ * after them (//IGNORE is not used: glibc then drops valid bytes too).
+ */
+#ifndef BH_MARKET_DECODE_H
+#define BH_MARKET_DECODE_H
+
+#include <iconv.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct bh_decoder {
+    iconv_t cd;
+    char carry[8]; /* the start of a sequence cut at the end of the last chunk */
+    size_t ncarry;
+};
+
+/*
+ * From ENCODING (an iconv name: GB18030, UTF-8...) to UTF-8. 0, -EINVAL (iconv
+ * does not know it) or -ENOTSUP (not ASCII-compatible, such as UTF-16: the
+ * ASCII bytes must stand for themselves).
+ */
+int bh_decoder_open(struct bh_decoder *d, const char *encoding);
+void bh_decoder_close(struct bh_decoder *d);
+/* Forget any carried bytes (before reading from another position). */
+void bh_decoder_reset(struct bh_decoder *d);
+
+#define BH_DECODE_INVALID 1
+
+/*
+ * Decode from *IN (*INLEN bytes) into *OUT (*OUTLEFT bytes of room; 4 bytes
+ * per input byte plus 16 always suffice), advancing all four. Returns:
+ *   0                  everything was consumed; a cut sequence at the end is
+ *                      carried to the next call, unless FINAL;
+ *   BH_DECODE_INVALID  bytes that are not valid were skipped (*in is just
+ *                      after them); call again for the rest;
+ *   -E2BIG             *OUT is full.
+ */
+int bh_decoder_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out,
+                   size_t *outleft, bool final);
+
+#endif

@@ -1,0 +1,1416 @@
+/*
+ * The market adapter: batch CSV files in a spool directory (FEEDS.md,
+ * "Market regulation").
+ *
+ * The department uploads NAME.csv.part and renames it NAME.csv. The adapter
+ * watches the directory (inotify through uv_fs_event, and a periodic rescan in
+ * case an event is missed), takes the *.csv files in name order, one at a
+ * time, and streams each in chunks read with uv_fs_read:
+ *
+ *   chunk -> line segments -> iconv to UTF-8 -> RFC 4180 rows -> row:
+ *     header: map the Chinese column names to fields (else failed/ + one
+ *             invalid_header dead letter);
+ *     data:   validate every rule of FEEDS.md, resolve the block, encode
+ *             blockhub.market.MarketEvent, produce keyed by block; a bad row
+ *             is a dead letter with its original bytes.
+ *
+ * Quote, comma, CR and LF never occur inside a multi-byte GB18030 or UTF-8
+ * sequence, so every row ends at the end of a raw line segment and the byte
+ * offset just after each row is known exactly; undecodable bytes spoil only
+ * the row they are in.
+ *
+ * Every row that goes out (record or dead letter) takes a slot in a ring, in
+ * file order. Deliveries come back in any order; the rows acknowledged in
+ * order give the checkpoint (file identity, offset after the last of them,
+ * row and line counters), written atomically off the loop every
+ * checkpoint_interval or checkpoint_rows. After a crash reading resumes there:
+ * nothing before it is published again, rows after it may be. Reading pauses
+ * while max_in_flight rows are in the ring and resumes below half. A failed
+ * delivery rewinds the file to its checkpoint (after retry_backoff). The file
+ * moves to done/ (or is deleted) once every row is acknowledged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "csv.h"
+#include "decimal.h"
+#include "decode.h"
+#include "dlq.h"
+#include "event.h"
+#include "fields.h"
+#include "hub.h"
+#include "log.h"
+#include "uscc.h"
+
+#define SCHEMA          "blockhub.market.MarketEvent"
+#define FINE_MAX_DIGITS 12 /* decimal(14, 2) */
+
+struct market_conf {
+    char *spool_dir;
+    char *state_dir;
+    char *encoding;
+    char *topic;
+    char *done_action;
+    int64_t rescan_interval;
+    int64_t max_in_flight;
+    uint64_t max_row_bytes;
+    uint64_t read_size;
+    int64_t checkpoint_interval;
+    int64_t checkpoint_rows;
+    int64_t retry_backoff;
+};
+
+/* --- the columns ----------------------------------------------------------- */
+
+enum col {
+    C_ID,
+    C_USCC,
+    C_NAME,
+    C_TYPE,
+    C_OUTCOME,
+    C_FINE,
+    C_ADDR,
+    C_GRID,
+    C_LON,
+    C_LAT,
+    C_TIME,
+    NCOL
+};
+
+static const struct {
+    const char *name;
+    int required;
+} columns[NCOL] = {
+    [C_ID] = {"记录编号", 1},   [C_USCC] = {"统一社会信用代码", 1}, [C_NAME] = {"主体名称", 1},
+    [C_TYPE] = {"事项类型", 1}, [C_OUTCOME] = {"处理结果", 1},      [C_FINE] = {"罚没金额", 0},
+    [C_ADDR] = {"经营地址", 0}, [C_GRID] = {"网格编码", 0},         [C_LON] = {"经度", 0},
+    [C_LAT] = {"纬度", 0},      [C_TIME] = {"发生时间", 1},
+};
+
+static const char *const event_types[] = {
+    "日常检查",           "专项检查",       "行政处罚", "许可变更",
+    "电动自行车销售登记", "摩托车销售登记", "投诉举报", NULL};
+static const char *const outcomes[] = {"合格",   "责令整改", "罚款", "吊销许可",
+                                       "已登记", "已受理",   NULL};
+
+/* --- state ----------------------------------------------------------------- */
+
+struct market;
+
+/* One row on its way out (a record or a dead letter), in file order. */
+struct slot {
+    struct bh_delivery d;
+    struct market *m;
+    uint64_t end;       /* byte offset just after the row */
+    int64_t row, lines; /* data rows and lines up to and including it */
+    int state;          /* SLOT_* */
+};
+
+enum { SLOT_PENDING, SLOT_DONE, SLOT_FAILED };
+
+/* The file being read. */
+struct file {
+    int fd; /* -1: none */
+    char name[NAME_MAX + 1];
+    uint64_t dev, ino, size;
+    uint64_t chunk_off; /* file offset of the chunk being processed */
+    size_t pos, len;    /* next byte of it to process; bytes in it */
+    int eof;            /* the chunk is the last one */
+    uint64_t next_off;  /* where the next read starts */
+    int input_done;     /* every row is handed out */
+    int header_done;
+    int bad_header;     /* -> failed/ once its dead letter is acknowledged */
+    int failed;         /* a delivery failed: rewind to the checkpoint */
+    int at_start;       /* nothing decoded yet (a BOM may come) */
+    int jump;           /* the rest of the input is skipped: resuming at next_off */
+    int col[NCOL];      /* field index of each column, -1 if absent */
+    size_t nheader;     /* fields in the header */
+    int64_t row, lines; /* data rows handed out, lines consumed */
+    struct bh_checkpoint resume;
+    int resuming;
+    int bad_encoding; /* the current row has undecodable bytes */
+    uint64_t bad_at;
+    size_t rawlen; /* the current row's original bytes in m->raw */
+    size_t records, dead;
+};
+
+struct market {
+    struct bh_adapter *a;
+    const struct market_conf *conf;
+    struct bh_market_writer *writer;
+    char *state_path;
+    int delete_done;
+
+    uv_fs_event_t watch;
+    uv_timer_t rescan, kick, ckpt_timer, backoff;
+    size_t handles; /* handles still closing, for stop */
+    int closing;
+    uv_fs_t scan_req, read_req;
+    int scan_busy, backoff_busy;
+    /* Reading ahead: while chunk[cur] is processed, the next one is read into chunk[!cur]. */
+    char *chunk[2];
+    int cur;
+    int read_busy;    /* a read into chunk[!cur] is under way */
+    int read_ready;   /* it is done: read_result bytes (or an error) from read_at */
+    int read_discard; /* its data is not wanted (a jump): read again at next_off */
+    int starved;      /* process() waits for the read */
+    ssize_t read_result;
+    uint64_t read_at;
+    int stopping;
+    int paused;
+
+    struct bh_decoder dec;
+    struct bh_csv csv;
+    char *out, *raw;
+    size_t outcap, rawcap;
+    struct file f;
+
+    struct slot *ring;
+    size_t cap;
+    uint64_t head, tail; /* slots handed out / retired (index = n % cap) */
+    size_t in_flight;
+    struct bh_checkpoint acked; /* the rows acknowledged in order */
+    int64_t since_ckpt;
+
+    struct bh_checkpoint ck; /* the latest checkpoint (maybe not on disk yet) */
+    int ck_valid;
+    uv_work_t ck_work;
+    struct bh_checkpoint ck_job;
+    int ck_busy, ck_dirty, ck_rc;
+};
+
+static void process(struct market *m);
+static void read_ahead(struct market *m);
+static void step(struct market *m);
+static void scan(struct market *m);
+
+/* --- the ring of rows in flight -------------------------------------------- */
+
+static size_t
+occupied(const struct market *m)
+{
+    return (size_t)(m->head - m->tail);
+}
+
+static struct slot *
+push_slot(struct market *m, uint64_t end)
+{
+    struct slot *s = &m->ring[m->head++ % m->cap];
+    s->m = m;
+    s->end = end;
+    s->row = m->f.row;
+    s->lines = m->f.lines;
+    s->state = SLOT_PENDING;
+    m->in_flight++;
+    return s;
+}
+
+/* Take back the last slot when producing it failed. */
+static void
+unpush_slot(struct market *m)
+{
+    m->head--;
+    m->in_flight--;
+}
+
+static void
+on_kick(uv_timer_t *t)
+{
+    step(t->data);
+}
+
+/* step() on the next turn of the loop (not from inside a Kafka callback). */
+static void
+kick(struct market *m)
+{
+    uv_timer_start(&m->kick, on_kick, 0, 0);
+}
+
+static void checkpoint(struct market *m);
+
+static void
+on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
+{
+    struct slot *s = (struct slot *)d;
+    struct market *m = s->m;
+    (void)partition;
+    (void)offset;
+    m->in_flight--;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        s->state = SLOT_FAILED;
+        if (!m->f.failed)
+            bh_warn(m->a->name, "%s: delivery failed (row %lld): %s; rewinding to the checkpoint",
+                    m->f.name, (long long)s->row, rd_kafka_err2str(err));
+        m->f.failed = 1;
+    } else {
+        s->state = SLOT_DONE;
+    }
+    while (m->tail != m->head && m->ring[m->tail % m->cap].state == SLOT_DONE) {
+        struct slot *t = &m->ring[m->tail++ % m->cap];
+        m->acked.offset = t->end;
+        m->acked.row = t->row;
+        m->acked.line = t->lines;
+        m->since_ckpt++;
+    }
+    if (m->since_ckpt >= m->conf->checkpoint_rows)
+        checkpoint(m);
+    if (m->in_flight == 0 || (m->paused && occupied(m) < m->cap / 2))
+        kick(m);
+}
+
+/* --- the checkpoint -------------------------------------------------------- */
+
+static void
+ck_run(uv_work_t *w)
+{
+    struct market *m = w->data;
+    m->ck_rc = bh_checkpoint_write(m->state_path, &m->ck_job);
+}
+
+static void
+ck_done(uv_work_t *w, int status)
+{
+    struct market *m = w->data;
+    m->ck_busy = 0;
+    if (status < 0 || m->ck_rc < 0)
+        bh_error(m->a->name, "cannot write the checkpoint %s: %s", m->state_path,
+                 uv_strerror(status < 0 ? status : m->ck_rc));
+    if (m->ck_dirty)
+        checkpoint(m);
+    step(m);
+}
+
+/*
+ * Take the position acknowledged in order as the checkpoint (a file reopened
+ * after a rewind resumes from it at once) and write it to disk off the loop,
+ * one write at a time: a request during a write is served after it.
+ */
+static void
+checkpoint(struct market *m)
+{
+    m->since_ckpt = 0;
+    if (m->f.fd >= 0 && m->acked.offset > 0) {
+        m->ck = m->acked;
+        m->ck_valid = 1;
+    }
+    if (!m->ck_valid)
+        return;
+    if (m->ck_busy) {
+        m->ck_dirty = 1;
+        return;
+    }
+    m->ck_dirty = 0;
+    m->ck_job = m->ck;
+    m->ck_work.data = m;
+    if (uv_queue_work(m->a->hub->loop, &m->ck_work, ck_run, ck_done) == 0)
+        m->ck_busy = 1;
+}
+
+/* Whether the checkpoint on disk is the position acknowledged in order. */
+static int
+checkpoint_current(const struct market *m)
+{
+    if (m->ck_busy || m->ck_dirty)
+        return 0;
+    return m->acked.offset == 0 ||
+           (m->ck_valid && m->ck.offset == m->acked.offset && m->ck.ino == m->acked.ino &&
+            strcmp(m->ck.file, m->acked.file) == 0);
+}
+
+static void
+on_ckpt_timer(uv_timer_t *t)
+{
+    struct market *m = t->data;
+    if (m->f.fd >= 0 && !checkpoint_current(m) && !m->ck_busy)
+        checkpoint(m);
+}
+
+/* --- validation ------------------------------------------------------------ */
+
+struct event {
+    const char *v[NCOL];
+    size_t len[NCOL];
+    int has_fine, has_point;
+    int64_t fen, occurred_at;
+    double lon, lat;
+};
+
+static int
+in_list(const char *s, size_t len, const char *const *list)
+{
+    for (; *list != NULL; list++)
+        if (strlen(*list) == len && memcmp(s, *list, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* BH_DLQ_REASON_COUNT when the row is a valid event, else the reason and WHY. */
+static enum bh_dlq_reason
+validate(struct market *m, struct event *ev, char *why, size_t n)
+{
+    const struct bh_csv *p = &m->csv;
+    const struct file *f = &m->f;
+    memset(ev, 0, sizeof(*ev));
+    if (f->bad_encoding) {
+        snprintf(why, n, "bytes at file offset %llu are not valid %s",
+                 (unsigned long long)f->bad_at, m->conf->encoding);
+        return BH_DLQ_INVALID_ENCODING;
+    }
+    if (p->flags & BH_CSV_TOO_LARGE) {
+        snprintf(why, n,
+                 "the row is longer than max_row_bytes (%llu bytes; the payload is its start)",
+                 (unsigned long long)m->conf->max_row_bytes);
+        return BH_DLQ_TOO_LARGE;
+    }
+    if (p->flags & BH_CSV_UNCLOSED) {
+        snprintf(why, n, "a quoted field is still open at the end of the file");
+        return BH_DLQ_INVALID_CSV;
+    }
+    if (p->flags & BH_CSV_BAD_QUOTE) {
+        snprintf(why, n, "a quote inside an unquoted field, or text after a closing quote");
+        return BH_DLQ_INVALID_CSV;
+    }
+    if (p->nfields != f->nheader) {
+        snprintf(why, n, "%zu fields where the header has %zu", p->nfields, f->nheader);
+        return BH_DLQ_INVALID_CSV;
+    }
+    for (int c = 0; c < NCOL; c++) {
+        if (f->col[c] >= 0)
+            ev->v[c] = bh_csv_field(p, (size_t)f->col[c], &ev->len[c]);
+        if (ev->len[c] == 0)
+            ev->v[c] = NULL;
+        if (columns[c].required && ev->v[c] == NULL) {
+            snprintf(why, n, "%s: is required", columns[c].name);
+            return BH_DLQ_MISSING_FIELD;
+        }
+    }
+    char expected;
+    if (bh_uscc_check(ev->v[C_USCC], ev->len[C_USCC], &expected) < 0) {
+        if (expected != '\0')
+            snprintf(why, n, "%s: '%.18s' has check character '%c', GB 32100-2015 gives '%c'",
+                     columns[C_USCC].name, ev->v[C_USCC], ev->v[C_USCC][17], expected);
+        else
+            snprintf(why, n, "%s: '%.*s' is not 18 characters of 0-9 and A-Y without I, O, S, V",
+                     columns[C_USCC].name, (int)(ev->len[C_USCC] < 64 ? ev->len[C_USCC] : 64),
+                     ev->v[C_USCC]);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    if (!in_list(ev->v[C_TYPE], ev->len[C_TYPE], event_types) ||
+        !in_list(ev->v[C_OUTCOME], ev->len[C_OUTCOME], outcomes)) {
+        int c = in_list(ev->v[C_TYPE], ev->len[C_TYPE], event_types) ? C_OUTCOME : C_TYPE;
+        snprintf(why, n, "%s: '%.*s' is not one of the values FEEDS.md lists", columns[c].name,
+                 (int)(ev->len[c] < 64 ? ev->len[c] : 64), ev->v[c]);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    if (ev->v[C_FINE] != NULL) {
+        if (bh_decimal_parse_fen(ev->v[C_FINE], ev->len[C_FINE], FINE_MAX_DIGITS, &ev->fen) < 0) {
+            snprintf(why, n, "%s: '%.*s' is not an amount in yuan with at most 2 decimals",
+                     columns[C_FINE].name, (int)(ev->len[C_FINE] < 64 ? ev->len[C_FINE] : 64),
+                     ev->v[C_FINE]);
+            return BH_DLQ_INVALID_FIELD;
+        }
+        ev->has_fine = 1;
+    }
+    if (ev->v[C_LON] != NULL || ev->v[C_LAT] != NULL) {
+        if (ev->v[C_LON] == NULL || ev->v[C_LAT] == NULL ||
+            bh_market_parse_coord(ev->v[C_LON], ev->len[C_LON], 180, &ev->lon) < 0 ||
+            bh_market_parse_coord(ev->v[C_LAT], ev->len[C_LAT], 90, &ev->lat) < 0) {
+            snprintf(
+                why, n, "%s/%s: '%.*s', '%.*s' is not a longitude/latitude pair",
+                columns[C_LON].name, columns[C_LAT].name,
+                (int)(ev->len[C_LON] < 40 ? ev->len[C_LON] : 40), ev->v[C_LON] ? ev->v[C_LON] : "",
+                (int)(ev->len[C_LAT] < 40 ? ev->len[C_LAT] : 40), ev->v[C_LAT] ? ev->v[C_LAT] : "");
+            return BH_DLQ_INVALID_FIELD;
+        }
+        ev->has_point = 1;
+    }
+    if (bh_market_parse_time(ev->v[C_TIME], ev->len[C_TIME], &ev->occurred_at) < 0) {
+        snprintf(why, n,
+                 "%s: '%.*s' is not a time as YYYY-MM-DD HH:MM:SS or YYYY/MM/DD HH:MM, or no "
+                 "such time exists",
+                 columns[C_TIME].name, (int)(ev->len[C_TIME] < 40 ? ev->len[C_TIME] : 40),
+                 ev->v[C_TIME]);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    return BH_DLQ_REASON_COUNT;
+}
+
+/* --- producing ------------------------------------------------------------- */
+
+static int
+produce_event(struct market *m, struct slot *s, const struct event *ev, const struct bh_block *blk,
+              int64_t line)
+{
+    const struct bh_market_event e = {
+        .record_id = {ev->v[C_ID], ev->len[C_ID]},
+        .block_id = {blk->id, strlen(blk->id)},
+        .uscc = {ev->v[C_USCC], ev->len[C_USCC]},
+        .business_name = {ev->v[C_NAME], ev->len[C_NAME]},
+        .event_type = {ev->v[C_TYPE], ev->len[C_TYPE]},
+        .outcome = {ev->v[C_OUTCOME], ev->len[C_OUTCOME]},
+        .has_fine = ev->has_fine,
+        .fine_fen = ev->fen,
+        .address = {ev->v[C_ADDR], ev->len[C_ADDR]},
+        .grid_code = {ev->v[C_GRID], ev->len[C_GRID]},
+        .has_location = ev->has_point,
+        .lon = ev->lon,
+        .lat = ev->lat,
+        .occurred_at = ev->occurred_at,
+        .source_file = {m->f.name, strlen(m->f.name)},
+        .source_row = m->f.row,
+        .source_line = line,
+    };
+    const void *data;
+    size_t len;
+    int rc = bh_market_writer_encode(m->writer, &e, &data, &len);
+    if (rc < 0)
+        return rc;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "blockhub.event_id", -1, ev->v[C_ID], (ssize_t)ev->len[C_ID]);
+    rd_kafka_header_add(h, "blockhub.adapter", -1, m->a->name, -1);
+    rc = bh_kafka_produce(m->a->hub->kafka, m->conf->topic, blk->id, e.block_id.len, data, len, h,
+                          &s->d);
+    if (rc < 0)
+        rd_kafka_headers_destroy(h);
+    return rc;
+}
+
+/* The current row's original bytes, without its line end. */
+static size_t
+raw_row(const struct market *m)
+{
+    size_t n = m->f.rawlen;
+    while (n > 0 && (m->raw[n - 1] == '\n' || m->raw[n - 1] == '\r'))
+        n--;
+    return n;
+}
+
+/* ROW: the data row's number, 0 for the header. */
+static int
+dead_letter(struct market *m, struct slot *s, enum bh_dlq_reason r, const char *why, int64_t row,
+            int64_t line)
+{
+    struct bh_dlq_origin origin = {"file", m->f.name, NULL, line};
+    char detail[700];
+    if (row > 0)
+        snprintf(detail, sizeof(detail), "row %lld: %s", (long long)row, why);
+    else
+        snprintf(detail, sizeof(detail), "header: %s", why);
+    m->f.dead++;
+    return bh_dlq_publish(m->a->hub, m->a, r, detail, &origin, m->raw, raw_row(m), &s->d);
+}
+
+/* A producing error: what is out finishes, then the file rewinds to its checkpoint. */
+static void
+produce_failed(struct market *m, int rc, int64_t line)
+{
+    unpush_slot(m);
+    if (!m->f.failed)
+        bh_warn(m->a->name, "%s: line %lld could not be queued for Kafka (%s); rewinding",
+                m->f.name, (long long)line, strerror(-rc));
+    m->f.failed = 1;
+    kick(m);
+}
+
+/* A data row: a record keyed by its block, or a dead letter. */
+static void
+data_row(struct market *m, uint64_t end, int64_t line)
+{
+    struct event ev;
+    char why[512];
+    const struct bh_block *blk = NULL;
+    enum bh_dlq_reason r = validate(m, &ev, why, sizeof(why));
+    if (r == BH_DLQ_REASON_COUNT) {
+        blk = bh_blockmap_resolve(m->a->hub->blocks, ev.v[C_GRID], ev.len[C_GRID], ev.has_point,
+                                  ev.lon, ev.lat);
+        if (blk == NULL) {
+            r = BH_DLQ_UNRESOLVED_BLOCK;
+            char grid[48] = "(none)", point[64] = "(none)";
+            if (ev.v[C_GRID] != NULL)
+                snprintf(grid, sizeof(grid), "'%.*s'",
+                         (int)(ev.len[C_GRID] < 32 ? ev.len[C_GRID] : 32), ev.v[C_GRID]);
+            if (ev.has_point)
+                snprintf(point, sizeof(point), "(%.6f, %.6f)", ev.lon, ev.lat);
+            snprintf(why, sizeof(why), "no block for %s %s nor for %s/%s %s", columns[C_GRID].name,
+                     grid, columns[C_LON].name, columns[C_LAT].name, point);
+        }
+    }
+    struct slot *s = push_slot(m, end);
+    s->d.cb = on_delivered;
+    int rc;
+    if (r == BH_DLQ_REASON_COUNT) {
+        rc = produce_event(m, s, &ev, blk, line);
+        if (rc == -EINVAL) { /* encoding failed, or Kafka refused the record itself */
+            snprintf(why, sizeof(why), "the record could not be encoded or was refused by Kafka");
+            rc = dead_letter(m, s, BH_DLQ_ENCODE_FAILED, why, m->f.row, line);
+        } else if (rc == 0) {
+            m->f.records++;
+        }
+    } else {
+        rc = dead_letter(m, s, r, why, m->f.row, line);
+    }
+    if (rc < 0)
+        produce_failed(m, rc, line);
+}
+
+/* --- the header ------------------------------------------------------------ */
+
+/* The column map from the header row; on failure the reason in WHY. */
+static int
+map_header(struct market *m, char *why, size_t n)
+{
+    const struct bh_csv *p = &m->csv;
+    struct file *f = &m->f;
+    if (f->bad_encoding) {
+        snprintf(why, n, "the header is not valid %s (bytes at offset %llu)", m->conf->encoding,
+                 (unsigned long long)f->bad_at);
+        return -EINVAL;
+    }
+    if (p->flags & (BH_CSV_TOO_LARGE | BH_CSV_UNCLOSED | BH_CSV_BAD_QUOTE) || p->blank) {
+        snprintf(why, n, "the header row is %s",
+                 p->blank                      ? "empty"
+                 : p->flags & BH_CSV_TOO_LARGE ? "longer than max_row_bytes"
+                                               : "not valid RFC 4180 CSV");
+        return -EINVAL;
+    }
+    for (int c = 0; c < NCOL; c++)
+        f->col[c] = -1;
+    f->nheader = p->nfields;
+    for (size_t i = 0; i < p->nfields; i++) {
+        size_t len;
+        const char *s = bh_csv_field(p, i, &len);
+        while (len > 0 && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        for (int c = 0; c < NCOL; c++) {
+            if (strlen(columns[c].name) != len || memcmp(columns[c].name, s, len) != 0)
+                continue;
+            if (f->col[c] >= 0) {
+                snprintf(why, n, "column %s appears twice", columns[c].name);
+                return -EINVAL;
+            }
+            f->col[c] = (int)i;
+        }
+    }
+    int k = snprintf(why, n, "missing required column(s):");
+    int missing = 0;
+    for (int c = 0; c < NCOL; c++) {
+        if (columns[c].required && f->col[c] < 0 && k > 0 && (size_t)k < n) {
+            k += snprintf(why + k, n - (size_t)k, " %s", columns[c].name);
+            missing = 1;
+        }
+    }
+    if (missing)
+        return -EINVAL;
+    if ((f->col[C_LON] < 0) != (f->col[C_LAT] < 0)) {
+        snprintf(why, n, "%s and %s come together", columns[C_LON].name, columns[C_LAT].name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void
+header_row(struct market *m, uint64_t end)
+{
+    struct file *f = &m->f;
+    char why[400];
+    f->header_done = 1;
+    if (map_header(m, why, sizeof(why)) < 0) {
+        bh_warn(m->a->name, "%s: %s; the file goes to failed/", f->name, why);
+        f->bad_header = 1;
+        f->input_done = 1;
+        if (f->resuming && f->resume.offset >= end)
+            return; /* its dead letter was acknowledged before a retry */
+        struct slot *s = push_slot(m, end);
+        s->d.cb = on_delivered;
+        int rc = dead_letter(m, s, BH_DLQ_INVALID_HEADER, why, 0, 1);
+        if (rc < 0)
+            produce_failed(m, rc, 1);
+        return;
+    }
+    if (f->resuming && f->resume.offset > end) {
+        /* Everything up to the checkpoint is acknowledged: read on from there. */
+        f->next_off = f->resume.offset;
+        f->row = f->resume.row;
+        f->lines = f->resume.line;
+        m->acked.offset = f->resume.offset;
+        m->acked.row = f->resume.row;
+        m->acked.line = f->resume.line;
+        f->jump = 1;
+        bh_info(m->a->name, "%s: resuming at byte %llu (after row %lld)", f->name,
+                (unsigned long long)f->resume.offset, (long long)f->resume.row);
+    }
+}
+
+/* --- reading --------------------------------------------------------------- */
+
+/* A complete row ends at file offset END. */
+static void
+row_done(struct market *m, uint64_t end)
+{
+    struct file *f = &m->f;
+    struct bh_csv *p = &m->csv;
+    int64_t line = f->lines + 1; /* the line it starts on */
+    f->lines += (int64_t)p->row_lines;
+    if (!f->header_done) {
+        header_row(m, end);
+    } else if (!p->blank || f->bad_encoding) {
+        f->row++;
+        data_row(m, end, line);
+    }
+    bh_csv_next_row(p);
+    f->rawlen = 0;
+    f->bad_encoding = 0;
+}
+
+static void
+keep_raw(struct market *m, const char *s, size_t n)
+{
+    size_t room = m->rawcap - m->f.rawlen;
+    if (n > room) {
+        size_t want = m->f.rawlen + n;
+        size_t cap = m->rawcap;
+        while (cap < want && cap < m->conf->max_row_bytes)
+            cap *= 2;
+        if (cap > m->conf->max_row_bytes)
+            cap = m->conf->max_row_bytes;
+        char *r = cap > m->rawcap ? realloc(m->raw, cap) : NULL;
+        if (r != NULL) {
+            m->raw = r;
+            m->rawcap = cap;
+        }
+        room = m->rawcap - m->f.rawlen;
+    }
+    size_t k = n < room ? n : room; /* past max_row_bytes the dead letter is cut anyway */
+    memcpy(m->raw + m->f.rawlen, s, k);
+    m->f.rawlen += k;
+}
+
+static void
+parse(struct market *m, const char *s, size_t n, uint64_t end)
+{
+    if (m->f.at_start && n > 0) {
+        m->f.at_start = 0;
+        if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+            s += 3;
+            n -= 3;
+        }
+    }
+    while (n > 0) {
+        size_t k = bh_csv_feed(&m->csv, s, n);
+        s += k;
+        n -= k;
+        if (m->csv.complete)
+            row_done(m, end);
+    }
+}
+
+/*
+ * Decode and parse one raw segment of the file (OFF is its offset, it holds
+ * at most one line end, at its end). FINAL: the end of the file.
+ */
+static void
+segment(struct market *m, const char *seg, size_t n, uint64_t off, int final)
+{
+    const char *in = seg;
+    size_t inlen = n;
+    keep_raw(m, seg, n);
+    for (;;) {
+        char *out = m->out;
+        size_t left = m->outcap;
+        int rc = bh_decoder_run(&m->dec, &in, &inlen, &out, &left, final);
+        if (rc == BH_DECODE_INVALID && !m->f.bad_encoding) {
+            m->f.bad_encoding = 1;
+            m->f.bad_at = off + (uint64_t)(in - seg) - (in > seg);
+        }
+        parse(m, m->out, (size_t)(out - m->out), off + n);
+        if (rc == 0)
+            break;
+    }
+}
+
+static void
+on_read(uv_fs_t *req)
+{
+    struct market *m = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    m->read_busy = 0;
+    if (m->stopping || m->f.fd < 0 || m->f.failed || m->f.input_done) {
+        step(m);
+        return;
+    }
+    if (m->read_discard) {
+        m->read_discard = 0;
+        read_ahead(m);
+        return;
+    }
+    m->read_ready = 1;
+    m->read_result = r;
+    if (r > 0)
+        m->f.next_off += (uint64_t)r;
+    if (m->starved) {
+        m->starved = 0;
+        process(m);
+    }
+}
+
+/* Start reading the next chunk into the spare buffer, unless that is under way or done. */
+static void
+read_ahead(struct market *m)
+{
+    struct file *f = &m->f;
+    if (m->read_busy || m->read_ready || f->eof || m->stopping)
+        return;
+    uv_buf_t buf = uv_buf_init(m->chunk[!m->cur], (unsigned)m->conf->read_size);
+    m->read_req.data = m;
+    m->read_at = f->next_off;
+    int rc =
+        uv_fs_read(m->a->hub->loop, &m->read_req, f->fd, &buf, 1, (int64_t)f->next_off, on_read);
+    if (rc < 0) {
+        m->read_ready = 1;
+        m->read_result = rc;
+        return;
+    }
+    m->read_busy = 1;
+}
+
+/* The chunk read ahead becomes the current one: 1, or 0 if it is not there yet. */
+static int
+next_chunk(struct market *m)
+{
+    struct file *f = &m->f;
+    if (!m->read_ready) {
+        m->starved = 1;
+        read_ahead(m);
+        return 0;
+    }
+    m->read_ready = 0;
+    if (m->read_result < 0) {
+        bh_error(m->a->name, "%s: read: %s; rewinding", f->name, uv_strerror((int)m->read_result));
+        f->failed = 1;
+        return 0;
+    }
+    m->cur = !m->cur;
+    f->chunk_off = m->read_at;
+    f->pos = 0;
+    f->len = (size_t)m->read_result;
+    f->eof = f->len == 0;
+    read_ahead(m);
+    return 1;
+}
+
+/* The rest of the input is not wanted: go on reading at f->next_off. */
+static void
+jump(struct market *m)
+{
+    struct file *f = &m->f;
+    f->jump = 0;
+    f->pos = f->len = 0;
+    f->eof = 0;
+    if (m->read_busy)
+        m->read_discard = 1;
+    m->read_ready = 0;
+    bh_decoder_reset(&m->dec);
+}
+
+/* The end of the file: a last row without a line end, or bytes cut short. */
+static void
+end_of_input(struct market *m)
+{
+    struct file *f = &m->f;
+    uint64_t end = f->chunk_off;
+    segment(m, "", 0, end, 1);
+    if (bh_csv_finish(&m->csv) || (f->bad_encoding && f->header_done))
+        row_done(m, end);
+    f->input_done = 1;
+    if (!f->header_done && !f->bad_header) {
+        /* not even a header: say so */
+        m->csv.blank = 1;
+        m->csv.complete = 1;
+        row_done(m, end);
+    }
+}
+
+static void
+pause_reading(struct market *m)
+{
+    if (!m->paused)
+        bh_debug(m->a->name, "%s: %zu rows out, reading paused after row %lld", m->f.name,
+                 occupied(m), (long long)m->f.row);
+    m->paused = 1;
+}
+
+/*
+ * Work through the input a line at a time for as long as the ring has room
+ * and chunks are there; come back on a delivery (paused) or a read (starved).
+ */
+static void
+process(struct market *m)
+{
+    struct file *f = &m->f;
+    while (!m->stopping && !f->failed && !f->input_done) {
+        if (f->jump)
+            jump(m);
+        if (f->pos == f->len && !f->eof && !next_chunk(m)) {
+            if (f->failed)
+                break;
+            return; /* starved: on_read comes back */
+        }
+        if (occupied(m) >= m->cap) {
+            pause_reading(m);
+            return; /* on_delivered comes back below half */
+        }
+        if (f->eof) {
+            end_of_input(m);
+            break;
+        }
+        const char *seg = m->chunk[m->cur] + f->pos;
+        size_t n = f->len - f->pos;
+        const char *nl = memchr(seg, '\n', n);
+        if (nl != NULL)
+            n = (size_t)(nl - seg) + 1;
+        segment(m, seg, n, f->chunk_off + f->pos, 0);
+        f->pos += n;
+    }
+    step(m);
+}
+
+/* --- the files ------------------------------------------------------------- */
+
+static void
+reset_file(struct market *m)
+{
+    struct file *f = &m->f;
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    m->head = m->tail = 0;
+    m->in_flight = 0;
+    m->paused = 0;
+    m->starved = 0;
+    m->read_ready = 0;
+    m->read_discard = 0;
+    m->since_ckpt = 0;
+    memset(&m->acked, 0, sizeof(m->acked));
+    bh_csv_next_row(&m->csv);
+    bh_decoder_reset(&m->dec);
+}
+
+static int
+open_file(struct market *m, const char *name)
+{
+    struct file *f = &m->f;
+    char path[PATH_MAX];
+    struct stat st;
+    reset_file(m);
+    snprintf(path, sizeof(path), "%s/%s", m->conf->spool_dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    f->fd = fd;
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->dev = (uint64_t)st.st_dev;
+    f->ino = (uint64_t)st.st_ino;
+    f->size = (uint64_t)st.st_size;
+    f->at_start = 1;
+    m->acked.dev = f->dev;
+    m->acked.ino = f->ino;
+    m->acked.size = f->size;
+    snprintf(m->acked.file, sizeof(m->acked.file), "%s", name);
+    if (m->ck_valid && m->ck.dev == f->dev && m->ck.ino == f->ino && m->ck.size == f->size &&
+        strcmp(m->ck.file, name) == 0 && m->ck.offset > 0) {
+        f->resume = m->ck;
+        f->resuming = 1;
+    }
+    bh_info(m->a->name, "reading %s (%llu bytes)", name, (unsigned long long)f->size);
+    return 0;
+}
+
+/* Move NAME from the spool into SUBDIR without replacing a file already there. */
+static int
+move_to(struct market *m, const char *name, const char *subdir, char *dest, size_t destlen)
+{
+    char from[PATH_MAX];
+    snprintf(from, sizeof(from), "%s/%s", m->conf->spool_dir, name);
+    for (int i = 0; i < 1000; i++) {
+        if (i == 0)
+            snprintf(dest, destlen, "%s/%s/%s", m->conf->spool_dir, subdir, name);
+        else
+            snprintf(dest, destlen, "%s/%s/%s.%d", m->conf->spool_dir, subdir, name, i);
+        if (renameat2(AT_FDCWD, from, AT_FDCWD, dest, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
+static void
+on_backoff(uv_timer_t *t)
+{
+    struct market *m = t->data;
+    m->backoff_busy = 0;
+    scan(m);
+}
+
+/*
+ * Close the file and take it up again from its checkpoint after
+ * retry_backoff: after a failed delivery (everything else that was out is
+ * back), or when it cannot be moved out of the spool.
+ */
+static void
+retry_later(struct market *m)
+{
+    checkpoint(m);
+    close(m->f.fd);
+    reset_file(m);
+    if (m->stopping)
+        return;
+    m->backoff_busy = 1;
+    uv_timer_start(&m->backoff, on_backoff, (uint64_t)m->conf->retry_backoff, 0);
+}
+
+/* Every row of the file is acknowledged: done/ (or deleted), or failed/. */
+static void
+finish_file(struct market *m)
+{
+    struct file *f = &m->f;
+    char dest[PATH_MAX + 2 * NAME_MAX];
+    int rc;
+    if (f->bad_header) {
+        rc = move_to(m, f->name, "failed", dest, sizeof(dest));
+    } else if (m->delete_done) {
+        snprintf(dest, sizeof(dest), "%s/%s", m->conf->spool_dir, f->name);
+        rc = unlink(dest) < 0 ? -errno : 0;
+        snprintf(dest, sizeof(dest), "(deleted)");
+    } else {
+        rc = move_to(m, f->name, "done", dest, sizeof(dest));
+    }
+    if (rc < 0) {
+        /* The checkpoint stays (all of it acknowledged): the retry publishes nothing again. */
+        bh_error(m->a->name, "%s: cannot move it out of the spool: %s; retrying in %lld ms",
+                 f->name, strerror(-rc), (long long)m->conf->retry_backoff);
+        retry_later(m);
+        return;
+    }
+    bh_info(m->a->name, "%s: %zu records, %zu dead letters -> %s", f->name, f->records, f->dead,
+            dest);
+    close(f->fd);
+    if (unlink(m->state_path) < 0 && errno != ENOENT)
+        bh_warn(m->a->name, "cannot remove %s: %s", m->state_path, strerror(errno));
+    m->ck_valid = 0;
+    m->ck_dirty = 0;
+    reset_file(m);
+    scan(m);
+}
+
+static void
+on_scandir(uv_fs_t *req)
+{
+    struct market *m = req->data;
+    uv_dirent_t ent;
+    char best[NAME_MAX + 1] = "";
+    m->scan_busy = 0;
+    if (req->result < 0)
+        bh_error(m->a->name, "cannot list %s: %s", m->conf->spool_dir,
+                 uv_strerror((int)req->result));
+    int interrupted = 0;
+    while (req->result >= 0 && uv_fs_scandir_next(req, &ent) != UV_EOF) {
+        size_t len = strlen(ent.name);
+        if (len <= 4 || strcmp(ent.name + len - 4, ".csv") != 0 || len > NAME_MAX)
+            continue;
+        if (ent.type != UV_DIRENT_FILE && ent.type != UV_DIRENT_UNKNOWN)
+            continue;
+        /* The file a checkpoint is for comes first: a checkpoint of another would replace it. */
+        if (m->ck_valid && strcmp(ent.name, m->ck.file) == 0) {
+            snprintf(best, sizeof(best), "%s", ent.name);
+            interrupted = 1;
+        } else if (!interrupted && (best[0] == '\0' || strcmp(ent.name, best) < 0)) {
+            snprintf(best, sizeof(best), "%s", ent.name);
+        }
+    }
+    uv_fs_req_cleanup(req);
+    if (m->stopping) {
+        step(m);
+        return;
+    }
+    if (best[0] == '\0' || m->f.fd >= 0)
+        return;
+    int rc = open_file(m, best);
+    if (rc == -EACCES || rc == -EPERM || rc == -EINVAL || rc == -ELOOP) {
+        /* It will never be readable as it is: out of the way, the others go on. */
+        char dest[PATH_MAX + 2 * NAME_MAX];
+        rc = move_to(m, best, "failed", dest, sizeof(dest));
+        bh_error(m->a->name, "%s cannot be read as a regular file; %s", best,
+                 rc == 0 ? "moved to failed/" : "and cannot be moved to failed/");
+        if (rc == 0)
+            scan(m);
+        return;
+    }
+    if (rc < 0) {
+        if (rc != -ENOENT)
+            bh_warn(m->a->name, "cannot open %s: %s; trying again at the next scan", best,
+                    strerror(-rc));
+        return;
+    }
+    process(m);
+}
+
+static void
+scan(struct market *m)
+{
+    if (m->stopping || m->scan_busy || m->backoff_busy || m->f.fd >= 0)
+        return;
+    m->scan_req.data = m;
+    if (uv_fs_scandir(m->a->hub->loop, &m->scan_req, m->conf->spool_dir, 0, on_scandir) == 0)
+        m->scan_busy = 1;
+}
+
+static void
+on_rescan(uv_timer_t *t)
+{
+    scan(t->data);
+}
+
+static void
+on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    (void)filename;
+    (void)events;
+    (void)status;
+    scan(h->data);
+}
+
+/* --- the state machine ----------------------------------------------------- */
+
+static void
+on_closed(uv_handle_t *h)
+{
+    struct market *m = h->data;
+    if (--m->handles == 0)
+        bh_adapter_stopped(m->a);
+}
+
+/*
+ * What to do next once something finished (a read, the last delivery, a
+ * checkpoint write): go on reading, finish or rewind the file, or complete a
+ * stop.
+ */
+static void
+step(struct market *m)
+{
+    struct file *f = &m->f;
+    int reading = f->fd >= 0 && !f->failed && !f->input_done && !m->stopping;
+    if (reading || (f->fd >= 0 && m->in_flight > 0)) {
+        if (reading && m->paused && occupied(m) < m->cap / 2) {
+            bh_debug(m->a->name, "%s: %zu rows out, reading on after row %lld", f->name,
+                     occupied(m), (long long)f->row);
+            m->paused = 0;
+            process(m);
+        }
+        return; /* a delivery or a read comes back here */
+    }
+    if (m->read_busy)
+        return; /* on_read comes back here */
+    if (f->fd >= 0) {
+        if (f->failed) {
+            retry_later(m);
+        } else if (f->input_done) {
+            if (m->ck_busy)
+                return; /* ck_done comes back here */
+            finish_file(m);
+        } else if (m->stopping) {
+            if (!checkpoint_current(m)) {
+                if (!m->ck_busy)
+                    checkpoint(m);
+                return; /* ck_done comes back here */
+            }
+            close(f->fd);
+            f->fd = -1;
+        }
+    }
+    if (!m->stopping || m->closing || m->scan_busy || m->ck_busy || f->fd >= 0)
+        return;
+    m->closing = 1;
+    uv_handle_t *handles[] = {(uv_handle_t *)&m->watch, (uv_handle_t *)&m->rescan,
+                              (uv_handle_t *)&m->kick, (uv_handle_t *)&m->ckpt_timer,
+                              (uv_handle_t *)&m->backoff};
+    m->handles = sizeof(handles) / sizeof(handles[0]);
+    for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
+        uv_close(handles[i], on_closed);
+}
+
+/* --- the adapter ----------------------------------------------------------- */
+
+static int
+make_dir(const char *parent, const char *sub, char *errstr, size_t errstr_size)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", parent, sub);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        snprintf(errstr, errstr_size, "cannot create %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+static int
+setup(struct market *m, char *errstr, size_t errstr_size)
+{
+    const struct market_conf *c = m->conf;
+    struct stat st;
+    int rc;
+    if (strcmp(c->done_action, "move") != 0 && strcmp(c->done_action, "delete") != 0) {
+        snprintf(errstr, errstr_size, "done_action: '%s' is not move or delete", c->done_action);
+        return -EINVAL;
+    }
+    m->delete_done = strcmp(c->done_action, "delete") == 0;
+    if (stat(c->spool_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(errstr, errstr_size, "spool_dir: %s is not a directory", c->spool_dir);
+        return -ENOTDIR;
+    }
+    if ((rc = make_dir(c->spool_dir, "done", errstr, errstr_size)) < 0 ||
+        (rc = make_dir(c->spool_dir, "failed", errstr, errstr_size)) < 0)
+        return rc;
+    if (asprintf(&m->state_path, "%s/%s.checkpoint", c->state_dir ? c->state_dir : c->spool_dir,
+                 m->a->name) < 0) {
+        m->state_path = NULL;
+        return -ENOMEM;
+    }
+    const struct bh_schema *schema = bh_schemas_find(m->a->hub->schemas, SCHEMA);
+    if (schema == NULL) {
+        snprintf(errstr, errstr_size, "schema %s not found in the schemas directory", SCHEMA);
+        return -ENOENT;
+    }
+    rc = bh_decoder_open(&m->dec, c->encoding);
+    if (rc < 0) {
+        snprintf(errstr, errstr_size,
+                 rc == -ENOTSUP ? "encoding: '%s' is not ASCII-compatible (GB18030, GBK, UTF-8 are)"
+                                : "encoding: iconv cannot convert '%s' to UTF-8",
+                 c->encoding);
+        return rc;
+    }
+    if (bh_csv_init(&m->csv, c->max_row_bytes) < 0)
+        return -ENOMEM;
+    m->cap = (size_t)c->max_in_flight;
+    m->outcap = (size_t)c->read_size * 2 + 64;
+    m->rawcap = c->max_row_bytes < 4096 ? c->max_row_bytes : 4096;
+    m->ring = calloc(m->cap, sizeof(*m->ring));
+    m->chunk[0] = malloc(c->read_size);
+    m->chunk[1] = malloc(c->read_size);
+    m->out = malloc(m->outcap);
+    m->raw = malloc(m->rawcap);
+    if (m->ring == NULL || m->chunk[0] == NULL || m->chunk[1] == NULL || m->out == NULL ||
+        m->raw == NULL)
+        return -ENOMEM;
+    rc = bh_market_writer_new(&m->writer, m->a->hub->schemas, schema, m->a->hub->encoder, errstr,
+                              errstr_size);
+    if (rc < 0)
+        return rc;
+    /* The latest checkpoint: where a file interrupted by a crash resumes. */
+    rc = bh_checkpoint_read(m->state_path, &m->ck);
+    m->ck_valid = rc == 0;
+    if (rc == -EINVAL)
+        bh_warn(m->a->name, "%s is not a checkpoint; ignoring it", m->state_path);
+    return 0;
+}
+
+static void
+free_market(struct market *m)
+{
+    bh_market_writer_free(m->writer);
+    if (m->dec.cd != NULL)
+        bh_decoder_close(&m->dec);
+    bh_csv_free(&m->csv);
+    free(m->state_path);
+    free(m->ring);
+    free(m->chunk[0]);
+    free(m->chunk[1]);
+    free(m->out);
+    free(m->raw);
+    free(m);
+}
+
+static int
+start(struct bh_adapter *a, char *errstr, size_t errstr_size)
+{
+    const struct market_conf *c = a->settings;
+    struct market *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return -ENOMEM;
+    m->a = a;
+    m->conf = c;
+    m->f.fd = -1;
+    int rc = setup(m, errstr, errstr_size);
+    if (rc < 0) {
+        if (errstr[0] == '\0')
+            snprintf(errstr, errstr_size, "%s", strerror(-rc));
+        free_market(m);
+        return rc;
+    }
+    uv_loop_t *loop = a->hub->loop;
+    uv_timer_t *timers[] = {&m->rescan, &m->kick, &m->ckpt_timer, &m->backoff};
+    for (size_t i = 0; i < 4; i++) {
+        uv_timer_init(loop, timers[i]);
+        timers[i]->data = m;
+    }
+    uv_fs_event_init(loop, &m->watch);
+    m->watch.data = m;
+    rc = uv_fs_event_start(&m->watch, on_fs_event, c->spool_dir, 0);
+    if (rc < 0) /* not fatal: the rescan timer still finds the files */
+        bh_warn(a->name, "cannot watch %s (%s); relying on the rescan every %lld ms", c->spool_dir,
+                uv_strerror(rc), (long long)c->rescan_interval);
+    uv_timer_start(&m->rescan, on_rescan, (uint64_t)c->rescan_interval,
+                   (uint64_t)c->rescan_interval);
+    uv_timer_start(&m->ckpt_timer, on_ckpt_timer, (uint64_t)c->checkpoint_interval,
+                   (uint64_t)c->checkpoint_interval);
+    a->priv = m;
+    bh_info(a->name, "market CSV files (%s) from %s -> %s", c->encoding, c->spool_dir, c->topic);
+    scan(m);
+    return 0;
+}
+
+static void
+stop(struct bh_adapter *a)
+{
+    struct market *m = a->priv;
+    m->stopping = 1;
+    uv_fs_event_stop(&m->watch);
+    uv_timer_stop(&m->rescan);
+    uv_timer_stop(&m->backoff);
+    m->backoff_busy = 0;
+    kick(m);
+}
+
+static void
+destroy(struct bh_adapter *a)
+{
+    struct market *m = a->priv;
+    if (m == NULL)
+        return;
+    if (m->f.fd >= 0)
+        close(m->f.fd);
+    free_market(m);
+    a->priv = NULL;
+}
+
+static void
+topics(const struct bh_adapter *a, const char **out, size_t cap)
+{
+    const struct market_conf *c = a->settings;
+    if (cap > 1) {
+        out[0] = c->topic;
+        out[1] = NULL;
+    }
+}
+
+#define KEY(field) offsetof(struct market_conf, field)
+
+static const struct bh_conf_key market_keys[] = {
+    {.name = "spool_dir",
+     .type = BH_CONF_STRING,
+     .offset = KEY(spool_dir),
+     .flags = BH_CONF_REQUIRED,
+     .doc = "Directory the department drops NAME.csv files in (uploaded as NAME.csv.part, then "
+            "renamed); done/ and failed/ are created in it."},
+    {.name = "encoding",
+     .type = BH_CONF_STRING,
+     .offset = KEY(encoding),
+     .def = "GB18030",
+     .doc = "Text encoding of the files, as iconv names it: GB18030, GBK, UTF-8 (a BOM is "
+            "skipped), any ASCII-compatible one."},
+    {.name = "topic",
+     .type = BH_CONF_STRING,
+     .offset = KEY(topic),
+     .def = "dept.market",
+     .doc = "Topic the records are published to, keyed by block."},
+    {.name = "done_action",
+     .type = BH_CONF_STRING,
+     .offset = KEY(done_action),
+     .def = "move",
+     .doc = "What happens to a file once every row is acknowledged or dead-lettered: move (to "
+            "done/) or delete."},
+    {.name = "state_dir",
+     .type = BH_CONF_STRING,
+     .offset = KEY(state_dir),
+     .doc = "Directory of the checkpoint file NAME.checkpoint (default: spool_dir)."},
+    {.name = "rescan_interval",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(rescan_interval),
+     .def = "5s",
+     .min = 10,
+     .max = 3600000,
+     .doc = "How often the spool directory is listed in case a file-system event was missed."},
+    {.name = "max_in_flight",
+     .type = BH_CONF_INT,
+     .offset = KEY(max_in_flight),
+     .def = "10000",
+     .min = 2,
+     .max = 100000,
+     .doc = "Rows out and not yet acknowledged, counted from the oldest one unacknowledged, at "
+            "which reading pauses (it resumes below half); keep the sum over adapters below "
+            "librdkafka's queue.buffering.max.messages."},
+    {.name = "max_row_bytes",
+     .type = BH_CONF_SIZE,
+     .offset = KEY(max_row_bytes),
+     .def = "1MiB",
+     .min = 256,
+     .max = 64LL * 1024 * 1024,
+     .doc = "Longest row kept; a longer one (such as a quote that never closes) is dead-lettered "
+            "as too_large."},
+    {.name = "read_size",
+     .type = BH_CONF_SIZE,
+     .offset = KEY(read_size),
+     .def = "64KiB",
+     .min = 16,
+     .max = 16LL * 1024 * 1024,
+     .doc = "Bytes read at a time (the loop handles one read's rows in one turn)."},
+    {.name = "checkpoint_interval",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(checkpoint_interval),
+     .def = "1s",
+     .min = 10,
+     .max = 3600000,
+     .doc = "How often the checkpoint (state_dir/NAME.checkpoint: the file, and the offset after "
+            "the last row acknowledged in order) is written while rows are acknowledged; after a "
+            "crash only rows after it are published again."},
+    {.name = "checkpoint_rows",
+     .type = BH_CONF_INT,
+     .offset = KEY(checkpoint_rows),
+     .def = "20000",
+     .min = 1,
+     .max = 100000000,
+     .doc = "The checkpoint is also written as soon as this many more rows are acknowledged "
+            "(one write at a time, off the loop)."},
+    {.name = "retry_backoff",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(retry_backoff),
+     .def = "1s",
+     .min = 0,
+     .max = 3600000,
+     .doc = "Wait before reading a file again from its checkpoint after a failed delivery, or "
+            "before trying again to move it out of the spool."},
+    {0},
+};
+
+const struct bh_adapter_type bh_adapter_type_market = {
+    .name = "market",
+    .doc = "Market regulation CSV files in a spool directory (FEEDS.md, Market regulation).",
+    .conf = {.keys = market_keys, .size = sizeof(struct market_conf)},
+    .start = start,
+    .stop = stop,
+    .destroy = destroy,
+    .topics = topics,
+};

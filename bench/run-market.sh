@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Market adapter benchmark: a ROWS-row GB18030 CSV file (bench/gen_market.py,
+# valid rows, two thirds with a grid code and one third with a point inside a
+# block) is renamed into the spool directory of blockhub running one market
+# adapter against a real broker; timed until the file reaches done/, that is
+# until Kafka acknowledged every row. blockhub's CPU seconds (all threads,
+# /proc/PID/stat) over that span and its peak RSS (VmHWM) are read from /proc.
+#
+# Baseline, same run, same broker: kcat -P producing ROWS values of the very
+# sizes blockhub's records have (the generator computes each record's Avro
+# length) with the same keys, the same two headers, blockhub's producer
+# settings (enable.idempotence=true acks=all partitioner=murmur2_random
+# linger.ms=5) to a topic with the same partition count; timed from kcat's
+# start to its exit (kcat -P exits once every message is acknowledged).
+#
+# Usage: bench/run-market.sh [BUILD_DIR] [ROWS]   (defaults: build/, 1000000)
+# Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
+# with deploy/kafka/local-kafka in a temporary directory and stopped at the
+# end. PARTITIONS (default 6). BH_PYTHON: a Python with confluent-kafka to
+# create the baseline topic (default: the test venv; without it kcat relies on
+# the broker creating the topic).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+rows=${2:-1000000}
+partitions=${PARTITIONS:-6}
+py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
+blockhub="$build/blockhub"
+[[ -x $blockhub ]] || { echo "run-market.sh: no $blockhub (build first)" >&2; exit 1; }
+command -v kcat >/dev/null || { echo "run-market.sh: kcat is not installed" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/blockhub-bench-market.XXXXXX)
+hub_pid=
+own_broker=
+cleanup() {
+    if [[ -n $hub_pid ]]; then kill "$hub_pid" 2>/dev/null; wait "$hub_pid" 2>/dev/null || true; fi
+    if [[ -n $own_broker ]]; then "$root/deploy/kafka/local-kafka" stop "$tmp/kafka" >/dev/null 2>&1 || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+cpu_s() { # utime + stime of PID, all threads, in seconds
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+echo "generating $rows rows..."
+mkdir -p "$tmp/spool" "$tmp/in"
+python3 "$root/bench/gen_market.py" "$rows" "$tmp/in/scjg_bench.csv" --kcat "$tmp/kcat.tsv" \
+    --blocks "$root/tests/data/world/blocks.geojson"
+echo "input: $rows rows, $(du -h "$tmp/in/scjg_bench.csv" | cut -f1) of GB18030"
+
+if [[ -n ${BOOTSTRAP:-} ]]; then
+    bs=$BOOTSTRAP
+else
+    port=$(python3 -c '
+import socket
+for p in range(20000, 60000, 2):
+    a, b = socket.socket(), socket.socket()
+    try:
+        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()')
+    own_broker=1
+    bs=$("$root/deploy/kafka/local-kafka" start "$tmp/kafka" "$port" | tail -n 1)
+fi
+echo "broker: $bs, $partitions partitions; machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+tag="bench-$(date +%s)-$$"
+cat >"$tmp/blockhub.yaml" <<YAML
+kafka:
+  brokers: $bs
+  partitions: $partitions
+  replication: 1
+blocks:
+  map: $root/tests/data/world/blocks.geojson
+schemas:
+  dir: $root/schemas
+dead_letter:
+  topic: hub.dlq.$tag
+adapters:
+  - name: market
+    type: market
+    spool_dir: $tmp/spool
+    topic: dept.market.$tag
+YAML
+"$blockhub" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
+hub_pid=$!
+for _ in $(seq 1 600); do
+    grep -q "hub: ready" "$tmp/blockhub.log" && break
+    kill -0 "$hub_pid" 2>/dev/null || { cat "$tmp/blockhub.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+cpu0=$(cpu_s "$hub_pid")
+t0=$(date +%s.%N)
+mv "$tmp/in/scjg_bench.csv" "$tmp/spool/"
+for _ in $(seq 1 36000); do
+    [[ -f $tmp/spool/done/scjg_bench.csv ]] && break
+    kill -0 "$hub_pid" 2>/dev/null || { cat "$tmp/blockhub.log" >&2; exit 1; }
+    sleep 0.01
+done
+t1=$(date +%s.%N)
+[[ -f $tmp/spool/done/scjg_bench.csv ]] || { echo "run-market.sh: the file never reached done/" >&2; exit 1; }
+cpu1=$(cpu_s "$hub_pid")
+rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$hub_pid/status")
+kill -TERM "$hub_pid"
+wait "$hub_pid" || { echo "blockhub exited $?" >&2; tail "$tmp/blockhub.log" >&2; exit 1; }
+hub_pid=
+grep -q "scjg_bench.csv: $rows records, 0 dead letters" "$tmp/blockhub.log" \
+    || { grep "market" "$tmp/blockhub.log" | tail -3 >&2; echo "run-market.sh: not every row was published" >&2; exit 1; }
+
+if "$py" -c 'import confluent_kafka' 2>/dev/null; then
+    "$py" - "$bs" "kcat.$tag" "$partitions" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for f in admin.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)]).values():
+    f.result()
+PY
+fi
+k0=$(date +%s.%N)
+kcat -b "$bs" -P -t "kcat.$tag" -K $'\t' -H blockhub.event_id=SCJG-2026-0000000 \
+    -H blockhub.adapter=market -X enable.idempotence=true -X acks=all \
+    -X partitioner=murmur2_random -X linger.ms=5 -l "$tmp/kcat.tsv"
+k1=$(date +%s.%N)
+
+python3 - "$rows" "$t0" "$t1" "$cpu0" "$cpu1" "$rss" "$k0" "$k1" <<'PY'
+import sys
+rows = int(sys.argv[1])
+t0, t1, c0, c1, rss, k0, k1 = map(float, sys.argv[2:])
+hub, base = rows / (t1 - t0), rows / (k1 - k0)
+print("blockhub: %8.0f rows/s  (%.2f s until the file was in done/; target >= 200000)" % (hub, t1 - t0))
+print("kcat -P:  %8.0f rows/s  (%.2f s, same count, sizes, keys and headers)" % (base, k1 - k0))
+print("ratio:    %.2f of the kcat baseline" % (hub / base))
+print("blockhub CPU: %.2f s (all threads) for %d rows" % (c1 - c0, rows))
+print("blockhub peak RSS: %.1f MiB (target < 150)" % (rss / 1024.0))
+PY

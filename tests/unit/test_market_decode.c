@@ -1,0 +1,254 @@
+/* The market adapter's iconv decoder (adapters/market/decode.c). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <iconv.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "adapters/market/decode.h"
+
+/* "a😀中b": the emoji is a 4-byte GB18030 sequence (94 39 FC 36), 中 two bytes. */
+static const char gb[] = "a\x94\x39\xfc\x36\xd6\xd0"
+                         "b";
+static const char utf8[] = "a\xf0\x9f\x98\x80\xe4\xb8\xad"
+                           "b";
+
+/* Decode IN cut into pieces at CUTS (ascending, ending with LEN); count invalid reports. */
+static size_t
+decode(const char *enc, const char *in, size_t len, const size_t *cuts, size_t ncuts, char *out,
+       int *invalid)
+{
+    struct bh_decoder d;
+    assert_int_equal(bh_decoder_open(&d, enc), 0);
+    char *o = out;
+    size_t room = 256;
+    size_t from = 0;
+    *invalid = 0;
+    assert_int_equal(cuts[ncuts - 1], len);
+    for (size_t c = 0; c < ncuts; c++) {
+        const char *p = in + from;
+        size_t n = cuts[c] - from;
+        int final = c == ncuts - 1;
+        int rc;
+        while ((rc = bh_decoder_run(&d, &p, &n, &o, &room, final)) == BH_DECODE_INVALID)
+            (*invalid)++;
+        assert_int_equal(rc, 0);
+        assert_int_equal(n, 0);
+        from = cuts[c];
+    }
+    bh_decoder_close(&d);
+    return (size_t)(o - out);
+}
+
+static void
+test_four_byte_sequence_cut_at_every_point(void **state)
+{
+    (void)state;
+    char out[256];
+    int invalid;
+    size_t len = strlen(gb);
+    /* one cut inside the 4-byte sequence (after 1, 2 or 3 of its bytes), and everywhere else */
+    for (size_t cut = 0; cut <= len; cut++) {
+        size_t cuts[] = {cut, len};
+        size_t n = decode("GB18030", gb, len, cuts, 2, out, &invalid);
+        assert_int_equal(invalid, 0);
+        assert_int_equal(n, strlen(utf8));
+        assert_memory_equal(out, utf8, n);
+    }
+    /* the sequence spread over four chunks of one byte: the carry grows */
+    size_t cuts[] = {1, 2, 3, 4, 5, len};
+    size_t n = decode("GB18030", gb, len, cuts, 6, out, &invalid);
+    assert_int_equal(invalid, 0);
+    assert_memory_equal(out, utf8, n);
+    assert_int_equal(n, strlen(utf8));
+    /* byte by byte */
+    size_t each[sizeof(gb) - 1];
+    for (size_t i = 0; i < len; i++)
+        each[i] = i + 1;
+    n = decode("GB18030", gb, len, each, len, out, &invalid);
+    assert_int_equal(invalid, 0);
+    assert_int_equal(n, strlen(utf8));
+    assert_memory_equal(out, utf8, n);
+}
+
+static void
+test_invalid_bytes_are_skipped_and_decoding_goes_on(void **state)
+{
+    (void)state;
+    char out[256];
+    int invalid;
+    /* 0xFF is never valid; 0x81 0x20 is a lead byte with a bad trail: the space survives */
+    static const char in[] = "ab\xff"
+                             "cd\x81 x\xd6\xd0";
+    size_t cuts[] = {sizeof(in) - 1};
+    size_t n = decode("GB18030", in, sizeof(in) - 1, cuts, 1, out, &invalid);
+    assert_int_equal(invalid, 2);
+    assert_int_equal(n, strlen("abcd x\xe4\xb8\xad"));
+    assert_memory_equal(out, "abcd x\xe4\xb8\xad", n);
+    /* a bad byte carried over a cut: the bytes after it are kept */
+    static const char cut_bad[] = "\x81\x30\x20z";
+    size_t cuts2[] = {2, 4};
+    n = decode("GB18030", cut_bad, 4, cuts2, 2, out, &invalid);
+    assert_true(invalid >= 1);
+    assert_int_equal(n, 3);
+    assert_memory_equal(out, "0 z", 3);
+}
+
+static void
+test_sequence_cut_by_the_end_of_the_input(void **state)
+{
+    (void)state;
+    char out[256];
+    int invalid;
+    static const char in[] = "ok\x94\x39";
+    size_t cuts[] = {sizeof(in) - 1};
+    size_t n = decode("GB18030", in, sizeof(in) - 1, cuts, 1, out, &invalid);
+    assert_true(invalid >= 1);
+    assert_int_equal(n, 2);
+    assert_memory_equal(out, "ok", 2);
+}
+
+static void
+test_utf8(void **state)
+{
+    (void)state;
+    char out[256];
+    int invalid;
+    size_t len = strlen(utf8);
+    for (size_t cut = 0; cut <= len; cut++) {
+        size_t cuts[] = {cut, len};
+        size_t n = decode("UTF-8", utf8, len, cuts, 2, out, &invalid);
+        assert_int_equal(invalid, 0);
+        assert_int_equal(n, len);
+        assert_memory_equal(out, utf8, n);
+    }
+    static const char bad[] = "a\xc3(b\xed\xa0\x80"
+                              "c"; /* a bad trail, a surrogate */
+    size_t cuts[] = {sizeof(bad) - 1};
+    size_t n = decode("UTF-8", bad, sizeof(bad) - 1, cuts, 1, out, &invalid);
+    assert_true(invalid >= 2);
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "a(bc", 4);
+}
+
+/* The reference: iconv over the whole input at once, skipping each byte it refuses. */
+static size_t
+reference(const char *in, size_t len, char *out, size_t cap, int *invalid)
+{
+    iconv_t cd = iconv_open("UTF-8", "GB18030");
+    char *p = (char *)in, *o = out;
+    size_t left = len, room = cap;
+    *invalid = 0;
+    while (left > 0) {
+        if (iconv(cd, &p, &left, &o, &room) != (size_t)-1)
+            break;
+        assert_true(errno == EILSEQ || errno == EINVAL);
+        if (errno == EINVAL) { /* cut short at the very end */
+            (*invalid)++;
+            break;
+        }
+        p++;
+        left--;
+        (*invalid)++;
+        iconv(cd, NULL, NULL, NULL, NULL);
+    }
+    iconv_close(cd);
+    return (size_t)(o - out);
+}
+
+/* Random mixes of ASCII, 2- and 4-byte characters and bad bytes, cut anywhere: the decoder
+ * (ASCII passed through, sequences carried over cuts) gives what iconv gives. */
+static void
+test_same_as_plain_iconv(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {
+        "a",
+        ",",
+        "\"",
+        "\r\n",
+        "0",
+        "9",
+        "Z",
+        "\xd6\xd0",
+        "\xce\xc4",
+        "\x94\x39\xfc\x36",
+        "\x95\x32\x82\x36",
+        "\x81\x30\x81\x30",
+        "\xff",
+        "\x81",
+        "\x81\x30",
+        "\x81\x30\x81",
+        "\xa8\xa6",
+        "\x80",
+        "\x81\x7f",
+    };
+    srand(5);
+    for (int round = 0; round < 3000; round++) {
+        char in[400];
+        size_t len = 0;
+        int count = rand() % 60;
+        for (int k = 0; k < count; k++) {
+            const char *piece = pieces[rand() % (sizeof(pieces) / sizeof(pieces[0]))];
+            memcpy(in + len, piece, strlen(piece));
+            len += strlen(piece);
+        }
+        char want[2048], got[2048];
+        int want_invalid, got_invalid;
+        size_t wn = reference(in, len, want, sizeof(want), &want_invalid);
+        size_t cuts[400], ncuts = 0;
+        for (size_t i = 1; i < len; i++)
+            if (rand() % 7 == 0)
+                cuts[ncuts++] = i;
+        cuts[ncuts++] = len;
+        struct bh_decoder d;
+        assert_int_equal(bh_decoder_open(&d, "GB18030"), 0);
+        char *o = got;
+        size_t room = sizeof(got), from = 0;
+        got_invalid = 0;
+        for (size_t c = 0; c < ncuts; c++) {
+            const char *p = in + from;
+            size_t n = cuts[c] - from;
+            int rc;
+            while ((rc = bh_decoder_run(&d, &p, &n, &o, &room, c == ncuts - 1)) ==
+                   BH_DECODE_INVALID)
+                got_invalid++;
+            assert_int_equal(rc, 0);
+            from = cuts[c];
+        }
+        bh_decoder_close(&d);
+        assert_int_equal((size_t)(o - got), wn);
+        assert_memory_equal(got, want, wn);
+        assert_int_equal(got_invalid > 0, want_invalid > 0);
+    }
+}
+
+static void
+test_unknown_encoding(void **state)
+{
+    (void)state;
+    struct bh_decoder d;
+    assert_int_equal(bh_decoder_open(&d, "NO-SUCH-ENCODING-42"), -EINVAL);
+    assert_int_equal(bh_decoder_open(&d, "UTF-16"), -ENOTSUP);
+    assert_int_equal(bh_decoder_open(&d, "GBK"), 0);
+    bh_decoder_close(&d);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_four_byte_sequence_cut_at_every_point),
+        cmocka_unit_test(test_invalid_bytes_are_skipped_and_decoding_goes_on),
+        cmocka_unit_test(test_sequence_cut_by_the_end_of_the_input),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_same_as_plain_iconv),
+        cmocka_unit_test(test_unknown_encoding),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
