@@ -26,6 +26,12 @@ struct bh_kafka {
     int fatal;
     unsigned restarts;
     rd_kafka_conf_t *template; /* to make a new producer after a fatal error */
+    /* Topic handles of the current producer: a name lookup per message costs. */
+    struct {
+        char *name;
+        rd_kafka_topic_t *rkt;
+    } topics[16];
+    size_t ntopics;
     uv_timer_t restart;
 };
 
@@ -156,10 +162,36 @@ make_producer(struct bh_kafka *k, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* The producer's handle of TOPIC, made on first use; NULL when the table is full. */
+static rd_kafka_topic_t *
+topic_handle(struct bh_kafka *k, const char *topic)
+{
+    for (size_t i = 0; i < k->ntopics; i++)
+        if (k->topics[i].name == topic || strcmp(k->topics[i].name, topic) == 0)
+            return k->topics[i].rkt;
+    if (k->ntopics == sizeof(k->topics) / sizeof(k->topics[0]))
+        return NULL;
+    char *name = strdup(topic);
+    rd_kafka_topic_t *rkt = name ? rd_kafka_topic_new(k->rk, topic, NULL) : NULL;
+    if (rkt == NULL) {
+        free(name);
+        return NULL;
+    }
+    k->topics[k->ntopics].name = name;
+    k->topics[k->ntopics].rkt = rkt;
+    k->ntopics++;
+    return rkt;
+}
+
 /* Fail what the old producer still holds (its trackers hear an error), then drop it. */
 static void
 drop_producer(struct bh_kafka *k)
 {
+    for (size_t i = 0; i < k->ntopics; i++) {
+        rd_kafka_topic_destroy(k->topics[i].rkt);
+        free(k->topics[i].name);
+    }
+    k->ntopics = 0;
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(k->rk, 100);
     serve(k);
@@ -366,16 +398,17 @@ bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t 
     if (k->fatal)
         return -ESHUTDOWN;
     rd_kafka_resp_err_t e;
-    if (hdrs != NULL)
+    rd_kafka_topic_t *rkt = topic_handle(k, topic);
+    if (rkt == NULL)
         e = rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
                               RD_KAFKA_V_VALUE((void *)value, len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
                               RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
     else
-        e = rd_kafka_producev(k->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+        e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_KEY(key, keylen),
                               RD_KAFKA_V_VALUE((void *)value, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d),
-                              RD_KAFKA_V_END);
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                              RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
     switch (e) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
         k->in_flight++;
