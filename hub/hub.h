@@ -6,6 +6,7 @@
 #ifndef BH_HUB_H
 #define BH_HUB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -41,6 +42,38 @@ struct bh_dead_letter_conf {
     uint64_t max_payload;
 };
 
+/* The admin HTTP API (hub/join_http.c serves it). */
+struct bh_admin_conf {
+    char *listen;
+    char *advertise;
+};
+
+/* One input of the join: the department is the entry's name (hub/join.c). */
+struct bh_join_input_conf {
+    char *topic;
+    char *id_field;
+    char *type_field;
+    char *time_field;
+};
+
+/* The join stage (hub/join.c). */
+struct bh_join_conf {
+    bool enabled;
+    char *group;
+    struct bh_variant_list inputs;
+    char *view_topic;
+    char *state_topic;
+    char *view_schema;
+    int64_t commit_interval;
+    int64_t window;
+    int64_t dedup_horizon;
+    char *transactional_id;
+    char *instance_id;
+    int64_t transaction_timeout;
+    int64_t session_timeout;
+    int64_t max_batch;
+};
+
 struct bh_hub_conf {
     struct bh_log_conf log;
     struct bh_kafka_section kafka;
@@ -48,6 +81,8 @@ struct bh_hub_conf {
     struct bh_schemas_conf schemas;
     struct bh_dead_letter_conf dead_letter;
     struct bh_variant_list adapters;
+    struct bh_join_conf join;
+    struct bh_admin_conf admin;
 };
 
 /* The root of the configuration table (hub_conf.c). */

@@ -3,6 +3,7 @@
 
 #include "adapter.h"
 #include "hub.h"
+#include "join.h"
 
 #define KEY(section, field) offsetof(struct section, field)
 
@@ -126,5 +127,15 @@ const struct bh_conf_key bh_hub_conf_keys[] = {
      .variant = bh_adapter_variant,
      .variant_doc = bh_adapter_type_names,
      .doc = "The adapters: each has a unique name, a type, and its type's own settings."},
+    {.name = "join",
+     .type = BH_CONF_SECTION,
+     .offset = KEY(bh_hub_conf, join),
+     .sub = bh_join_conf_keys,
+     .doc = "The join stage: department topics in, block.view out (hub/join.h)."},
+    {.name = "admin",
+     .type = BH_CONF_SECTION,
+     .offset = KEY(bh_hub_conf, admin),
+     .sub = bh_admin_conf_keys,
+     .doc = "The admin HTTP API."},
     {0},
 };

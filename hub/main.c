@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "join.h"
 #include "log.h"
 
 #define DEAD_LETTER_SCHEMA "blockhub.DeadLetter"
@@ -20,6 +21,7 @@
 
 static struct bh_hub hub;
 static struct bh_hub_conf conf;
+static struct bh_join *join;
 static uv_signal_t sigterm, sigint;
 static int exit_code;
 
@@ -67,6 +69,16 @@ on_all_stopped(struct bh_hub *h)
     uv_stop(h->loop);
 }
 
+/* The join counts as one of the running parts; a failed one makes the exit code 1. */
+static void
+on_join_stopped(struct bh_hub *h, int failed)
+{
+    if (failed)
+        exit_code = 1;
+    if (--h->running == 0 && h->on_all_stopped != NULL)
+        h->on_all_stopped(h);
+}
+
 static void
 on_signal(uv_signal_t *s, int signum)
 {
@@ -85,6 +97,8 @@ on_signal(uv_signal_t *s, int signum)
     }
     for (size_t i = 0; i < hub.nadapters; i++)
         hub.adapters[i].type->stop(&hub.adapters[i]);
+    if (join != NULL)
+        bh_join_stop(join);
 }
 
 static int
@@ -177,6 +191,12 @@ start(const char *config_path, char *err, size_t errlen)
         }
         hub.running++;
     }
+    if (conf.join.enabled) {
+        rc = bh_join_start(&join, &hub, on_join_stopped, err, errlen);
+        if (rc < 0)
+            return rc;
+        hub.running++;
+    }
     hub.on_all_stopped = on_all_stopped;
     return 0;
 }
@@ -255,14 +275,16 @@ main(int argc, char **argv)
     uv_signal_init(hub.loop, &sigint);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
-    bh_info("hub", "ready: %zu adapter(s), kafka %s", hub.nadapters, bh_kafka_bootstrap(hub.kafka));
-    if (hub.nadapters == 0)
+    bh_info("hub", "ready: %zu adapter(s)%s, kafka %s", hub.nadapters, join ? ", join" : "",
+            bh_kafka_bootstrap(hub.kafka));
+    if (hub.nadapters == 0 && join == NULL)
         bh_warn("hub", "no adapters configured");
 
     uv_run(hub.loop, UV_RUN_DEFAULT);
 
     for (size_t i = 0; i < hub.nadapters; i++)
         hub.adapters[i].type->destroy(&hub.adapters[i]);
+    bh_join_free(join);
     bh_encoder_free(hub.encoder);
     bh_blockmap_free(hub.blocks);
     bh_schemas_free(hub.schemas);

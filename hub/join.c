@@ -1,0 +1,2026 @@
+#include "join.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dlq.h"
+#include "join_int.h"
+#include "log.h"
+
+#define VIEW_SCHEMA_STATE "blockhub.view.BlockState"
+#define VIEW_SCHEMA_BATCH "blockhub.view.DedupBatch"
+#define METADATA_TIMEOUT  10000
+#define QUEUE_MESSAGES    "1000000"
+#define RETRY_MS          2000
+#define COMMIT_SLICE      1000 /* blocks produced per loop turn */
+
+static const struct bh_adapter_type dlq_type = {.name = "join"};
+
+static void recover(struct bh_join *j, const char *why);
+static void on_more(uv_idle_t *h);
+static void fail(struct bh_join *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void finish_job(struct bh_join *j);
+
+uint64_t
+bh_join_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int32_t
+bh_join_partition_of(const struct bh_join *j, const char *key, size_t len)
+{
+    return rd_kafka_msg_partitioner_murmur2_random(NULL, key, len, j->nparts, NULL, NULL);
+}
+
+/* --- Kafka configuration --------------------------------------------------- */
+
+static int
+set_prop(rd_kafka_conf_t *c, const char *name, const char *value, char *errstr, size_t n)
+{
+    char err[256];
+    if (rd_kafka_conf_set(c, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, n, "join: kafka property %s: %s", name, err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void
+on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    enum bh_log_level l = level <= 3 ? BH_LOG_ERROR : level <= 5 ? BH_LOG_WARN : BH_LOG_DEBUG;
+    bh_log(l, "join", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+/* May run on the transaction thread (a commit's flush serves the producer's queue). */
+static void
+on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    bh_warn("join", "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err),
+            reason);
+}
+
+/* kafka.properties serve every client; these only make the other kind warn. */
+static const char *const producer_only[] = {"linger.ms",
+                                            "queue.buffering.max.ms",
+                                            "batch.num.messages",
+                                            "batch.size",
+                                            "compression.type",
+                                            "compression.codec",
+                                            "compression.level",
+                                            "acks",
+                                            "request.required.acks",
+                                            "enable.idempotence",
+                                            "retries",
+                                            "message.send.max.retries",
+                                            "queue.buffering.max.messages",
+                                            "queue.buffering.max.kbytes",
+                                            "delivery.timeout.ms",
+                                            "message.timeout.ms",
+                                            "partitioner",
+                                            "sticky.partitioning.linger.ms",
+                                            NULL};
+static const char *const consumer_only[] = {"group.id",
+                                            "group.instance.id",
+                                            "session.timeout.ms",
+                                            "heartbeat.interval.ms",
+                                            "max.poll.interval.ms",
+                                            "auto.offset.reset",
+                                            "enable.auto.commit",
+                                            "auto.commit.interval.ms",
+                                            "enable.auto.offset.store",
+                                            "isolation.level",
+                                            "queued.min.messages",
+                                            "queued.max.messages.kbytes",
+                                            "fetch.wait.max.ms",
+                                            "fetch.min.bytes",
+                                            "fetch.max.bytes",
+                                            "max.partition.fetch.bytes",
+                                            "fetch.message.max.bytes",
+                                            "fetch.error.backoff.ms",
+                                            "partition.assignment.strategy",
+                                            "enable.partition.eof",
+                                            "check.crcs",
+                                            NULL};
+
+static int
+listed(const char *name, const char *const *list)
+{
+    for (; *list != NULL; list++)
+        if (strcmp(name, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * DEFAULTS, then kafka.properties (security settings and the like; the other
+ * kind of client's own left out), then PINNED: what the join relies on cannot
+ * be changed from the config.
+ */
+static rd_kafka_conf_t *
+client_conf(struct bh_join *j, int producer, const char *const *defaults, const char *const *pinned,
+            char *errstr, size_t n)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    const struct bh_kvlist *props = &j->hub->conf->kafka.properties;
+    int rc = set_prop(c, "bootstrap.servers", bh_kafka_bootstrap(j->hub->kafka), errstr, n);
+    for (size_t i = 0; rc == 0 && defaults[i] != NULL; i += 2)
+        rc = set_prop(c, defaults[i], defaults[i + 1], errstr, n);
+    for (size_t i = 0; rc == 0 && i < props->n; i++)
+        if (!listed(props->k[i], producer ? consumer_only : producer_only))
+            rc = set_prop(c, props->k[i], props->v[i], errstr, n);
+    for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
+        rc = set_prop(c, pinned[i], pinned[i + 1], errstr, n);
+    if (rc < 0) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(c, j);
+    rd_kafka_conf_set_log_cb(c, on_kafka_log);
+    rd_kafka_conf_set_error_cb(c, on_kafka_error);
+    return c;
+}
+
+/* --- topics and the co-partitioning guard ------------------------------------ */
+
+struct topic_count {
+    const char *name;
+    int count; /* 0: absent */
+};
+
+/* The partition counts of TOPICS (all-topics metadata: it never creates a topic). */
+static int
+partition_counts(rd_kafka_t *rk, struct topic_count *t, size_t n, char *errstr, size_t size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, METADATA_TIMEOUT);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, size, "join: cannot read the topics' metadata: %s", rd_kafka_err2str(e));
+        return -ETIMEDOUT;
+    }
+    for (size_t i = 0; i < n; i++) {
+        t[i].count = 0;
+        for (int k = 0; k < md->topic_cnt; k++)
+            if (strcmp(md->topics[k].topic, t[i].name) == 0 &&
+                md->topics[k].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+                t[i].count = md->topics[k].partition_cnt;
+    }
+    rd_kafka_metadata_destroy(md);
+    return 0;
+}
+
+static size_t
+guard_topics(const struct bh_join *j, struct topic_count *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->ninputs; i++)
+        t[n++].name = j->inputs[i].c->topic;
+    t[n++].name = j->conf->view_topic;
+    t[n++].name = j->conf->state_topic;
+    return n;
+}
+
+/* 0 when every count equals the first; else a message naming every topic and count. */
+static int
+check_counts(const struct topic_count *t, size_t n, char *errstr, size_t size)
+{
+    int same = 1;
+    for (size_t i = 1; i < n; i++)
+        same &= t[i].count == t[0].count && t[i].count > 0;
+    if (same && t[0].count > 0)
+        return 0;
+    int w = snprintf(errstr, size, "join: co-partitioning: the topics differ in partition count:");
+    for (size_t i = 0; i < n && w > 0 && (size_t)w < size; i++)
+        w += t[i].count > 0
+                 ? snprintf(errstr + w, size - (size_t)w, " %s=%d", t[i].name, t[i].count)
+                 : snprintf(errstr + w, size - (size_t)w, " %s=absent", t[i].name);
+    if (w > 0 && (size_t)w < size)
+        snprintf(errstr + w, size - (size_t)w,
+                 "; every input topic, the view topic and the state topic must have the same "
+                 "partition count");
+    return -EINVAL;
+}
+
+static int
+create_topics(struct bh_join *j, struct topic_count *t, size_t n, int partitions, char *errstr,
+              size_t size)
+{
+    rd_kafka_t *rk = bh_kafka_handle(j->hub->kafka);
+    const struct bh_kafka_section *kc = &j->hub->conf->kafka;
+    rd_kafka_NewTopic_t *nt[64];
+    size_t nn = 0;
+    int rc = 0;
+    char err[256];
+    for (size_t i = 0; i < n && nn < 64; i++) {
+        if (t[i].count > 0)
+            continue;
+        if (bh_kafka_is_embedded(j->hub->kafka)) {
+            const char *one[] = {t[i].name};
+            rc = bh_kafka_ensure_topics(j->hub->kafka, one, 1, errstr, size);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        nt[nn] =
+            rd_kafka_NewTopic_new(t[i].name, partitions, (int)kc->replication, err, sizeof(err));
+        if (nt[nn] == NULL) {
+            snprintf(errstr, size, "join: topic %s: %s", t[i].name, err);
+            rc = -EINVAL;
+            goto out;
+        }
+        /* The view and the changelog keep the last record of each key. */
+        if (strcmp(t[i].name, j->conf->view_topic) == 0 ||
+            strcmp(t[i].name, j->conf->state_topic) == 0)
+            rd_kafka_NewTopic_set_config(nt[nn], "cleanup.policy", "compact");
+        nn++;
+    }
+    if (nn == 0)
+        return 0;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(o, (int)kc->create_timeout, err, sizeof(err));
+    rd_kafka_CreateTopics(rk, nt, nn, o, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)kc->create_timeout + 2000);
+    if (ev == NULL || rd_kafka_event_error(ev)) {
+        snprintf(errstr, size, "join: creating topics: %s",
+                 ev ? rd_kafka_event_error_string(ev) : "timed out");
+        rc = -ETIMEDOUT;
+    } else {
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+        for (size_t i = 0; i < cnt && rc == 0; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                bh_info("join", "created topic %s (%d partitions)",
+                        rd_kafka_topic_result_name(res[i]), partitions);
+            else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+                rc = -EINVAL, snprintf(errstr, size, "join: creating topic %s: %s",
+                                       rd_kafka_topic_result_name(res[i]),
+                                       rd_kafka_topic_result_error_string(res[i]));
+        }
+    }
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+out:
+    for (size_t i = 0; i < nn; i++)
+        rd_kafka_NewTopic_destroy(nt[i]);
+    return rc;
+}
+
+/*
+ * At start: create what is missing (inputs like the adapters would, the view
+ * and the changelog compacted, all with the inputs' partition count when they
+ * exist), then refuse to run unless every count is the same.
+ */
+static int
+ensure_topics(struct bh_join *j, char *errstr, size_t size)
+{
+    struct topic_count t[64 + 2];
+    size_t n = guard_topics(j, t);
+    rd_kafka_t *rk = bh_kafka_handle(j->hub->kafka);
+    int rc = partition_counts(rk, t, n, errstr, size);
+    if (rc < 0)
+        return rc;
+    int partitions = (int)j->hub->conf->kafka.partitions;
+    for (size_t i = 0; i < j->ninputs; i++) {
+        if (t[i].count > 0) {
+            partitions = t[i].count;
+            break;
+        }
+    }
+    rc = create_topics(j, t, n, partitions, errstr, size);
+    if (rc < 0)
+        return rc;
+    for (int attempt = 0; attempt < 50; attempt++) {
+        rc = partition_counts(rk, t, n, errstr, size);
+        if (rc < 0)
+            return rc;
+        int absent = 0;
+        for (size_t i = 0; i < n; i++)
+            absent |= t[i].count == 0;
+        if (!absent)
+            break;
+        usleep(100 * 1000); /* a new topic takes a moment to show in metadata */
+    }
+    rc = check_counts(t, n, errstr, size);
+    if (rc == 0)
+        j->nparts = t[0].count;
+    return rc;
+}
+
+/* On assignment: the same counts as at start, and the same partition numbers of every input. */
+static int
+guard(struct bh_join *j, const rd_kafka_topic_partition_list_t *parts, char *errstr, size_t size)
+{
+    struct topic_count t[64 + 2];
+    size_t n = guard_topics(j, t);
+    int rc = partition_counts(j->consumer, t, n, errstr, size);
+    if (rc < 0)
+        return rc;
+    rc = check_counts(t, n, errstr, size);
+    if (rc < 0)
+        return rc;
+    if (t[0].count != j->nparts) {
+        snprintf(errstr, size,
+                 "join: co-partitioning: the topics now have %d partitions, not %d as at start; "
+                 "restart the join to use them",
+                 t[0].count, j->nparts);
+        return -EINVAL;
+    }
+    /* Every partition number assigned must come with every input. */
+    for (int i = 0; i < parts->cnt; i++) {
+        for (size_t k = 0; k < j->ninputs; k++) {
+            if (rd_kafka_topic_partition_list_find(parts, j->inputs[k].c->topic,
+                                                   parts->elems[i].partition) == NULL) {
+                snprintf(errstr, size,
+                         "join: co-partitioning: partition %d of %s was assigned without "
+                         "partition %d of %s (use partition.assignment.strategy=range)",
+                         parts->elems[i].partition, parts->elems[i].topic,
+                         parts->elems[i].partition, j->inputs[k].c->topic);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* --- the transaction thread ---------------------------------------------------- */
+
+static int
+txn_timeout(const struct bh_join *j)
+{
+    return (int)j->conf->transaction_timeout;
+}
+
+static void
+job_error(struct txn *t, const char *what, rd_kafka_error_t *e)
+{
+    snprintf(t->why, sizeof(t->why), "%s: %s", what, rd_kafka_error_string(e));
+}
+
+/* Abort after an abortable error; a fatal error on the way wins. */
+static void
+job_abort(struct txn *t, rd_kafka_error_t *cause)
+{
+    t->result = RESULT_ABORTED;
+    if (cause != NULL && rd_kafka_error_is_fatal(cause)) {
+        t->result = RESULT_FATAL;
+        return;
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(t->producer, t->timeout_ms);
+        if (e == NULL)
+            return;
+        int retry = rd_kafka_error_is_retriable(e);
+        if (rd_kafka_error_is_fatal(e) || !retry) {
+            job_error(t, "abort", e);
+            t->result = RESULT_FATAL; /* a producer that cannot abort is replaced */
+            rd_kafka_error_destroy(e);
+            return;
+        }
+        rd_kafka_error_destroy(e);
+    }
+    t->result = RESULT_FATAL;
+}
+
+static void
+run_commit(struct txn *t)
+{
+    rd_kafka_error_t *e = NULL;
+    if (t->offsets != NULL && t->offsets->cnt > 0)
+        e = rd_kafka_send_offsets_to_transaction(t->producer, t->offsets, t->cgmd, t->timeout_ms);
+    if (e != NULL) {
+        job_error(t, "sending the offsets", e);
+        if (rd_kafka_error_is_fatal(e))
+            t->result = RESULT_FATAL;
+        else
+            job_abort(t, e); /* retriable ones are retried by librdkafka within the timeout */
+        rd_kafka_error_destroy(e);
+        return;
+    }
+    for (int attempt = 0; attempt < 5; attempt++) {
+        e = rd_kafka_commit_transaction(t->producer, t->timeout_ms);
+        if (e == NULL) {
+            t->result = RESULT_OK;
+            return;
+        }
+        job_error(t, "commit", e);
+        if (rd_kafka_error_is_fatal(e)) {
+            t->result = RESULT_FATAL;
+        } else if (rd_kafka_error_txn_requires_abort(e)) {
+            job_abort(t, e);
+        } else if (rd_kafka_error_is_retriable(e)) {
+            rd_kafka_error_destroy(e);
+            continue; /* the commit goes on in the background: ask again */
+        } else {
+            job_abort(t, e);
+        }
+        rd_kafka_error_destroy(e);
+        return;
+    }
+    job_abort(t, NULL);
+}
+
+static void
+run_init(struct txn *t)
+{
+    if (t->old_producer != NULL) {
+        rd_kafka_destroy(t->old_producer);
+        t->old_producer = NULL;
+    }
+    /* A few attempts; after that the loop tries again later with a new producer. */
+    for (int attempt = 0; attempt < 3 && !t->quit; attempt++) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(t->producer, t->timeout_ms);
+        if (e == NULL) {
+            t->result = RESULT_OK;
+            return;
+        }
+        job_error(t, "init_transactions", e);
+        int again = rd_kafka_error_is_retriable(e);
+        t->result = rd_kafka_error_is_fatal(e) ? RESULT_FATAL : RESULT_FAILED;
+        rd_kafka_error_destroy(e);
+        if (!again)
+            return;
+    }
+}
+
+static void
+run_job(struct txn *t)
+{
+    t->started_ns = bh_join_now_ns();
+    t->why[0] = '\0';
+    switch (t->kind) {
+    case JOB_COMMIT:
+        run_commit(t);
+        break;
+    case JOB_ABORT:
+        job_abort(t, NULL);
+        break;
+    case JOB_INIT:
+        run_init(t);
+        break;
+    }
+    t->ended_ns = bh_join_now_ns();
+}
+
+static void
+txn_main(void *arg)
+{
+    struct txn *t = arg;
+    uv_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->quit && t->state != JOB_QUEUED)
+            uv_cond_wait(&t->cv, &t->mu);
+        if (t->quit)
+            break;
+        t->state = JOB_RUNNING;
+        uv_mutex_unlock(&t->mu);
+        run_job(t);
+        uv_mutex_lock(&t->mu);
+        t->state = JOB_DONE;
+        uv_cond_broadcast(&t->cv);
+        uv_async_send(&t->done);
+    }
+    uv_mutex_unlock(&t->mu);
+}
+
+static void
+post_job(struct bh_join *j, enum job_kind kind)
+{
+    struct txn *t = &j->txn;
+    uv_mutex_lock(&t->mu);
+    t->kind = kind;
+    t->producer = j->producer;
+    t->timeout_ms = txn_timeout(j);
+    t->state = JOB_QUEUED;
+    uv_cond_broadcast(&t->cv);
+    uv_mutex_unlock(&t->mu);
+}
+
+static int
+job_busy(struct bh_join *j)
+{
+    uv_mutex_lock(&j->txn.mu);
+    int busy = j->txn.state != JOB_IDLE;
+    uv_mutex_unlock(&j->txn.mu);
+    return busy;
+}
+
+/* Block until the job is done and handle its result (rebalances and shutdown need this). */
+static void
+wait_job(struct bh_join *j)
+{
+    struct txn *t = &j->txn;
+    uv_mutex_lock(&t->mu);
+    while (t->state == JOB_QUEUED || t->state == JOB_RUNNING)
+        uv_cond_wait(&t->cv, &t->mu);
+    int done = t->state == JOB_DONE;
+    uv_mutex_unlock(&t->mu);
+    if (done)
+        finish_job(j);
+}
+
+static void
+on_job_done(uv_async_t *a)
+{
+    struct bh_join *j = a->data;
+    uv_mutex_lock(&j->txn.mu);
+    int done = j->txn.state == JOB_DONE;
+    uv_mutex_unlock(&j->txn.mu);
+    if (done)
+        finish_job(j);
+}
+
+/* --- the producer ------------------------------------------------------------ */
+
+static void
+drop_topic_handles(struct bh_join *j)
+{
+    if (j->view_out != NULL)
+        rd_kafka_topic_destroy(j->view_out);
+    if (j->state_out != NULL)
+        rd_kafka_topic_destroy(j->state_out);
+    j->view_out = j->state_out = NULL;
+}
+
+static int
+make_producer(struct bh_join *j, char *errstr, size_t n)
+{
+    char err[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_dup(j->producer_template);
+    j->producer = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (j->producer == NULL) {
+        rd_kafka_conf_destroy(c);
+        snprintf(errstr, n, "join: producer: %s", err);
+        return -EINVAL;
+    }
+    rd_kafka_set_log_queue(j->producer, NULL);
+    j->view_out = rd_kafka_topic_new(j->producer, j->conf->view_topic, NULL);
+    j->state_out = rd_kafka_topic_new(j->producer, j->conf->state_topic, NULL);
+    j->pq = rd_kafka_queue_get_main(j->producer);
+    rd_kafka_queue_io_event_enable(j->pq, j->pipefd[1], "p", 1);
+    return 0;
+}
+
+/* A fresh producer in place of the current one, which the transaction thread destroys. */
+static void
+renew_producer(struct bh_join *j)
+{
+    char err[512];
+    j->producer_ready = 0;
+    drop_topic_handles(j);
+    rd_kafka_queue_io_event_enable(j->pq, -1, NULL, 0);
+    rd_kafka_queue_destroy(j->pq);
+    j->pq = NULL;
+    j->txn.old_producer = j->producer;
+    j->producer = NULL;
+    if (make_producer(j, err, sizeof(err)) < 0) {
+        fail(j, "%s", err);
+        return;
+    }
+    post_job(j, JOB_INIT);
+}
+
+/* After a fatal error: everything since the last commit is redone with a new producer. */
+static void
+replace_producer(struct bh_join *j, const char *why)
+{
+    bh_error("join", "transactional producer failed (%s): replacing it", why);
+    j->stats.producer_restarts++;
+    j->producer_ready = 0;
+    recover(j, "the producer was replaced");
+    renew_producer(j);
+}
+
+static void
+on_retry(uv_timer_t *t)
+{
+    struct bh_join *j = t->data;
+    if (!j->stopping && !j->failed && !job_busy(j))
+        renew_producer(j);
+}
+
+/* --- dead letters ------------------------------------------------------------ */
+
+static void
+dead_letter(struct bh_join *j, const rd_kafka_message_t *m, enum bh_dlq_reason r, const char *why)
+{
+    char source[300];
+    snprintf(source, sizeof(source), "%s[%" PRId32 "]", rd_kafka_topic_name(m->rkt), m->partition);
+    struct bh_dlq_origin o = {"kafka", source, NULL, m->offset};
+    j->stats.dead_letters++;
+    bh_dlq_publish(j->hub, &j->dlq_as, r, why, &o, m->payload, m->len, NULL);
+}
+
+/* --- applying input ------------------------------------------------------------ */
+
+static struct input *
+input_of(struct bh_join *j, const rd_kafka_topic_t *rkt)
+{
+    for (size_t i = 0; i < j->ninputs; i++)
+        if (j->inputs[i].rkt == rkt)
+            return &j->inputs[i];
+    const char *name = rd_kafka_topic_name(rkt);
+    for (size_t i = 0; i < j->ninputs; i++) {
+        if (strcmp(j->inputs[i].c->topic, name) == 0) {
+            j->inputs[i].rkt = rkt;
+            return &j->inputs[i];
+        }
+    }
+    return NULL;
+}
+
+/* The plan for writer schema FP of input IN, compiled the first time. */
+static struct plan *
+plan_of(struct bh_join *j, struct input *in, uint64_t fp)
+{
+    for (size_t i = 0; i < in->nplans; i++)
+        if (in->plans[i].fp == fp)
+            return &in->plans[i];
+    const struct bh_schema *s = bh_schemas_find_fingerprint(j->hub->schemas, fp);
+    if (s == NULL)
+        return NULL;
+    struct plan *p = &in->plans[in->nplans < JOIN_PLANS ? in->nplans++ : JOIN_PLANS - 1];
+    bh_jplan_free(p->plan);
+    free(p->symbol_types);
+    memset(p, 0, sizeof(*p));
+    p->fp = fp;
+    char err[200];
+    if (bh_jplan_new(&p->plan, s->schema, in->c->id_field, in->c->type_field, in->c->time_field,
+                     err, sizeof(err)) < 0) {
+        snprintf(p->why, sizeof(p->why), "schema %.100s: %.250s", s->name, err);
+        p->plan = NULL;
+        return p;
+    }
+    size_t ns = bh_jplan_symbols(p->plan);
+    p->symbol_types = calloc(ns ? ns : 1, sizeof(*p->symbol_types));
+    if (p->symbol_types == NULL) {
+        bh_jplan_free(p->plan);
+        p->plan = NULL;
+        snprintf(p->why, sizeof(p->why), "out of memory");
+        return p;
+    }
+    size_t di = (size_t)(in - j->inputs);
+    for (size_t k = 0; k < ns; k++) {
+        const char *sym = bh_jplan_symbol(p->plan, k);
+        if (bh_jtypes_intern(j->types, di, sym, strlen(sym), &p->symbol_types[k]) < 0) {
+            bh_jplan_free(p->plan);
+            p->plan = NULL;
+            snprintf(p->why, sizeof(p->why), "too many types");
+            return p;
+        }
+    }
+    bh_info("join", "input %s (%s): records of schema %s, fields %s/%s/%s", in->dept, in->c->topic,
+            s->name, in->c->id_field, in->c->type_field, in->c->time_field);
+    return p;
+}
+
+/* Returns BH_DLQ_REASON_COUNT when the message was used, else why not. */
+static enum bh_dlq_reason
+apply(struct bh_join *j, struct input *in, struct part *pt, const rd_kafka_message_t *m, char *why,
+      size_t n)
+{
+    const char *key = m->key;
+    size_t di = (size_t)(in - j->inputs);
+    if (key == NULL || m->key_len == 0) {
+        snprintf(why, n, "no key: the key must be the block id");
+        return BH_DLQ_MISSING_FIELD;
+    }
+    int32_t want = bh_join_partition_of(j, key, m->key_len);
+    if (want != m->partition) {
+        snprintf(why, n,
+                 "key '%.*s' is on partition %" PRId32 "; murmur2 places it on %" PRId32
+                 ": the producer is not co-partitioning",
+                 (int)(m->key_len > 64 ? 64 : m->key_len), key, m->partition, want);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    uint64_t fp;
+    if (m->payload == NULL || bh_jread_header(m->payload, m->len, &fp) < 0) {
+        snprintf(why, n, "not Avro single-object encoding");
+        return BH_DLQ_INVALID_ENCODING;
+    }
+    struct plan *p = plan_of(j, in, fp);
+    if (p == NULL) {
+        snprintf(why, n, "unknown schema fingerprint %016" PRIx64, fp);
+        return BH_DLQ_INVALID_ENCODING;
+    }
+    if (p->plan == NULL) {
+        snprintf(why, n, "%s", p->why);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    struct bh_jfields f;
+    if (bh_jplan_read(p->plan, (const uint8_t *)m->payload + BH_SINGLE_OBJECT_HEADER,
+                      m->len - BH_SINGLE_OBJECT_HEADER, &f) < 0) {
+        snprintf(why, n, "the Avro body does not decode");
+        return BH_DLQ_INVALID_ENCODING;
+    }
+    if (f.id_len == 0) {
+        snprintf(why, n, "%s: empty", in->c->id_field);
+        return BH_DLQ_MISSING_FIELD;
+    }
+    uint32_t type;
+    if (f.type_symbol >= 0) {
+        type = p->symbol_types[f.type_symbol];
+    } else if (bh_jtypes_intern(j->types, di, f.type, f.type_len, &type) < 0) {
+        snprintf(why, n, "%s: too many distinct types", in->c->type_field);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    struct bh_jblock *b = bh_jstate_block(pt->state, key, m->key_len, 1);
+    int rc = b ? bh_jstate_apply(pt->state, b, di, f.id, f.id_len, type, f.at, j->now_ms) : -ENOMEM;
+    if (rc < 0)
+        recover(j, "out of memory");
+    else if (rc == 0)
+        j->stats.duplicates++;
+    else
+        j->stats.counted++;
+    return BH_DLQ_REASON_COUNT;
+}
+
+static void
+on_input(struct bh_join *j, rd_kafka_message_t *m)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            bh_warn("join", "consumer: %s", rd_kafka_message_errstr(m));
+        return;
+    }
+    struct input *in = input_of(j, m->rkt);
+    if (in == NULL || m->partition < 0 || m->partition >= j->nparts)
+        return;
+    struct part *pt = &j->parts[m->partition];
+    if (pt->st != PART_LIVE)
+        return; /* fetched before the pause; fetched again after the restore */
+    j->stats.consumed++;
+    size_t i = (size_t)(in - j->inputs);
+    if (pt->committed[i] < 0)
+        pt->committed[i] = m->offset; /* where this assignment started */
+    pt->consumed[i] = m->offset + 1;
+    char why[400];
+    enum bh_dlq_reason r = apply(j, in, pt, m, why, sizeof(why));
+    if (r != BH_DLQ_REASON_COUNT)
+        dead_letter(j, m, r, why);
+}
+
+/* --- restoring state ------------------------------------------------------------- */
+
+static void
+drop_state(struct bh_join *j, struct part *pt)
+{
+    bh_jstate_free(pt->state);
+    pt->state = NULL;
+    for (size_t i = 0; i < j->ninputs; i++)
+        pt->consumed[i] = -1;
+}
+
+static int
+new_state(struct bh_join *j, struct part *pt)
+{
+    struct bh_jstate_conf c = {
+        .ndepts = j->ninputs,
+        .depts = j->depts,
+        .types = j->types,
+        .window_ms = j->conf->window,
+        .horizon_ms = j->conf->dedup_horizon,
+        .state_fp = j->state_schema->fingerprint,
+        .batch_fp = j->batch_schema->fingerprint,
+    };
+    bh_jstate_free(pt->state);
+    pt->state = NULL;
+    return bh_jstate_new(&pt->state, &c);
+}
+
+/* Read every RESTORING partition's changelog from its beginning (a new assignment of the restorer).
+ */
+static void
+start_restore(struct bh_join *j)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(j->nparts);
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        if (pt->st != PART_RESTORING)
+            continue;
+        if (new_state(j, pt) < 0) {
+            rd_kafka_topic_partition_list_destroy(l);
+            fail(j, "join: out of memory");
+            return;
+        }
+        pt->restore_started = (int64_t)bh_join_now_ns();
+        pt->restore_records = 0;
+        rd_kafka_topic_partition_list_add(l, j->conf->state_topic, p)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(j->restorer, l->cnt > 0 ? l : NULL);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail(j, "join: cannot read the changelog %s: %s", j->conf->state_topic,
+             rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Partition P of every input. */
+static rd_kafka_topic_partition_list_t *
+input_partitions(struct bh_join *j, int32_t p)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)j->ninputs);
+    for (size_t i = 0; i < j->ninputs; i++)
+        rd_kafka_topic_partition_list_add(l, j->inputs[i].c->topic, p);
+    return l;
+}
+
+static void
+finish_restore(struct bh_join *j, int32_t p)
+{
+    struct part *pt = &j->parts[p];
+    if (bh_jstate_restore_finish(pt->state) < 0) {
+        fail(j, "join: out of memory restoring partition %" PRId32, p);
+        return;
+    }
+    pt->st = PART_LIVE;
+    j->stats.restores++;
+    rd_kafka_topic_partition_list_t *l = input_partitions(j, p);
+    rd_kafka_resume_partitions(j->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    struct bh_jstate_usage u;
+    bh_jstate_usage(pt->state, &u);
+    bh_info("join",
+            "partition %" PRId32 " restored: %zu blocks, %zu remembered events from %zu "
+            "changelog records in %.0f ms; consuming",
+            p, u.blocks, u.remembered, pt->restore_records,
+            (double)((int64_t)bh_join_now_ns() - pt->restore_started) / 1e6);
+    int left = 0;
+    for (int32_t k = 0; k < j->nparts; k++)
+        left |= j->parts[k].st == PART_RESTORING;
+    if (!left)
+        rd_kafka_assign(j->restorer, NULL);
+}
+
+static void
+on_changelog(struct bh_join *j, rd_kafka_message_t *m)
+{
+    int32_t p = m->partition;
+    if (p < 0 || p >= j->nparts || j->parts[p].st != PART_RESTORING)
+        return;
+    struct part *pt = &j->parts[p];
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        /* At the end only when nothing is pending (the stable offset reached the high mark). */
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(j->restorer, j->conf->state_topic, p, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            m->offset >= hi)
+            finish_restore(j, p);
+        return;
+    }
+    if (m->err) {
+        bh_warn("join", "changelog: %s", rd_kafka_message_errstr(m));
+        return;
+    }
+    size_t skipped = 0;
+    pt->restore_records++;
+    int rc = bh_jstate_restore(pt->state, m->key, m->key_len, m->payload, m->len, &skipped);
+    if (rc == -ENOMEM)
+        fail(j, "join: out of memory restoring partition %" PRId32, p);
+    else if (rc < 0)
+        bh_error("join", "changelog %s[%" PRId32 "] offset %" PRId64 ": not a record of the join",
+                 j->conf->state_topic, p, m->offset);
+    else if (skipped > 0)
+        bh_warn("join",
+                "changelog %s[%" PRId32 "] offset %" PRId64
+                ": a department that is no longer an input: ignored",
+                j->conf->state_topic, p, m->offset);
+}
+
+/*
+ * Forget everything not committed: pause the inputs, rewind them to the last
+ * commit, rebuild the state from the changelog (as on a new assignment).
+ */
+static void
+rewind_and_restore(struct bh_join *j)
+{
+    rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        if (pt->st != PART_RESTORING)
+            continue;
+        for (size_t i = 0; i < j->ninputs; i++) {
+            if (pt->committed[i] >= 0)
+                rd_kafka_topic_partition_list_add(seek, j->inputs[i].c->topic, p)->offset =
+                    pt->committed[i];
+        }
+        drop_state(j, pt);
+    }
+    if (seek->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(j->consumer, seek, 0);
+        if (e != NULL) {
+            fail(j, "join: cannot rewind the inputs: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+    if (!j->failed)
+        start_restore(j);
+}
+
+static void
+recover(struct bh_join *j, const char *why)
+{
+    rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(8);
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        if (pt->st == PART_NONE)
+            continue;
+        if (pt->st == PART_LIVE) {
+            for (size_t i = 0; i < j->ninputs; i++)
+                rd_kafka_topic_partition_list_add(pause, j->inputs[i].c->topic, p);
+        }
+        pt->st = PART_RESTORING;
+    }
+    if (pause->cnt > 0) {
+        rd_kafka_pause_partitions(j->consumer, pause);
+        bh_warn("join",
+                "%s: rebuilding the state from the changelog, inputs rewound to the last "
+                "commit",
+                why);
+    }
+    rd_kafka_topic_partition_list_destroy(pause);
+    if (job_busy(j)) {
+        /* Where to rewind to depends on how the running commit ends. */
+        j->recover_wanted = 1;
+        return;
+    }
+    rewind_and_restore(j);
+}
+
+/* --- committing ------------------------------------------------------------------ */
+
+static int
+has_work(struct bh_join *j)
+{
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        if (pt->st != PART_LIVE)
+            continue;
+        if (bh_jstate_has_dirty(pt->state))
+            return 1;
+        for (size_t i = 0; i < j->ninputs; i++)
+            if (pt->consumed[i] >= 0 && pt->consumed[i] != pt->committed[i])
+                return 1;
+    }
+    return 0;
+}
+
+struct emit_ctx {
+    struct bh_join *j;
+    int32_t partition;
+};
+
+/* RKT: the producer's own handle of the topic (a name lookup per record costs). */
+static int
+produce(struct bh_join *j, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t keylen,
+        const void *value, size_t len)
+{
+    for (int attempt = 0;; attempt++) {
+        /* The timestamp given saves librdkafka a clock read per record. */
+        rd_kafka_resp_err_t e =
+            rd_kafka_producev(j->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_TIMESTAMP(j->now_ms), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 100) {
+            bh_error("join", "producing to %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
+            return e == RD_KAFKA_RESP_ERR__FATAL ? -ESHUTDOWN : -EIO;
+        }
+        rd_kafka_poll(j->producer, 10);
+    }
+}
+
+static int
+emit_changelog(void *ctx, const void *key, size_t keylen, const void *value, size_t len)
+{
+    struct emit_ctx *c = ctx;
+    c->j->stats.changelog_records++;
+    return produce(c->j, c->j->state_out, c->partition, key, keylen, value, len);
+}
+
+int
+bh_join_view_of(struct bh_join *j, const struct bh_jstate *s, const struct bh_jblock *b,
+                struct bh_jview *v)
+{
+    size_t need = bh_jstate_type_slots(b, j->ninputs);
+    if (need > j->capvtypes) {
+        struct bh_jview_type *t = realloc(j->vtypes, need * sizeof(*t));
+        if (t == NULL)
+            return -ENOMEM;
+        j->vtypes = t;
+        j->capvtypes = need;
+    }
+    bh_jstate_view(s, b, v, j->vdepts, j->vtypes);
+    const struct bh_block *blk = bh_blockmap_find(j->hub->blocks, b->id, b->id_len);
+    v->block_name = blk ? blk->name : NULL;
+    return 0;
+}
+
+static int
+produce_block(struct bh_join *j, int32_t p, struct bh_jblock *b)
+{
+    struct part *pt = &j->parts[p];
+    struct bh_jview v;
+    int rc = bh_join_view_of(j, pt->state, b, &v);
+    if (rc < 0)
+        return rc;
+    bh_jbuf_reset(&j->view);
+    bh_jbuf_header(&j->view, j->view_schema->fingerprint);
+    bh_jview_encode(j->layout, &v, &j->view);
+    if (j->view.oom)
+        return -ENOMEM;
+    /* The partitioner places the view where the key's inputs are (murmur2, co-partitioned). */
+    rc = produce(j, j->view_out, RD_KAFKA_PARTITION_UA, b->id, b->id_len, j->view.p, j->view.len);
+    if (rc < 0)
+        return rc;
+    j->stats.views++;
+    struct emit_ctx c = {j, p};
+    return bh_jstate_write(pt->state, b, &j->buf, &j->key, emit_changelog, &c);
+}
+
+/*
+ * A commit, in three steps. Begin: a transaction, and a snapshot of what it
+ * commits: the changed blocks of every live partition and the consumed
+ * offsets. Produce: each changed block's view and changelog records, at most
+ * COMMIT_SLICE blocks per loop turn so that the loop stays responsive; nothing
+ * is consumed meanwhile, so the snapshot holds. End: the offsets and the
+ * commit go to the transaction thread (or run here when SYNC).
+ */
+static int
+commit_begin(struct bh_join *j)
+{
+    j->now_ms = bh_now_ms();
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(j->producer);
+    if (e != NULL) {
+        int fatal = rd_kafka_error_is_fatal(e);
+        char why[300];
+        snprintf(why, sizeof(why), "begin_transaction: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        if (fatal)
+            replace_producer(j, why);
+        else
+            bh_warn("join", "%s; trying again", why);
+        return -EIO;
+    }
+    struct commit_run *r = &j->run;
+    r->offsets = rd_kafka_topic_partition_list_new(16);
+    r->p = 0;
+    r->rc = 0;
+    r->active = 1;
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        pt->pending = NULL;
+        if (pt->st != PART_LIVE)
+            continue;
+        pt->pending = bh_jstate_take_dirty(pt->state);
+        for (size_t i = 0; i < j->ninputs; i++)
+            if (pt->consumed[i] >= 0 && pt->consumed[i] != pt->committed[i])
+                rd_kafka_topic_partition_list_add(r->offsets, j->inputs[i].c->topic, p)->offset =
+                    pt->consumed[i];
+    }
+    return 0;
+}
+
+/* Produce up to LIMIT blocks; 1 when all are (or a record failed), else 0. */
+static int
+commit_step(struct bh_join *j, size_t limit)
+{
+    struct commit_run *r = &j->run;
+    for (size_t n = 0; r->p < j->nparts && n < limit && r->rc == 0;) {
+        struct part *pt = &j->parts[r->p];
+        if (pt->st != PART_LIVE || pt->pending == NULL) {
+            r->p++;
+            continue;
+        }
+        struct bh_jblock *b = pt->pending;
+        pt->pending = b->next_dirty;
+        r->rc = produce_block(j, r->p, b);
+        n++;
+    }
+    return r->p >= j->nparts || r->rc < 0;
+}
+
+static void
+commit_end(struct bh_join *j, int sync, const char *abort_why)
+{
+    struct commit_run *r = &j->run;
+    struct txn *t = &j->txn;
+    r->active = 0;
+    for (int32_t p = 0; p < j->nparts; p++)
+        j->parts[p].pending = NULL;
+    t->offsets = r->offsets;
+    r->offsets = NULL;
+    t->cgmd = rd_kafka_consumer_group_metadata(j->consumer);
+    enum job_kind kind = JOB_COMMIT;
+    if (r->rc < 0 || abort_why != NULL) {
+        /* What was produced cannot be taken back: abort, and redo from the last commit. */
+        recover(j, abort_why ? abort_why : "a record could not be produced");
+        kind = JOB_ABORT;
+    }
+    if (sync) {
+        t->kind = kind;
+        t->producer = j->producer;
+        t->timeout_ms = txn_timeout(j);
+        run_job(t);
+        uv_mutex_lock(&t->mu);
+        t->state = JOB_DONE;
+        uv_mutex_unlock(&t->mu);
+        finish_job(j);
+        return;
+    }
+    post_job(j, kind);
+}
+
+/* A whole commit here and now (on revoke and shutdown): the loop waits for Kafka. */
+static void
+commit_now(struct bh_join *j, const char *abort_why)
+{
+    if (!j->run.active && commit_begin(j) < 0)
+        return;
+    commit_step(j, SIZE_MAX);
+    commit_end(j, 1, abort_why);
+}
+
+static void
+finish_job(struct bh_join *j)
+{
+    struct txn *t = &j->txn;
+    enum job_kind kind = t->kind;
+    enum job_result result = t->result;
+    char why[sizeof(t->why)];
+    snprintf(why, sizeof(why), "%s", t->why);
+    if (kind == JOB_COMMIT && result == RESULT_OK) {
+        for (int i = 0; i < t->offsets->cnt; i++) {
+            const rd_kafka_topic_partition_t *o = &t->offsets->elems[i];
+            struct part *pt = &j->parts[o->partition];
+            for (size_t k = 0; k < j->ninputs; k++)
+                if (strcmp(j->inputs[k].c->topic, o->topic) == 0)
+                    pt->committed[k] = o->offset;
+        }
+        uint64_t ns = t->ended_ns - t->started_ns;
+        j->stats.commits++;
+        j->stats.commit_ns_last = ns;
+        j->stats.commit_ns_max = ns > j->stats.commit_ns_max ? ns : j->stats.commit_ns_max;
+    }
+    if (t->offsets != NULL)
+        rd_kafka_topic_partition_list_destroy(t->offsets);
+    if (t->cgmd != NULL)
+        rd_kafka_consumer_group_metadata_destroy(t->cgmd);
+    t->offsets = NULL;
+    t->cgmd = NULL;
+    uv_mutex_lock(&t->mu);
+    t->state = JOB_IDLE;
+    uv_mutex_unlock(&t->mu);
+
+    if (kind == JOB_INIT) {
+        if (result == RESULT_OK) {
+            j->producer_ready = 1;
+            bh_info("join", "transactional producer ready (transactional.id %s)", j->txn_id);
+        } else if (!j->stopping) {
+            /* The cluster may be away or busy: the inputs wait, paused or unconsumed. */
+            bh_error("join", "the transactional producer cannot start (%s); trying again in %d ms",
+                     why, RETRY_MS);
+            uv_timer_start(&j->retry, on_retry, RETRY_MS, 0);
+        }
+    } else if (result == RESULT_ABORTED) {
+        j->stats.aborts++;
+        if (kind == JOB_COMMIT)
+            recover(j, why); /* an abort job follows a recovery already under way */
+    } else if (result == RESULT_FATAL) {
+        replace_producer(j, why);
+    }
+    if (j->recover_wanted && !job_busy(j)) {
+        j->recover_wanted = 0;
+        rewind_and_restore(j);
+    }
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+    struct bh_join *j = t->data;
+    if (j->failed || j->stopping || !j->producer_ready || j->run.active || job_busy(j) ||
+        !has_work(j))
+        return;
+    if (commit_begin(j) < 0)
+        return;
+    if (commit_step(j, COMMIT_SLICE))
+        commit_end(j, 0, NULL);
+    else
+        uv_idle_start(&j->more, on_more);
+}
+
+/* --- rebalances -------------------------------------------------------------------- */
+
+static void
+on_assign(struct bh_join *j, rd_kafka_topic_partition_list_t *parts)
+{
+    char err[700];
+    if (guard(j, parts, err, sizeof(err)) < 0) {
+        rd_kafka_assign(j->consumer, NULL);
+        fail(j, "%s", err);
+        return;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(j->consumer, parts);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fail(j, "join: assign: %s", rd_kafka_err2str(e));
+        return;
+    }
+    /* Nothing is consumed until the partition's state is back. */
+    rd_kafka_pause_partitions(j->consumer, parts);
+    char list[400] = "";
+    int w = 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        int32_t p = parts->elems[i].partition;
+        if (p < 0 || p >= j->nparts || j->parts[p].st != PART_NONE)
+            continue;
+        j->parts[p].st = PART_RESTORING;
+        for (size_t k = 0; k < j->ninputs; k++)
+            j->parts[p].committed[k] = j->parts[p].consumed[k] = -1;
+        if (w >= 0 && (size_t)w < sizeof(list))
+            w += snprintf(list + w, sizeof(list) - (size_t)w, "%s%" PRId32, w ? " " : "", p);
+    }
+    bh_info("join", "assigned partitions [%s] of %d; restoring their state from %s", list,
+            j->nparts, j->conf->state_topic);
+    j->owners_at_ns = 0; /* the group changed */
+    start_restore(j);
+}
+
+static void
+on_revoke(struct bh_join *j, rd_kafka_topic_partition_list_t *parts)
+{
+    int lost = rd_kafka_assignment_lost(j->consumer);
+    wait_job(j);
+    if (j->run.active)
+        commit_now(j, lost ? "the partitions were lost" : NULL);
+    else if (!lost && !j->failed && j->producer_ready && has_work(j))
+        commit_now(j, NULL);
+    wait_job(j);
+    int n = 0;
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        n += pt->st != PART_NONE;
+        drop_state(j, pt);
+        pt->st = PART_NONE;
+    }
+    j->recover_wanted = 0;
+    rd_kafka_assign(j->restorer, NULL);
+    rd_kafka_assign(j->consumer, NULL);
+    j->owners_at_ns = 0;
+    bh_info("join", "%s %d partition(s)%s", lost ? "lost" : "revoked", n,
+            lost ? " (nothing committed: the group moved on)" : ", work committed");
+    (void)parts;
+}
+
+static void
+on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+             void *opaque)
+{
+    struct bh_join *j = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !j->failed && !j->stopping)
+        on_assign(j, parts);
+    else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+        on_revoke(j, parts);
+    else
+        rd_kafka_assign(rk, NULL);
+}
+
+/* --- the loop side ----------------------------------------------------------------- */
+
+static void
+serve(struct bh_join *j)
+{
+    size_t max = (size_t)j->conf->max_batch, n = 0, k = 0;
+    rd_kafka_message_t *m;
+    if (j->producer != NULL)
+        while (rd_kafka_poll(j->producer, 0) > 0)
+            ;
+    rd_kafka_event_t *ev;
+    while (j->aq != NULL && (ev = rd_kafka_queue_poll(j->aq, 0)) != NULL) {
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT)
+            bh_join_http_described(j, ev);
+        rd_kafka_event_destroy(ev);
+    }
+    while (j->restorer != NULL && !j->stopped && n < max &&
+           (m = rd_kafka_consumer_poll(j->restorer, 0)) != NULL) {
+        on_changelog(j, m);
+        rd_kafka_message_destroy(m);
+        n++;
+    }
+    if (j->run.active) {
+        /* A commit is being produced: no input until it is (the snapshot must hold). */
+        if (commit_step(j, COMMIT_SLICE))
+            commit_end(j, 0, NULL);
+        else
+            k = max;
+    }
+    j->now_ms = bh_now_ms();
+    while (!j->run.active && j->consumer != NULL && !j->stopped && !j->failed && k < max &&
+           (m = rd_kafka_consumer_poll(j->consumer, 0)) != NULL) {
+        on_input(j, m);
+        rd_kafka_message_destroy(m);
+        k++;
+    }
+    /* A full batch may have left more: go on next loop turn, after other I/O. */
+    if ((n == max || k == max) && !j->stopping)
+        uv_idle_start(&j->more, on_more);
+}
+
+static void
+on_more(uv_idle_t *h)
+{
+    struct bh_join *j = h->data;
+    uv_idle_stop(h);
+    serve(j);
+}
+
+static void
+on_readable(uv_poll_t *h, int status, int events)
+{
+    struct bh_join *j = h->data;
+    char buf[256];
+    (void)status;
+    (void)events;
+    while (read(j->pipefd[0], buf, sizeof(buf)) > 0)
+        ;
+    serve(j);
+}
+
+/* --- start and stop ----------------------------------------------------------------- */
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct bh_join *j = h->data;
+    if (--j->handles == 0) {
+        close(j->pipefd[0]);
+        close(j->pipefd[1]);
+        j->pipefd[0] = j->pipefd[1] = -1;
+        j->stopped = 1;
+        if (j->on_stopped != NULL)
+            j->on_stopped(j->hub, j->failed);
+    }
+}
+
+static void
+close_handle(struct bh_join *j, uv_handle_t *h)
+{
+    if (h->loop == NULL || uv_is_closing(h))
+        return;
+    h->data = j;
+    j->handles++;
+    uv_close(h, on_handle_closed);
+}
+
+static void
+destroy_queue(rd_kafka_queue_t **q)
+{
+    if (*q == NULL)
+        return;
+    rd_kafka_queue_io_event_enable(*q, -1, NULL, 0);
+    rd_kafka_queue_destroy(*q);
+    *q = NULL;
+}
+
+/* Everything Kafka, in order: the group (committing on revoke), the restorer, the producer. */
+static void
+teardown(struct bh_join *j)
+{
+    uv_timer_stop(&j->tick);
+    uv_timer_stop(&j->retry);
+    uv_idle_stop(&j->more);
+    bh_join_http_stop(j);
+    if (j->run.active)
+        commit_now(j, j->failed ? "the join failed" : NULL);
+    if (j->consumer != NULL) {
+        rd_kafka_consumer_close(j->consumer);
+        wait_job(j);
+    }
+    if (j->restorer != NULL)
+        rd_kafka_consumer_close(j->restorer);
+    uv_mutex_lock(&j->txn.mu);
+    j->txn.quit = 1;
+    uv_cond_broadcast(&j->txn.cv);
+    uv_mutex_unlock(&j->txn.mu);
+    uv_thread_join(&j->txn.thread);
+    if (j->txn.old_producer != NULL)
+        rd_kafka_destroy(j->txn.old_producer);
+    j->txn.old_producer = NULL;
+    destroy_queue(&j->cq);
+    destroy_queue(&j->rq);
+    destroy_queue(&j->pq);
+    destroy_queue(&j->aq);
+    if (j->state_rkt != NULL)
+        rd_kafka_topic_destroy(j->state_rkt);
+    j->state_rkt = NULL;
+    drop_topic_handles(j);
+    if (j->consumer != NULL)
+        rd_kafka_destroy(j->consumer);
+    if (j->restorer != NULL)
+        rd_kafka_destroy(j->restorer);
+    if (j->producer != NULL)
+        rd_kafka_destroy(j->producer);
+    j->consumer = j->restorer = j->producer = NULL;
+    close_handle(j, (uv_handle_t *)&j->tick);
+    close_handle(j, (uv_handle_t *)&j->later);
+    close_handle(j, (uv_handle_t *)&j->retry);
+    close_handle(j, (uv_handle_t *)&j->more);
+    close_handle(j, (uv_handle_t *)&j->poll);
+    close_handle(j, (uv_handle_t *)&j->txn.done);
+    bh_info("join",
+            "stopped: %" PRIu64 " input records, %" PRIu64 " counted, %" PRIu64
+            " duplicates, %" PRIu64 " dead letters, %" PRIu64 " views in %" PRIu64
+            " commits (%" PRIu64 " aborted)",
+            j->stats.consumed, j->stats.counted, j->stats.duplicates, j->stats.dead_letters,
+            j->stats.views, j->stats.commits, j->stats.aborts);
+}
+
+static void
+on_later(uv_timer_t *t)
+{
+    struct bh_join *j = t->data;
+    if (!j->stopping) {
+        j->stopping = 1;
+        teardown(j);
+    }
+}
+
+static void
+fail(struct bh_join *j, const char *fmt, ...)
+{
+    if (j->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->failure, sizeof(j->failure), fmt, ap);
+    va_end(ap);
+    j->failed = 1;
+    const char *msg = strncmp(j->failure, "join: ", 6) == 0 ? j->failure + 6 : j->failure;
+    bh_error("join", "%s; the join stops", msg);
+    /* Not from inside librdkafka's callbacks: on the next loop turn. */
+    uv_timer_start(&j->later, on_later, 0, 0);
+}
+
+void
+bh_join_stop(struct bh_join *j)
+{
+    if (j->stopping)
+        return;
+    j->stopping = 1;
+    bh_info("join", "stopping: committing what is done");
+    teardown(j);
+}
+
+void
+bh_join_free(struct bh_join *j)
+{
+    if (j == NULL)
+        return;
+    for (int32_t p = 0; p < j->nparts; p++) {
+        bh_jstate_free(j->parts[p].state);
+        free(j->parts[p].consumed);
+        free(j->parts[p].committed);
+    }
+    free(j->parts);
+    for (size_t i = 0; i < j->ninputs; i++) {
+        for (size_t k = 0; k < j->inputs[i].nplans; k++) {
+            bh_jplan_free(j->inputs[i].plans[k].plan);
+            free(j->inputs[i].plans[k].symbol_types);
+        }
+    }
+    free(j->inputs);
+    free(j->depts);
+    bh_jtypes_free(j->types);
+    bh_jview_layout_free(j->layout);
+    bh_jbuf_free(&j->buf);
+    bh_jbuf_free(&j->key);
+    bh_jbuf_free(&j->view);
+    free(j->vdepts);
+    free(j->vtypes);
+    if (j->producer_template != NULL)
+        rd_kafka_conf_destroy(j->producer_template);
+    bh_join_http_free(j);
+    uv_mutex_destroy(&j->txn.mu);
+    uv_cond_destroy(&j->txn.cv);
+    free(j);
+}
+
+static int
+check_conf(struct bh_join *j, char *errstr, size_t n)
+{
+    const struct bh_join_conf *c = j->conf;
+    if (c->inputs.n == 0) {
+        snprintf(errstr, n, "join.inputs: at least one input is required");
+        return -EINVAL;
+    }
+    if (c->window > c->dedup_horizon) {
+        snprintf(errstr, n,
+                 "join.window (%" PRId64 " ms) must not be longer than join.dedup_horizon "
+                 "(%" PRId64 " ms): the window's events are rebuilt from the dedup memory",
+                 c->window, c->dedup_horizon);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < c->inputs.n; i++) {
+        const struct bh_join_input_conf *a = c->inputs.v[i].settings;
+        if (strcmp(a->topic, c->view_topic) == 0 || strcmp(a->topic, c->state_topic) == 0) {
+            snprintf(errstr, n, "join.inputs[%s].topic: %s is the join's own output",
+                     c->inputs.v[i].name, a->topic);
+            return -EINVAL;
+        }
+        for (size_t k = 0; k < i; k++) {
+            const struct bh_join_input_conf *b = c->inputs.v[k].settings;
+            if (strcmp(a->topic, b->topic) == 0) {
+                snprintf(errstr, n, "join.inputs[%s].topic: %s is already the topic of %s",
+                         c->inputs.v[i].name, a->topic, c->inputs.v[k].name);
+                return -EINVAL;
+            }
+        }
+    }
+    if (strcmp(c->view_topic, c->state_topic) == 0) {
+        snprintf(errstr, n, "join.state_topic must differ from join.view_topic");
+        return -EINVAL;
+    }
+    if (c->inputs.n > 64) {
+        snprintf(errstr, n, "join.inputs: at most 64 inputs");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The instance id: configured, else host and admin port (stable across restarts). */
+static void
+name_instance(struct bh_join *j)
+{
+    char host[128] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    if (j->conf->instance_id != NULL && j->conf->instance_id[0] != '\0')
+        snprintf(j->instance, sizeof(j->instance), "%s", j->conf->instance_id);
+    else if (j->http_on)
+        snprintf(j->instance, sizeof(j->instance), "%s-%s", host,
+                 strrchr(j->http->bound, ':') ? strrchr(j->http->bound, ':') + 1 : j->http->bound);
+    else
+        snprintf(j->instance, sizeof(j->instance), "%s-pid%ld", host, (long)getpid());
+    snprintf(j->txn_id, sizeof(j->txn_id), "%s-%s", j->conf->transactional_id, j->instance);
+    /* Other instances find this one's admin API through the group: its client.id. */
+    snprintf(j->client_id, sizeof(j->client_id), "%s", j->http_on ? j->advertise : j->instance);
+}
+
+static int
+make_clients(struct bh_join *j, char *errstr, size_t n)
+{
+    char txn_timeout_ms[24], session_ms[24], restore_group[600], err[512];
+    char producer_id[300], restorer_id[300];
+    snprintf(producer_id, sizeof(producer_id), "%s-txn", j->instance);
+    snprintf(restorer_id, sizeof(restorer_id), "%s-restore", j->instance);
+    snprintf(txn_timeout_ms, sizeof(txn_timeout_ms), "%" PRId64, j->conf->transaction_timeout);
+    snprintf(session_ms, sizeof(session_ms), "%" PRId64, j->conf->session_timeout);
+    snprintf(restore_group, sizeof(restore_group), "%s.restore.%s", j->conf->group, j->instance);
+    const char *pdef[] = {"linger.ms", "5", "queue.buffering.max.messages", QUEUE_MESSAGES, NULL};
+    const char *ppin[] = {"transactional.id",
+                          j->txn_id,
+                          "transaction.timeout.ms",
+                          txn_timeout_ms,
+                          "enable.idempotence",
+                          "true",
+                          "acks",
+                          "all",
+                          "partitioner",
+                          "murmur2_random",
+                          "log.queue",
+                          "true",
+                          "client.id",
+                          producer_id,
+                          NULL};
+    /*
+     * A partition count change is seen (and refused) within the metadata refresh
+     * interval. The fetcher stops once queued.min.messages wait in the consumer
+     * queue (all partitions together): a larger one keeps it fetching while the
+     * loop works (queued.max.messages.kbytes still bounds the memory).
+     */
+    const char *cdef[] = {"session.timeout.ms",
+                          session_ms,
+                          "topic.metadata.refresh.interval.ms",
+                          "30000",
+                          "queued.min.messages",
+                          "1000000",
+                          NULL};
+    const char *cpin[] = {"group.id",
+                          j->conf->group,
+                          "client.id",
+                          j->client_id,
+                          "isolation.level",
+                          "read_committed",
+                          "enable.auto.commit",
+                          "false",
+                          "enable.auto.offset.store",
+                          "false",
+                          "partition.assignment.strategy",
+                          "range",
+                          "auto.offset.reset",
+                          "earliest",
+                          "enable.partition.eof",
+                          "false",
+                          "log.queue",
+                          "true",
+                          NULL};
+    const char *rpin[] = {"group.id",
+                          restore_group,
+                          "client.id",
+                          restorer_id,
+                          "isolation.level",
+                          "read_committed",
+                          "enable.auto.commit",
+                          "false",
+                          "enable.auto.offset.store",
+                          "false",
+                          "auto.offset.reset",
+                          "earliest",
+                          "enable.partition.eof",
+                          "true",
+                          "log.queue",
+                          "true",
+                          NULL};
+    j->producer_template = client_conf(j, 1, pdef, ppin, errstr, n);
+    if (j->producer_template == NULL)
+        return -EINVAL;
+    rd_kafka_conf_t *cc = client_conf(j, 0, cdef, cpin, errstr, n);
+    if (cc == NULL)
+        return -EINVAL;
+    rd_kafka_conf_set_rebalance_cb(cc, on_rebalance);
+    j->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+    if (j->consumer == NULL) {
+        rd_kafka_conf_destroy(cc);
+        snprintf(errstr, n, "join: consumer: %s", err);
+        return -EINVAL;
+    }
+    /* The changelog is read in bulk to its end: no waiting for more data at the end. */
+    const char *rdef[] = {"fetch.wait.max.ms", "10", NULL};
+    rd_kafka_conf_t *rc = client_conf(j, 0, rdef, rpin, errstr, n);
+    if (rc == NULL)
+        return -EINVAL;
+    j->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, sizeof(err));
+    if (j->restorer == NULL) {
+        rd_kafka_conf_destroy(rc);
+        snprintf(errstr, n, "join: changelog reader: %s", err);
+        return -EINVAL;
+    }
+    /* Knowing the changelog's leaders before the first assignment saves a metadata round. */
+    j->state_rkt = rd_kafka_topic_new(j->restorer, j->conf->state_topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (j->state_rkt != NULL && rd_kafka_metadata(j->restorer, 0, j->state_rkt, &md,
+                                                  METADATA_TIMEOUT) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+    /* Every queue wakes the loop through the same pipe. */
+    rd_kafka_set_log_queue(j->consumer, NULL);
+    rd_kafka_set_log_queue(j->restorer, NULL);
+    rd_kafka_poll_set_consumer(j->consumer);
+    rd_kafka_poll_set_consumer(j->restorer);
+    j->cq = rd_kafka_queue_get_consumer(j->consumer);
+    j->rq = rd_kafka_queue_get_consumer(j->restorer);
+    j->aq = rd_kafka_queue_new(j->consumer);
+    rd_kafka_queue_io_event_enable(j->cq, j->pipefd[1], "c", 1);
+    rd_kafka_queue_io_event_enable(j->rq, j->pipefd[1], "r", 1);
+    rd_kafka_queue_io_event_enable(j->aq, j->pipefd[1], "a", 1);
+    return make_producer(j, errstr, n);
+}
+
+static int
+setup(struct bh_join *j, char *errstr, size_t n)
+{
+    const struct bh_join_conf *c = j->conf;
+    int rc = check_conf(j, errstr, n);
+    if (rc < 0)
+        return rc;
+    j->ninputs = c->inputs.n;
+    j->inputs = calloc(j->ninputs, sizeof(*j->inputs));
+    j->depts = calloc(j->ninputs, sizeof(*j->depts));
+    if (j->inputs == NULL || j->depts == NULL || bh_jtypes_new(&j->types, j->ninputs) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < j->ninputs; i++) {
+        j->inputs[i].dept = c->inputs.v[i].name;
+        j->inputs[i].c = c->inputs.v[i].settings;
+        j->depts[i] = c->inputs.v[i].name;
+    }
+    j->view_schema = bh_schemas_find(j->hub->schemas, c->view_schema);
+    j->state_schema = bh_schemas_find(j->hub->schemas, VIEW_SCHEMA_STATE);
+    j->batch_schema = bh_schemas_find(j->hub->schemas, VIEW_SCHEMA_BATCH);
+    if (j->view_schema == NULL || j->state_schema == NULL || j->batch_schema == NULL) {
+        snprintf(errstr, n, "join: schemas %s, %s and %s are needed in %s", c->view_schema,
+                 VIEW_SCHEMA_STATE, VIEW_SCHEMA_BATCH, j->hub->conf->schemas.dir);
+        return -ENOENT;
+    }
+    char err[300];
+    rc = bh_jview_layout_new(&j->layout, j->view_schema->schema, j->depts, j->ninputs, err,
+                             sizeof(err));
+    if (rc < 0) {
+        snprintf(errstr, n, "join: %s: %s", c->view_schema, err);
+        return rc;
+    }
+    j->vdepts = calloc(j->ninputs, sizeof(*j->vdepts));
+    if (j->vdepts == NULL)
+        return -ENOMEM;
+    rc = ensure_topics(j, errstr, n);
+    if (rc < 0)
+        return rc;
+    j->parts = calloc((size_t)j->nparts, sizeof(*j->parts));
+    if (j->parts == NULL)
+        return -ENOMEM;
+    for (int32_t p = 0; p < j->nparts; p++) {
+        j->parts[p].consumed = malloc(j->ninputs * sizeof(int64_t));
+        j->parts[p].committed = malloc(j->ninputs * sizeof(int64_t));
+        if (j->parts[p].consumed == NULL || j->parts[p].committed == NULL)
+            return -ENOMEM;
+        for (size_t i = 0; i < j->ninputs; i++)
+            j->parts[p].consumed[i] = j->parts[p].committed[i] = -1;
+    }
+    return 0;
+}
+
+int
+bh_join_start(struct bh_join **out, struct bh_hub *hub,
+              void (*on_stopped)(struct bh_hub *hub, int failed), char *errstr, size_t n)
+{
+    struct bh_join *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return -ENOMEM;
+    int rc;
+    j->hub = hub;
+    j->conf = &hub->conf->join;
+    j->admin = &hub->conf->admin;
+    j->on_stopped = on_stopped;
+    j->pipefd[0] = j->pipefd[1] = -1;
+    j->dlq_as.type = &dlq_type;
+    j->dlq_as.hub = hub;
+    j->dlq_as.name = "join";
+    uv_mutex_init(&j->txn.mu);
+    uv_cond_init(&j->txn.cv);
+    rc = setup(j, errstr, n);
+    if (rc < 0)
+        goto out;
+    if (pipe2(j->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
+        rc = -errno;
+        snprintf(errstr, n, "join: pipe: %s", strerror(errno));
+        goto out;
+    }
+    rc = bh_join_http_start(j, errstr, n);
+    if (rc < 0)
+        goto out;
+    name_instance(j);
+    rc = make_clients(j, errstr, n);
+    if (rc < 0)
+        goto out;
+    /* The producer must be ready before anything is consumed: wait for it here. */
+    j->txn.kind = JOB_INIT;
+    j->txn.producer = j->producer;
+    j->txn.timeout_ms = txn_timeout(j);
+    run_job(&j->txn);
+    if (j->txn.result != RESULT_OK) {
+        snprintf(errstr, n,
+                 "join: the transactional producer (transactional.id %s) cannot start: %s",
+                 j->txn_id, j->txn.why);
+        rc = -EIO;
+        goto out;
+    }
+    j->producer_ready = 1;
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new((int)j->ninputs);
+    for (size_t i = 0; i < j->ninputs; i++)
+        rd_kafka_topic_partition_list_add(topics, j->inputs[i].c->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(j->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, n, "join: subscribe: %s", rd_kafka_err2str(e));
+        rc = -EINVAL;
+        goto out;
+    }
+    /* The thread only signals the loop once a job is posted, which needs the handles below. */
+    rc = uv_thread_create(&j->txn.thread, txn_main, &j->txn);
+    if (rc < 0) {
+        snprintf(errstr, n, "join: thread: %s", uv_strerror(rc));
+        goto out;
+    }
+    j->thread_started = 1;
+    uv_loop_t *loop = hub->loop;
+    uv_poll_init(loop, &j->poll, j->pipefd[0]);
+    uv_idle_init(loop, &j->more);
+    uv_timer_init(loop, &j->tick);
+    uv_timer_init(loop, &j->later);
+    uv_timer_init(loop, &j->retry);
+    uv_async_init(loop, &j->txn.done, on_job_done);
+    j->poll.data = j->more.data = j->tick.data = j->later.data = j->retry.data = j;
+    j->txn.done.data = j;
+    uv_poll_start(&j->poll, UV_READABLE, on_readable);
+    uv_timer_start(&j->tick, on_tick, (uint64_t)j->conf->commit_interval,
+                   (uint64_t)j->conf->commit_interval);
+    bh_info("join",
+            "%zu input(s) -> %s (changelog %s), %d partitions, group %s, instance %s%s%s, "
+            "window %" PRId64 " ms, dedup horizon %" PRId64 " ms",
+            j->ninputs, j->conf->view_topic, j->conf->state_topic, j->nparts, j->conf->group,
+            j->instance, j->http_on ? ", admin API " : "", j->http_on ? j->advertise : "",
+            j->conf->window, j->conf->dedup_horizon);
+    serve(j);
+    *out = j;
+    return 0;
+out:
+    /* Not started: nothing runs on the loop yet. */
+    if (j->thread_started) {
+        uv_mutex_lock(&j->txn.mu);
+        j->txn.quit = 1;
+        uv_cond_broadcast(&j->txn.cv);
+        uv_mutex_unlock(&j->txn.mu);
+        uv_thread_join(&j->txn.thread);
+    }
+    destroy_queue(&j->cq);
+    destroy_queue(&j->rq);
+    destroy_queue(&j->pq);
+    destroy_queue(&j->aq);
+    if (j->consumer != NULL) {
+        rd_kafka_consumer_close(j->consumer);
+        rd_kafka_destroy(j->consumer);
+    }
+    if (j->state_rkt != NULL)
+        rd_kafka_topic_destroy(j->state_rkt);
+    drop_topic_handles(j);
+    if (j->restorer != NULL)
+        rd_kafka_destroy(j->restorer);
+    if (j->producer != NULL)
+        rd_kafka_destroy(j->producer);
+    j->consumer = j->restorer = j->producer = NULL;
+    bh_join_http_stop(j);
+    if (j->pipefd[0] >= 0) {
+        close(j->pipefd[0]);
+        close(j->pipefd[1]);
+    }
+    bh_join_free(j);
+    return rc;
+}
+
+/* --- configuration ---------------------------------------------------------------- */
+
+#define IKEY(f) offsetof(struct bh_join_input_conf, f)
+
+static const struct bh_conf_key input_keys[] = {
+    {.name = "topic",
+     .type = BH_CONF_STRING,
+     .offset = IKEY(topic),
+     .flags = BH_CONF_REQUIRED,
+     .doc = "The department topic (keyed by block id, single-object Avro)."},
+    {.name = "type_field",
+     .type = BH_CONF_STRING,
+     .offset = IKEY(type_field),
+     .flags = BH_CONF_REQUIRED,
+     .doc = "The record field with the event type (a string or an enum), counted in by_type."},
+    {.name = "id_field",
+     .type = BH_CONF_STRING,
+     .offset = IKEY(id_field),
+     .def = "event_id",
+     .doc = "The record field with the department's event id (a string): an event is "
+            "(department, id), a copy is counted once."},
+    {.name = "time_field",
+     .type = BH_CONF_STRING,
+     .offset = IKEY(time_field),
+     .def = "occurred_at",
+     .doc = "The record field with the event time (a long, timestamp-millis)."},
+    {0},
+};
+
+static const struct bh_conf_variant input_variant = {
+    .keys = input_keys,
+    .size = sizeof(struct bh_join_input_conf),
+};
+
+const char bh_join_input_types[] = "avro";
+
+const struct bh_conf_variant *
+bh_join_input_variant(const char *type)
+{
+    return strcmp(type, "avro") == 0 ? &input_variant : NULL;
+}
+
+#define JKEY(f) offsetof(struct bh_join_conf, f)
+
+const struct bh_conf_key bh_join_conf_keys[] = {
+    {.name = "enabled",
+     .type = BH_CONF_BOOL,
+     .offset = JKEY(enabled),
+     .def = "false",
+     .doc = "Run the join stage in this process, beside the adapters or alone (a process with "
+            "no adapters and the join enabled is a pure join worker)."},
+    {.name = "group",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(group),
+     .def = "blockhub-join",
+     .doc = "Consumer group: the processes of one group share the blocks (by partition)."},
+    {.name = "inputs",
+     .type = BH_CONF_VARIANTS,
+     .offset = JKEY(inputs),
+     .variant = bh_join_input_variant,
+     .variant_doc = bh_join_input_types,
+     .doc = "The department topics, one entry each: name is the department (the view field "
+            "it fills), type is avro."},
+    {.name = "view_topic",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(view_topic),
+     .def = "block.view",
+     .doc = "The joined view (compacted, key = block id; created compacted if missing)."},
+    {.name = "state_topic",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(state_topic),
+     .def = "block.view.state",
+     .doc = "The join's state changelog (compacted; created compacted if missing)."},
+    {.name = "view_schema",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(view_schema),
+     .def = "blockhub.view.BlockView",
+     .doc = "Full name of the view's Avro schema in the schemas directory."},
+    {.name = "commit_interval",
+     .type = BH_CONF_DURATION,
+     .offset = JKEY(commit_interval),
+     .def = "100ms",
+     .min = 10,
+     .max = 60000,
+     .doc = "How often a transaction commits: at most one view per block per interval."},
+    {.name = "window",
+     .type = BH_CONF_DURATION,
+     .offset = JKEY(window),
+     .def = "24h",
+     .min = 1,
+     .max = 3650LL * 86400000,
+     .doc = "window_total counts the events whose event time is within this of the newest "
+            "event time of the block and department. At most dedup_horizon."},
+    {.name = "dedup_horizon",
+     .type = BH_CONF_DURATION,
+     .offset = JKEY(dedup_horizon),
+     .def = "7d",
+     .min = 1,
+     .max = 3650LL * 86400000,
+     .doc = "A copy of an event arriving while the event is within this of the newest event "
+            "time of its block and department changes nothing; older ids are forgotten."},
+    {.name = "transactional_id",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(transactional_id),
+     .def = "blockhub-join",
+     .doc = "Prefix of the producer's transactional.id; the instance id is appended."},
+    {.name = "instance_id",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(instance_id),
+     .doc = "This process's id in the group, stable across restarts and unique among live "
+            "processes (a restart fences its predecessor's open transaction). Default: host "
+            "name and admin port (host name and pid without an admin API)."},
+    {.name = "transaction_timeout",
+     .type = BH_CONF_DURATION,
+     .offset = JKEY(transaction_timeout),
+     .def = "10s",
+     .min = 1000,
+     .max = 900000,
+     .doc = "transaction.timeout.ms: how long an open transaction of a crashed process holds up "
+            "the partitions it wrote until the broker aborts it."},
+    {.name = "session_timeout",
+     .type = BH_CONF_DURATION,
+     .offset = JKEY(session_timeout),
+     .def = "10s",
+     .min = 1000,
+     .max = 3600000,
+     .doc = "session.timeout.ms: how soon the blocks of a process that died move to the others."},
+    {.name = "max_batch",
+     .type = BH_CONF_INT,
+     .offset = JKEY(max_batch),
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     .doc = "Input records handled per loop turn before other work on the loop gets a turn."},
+    {0},
+};
+
+#define AKEY(f) offsetof(struct bh_admin_conf, f)
+
+const struct bh_conf_key bh_admin_conf_keys[] = {
+    {.name = "listen",
+     .type = BH_CONF_STRING,
+     .offset = AKEY(listen),
+     .doc = "Address of the admin HTTP API (GET /blocks/{id}, GET /join); unset: none. Served "
+            "while the join runs."},
+    {.name = "advertise",
+     .type = BH_CONF_STRING,
+     .offset = AKEY(advertise),
+     .doc = "The admin API's URL as other join processes should give it out (default: "
+            "http:// and the bound address, the host name for a wildcard address)."},
+    {0},
+};

@@ -1,0 +1,70 @@
+/*
+ * The join stage: reads the department topics and publishes every block's
+ * view (FEEDS.md, "What blockhub publishes"; schemas/block_view.avsc) to the
+ * compacted view topic, exactly once, spread over a consumer group.
+ *
+ * How it works, in one place:
+ *   - Inputs: one per department (config join.inputs: name = department,
+ *     topic, and the names of the id, type and time fields, so no code knows a
+ *     department). Records are single-object Avro keyed by block id; a plan
+ *     per writer schema pulls out the three fields.
+ *   - Co-partitioning: every input topic, the view topic and the state
+ *     changelog have the same partition count, checked at start (the join
+ *     refuses to start, naming the topics and their counts) and on every
+ *     rebalance (the join stops with an error). With the range assignor a
+ *     member gets the same partition numbers of every input, so all of a
+ *     block's events reach the one member that holds its state.
+ *   - Consumer: librdkafka's high-level consumer, read_committed, no
+ *     auto-commit, served from the loop through its queue's I/O event (no
+ *     polling timer), in bounded batches per loop turn.
+ *   - State: hub/join_state.h, one table per assigned partition, rebuilt on
+ *     every assignment from the compacted state changelog (read_committed, to
+ *     its end) while the partition's inputs are paused, and dropped on revoke.
+ *   - Exactly once: a transactional producer (transactional.id = prefix +
+ *     instance id). Every commit interval: begin; for every changed block its
+ *     view (at most one per block per interval) and its changelog records,
+ *     produced in slices per loop turn while input waits; the consumed
+ *     offsets (EOS v2: the consumer's group metadata); commit. The blocking
+ *     transaction calls run on a thread of the join's own so the loop (which
+ *     the adapters share) never waits on Kafka. An abortable error aborts and
+ *     rebuilds every partition from the changelog with the consumer rewound
+ *     to the last commit; a fatal one also replaces the producer. On revoke
+ *     the open work is committed (the loop waits) before the partitions go.
+ *   - Queries: GET /blocks/{id} on admin.listen (hub/join_http.c).
+ *
+ * Inputs that cannot be used (no key, a key on the wrong partition, an
+ * unknown schema, a record without the configured fields) go to the
+ * dead-letter topic and are skipped.
+ */
+#ifndef BH_JOIN_H
+#define BH_JOIN_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "hub.h"
+
+/* The config tables of the join and admin sections (for hub_conf.c). */
+extern const struct bh_conf_key bh_join_conf_keys[];
+extern const struct bh_conf_key bh_admin_conf_keys[];
+/* The join.inputs entry table for TYPE ("avro"); NULL for another type. */
+const struct bh_conf_variant *bh_join_input_variant(const char *type);
+extern const char bh_join_input_types[];
+
+struct bh_join;
+
+/*
+ * Start the join of HUB with its conf->join and conf->admin: create missing
+ * topics, check co-partitioning, start the transactional producer (blocking
+ * until it is ready) and subscribe. ON_STOPPED runs once on the loop when the
+ * join has stopped, after bh_join_stop or after a failure (FAILED non-zero).
+ */
+int bh_join_start(struct bh_join **out, struct bh_hub *hub,
+                  void (*on_stopped)(struct bh_hub *hub, int failed), char *errstr,
+                  size_t errstr_size);
+/* Commit what is done, leave the group, close the admin server. */
+void bh_join_stop(struct bh_join *j);
+/* Free what is left once the loop has ended. */
+void bh_join_free(struct bh_join *j);
+
+#endif

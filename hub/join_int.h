@@ -1,0 +1,171 @@
+/*
+ * The join stage's internals, shared by hub/join.c (the engine) and
+ * hub/join_http.c (the admin API). Everything here is used on the loop thread
+ * only, except struct txn, which the transaction thread shares under its mutex.
+ */
+#ifndef BH_JOIN_INT_H
+#define BH_JOIN_INT_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "adapter.h"
+#include "http.h"
+#include "hub.h"
+#include "join.h"
+#include "join_avro.h"
+#include "join_state.h"
+
+#define JOIN_PLANS 8 /* writer schemas remembered per input */
+
+struct plan {
+    uint64_t fp;
+    struct bh_jplan *plan; /* NULL: the schema cannot be used (why says why) */
+    uint32_t *symbol_types;
+    char why[400];
+};
+
+struct input {
+    const char *dept; /* the entry's name */
+    const struct bh_join_input_conf *c;
+    const rd_kafka_topic_t *rkt; /* as seen on messages, for a fast match */
+    struct plan plans[JOIN_PLANS];
+    size_t nplans;
+};
+
+enum part_state {
+    PART_NONE,      /* not ours */
+    PART_RESTORING, /* ours, inputs paused, state being read back */
+    PART_LIVE,
+};
+
+struct part {
+    enum part_state st;
+    struct bh_jstate *state;
+    struct bh_jblock *pending; /* blocks of the commit being produced, through next_dirty */
+    int64_t *consumed;         /* per input: offset after the last one applied, -1 none */
+    int64_t *committed; /* per input: where a rewind goes (last commit or first seen), -1 unknown */
+    int64_t restore_started;
+    size_t restore_records;
+};
+
+enum job_kind { JOB_COMMIT, JOB_ABORT, JOB_INIT };
+enum job_state { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+enum job_result { RESULT_OK, RESULT_ABORTED, RESULT_FATAL, RESULT_FAILED };
+
+/* One blocking transaction step, run on the transaction thread. */
+struct txn {
+    uv_thread_t thread;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    uv_async_t done; /* wakes the loop when a job is done */
+    int quit;
+    enum job_state state;
+    enum job_kind kind;
+    rd_kafka_t *producer;
+    rd_kafka_t *old_producer; /* JOB_INIT destroys it */
+    rd_kafka_topic_partition_list_t *offsets;
+    rd_kafka_consumer_group_metadata_t *cgmd;
+    int timeout_ms;
+    enum job_result result;
+    char why[512];
+    uint64_t started_ns, ended_ns;
+};
+
+struct join_stats {
+    uint64_t consumed;
+    uint64_t counted;
+    uint64_t duplicates;
+    uint64_t dead_letters;
+    uint64_t commits;
+    uint64_t aborts;
+    uint64_t producer_restarts;
+    uint64_t restores;
+    uint64_t views;
+    uint64_t changelog_records;
+    uint64_t commit_ns_last, commit_ns_max;
+};
+
+/* The commit being produced (hub/join.c, commit_begin). */
+struct commit_run {
+    int active;
+    int32_t p; /* the partition being produced */
+    int rc;
+    rd_kafka_topic_partition_list_t *offsets;
+};
+
+struct owner_query; /* join_http.c */
+
+struct bh_join {
+    struct bh_hub *hub;
+    const struct bh_join_conf *conf;
+    const struct bh_admin_conf *admin;
+    void (*on_stopped)(struct bh_hub *hub, int failed);
+    struct bh_adapter dlq_as; /* how dead letters name the join */
+
+    size_t ninputs;
+    struct input *inputs;
+    const char **depts;
+    int32_t nparts;
+    struct part *parts;
+    struct bh_jtypes *types;
+    struct bh_jview_layout *layout;
+    const struct bh_schema *view_schema, *state_schema, *batch_schema;
+    char instance[256];
+    char client_id[320];
+    char txn_id[600];
+
+    rd_kafka_t *consumer, *restorer, *producer;
+    rd_kafka_topic_t *state_rkt; /* keeps the changelog's metadata known to the restorer */
+    rd_kafka_topic_t *view_out, *state_out; /* the producer's handles of the output topics */
+    rd_kafka_queue_t *cq, *rq, *pq, *aq;
+    rd_kafka_conf_t *producer_template;
+    int pipefd[2];
+    uv_poll_t poll;
+    uv_idle_t more;
+    uv_timer_t tick;
+    uv_timer_t later; /* tears down after a failure, outside librdkafka's callbacks */
+    uv_timer_t retry; /* starts a producer again after a failed start */
+    int handles;      /* uv handles still open */
+    struct txn txn;
+    struct commit_run run;
+    int thread_started;
+    int recover_wanted; /* a recovery waits for the running commit */
+    int producer_ready;
+    int producer_broken; /* a fatal error: a new producer is on its way */
+
+    struct bh_jbuf buf, key, view;
+    struct bh_jview_dept *vdepts;
+    struct bh_jview_type *vtypes;
+    size_t capvtypes;
+
+    int stopping, stopped, failed;
+    char failure[600];
+    struct join_stats stats;
+    int64_t now_ms; /* wall clock of the batch being applied (updated_at) */
+
+    /* the admin API */
+    struct bh_http *http; /* stays with the loop after a stop, as h2o's context does */
+    int http_on;
+    char advertise[300];
+    char **owners; /* per partition: the owning member's client.id, from the group */
+    uint64_t owners_at_ns;
+    int describing;
+    struct owner_query *queries;
+};
+
+/* join_http.c */
+int bh_join_http_start(struct bh_join *j, char *errstr, size_t errstr_size);
+void bh_join_http_stop(struct bh_join *j);
+void bh_join_http_described(struct bh_join *j, rd_kafka_event_t *ev);
+void bh_join_http_free(struct bh_join *j);
+
+/* join.c, for join_http.c */
+int32_t bh_join_partition_of(const struct bh_join *j, const char *key, size_t len);
+/* Fill j->view-side scratch for block B: the view of B as struct bh_jview. */
+int bh_join_view_of(struct bh_join *j, const struct bh_jstate *s, const struct bh_jblock *b,
+                    struct bh_jview *v);
+uint64_t bh_join_now_ns(void);
+
+#endif
