@@ -14,11 +14,20 @@
  * load alternate so that both see the same machine. Each figure is given as
  * min / median / max of the RUNS runs, in CPU time (getrusage: user + system)
  * and wall time, since a busy machine inflates the second; the ratio is of the
- * medians.
+ * medians. Of each load, the part spent building the lookup grid is given too
+ * (the map measures it: bh_blockmap_grid_info).
  *
  * Points are uniform over the map's bounding box widened by 5% (so some miss);
  * grid codes are the map's ids with one in ten unknown. The inputs are drawn
  * before the clock starts.
+ *
+ * Point lookups are timed two ways in the same run: bh_blockmap_locate (the
+ * lookup grid) and bh_blockmap_locate_slow (the STRtree with a GEOS covers
+ * test per candidate, the lookup before the grid: the baseline). They
+ * alternate, RUNS passes of LOOKUPS points each, and are reported like loads
+ * (CPU and wall per lookup, min / median / max), with the ratio of the CPU
+ * medians. Both must give the same answer for every point, or the benchmark
+ * fails.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -91,6 +100,9 @@ uniform(uint64_t *state)
 {
     return (double)next_random(state) / 9007199254740992.0;
 }
+
+/* One point lookup function, as the benchmark times it. */
+typedef const struct bh_block *(*locate_fn)(const struct bh_blockmap *, double, double);
 
 struct grid_code {
     char text[32];
@@ -169,6 +181,42 @@ out:
     return rc;
 }
 
+/*
+ * One pass of LOCATE over N points: *WALL and *CPU get the seconds it took;
+ * *HITS and *CHECKSUM add up the answers.
+ */
+static void
+time_points(locate_fn locate, const struct bh_blockmap *map, size_t n, const double *points,
+            double *wall, double *cpu, size_t *hits, uintptr_t *checksum)
+{
+    double t0, c0;
+
+    t0 = now();
+    c0 = cpu_now();
+    for (size_t i = 0; i < n; i++) {
+        const struct bh_block *b = locate(map, points[2 * i], points[2 * i + 1]);
+
+        *hits += b != NULL;
+        *checksum += (uintptr_t)b;
+    }
+    *cpu = cpu_now() - c0;
+    *wall = now() - t0;
+}
+
+/* Per lookup, in ns. */
+static void
+print_lookup_timings(const char *what, struct timings *t, size_t n)
+{
+    double cpu_median = median(t->cpu, t->n);
+    double wall_median = median(t->wall, t->n);
+    double k = 1e9 / (double)n;
+
+    printf("%s: CPU %.0f / %.0f / %.0f ns, wall %.0f / %.0f / %.0f ns per lookup (min / median / "
+           "max of %zu)\n",
+           what, t->cpu[0] * k, cpu_median * k, t->cpu[t->n - 1] * k, t->wall[0] * k,
+           wall_median * k, t->wall[t->n - 1] * k, t->n);
+}
+
 /* What a lookup costs just for making and freeing the GEOS point it queries with. */
 static double
 point_cost_ns(size_t n, const double *points)
@@ -194,14 +242,17 @@ main(int argc, char **argv)
 {
     struct bh_blockmap *map = NULL;
     struct grid_code *codes = NULL;
-    struct timings load = {0}, base = {0};
+    struct timings load = {0}, base = {0}, fast = {0}, slow = {0};
+    double *grid_cpu = NULL, grid_median;
+    struct bh_blockmap_grid_info info;
     double *points = NULL;
     double min_lon, min_lat, max_lon, max_lat, w, h;
     double t0, t1, c0, c1;
     uint64_t seed = 20261127;
     size_t lookups = 1000000;
     size_t runs = DEFAULT_RUNS;
-    size_t count, hits = 0;
+    size_t count, hits = 0, slow_hits = 0, differ = 0;
+    uintptr_t slow_checksum = 0;
     uintptr_t checksum = 0;
     char err[512];
     int rc = 1;
@@ -222,7 +273,13 @@ main(int argc, char **argv)
     load.cpu = calloc(runs, sizeof(double));
     base.wall = calloc(runs, sizeof(double));
     base.cpu = calloc(runs, sizeof(double));
-    if (!load.wall || !load.cpu || !base.wall || !base.cpu) {
+    grid_cpu = calloc(runs, sizeof(double));
+    fast.wall = calloc(runs, sizeof(double));
+    fast.cpu = calloc(runs, sizeof(double));
+    slow.wall = calloc(runs, sizeof(double));
+    slow.cpu = calloc(runs, sizeof(double));
+    if (!load.wall || !load.cpu || !base.wall || !base.cpu || !grid_cpu || !fast.wall ||
+        !fast.cpu || !slow.wall || !slow.cpu) {
         fprintf(stderr, "out of memory\n");
         goto out;
     }
@@ -263,11 +320,16 @@ main(int argc, char **argv)
         t1 = now();
         load.wall[r] = t1 - t0;
         load.cpu[r] = c1 - c0;
+        bh_blockmap_grid_info(next, &info);
+        grid_cpu[r] = info.build_cpu;
         bh_blockmap_free(map); /* the old map goes once the new one is in */
         map = next;
     }
     load.n = base.n = runs;
     print_timings("load", &load);
+    grid_median = median(grid_cpu, runs);
+    printf("  of which the lookup grid: CPU %.1f / %.1f / %.1f ms (min / median / max of %zu)\n",
+           grid_cpu[0] * 1e3, grid_median * 1e3, grid_cpu[runs - 1] * 1e3, runs);
     print_timings("baseline (read + JSON scan, nothing built)", &base);
     printf("ratio load / baseline: %.1f (CPU medians), %.1f (wall medians)\n",
            median(load.cpu, runs) / median(base.cpu, runs),
@@ -296,20 +358,43 @@ main(int argc, char **argv)
         codes[i].len = strlen(codes[i].text);
     }
 
-    t0 = now();
-    c0 = cpu_now();
+    bh_blockmap_grid_info(map, &info);
+    printf("lookup grid: %zu x %zu cells: %.1f%% owned by one block, %.1f%% empty, %.1f%% with a "
+           "list (%.2f blocks on average); %.1f MB (cells and lists) + %.1f MB of ring "
+           "positions\n",
+           info.cols, info.rows, 100.0 * (double)info.owned_cells / (double)(info.cols * info.rows),
+           100.0 * (double)info.empty_cells / (double)(info.cols * info.rows),
+           100.0 * (double)info.list_cells / (double)(info.cols * info.rows),
+           info.list_cells ? (double)info.list_entries / (double)info.list_cells : 0.0,
+           (double)info.grid_bytes / 1e6, (double)info.rings_bytes / 1e6);
     for (size_t i = 0; i < lookups; i++) {
-        const struct bh_block *b = bh_blockmap_locate(map, points[2 * i], points[2 * i + 1]);
+        double lon = points[2 * i], lat = points[2 * i + 1];
 
-        hits += b != NULL;
-        checksum += (uintptr_t)b;
+        differ += bh_blockmap_locate(map, lon, lat) != bh_blockmap_locate_slow(map, lon, lat);
     }
-    c1 = cpu_now();
-    t1 = now();
-    printf("point lookups: %zu, %.0f ns/lookup CPU, %.0f ns wall (%.1f%% inside a block)\n",
-           lookups, (c1 - c0) * 1e9 / (double)lookups, (t1 - t0) * 1e9 / (double)lookups,
-           100.0 * (double)hits / (double)lookups);
-    printf("  of which GEOS point create+destroy: %.0f ns\n", point_cost_ns(lookups, points));
+    if (differ) {
+        fprintf(stderr, "%zu of %zu points: the grid and the STRtree disagree\n", differ, lookups);
+        goto out;
+    }
+    for (size_t r = 0; r < runs; r++) {
+        time_points(bh_blockmap_locate, map, lookups, points, &fast.wall[r], &fast.cpu[r], &hits,
+                    &checksum);
+        time_points(bh_blockmap_locate_slow, map, lookups, points, &slow.wall[r], &slow.cpu[r],
+                    &slow_hits, &slow_checksum);
+    }
+    fast.n = slow.n = runs;
+    printf("point lookups: %zu points x %zu runs, %.1f%% inside a block, same answers both ways\n",
+           lookups, runs, 100.0 * (double)hits / (double)(lookups * runs));
+    print_lookup_timings("  grid (bh_blockmap_locate)", &fast, lookups);
+    print_lookup_timings("  STRtree + GEOS covers (bh_blockmap_locate_slow, the baseline)", &slow,
+                         lookups);
+    printf("  ratio STRtree / grid: %.1f (CPU medians), %.1f (wall medians)\n",
+           median(slow.cpu, runs) / median(fast.cpu, runs),
+           median(slow.wall, runs) / median(fast.wall, runs));
+    printf("  of the STRtree lookup, GEOS point create+destroy: %.0f ns\n",
+           point_cost_ns(lookups, points));
+    if (slow_checksum != checksum)
+        printf("(checksums differ)\n");
 
     hits = 0;
     t0 = now();
@@ -343,5 +428,10 @@ out:
     free(load.cpu);
     free(base.wall);
     free(base.cpu);
+    free(grid_cpu);
+    free(fast.wall);
+    free(fast.cpu);
+    free(slow.wall);
+    free(slow.cpu);
     return rc;
 }

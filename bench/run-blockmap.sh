@@ -3,8 +3,11 @@
 # and runs bench_blockmap on it: the load time (CPU and wall, min / median /
 # max of several runs) against a baseline measured in the same run (reading
 # the file and scanning it with the loader's own JSON scanner, building
-# nothing), their ratio, then point and grid-code lookups. For reference it
-# also times `jq -c .` on the same file, when jq is installed.
+# nothing), their ratio, then point lookups two ways in the same run (the
+# lookup grid, and the plain STRtree + GEOS lookup it replaced, the baseline)
+# and grid-code lookups. For reference it also times `jq -c .` on the same
+# file, when jq is installed. Then the same on the 121-block world map of the
+# tests (tests/data/world/blocks.geojson).
 # Usage: bench/run-blockmap.sh [BUILD_DIR] [BLOCKS]   (defaults: build/, 50000)
 # Build first: cmake --build BUILD_DIR --target bench_blockmap
 set -euo pipefail
@@ -28,3 +31,6 @@ if command -v jq >/dev/null 2>&1; then
     TIMEFORMAT="for reference, jq -c . on the same file (builds a whole tree; not the floor): CPU %U s user + %S s system, wall %R s"
     { time jq -c . "$tmp/blocks.geojson" >/dev/null; } 2>&1
 fi
+echo
+echo "map: the world map of the tests, tests/data/world/blocks.geojson"
+"$bench" "$root/tests/data/world/blocks.geojson"

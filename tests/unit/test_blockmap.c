@@ -594,11 +594,375 @@ test_random_points_match_naive(void **state)
     assert_true(outside > 1000);
 }
 
+/* ---- the lookup grid against the plain lookup ---- */
+
+static double
+random_unit(uint64_t *seed)
+{
+    *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*seed >> 11) / 9007199254740992.0;
+}
+
+/* Both lookups give the same answer (the same block, or none) for (lon, lat). */
+static void
+assert_same_as_slow(const struct bh_blockmap *map, double lon, double lat)
+{
+    const struct bh_block *fast = bh_blockmap_locate(map, lon, lat);
+    const struct bh_block *slow = bh_blockmap_locate_slow(map, lon, lat);
+
+    if (fast != slow)
+        fail_msg("(%.17g, %.17g): the grid says %s, the STRtree and GEOS say %s", lon, lat,
+                 fast ? fast->id : "no block", slow ? slow->id : "no block");
+}
+
+/*
+ * N random points over the map's bounds widened by 2%; half of them have a
+ * coordinate on a line between two columns or rows of the grid's cells (a
+ * fifth of those one unit in the last place off it). Returns how many are
+ * in a block.
+ */
+static size_t
+compare_random_points(const struct bh_blockmap *map, size_t n, uint64_t seed)
+{
+    struct bh_blockmap_grid_info info;
+    double min_lon, min_lat, max_lon, max_lat, w, h;
+    size_t inside = 0;
+
+    bh_blockmap_bounds(map, &min_lon, &min_lat, &max_lon, &max_lat);
+    bh_blockmap_grid_info(map, &info);
+    assert_true(info.cols > 0 && info.rows > 0);
+    w = max_lon - min_lon;
+    h = max_lat - min_lat;
+    for (size_t i = 0; i < n; i++) {
+        double lon = min_lon - 0.01 * w + random_unit(&seed) * 1.02 * w;
+        double lat = min_lat - 0.01 * h + random_unit(&seed) * 1.02 * h;
+        double pick = random_unit(&seed);
+
+        if (pick < 0.25) {
+            double line = floor(random_unit(&seed) * (double)(info.cols + 1));
+
+            lon = min_lon + line * (w / (double)info.cols);
+            if (pick < 0.05)
+                lon = nextafter(lon, pick < 0.025 ? -INFINITY : INFINITY);
+        } else if (pick < 0.5) {
+            double line = floor(random_unit(&seed) * (double)(info.rows + 1));
+
+            lat = min_lat + line * (h / (double)info.rows);
+            if (pick < 0.3)
+                lat = nextafter(lat, pick < 0.275 ? -INFINITY : INFINITY);
+        }
+        assert_same_as_slow(map, lon, lat);
+        inside += bh_blockmap_locate(map, lon, lat) != NULL;
+    }
+    return inside;
+}
+
+/*
+ * Every vertex and every edge midpoint of every ring of FEATURES (GeoJSON),
+ * each vertex also moved by one unit in the last place each way, and a point
+ * at a random place along each edge (rounded, so on it or within a rounding
+ * error of it). Returns how many points were compared.
+ */
+static size_t
+compare_rings(const struct bh_blockmap *map, const json_t *features, uint64_t seed)
+{
+    size_t compared = 0;
+
+    for (size_t i = 0; i < json_array_size(features); i++) {
+        const json_t *g = json_object_get(json_array_get(features, i), "geometry");
+        const json_t *coords = json_object_get(g, "coordinates");
+        bool multi = strcmp(json_string_value(json_object_get(g, "type")), "MultiPolygon") == 0;
+        size_t parts = multi ? json_array_size(coords) : 1;
+
+        for (size_t p = 0; p < parts; p++) {
+            const json_t *rings = multi ? json_array_get(coords, p) : coords;
+
+            for (size_t r = 0; r < json_array_size(rings); r++) {
+                const json_t *ring = json_array_get(rings, r);
+
+                for (size_t v = 0; v + 1 < json_array_size(ring); v++) {
+                    double x = pos_x(ring, v), y = pos_y(ring, v);
+                    double x1 = pos_x(ring, v + 1), y1 = pos_y(ring, v + 1);
+                    double t = random_unit(&seed);
+
+                    assert_same_as_slow(map, x, y);
+                    assert_same_as_slow(map, (x + x1) / 2, (y + y1) / 2);
+                    assert_same_as_slow(map, x + t * (x1 - x), y + t * (y1 - y));
+                    assert_same_as_slow(map, nextafter(x, -INFINITY), y);
+                    assert_same_as_slow(map, nextafter(x, INFINITY), y);
+                    assert_same_as_slow(map, x, nextafter(y, -INFINITY));
+                    assert_same_as_slow(map, x, nextafter(y, INFINITY));
+                    compared += 7;
+                }
+            }
+        }
+    }
+    return compared;
+}
+
+static void
+test_grid_matches_slow_world(void **state)
+{
+    struct world *w = *state;
+    struct bh_blockmap_grid_info info;
+    size_t inside = compare_random_points(w->map, 200000, 20261128);
+
+    assert_true(inside > 100000);
+    assert_true(compare_rings(w->map, w->features, 7) > 7 * 480);
+    /* The grid answers most cells at once. */
+    bh_blockmap_grid_info(w->map, &info);
+    assert_true(info.owned_cells > info.list_cells);
+    assert_true(info.empty_cells > 0);
+}
+
+#define TILE_COLS 40
+#define TILE_ROWS 30
+#define TILE      0.002
+#define OVERLAPS  6
+
+/* Rounded to 6 decimals, as block maps are. */
+static double
+micro(double v)
+{
+    return round(v * 1e6) / 1e6;
+}
+
+static void
+put_position(FILE *f, double x, double y, bool comma)
+{
+    fprintf(f, "[%.6f,%.6f]%s", x, y, comma ? "," : "");
+}
+
+/* A closed square ring of half side HALF around (x, y), clockwise if CW. */
+static void
+put_square(FILE *f, double x, double y, double half, bool cw)
+{
+    double xs[4] = {micro(x - half), micro(x + half), micro(x + half), micro(x - half)};
+    double ys[4] = {micro(y - half), micro(y - half), micro(y + half), micro(y + half)};
+
+    fputc('[', f);
+    for (int k = 0; k < 4; k++) {
+        int i = cw ? (4 - k) % 4 : k;
+
+        put_position(f, xs[i], ys[i], true);
+    }
+    put_position(f, xs[0], ys[0], false);
+    fputc(']', f);
+}
+
+/*
+ * A tiling like the department's map: TILE_COLS x TILE_ROWS cells with
+ * jittered corners and bent sides shared exactly by both neighbours (some
+ * rows and columns of corners left straight, for horizontal and vertical
+ * edges), ids in shuffled order; every 37th tile has a hole filled by an
+ * island of another tile (a MultiPolygon); and OVERLAPS rectangles laid over
+ * the tiling, with ids among the tiles', so that a point in one is covered
+ * by several blocks.
+ */
+static char *
+tiling_map(uint64_t seed)
+{
+    static double cx[TILE_COLS + 1][TILE_ROWS + 1], cy[TILE_COLS + 1][TILE_ROWS + 1];
+    static double hx[TILE_COLS][TILE_ROWS + 1], hy[TILE_COLS][TILE_ROWS + 1];
+    static double vx[TILE_COLS + 1][TILE_ROWS], vy[TILE_COLS + 1][TILE_ROWS];
+    static bool hbent[TILE_COLS][TILE_ROWS + 1], vbent[TILE_COLS + 1][TILE_ROWS];
+    unsigned ids[TILE_COLS * TILE_ROWS + OVERLAPS];
+    size_t nids = TILE_COLS * TILE_ROWS + OVERLAPS;
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&out, &size);
+
+    assert_non_null(f);
+    for (size_t k = 0; k < nids; k++)
+        ids[k] = (unsigned)k + 1;
+    for (size_t k = nids - 1; k > 0; k--) {
+        size_t j = (size_t)(random_unit(&seed) * (double)(k + 1));
+        unsigned t = ids[k];
+
+        ids[k] = ids[j];
+        ids[j] = t;
+    }
+    for (int i = 0; i <= TILE_COLS; i++) {
+        for (int j = 0; j <= TILE_ROWS; j++) {
+            double dx = i % 7 == 0 ? 0 : (random_unit(&seed) - 0.5) * 0.3;
+            double dy = j % 5 == 0 ? 0 : (random_unit(&seed) - 0.5) * 0.3;
+
+            cx[i][j] = micro(113.9 + (i + dx) * TILE);
+            cy[i][j] = micro(22.5 + (j + dy) * TILE);
+        }
+    }
+    for (int i = 0; i <= TILE_COLS; i++) {
+        for (int j = 0; j <= TILE_ROWS; j++) {
+            if (i < TILE_COLS) {
+                hbent[i][j] = j % 5 != 0 && random_unit(&seed) < 0.5;
+                hx[i][j] = micro((cx[i][j] + cx[i + 1][j]) / 2);
+                hy[i][j] =
+                    micro((cy[i][j] + cy[i + 1][j]) / 2 + (random_unit(&seed) - 0.5) * 0.12 * TILE);
+            }
+            if (j < TILE_ROWS) {
+                vbent[i][j] = i % 7 != 0 && random_unit(&seed) < 0.5;
+                vx[i][j] =
+                    micro((cx[i][j] + cx[i][j + 1]) / 2 + (random_unit(&seed) - 0.5) * 0.12 * TILE);
+                vy[i][j] = micro((cy[i][j] + cy[i][j + 1]) / 2);
+            }
+        }
+    }
+    fputs("{\"type\":\"FeatureCollection\",\"features\":[", f);
+    for (int k = 0; k < TILE_COLS * TILE_ROWS; k++) {
+        int i = k % TILE_COLS, j = k / TILE_COLS;
+        bool host = k % 37 == 5, island = k >= 3 && (k - 3) % 37 == 5;
+        double mx = (cx[i][j] + cx[i + 1][j + 1]) / 2, my = (cy[i][j] + cy[i + 1][j + 1]) / 2;
+
+        fprintf(f,
+                "%s{\"type\":\"Feature\",\"properties\":{\"block_id\":\"G-%05u\"},"
+                "\"geometry\":{\"type\":\"%s\",\"coordinates\":[%s[",
+                k ? "," : "", ids[k], island ? "MultiPolygon" : "Polygon", island ? "[" : "");
+        /* Counter-clockwise: along the bottom, up the right, back along the top, down the left. */
+        put_position(f, cx[i][j], cy[i][j], true);
+        if (hbent[i][j])
+            put_position(f, hx[i][j], hy[i][j], true);
+        put_position(f, cx[i + 1][j], cy[i + 1][j], true);
+        if (vbent[i + 1][j])
+            put_position(f, vx[i + 1][j], vy[i + 1][j], true);
+        put_position(f, cx[i + 1][j + 1], cy[i + 1][j + 1], true);
+        if (hbent[i][j + 1])
+            put_position(f, hx[i][j + 1], hy[i][j + 1], true);
+        put_position(f, cx[i][j + 1], cy[i][j + 1], true);
+        if (vbent[i][j])
+            put_position(f, vx[i][j], vy[i][j], true);
+        put_position(f, cx[i][j], cy[i][j], false);
+        fputc(']', f);
+        if (host) {
+            fputc(',', f);
+            put_square(f, mx, my, 0.1 * TILE, true);
+        }
+        if (island) {
+            int h = k - 3, hi = h % TILE_COLS, hj = h / TILE_COLS;
+
+            fputs("],[", f);
+            put_square(f, (cx[hi][hj] + cx[hi + 1][hj + 1]) / 2,
+                       (cy[hi][hj] + cy[hi + 1][hj + 1]) / 2, 0.1 * TILE, false);
+        }
+        fputs(island ? "]]}}" : "]}}", f);
+    }
+    for (int o = 0; o < OVERLAPS; o++) {
+        double x0 = micro(113.9 + random_unit(&seed) * (TILE_COLS - 6) * TILE);
+        double y0 = micro(22.5 + random_unit(&seed) * (TILE_ROWS - 6) * TILE);
+        double x1 = micro(x0 + (1 + random_unit(&seed) * 4) * TILE);
+        double y1 = micro(y0 + (1 + random_unit(&seed) * 4) * TILE);
+
+        fprintf(f,
+                ",{\"type\":\"Feature\",\"properties\":{\"block_id\":\"G-%05u\"},"
+                "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[",
+                ids[TILE_COLS * TILE_ROWS + o]);
+        put_position(f, x0, y0, true);
+        put_position(f, x1, y0, true);
+        put_position(f, x1, y1, true);
+        put_position(f, x0, y1, true);
+        put_position(f, x0, y0, false);
+        fputs("]]}}", f);
+    }
+    fputs("]}", f);
+    assert_int_equal(fclose(f), 0);
+    return out;
+}
+
+static void
+test_grid_matches_slow_tiling(void **state)
+{
+    struct bh_blockmap *map = NULL;
+    struct bh_blockmap_grid_info info;
+    char *json = tiling_map(20261127);
+    json_t *doc = json_loads(json, 0, NULL);
+    char err[256] = "";
+    int rc = bh_blockmap_load_string(&map, "tiling", json, strlen(json), err, sizeof(err));
+    size_t inside;
+
+    (void)state;
+    if (rc != 0)
+        fail_msg("%d %s", rc, err);
+    assert_non_null(doc);
+    assert_int_equal(bh_blockmap_count(map), TILE_COLS * TILE_ROWS + OVERLAPS);
+    inside = compare_random_points(map, 200000, 42);
+    assert_true(inside > 150000);
+    assert_true(compare_rings(map, json_object_get(doc, "features"), 43) > 7 * 4 * 1200);
+    bh_blockmap_grid_info(map, &info);
+    assert_true(info.owned_cells > 0 && info.list_cells > 0);
+    bh_blockmap_free(map);
+    json_decref(doc);
+    free(json);
+}
+
 /* ---- small inline maps ---- */
 
 /* A closed square ring, as JSON text. */
 #define SQUARE(x0, y0, x1, y1)                                                                     \
     "[[" #x0 "," #y0 "],[" #x1 "," #y0 "],[" #x1 "," #y1 "],[" #x0 "," #y1 "],[" #x0 "," #y0 "]]"
+
+/*
+ * Blocks with many positions, which the grid leaves to GEOS: a 150-gon, a
+ * square over part of it, and a block whose top edge has 100 positions and
+ * is shared with the block above it.
+ */
+static void
+test_grid_matches_slow_many_positions(void **state)
+{
+    struct bh_blockmap *map = NULL;
+    char *json = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&json, &size);
+    json_t *doc;
+    char err[256] = "";
+    int rc;
+
+    (void)state;
+    assert_non_null(f);
+    fputs("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\","
+          "\"properties\":{\"block_id\":\"P-2\"},\"geometry\":{\"type\":\"Polygon\","
+          "\"coordinates\":[[",
+          f);
+    for (int i = 0; i <= 150; i++) {
+        double a = 2 * M_PI * (i % 150) / 150;
+
+        put_position(f, micro(114.1 + 0.01 * cos(a)), micro(22.55 + 0.01 * sin(a)), i < 150);
+    }
+    fputs("]]}},{\"type\":\"Feature\",\"properties\":{\"block_id\":\"P-1\"},"
+          "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(
+              114.1, 22.55, 114.115, 22.565) "]}},{\"type\":\"Feature\",\"properties\":"
+                                             "{\"block_id\":\"P-3\"},\"geometry\":{\"type\":"
+                                             "\"Polygon\",\"coordinates\":[[",
+          f);
+    /* P-3: the bottom, then the top edge from right to left in 100 positions. */
+    put_position(f, 114.09, 22.52, true);
+    put_position(f, 114.11, 22.52, true);
+    for (int i = 0; i < 100; i++)
+        put_position(f, micro(114.11 - 0.02 * i / 99), micro(22.53 + 0.0005 * (i % 2)), true);
+    put_position(f, 114.09, 22.52, false);
+    fputs("]]}},{\"type\":\"Feature\",\"properties\":{\"block_id\":\"P-4\"},"
+          "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[[",
+          f);
+    /* P-4: the same zigzag from left to right, then up and back. */
+    for (int i = 99; i >= 0; i--)
+        put_position(f, micro(114.11 - 0.02 * i / 99), micro(22.53 + 0.0005 * (i % 2)), true);
+    put_position(f, 114.11, 22.535, true);
+    put_position(f, 114.09, 22.535, true);
+    put_position(f, micro(114.11 - 0.02), micro(22.53 + 0.0005), false);
+    fputs("]]}}]}", f);
+    assert_int_equal(fclose(f), 0);
+    doc = json_loads(json, 0, NULL);
+    assert_non_null(doc);
+    rc = bh_blockmap_load_string(&map, "many", json, strlen(json), err, sizeof(err));
+    if (rc != 0)
+        fail_msg("%d %s", rc, err);
+    assert_true(compare_random_points(map, 20000, 44) > 5000);
+    assert_true(compare_rings(map, json_object_get(doc, "features"), 45) > 7 * 250);
+    /* Inside the 150-gon and the square: the smaller id. */
+    assert_string_equal(bh_blockmap_locate(map, 114.102, 22.552)->id, "P-1");
+    assert_string_equal(bh_blockmap_locate(map, 114.095, 22.545)->id, "P-2");
+    bh_blockmap_free(map);
+    json_decref(doc);
+    free(json);
+}
 
 /*
  * A FeatureCollection from a compact description, one feature per string:
@@ -1156,9 +1520,12 @@ main(void)
         cmocka_unit_test(test_fire_sample),
         cmocka_unit_test(test_shared_vertices),
         cmocka_unit_test(test_random_points_match_naive),
+        cmocka_unit_test(test_grid_matches_slow_world),
     };
     const struct CMUnitTest inline_tests[] = {
         cmocka_unit_test(test_shared_edge_smallest_id),
+        cmocka_unit_test(test_grid_matches_slow_tiling),
+        cmocka_unit_test(test_grid_matches_slow_many_positions),
         cmocka_unit_test(test_holes_and_islands),
         cmocka_unit_test(test_refuse_not_json),
         cmocka_unit_test(test_refuse_not_feature_collection),
