@@ -398,6 +398,24 @@ remember(struct bh_jdept *d, uint64_t h, int64_t at, int64_t horizon)
 
 /* --- the window ------------------------------------------------------------ */
 
+/* Move the live part of the window to the front of a new array of CAP slots. */
+static int
+win_resize(struct bh_jdept *d, uint32_t cap)
+{
+    uint32_t count = d->wend - d->whead;
+    int64_t *w = malloc((size_t)cap * sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    if (count > 0)
+        memcpy(w, d->win + d->whead, (size_t)count * sizeof(*w));
+    free(d->win);
+    d->win = w;
+    d->wcap = cap;
+    d->whead = 0;
+    d->wend = count;
+    return 0;
+}
+
 static int
 win_insert(struct bh_jdept *d, int64_t at)
 {
@@ -405,19 +423,11 @@ win_insert(struct bh_jdept *d, int64_t at)
         uint32_t count = d->wend - d->whead;
         if (d->whead > 0 && count < d->wcap / 2) {
             memmove(d->win, d->win + d->whead, (size_t)count * sizeof(*d->win));
-        } else {
-            uint32_t cap = d->wcap ? d->wcap * 2 : 8;
-            int64_t *w = malloc((size_t)cap * sizeof(*w));
-            if (w == NULL)
-                return -ENOMEM;
-            if (count > 0)
-                memcpy(w, d->win + d->whead, (size_t)count * sizeof(*w));
-            free(d->win);
-            d->win = w;
-            d->wcap = cap;
+            d->whead = 0;
+            d->wend = count;
+        } else if (win_resize(d, d->wcap ? d->wcap * 2 : 8) < 0) {
+            return -ENOMEM;
         }
-        d->whead = 0;
-        d->wend = count;
     }
     /* Upper bound: events mostly arrive in order, so look from the end. */
     uint32_t lo = d->whead, hi = d->wend;
@@ -449,16 +459,7 @@ win_evict(struct bh_jdept *d, int64_t window)
         uint32_t cap = 8;
         while (cap < count * 2)
             cap *= 2;
-        int64_t *w = malloc((size_t)cap * sizeof(*w));
-        if (w == NULL)
-            return;
-        if (count > 0)
-            memcpy(w, d->win + d->whead, (size_t)count * sizeof(*w));
-        free(d->win);
-        d->win = w;
-        d->wcap = cap;
-        d->whead = 0;
-        d->wend = count;
+        win_resize(d, cap); /* on failure the larger array simply stays */
     }
 }
 
