@@ -21,6 +21,8 @@
 # the broker creating the topic).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 build=${1:-$root/build}
 rows=${2:-1000000}
 partitions=${PARTITIONS:-6}
@@ -49,22 +51,7 @@ python3 "$root/bench/gen_market.py" "$rows" "$tmp/in/scjg_bench.csv" --kcat "$tm
     --blocks "$root/tests/data/world/blocks.geojson"
 echo "input: $rows rows, $(du -h "$tmp/in/scjg_bench.csv" | cut -f1) of GB18030"
 
-if [[ -n ${BOOTSTRAP:-} ]]; then
-    bs=$BOOTSTRAP
-else
-    port=$(python3 -c '
-import socket
-for p in range(20000, 60000, 2):
-    a, b = socket.socket(), socket.socket()
-    try:
-        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()')
-    own_broker=1
-    bs=$("$root/deploy/kafka/local-kafka" start "$tmp/kafka" "$port" | tail -n 1)
-fi
+bench_broker "$tmp"
 echo "broker: $bs, $partitions partitions; machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 tag="bench-$(date +%s)-$$"

@@ -21,6 +21,8 @@
 # confluent-kafka (default: the test venv).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 build=${1:-$root/build}
 n=${2:-1000000}
 runs=${3:-1}
@@ -51,23 +53,7 @@ echo "generating $n lines..."
 python3 "$root/bench/gen_traffic.py" "$n" "$tmp/traffic.ndjson"
 echo "input: $n lines, $(du -h "$tmp/traffic.ndjson" | cut -f1)"
 
-if [[ -n ${BOOTSTRAP:-} ]]; then
-    bs=$BOOTSTRAP
-else
-    port=$("$py" -c '
-import socket
-for p in range(20000, 60000, 2):
-    try:
-        a, b = socket.socket(), socket.socket()
-        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 1))
-        print(p); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()')
-    own_broker=1
-    bs=$("$root/deploy/kafka/local-kafka" start "$tmp/kafka" "$port" | tail -n 1)
-fi
+bench_broker "$tmp"
 echo "broker: $bs, $partitions partitions; machine: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 read -r kdelim mdelim < <("$py" "$helper" delims)
 

@@ -1,0 +1,26 @@
+# Sourced by the bench scripts.
+#
+# bench_broker DIR: the broker to measure against. With BOOTSTRAP set, that
+# one; otherwise a broker of the script's own is started with local-kafka in
+# DIR/kafka on a free pair of loopback ports (broker, controller). Sets
+# `bs` (the bootstrap) and `own_broker` (1 when started here: stop it with
+# `local-kafka stop DIR/kafka`).
+bench_broker() {
+    local dir=$1 port
+    if [[ -n ${BOOTSTRAP:-} ]]; then
+        bs=$BOOTSTRAP
+        return
+    fi
+    port=$(python3 -c '
+import socket
+for p in range(20000, 60000, 2):
+    a, b = socket.socket(), socket.socket()
+    try:
+        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()')
+    own_broker=1
+    bs=$("$root/deploy/kafka/local-kafka" start "$dir/kafka" "$port" | tail -n 1)
+}
