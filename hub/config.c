@@ -1190,6 +1190,16 @@ bind_variants(struct ctx *c, const struct bh_conf_key *k, const struct node *n,
         rc = bind_mapping(c, v->keys, it, e->settings, epath, true, depth + 1);
         if (rc)
             return rc;
+        if (v->check) {
+            const char *key = NULL;
+            char why[512] = "";
+            rc = v->check(e->settings, &key, why, sizeof(why));
+            if (rc) {
+                const struct node *at = key ? lookup(it, key) : NULL;
+                return fail(c, at ? at : it, rc < 0 ? rc : -EINVAL, "key '%s%s%s': %s", epath,
+                            key ? "." : "", key ? key : "", why[0] ? why : "refused");
+            }
+        }
     }
     return 0;
 }
@@ -1228,6 +1238,20 @@ bind_value(struct ctx *c, const struct bh_conf_key *k, const struct node *n, voi
     return fail(c, n, -EINVAL, "key '%s': unsupported key type %d", path, (int)k->type);
 }
 
+/* The key's own check of its bound value, located at N. */
+static int
+run_check(struct ctx *c, const struct bh_conf_key *k, const struct node *n, const void *dst,
+          const char *path)
+{
+    char why[512] = "";
+    if (!k->check)
+        return 0;
+    int rc = k->check(dst, why, sizeof(why));
+    if (rc == 0)
+        return 0;
+    return fail(c, n, rc < 0 ? rc : -EINVAL, "key '%s': %s", path, why[0] ? why : "refused");
+}
+
 static int
 bind_key(struct ctx *c, const struct bh_conf_key *k, const struct node *n, void *dst,
          const char *path, int depth)
@@ -1237,6 +1261,8 @@ bind_key(struct ctx *c, const struct bh_conf_key *k, const struct node *n, void 
 
     if (n) {
         rc = bind_value(c, k, n, dst, path, depth);
+        if (rc == 0)
+            rc = run_check(c, k, n, dst, path);
         goto out;
     }
     if (k->flags & BH_CONF_REQUIRED) {
@@ -1254,6 +1280,8 @@ bind_key(struct ctx *c, const struct bh_conf_key *k, const struct node *n, void 
     if (rc || is_null(def))
         goto out;
     rc = bind_value(c, k, def, dst, path, depth);
+    if (rc == 0)
+        rc = run_check(c, k, def, dst, path);
 out:
     node_free(def);
     return rc;
@@ -1290,10 +1318,35 @@ bind_mapping(struct ctx *c, const struct bh_conf_key *table, const struct node *
 
 /* ------------------------------------------------------------ public API -- */
 
+/* The node of a dotted KEY ("dead_letter.topic", "adapters.fire.listen"), NULL if absent. */
+static const struct node *
+locate(struct node *tree, const char *key)
+{
+    struct node *cur = tree;
+    const char *p = key;
+    while (cur && *p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (cur->kind == NODE_MAP) {
+            struct pair *pr = find_pair(cur, p, len);
+            cur = pr ? pr->value : NULL;
+        } else if (cur->kind == NODE_SEQ) {
+            struct node **e = find_entry(cur, p, len);
+            cur = e ? *e : NULL;
+        } else {
+            return NULL;
+        }
+        p += len;
+        if (*p == '.')
+            p++;
+    }
+    return cur;
+}
+
 int
-bh_conf_load_string(const char *name, const char *yaml, size_t len, const char *const *sets,
-                    size_t nsets, const struct bh_conf_key *root, void *out, char *errstr,
-                    size_t errstr_size)
+bh_conf_load_string_checked(const char *name, const char *yaml, size_t len, const char *const *sets,
+                            size_t nsets, const struct bh_conf_key *root, bh_conf_final_check final,
+                            void *out, char *errstr, size_t errstr_size)
 {
     struct ctx c = {.file = name ? name : "config", .err = errstr, .errsz = errstr_size};
     struct node *tree = NULL;
@@ -1336,11 +1389,33 @@ bh_conf_load_string(const char *name, const char *yaml, size_t len, const char *
             goto out;
     }
     rc = bind_mapping(&c, root, tree, out, "", false, 0);
+    if (rc == 0 && final) {
+        const char *key = NULL;
+        char why[512] = "";
+        rc = final(out, &key, why, sizeof(why));
+        if (rc) {
+            const struct node *at = key ? locate(tree, key) : NULL;
+            if (key)
+                rc = fail(&c, at, rc < 0 ? rc : -EINVAL, "key '%s': %s", key,
+                          why[0] ? why : "refused");
+            else
+                rc = fail(&c, NULL, rc < 0 ? rc : -EINVAL, "%s", why[0] ? why : "refused");
+        }
+    }
 out:
     node_free(tree);
     if (rc && root && out)
         clear_fields(root, out, true, 0);
     return rc;
+}
+
+int
+bh_conf_load_string(const char *name, const char *yaml, size_t len, const char *const *sets,
+                    size_t nsets, const struct bh_conf_key *root, void *out, char *errstr,
+                    size_t errstr_size)
+{
+    return bh_conf_load_string_checked(name, yaml, len, sets, nsets, root, NULL, out, errstr,
+                                       errstr_size);
 }
 
 /* Read a whole file (at most MAX_FILE_SIZE bytes). */
@@ -1398,8 +1473,9 @@ out:
 }
 
 int
-bh_conf_load(const char *path, const char *const *sets, size_t nsets,
-             const struct bh_conf_key *root, void *out, char *errstr, size_t errstr_size)
+bh_conf_load_checked(const char *path, const char *const *sets, size_t nsets,
+                     const struct bh_conf_key *root, bh_conf_final_check final, void *out,
+                     char *errstr, size_t errstr_size)
 {
     char *text = NULL;
     size_t len = 0;
@@ -1416,11 +1492,18 @@ bh_conf_load(const char *path, const char *const *sets, size_t nsets,
             goto out;
         }
     }
-    rc = bh_conf_load_string(path ? path : "config", text, len, sets, nsets, root, out, errstr,
-                             errstr_size);
+    rc = bh_conf_load_string_checked(path ? path : "config", text, len, sets, nsets, root, final,
+                                     out, errstr, errstr_size);
 out:
     free(text);
     return rc;
+}
+
+int
+bh_conf_load(const char *path, const char *const *sets, size_t nsets,
+             const struct bh_conf_key *root, void *out, char *errstr, size_t errstr_size)
+{
+    return bh_conf_load_checked(path, sets, nsets, root, NULL, out, errstr, errstr_size);
 }
 
 void

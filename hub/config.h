@@ -50,6 +50,13 @@ struct bh_conf_variant {
     const struct bh_conf_key *keys; /* terminated by a key with name == NULL */
     size_t size;
     const void *user; /* e.g. the adapter type; copied into bh_variant.user */
+    /*
+     * Optional: a check across the keys of one bound entry (SETTINGS). On
+     * refusal it returns -errno, sets *KEY to the name of the key at fault
+     * (within the entry; NULL: the entry as a whole) and writes the reason
+     * into WHY; the engine adds the position and the key's path.
+     */
+    int (*check)(const void *settings, const char **key, char *why, size_t why_size);
 };
 
 struct bh_variant {
@@ -78,7 +85,20 @@ struct bh_conf_key {
     /* VARIANTS: the table for a type name, or NULL if the type is unknown. */
     const struct bh_conf_variant *(*variant)(const char *type);
     const char *variant_doc; /* VARIANTS: the known type names, for the reference */
+    /*
+     * Optional: a further check of the bound value at VALUE (a field of this
+     * key's type), for the default as well. Returns 0, or -errno with the
+     * reason in WHY; the engine adds the position and the key's path.
+     */
+    int (*check)(const void *value, char *why, size_t why_size);
 };
+
+/*
+ * A check across sections, run once everything is bound: returns 0, or
+ * -errno with *KEY set to the dotted path of the key at fault (entries by
+ * name: "adapters.fire.topic"; NULL: the file as a whole) and the reason in WHY.
+ */
+typedef int (*bh_conf_final_check)(const void *out, const char **key, char *why, size_t why_size);
 
 /*
  * Load FILE (may be NULL: defaults and --set only), apply the "a.b.c=value"
@@ -90,10 +110,19 @@ struct bh_conf_key {
 int bh_conf_load(const char *path, const char *const *sets, size_t nsets,
                  const struct bh_conf_key *root, void *out, char *errstr, size_t errstr_size);
 
+/* bh_conf_load, then FINAL (may be NULL) on the result, located like any other refusal. */
+int bh_conf_load_checked(const char *path, const char *const *sets, size_t nsets,
+                         const struct bh_conf_key *root, bh_conf_final_check final, void *out,
+                         char *errstr, size_t errstr_size);
+
 /* Same, from a YAML text held in memory; NAME is used in messages. */
 int bh_conf_load_string(const char *name, const char *yaml, size_t len, const char *const *sets,
                         size_t nsets, const struct bh_conf_key *root, void *out, char *errstr,
                         size_t errstr_size);
+int bh_conf_load_string_checked(const char *name, const char *yaml, size_t len,
+                                const char *const *sets, size_t nsets,
+                                const struct bh_conf_key *root, bh_conf_final_check final,
+                                void *out, char *errstr, size_t errstr_size);
 
 /* Free everything bh_conf_load allocated inside OUT (not OUT itself). */
 void bh_conf_free(const struct bh_conf_key *root, void *out);

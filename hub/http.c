@@ -39,6 +39,20 @@ bh_parse_listen(const char *text, struct sockaddr_storage *out)
     return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : -EINVAL;
 }
 
+int
+bh_conf_check_listen(const void *value, char *why, size_t why_size)
+{
+    const char *text = *(char *const *)value;
+    struct sockaddr_storage ss;
+    if (text == NULL || bh_parse_listen(text, &ss) < 0) {
+        snprintf(why, why_size,
+                 "'%s' is not an address and port (host:port, [v6]:port or :port, port 0-65535)",
+                 text ? text : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 void
 bh_sockaddr_format(const struct sockaddr *sa, char *buf, size_t n)
 {

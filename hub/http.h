@@ -31,6 +31,8 @@ struct bh_http {
 
 /* Parse "host:port", "[v6]:port" or ":port" (all interfaces). */
 int bh_parse_listen(const char *text, struct sockaddr_storage *out);
+/* A bh_conf_key check for a listen address (a char * field): refuses what bh_parse_listen does. */
+int bh_conf_check_listen(const void *value, char *why, size_t why_size);
 /* "1.2.3.4:5" / "[::1]:5" */
 void bh_sockaddr_format(const struct sockaddr *sa, char *buf, size_t n);
 

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 static int
 field(avro_value_t *rec, const char *name, avro_value_t *out)
 {
@@ -29,11 +31,19 @@ set_string(avro_value_t *v, const char *s, size_t len)
 {
     /* avro-c counts the NUL in a string's size and expects it there. */
     char stack[256];
-    char *buf = len < sizeof(stack) ? stack : malloc(len + 1);
+    size_t need = len + 1;
+    int clean = bh_utf8_valid(s, len) && memchr(s, '\0', len) == NULL;
+    if (!clean)
+        need = bh_utf8_sanitized_size(s, len); /* invalid bytes become \xNN */
+    char *buf = need <= sizeof(stack) ? stack : malloc(need);
     if (buf == NULL)
         return -ENOMEM;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
+    if (clean) {
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+    } else {
+        len = bh_utf8_sanitize(buf, need, s, len);
+    }
     int rc = avro_value_set_string_len(v, buf, len + 1) == 0 ? 0 : -EINVAL;
     if (buf != stack)
         free(buf);

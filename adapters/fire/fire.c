@@ -666,6 +666,23 @@ topics(const struct bh_adapter *a, const char **out, size_t cap)
     }
 }
 
+static int
+check_tokens(const void *value, char *why, size_t why_size)
+{
+    const struct bh_strlist *l = value;
+    if (l->n == 0) {
+        snprintf(why, why_size, "at least one bearer token is required");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i][0] == '\0') {
+            snprintf(why, why_size, "token %zu is empty", i);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 #define KEY(field) offsetof(struct fire_conf, field)
 
 static const struct bh_conf_key fire_keys[] = {
@@ -673,6 +690,7 @@ static const struct bh_conf_key fire_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(listen),
      .def = "127.0.0.1:8080",
+     .check = bh_conf_check_listen,
      .doc = "Address and port of the webhook listener (host:port, [v6]:port, :port)."},
     {.name = "path",
      .type = BH_CONF_STRING,
@@ -683,7 +701,8 @@ static const struct bh_conf_key fire_keys[] = {
      .type = BH_CONF_STRING_LIST,
      .offset = KEY(tokens),
      .flags = BH_CONF_REQUIRED,
-     .doc = "Accepted bearer tokens (at least one)."},
+     .check = check_tokens,
+     .doc = "Accepted bearer tokens (at least one, none empty)."},
     {.name = "body_limit",
      .type = BH_CONF_SIZE,
      .offset = KEY(body_limit),

@@ -144,49 +144,6 @@ arena_realloc(void *ctx, void *ptr, size_t size)
 
 /* --- UTF-8 and escapes ------------------------------------------------------- */
 
-bool
-bh_utf8_valid(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str, *end = s + len;
-    while (s < end) {
-        if (end - s >= 8) {
-            uint64_t w;
-            memcpy(&w, s, 8);
-            if ((w & 0x8080808080808080ULL) == 0) {
-                s += 8;
-                continue;
-            }
-        }
-        unsigned c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        size_t n;
-        unsigned lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            lo = c == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
-            hi = c == 0xED ? 0x9F : 0xBF; /* no surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            lo = c == 0xF0 ? 0x90 : 0x80;
-            hi = c == 0xF4 ? 0x8F : 0xBF; /* nothing above U+10FFFF */
-        } else {
-            return false;
-        }
-        if ((size_t)(end - s) <= n || s[1] < lo || s[1] > hi)
-            return false;
-        for (size_t k = 2; k <= n; k++)
-            if ((s[k] & 0xC0) != 0x80)
-                return false;
-        s += n + 1;
-    }
-    return true;
-}
-
 static unsigned
 hex4(const char *s)
 {

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "dlq.h"
+#include "utf8.h"
 
 /* The event types, in the order of the Avro enum's symbols. */
 enum bh_traffic_type {
@@ -83,8 +84,5 @@ size_t bh_traffic_parser_fast_lines(const struct bh_traffic_parser *p);
 enum bh_traffic_kind bh_traffic_parse(struct bh_traffic_parser *p, const char *line, size_t len,
                                       struct bh_traffic_event *ev, enum bh_dlq_reason *reason,
                                       char *why, size_t why_size);
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-bool bh_utf8_valid(const char *s, size_t len);
 
 #endif

@@ -125,10 +125,10 @@ static const struct bh_conf_key beta_keys[] = {
 
 static const int alpha_user = 1, beta_user = 2;
 
-static const struct bh_conf_variant alpha_variant = {alpha_keys, sizeof(struct alpha_conf),
-                                                     &alpha_user};
-static const struct bh_conf_variant beta_variant = {beta_keys, sizeof(struct beta_conf),
-                                                    &beta_user};
+static const struct bh_conf_variant alpha_variant = {
+    .keys = alpha_keys, .size = sizeof(struct alpha_conf), .user = &alpha_user};
+static const struct bh_conf_variant beta_variant = {
+    .keys = beta_keys, .size = sizeof(struct beta_conf), .user = &beta_user};
 
 static const struct bh_conf_variant *
 test_variant(const char *type)
