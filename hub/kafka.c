@@ -23,6 +23,7 @@ struct bh_kafka {
     int replication;
     int create_timeout_ms;
     size_t in_flight;
+    size_t max_message; /* message.max.bytes of the producer */
     int fatal;
     unsigned restarts;
     rd_kafka_conf_t *template; /* to make a new producer after a fatal error */
@@ -271,6 +272,13 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
         rc = set_prop(conf, pinned[p].name, pinned[p].value, errstr, errstr_size);
     if (rc < 0)
         goto out;
+    {
+        char v[32];
+        size_t vlen = sizeof(v);
+        k->max_message = 1000000;
+        if (rd_kafka_conf_get(conf, "message.max.bytes", v, &vlen) == RD_KAFKA_CONF_OK)
+            k->max_message = (size_t)strtoull(v, NULL, 10);
+    }
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -417,10 +425,18 @@ bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t 
         return -ENOBUFS;
     case RD_KAFKA_RESP_ERR__FATAL:
         return -ESHUTDOWN;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return -EMSGSIZE;
     default:
         bh_warn("kafka", "produce to %s: %s", topic, rd_kafka_err2str(e));
         return -EINVAL;
     }
+}
+
+size_t
+bh_kafka_max_message(const struct bh_kafka *k)
+{
+    return k->max_message;
 }
 
 rd_kafka_t *

@@ -60,11 +60,19 @@ int bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t
  * Produce one message; D->cb is called on the loop thread exactly once when
  * this returns 0. HDRS (may be NULL) is taken on success only. Returns
  * -ENOBUFS when the local queue is full, -ESHUTDOWN after a fatal producer
- * error, -EINVAL otherwise.
+ * error, -EMSGSIZE when the message (key, value and headers) exceeds the
+ * producer's message.max.bytes (it never will fit: dead-letter it as
+ * too_large, never retry), -EINVAL otherwise. A delivery report with
+ * RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE (the broker's or topic's own limit is
+ * lower) means the same.
  */
 int bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t keylen,
                      const void *value, size_t len, rd_kafka_headers_t *hdrs,
                      struct bh_delivery *d);
+
+/* The producer's message.max.bytes: no record larger than this (with its key and headers) can be
+ * produced. */
+size_t bh_kafka_max_message(const struct bh_kafka *k);
 
 /* The current librdkafka handle (it changes after a fatal error), for tests. */
 rd_kafka_t *bh_kafka_handle(struct bh_kafka *k);
