@@ -22,6 +22,7 @@ struct bh_adapter;
 struct bh_adapter_type {
     const char *name; /* the config's "type" */
     const char *doc;
+    const char *schema;          /* full name of the record schema it publishes (checked at load) */
     struct bh_conf_variant conf; /* .user is set to the type by the registry */
     int (*start)(struct bh_adapter *a, char *errstr, size_t errstr_size);
     void (*stop)(struct bh_adapter *a);

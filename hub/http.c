@@ -10,8 +10,67 @@
 
 struct handler {
     h2o_handler_t super;
+    int (*on_req)(h2o_handler_t *h, h2o_req_t *req);
     void *self;
 };
+
+/*
+ * HTTP/1 framing that h2o lets through: a second Content-Length (h2o takes
+ * the first and parses the rest of the body as another request) or a
+ * Content-Length beside Transfer-Encoding (request smuggling). The request's
+ * header block is still at the start of the socket's input buffer when the
+ * handler runs; look at the header names there. 1 if the framing is
+ * ambiguous.
+ */
+static int
+ambiguous_framing(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->conn->callbacks->get_socket == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return 0;
+    const char *p = sock->input->bytes, *end = p + sock->input->size;
+    /* Only if the buffer does start with this request's line. */
+    if ((size_t)(end - p) < req->method.len + 1 ||
+        memcmp(p, req->method.base, req->method.len) != 0 || p[req->method.len] != ' ')
+        return 0;
+    int lengths = 0, chunked = 0;
+    const char *line = memchr(p, '\n', (size_t)(end - p));
+    while (line != NULL && ++line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (eol == NULL)
+            break;
+        size_t len = (size_t)(eol - line);
+        if (len == 0 || (len == 1 && line[0] == '\r'))
+            break; /* the end of the header block */
+        const char *colon = memchr(line, ':', len);
+        if (colon != NULL) {
+            size_t nl = (size_t)(colon - line);
+            if (nl == 14 && strncasecmp(line, "content-length", 14) == 0)
+                lengths++;
+            else if (nl == 17 && strncasecmp(line, "transfer-encoding", 17) == 0)
+                chunked++;
+        }
+        line = eol;
+    }
+    return lengths > 1 || (lengths > 0 && chunked > 0);
+}
+
+static int
+on_req_checked(h2o_handler_t *h, h2o_req_t *req)
+{
+    struct handler *hd = (struct handler *)h;
+    if (ambiguous_framing(req)) {
+        /* Whatever follows on this connection cannot be trusted: answer and close. */
+        req->http1_is_persistent = 0;
+        bh_http_send_json(req, 400, "Bad Request",
+                          "{\"error\":\"ambiguous framing: more than one Content-Length, or "
+                          "Content-Length with Transfer-Encoding\"}");
+        return 0;
+    }
+    return hd->on_req(h, req);
+}
 
 int
 bh_parse_listen(const char *text, struct sockaddr_storage *out)
@@ -93,7 +152,8 @@ bh_http_handle(struct bh_http *s, const char *path, int (*on_req)(h2o_handler_t 
 {
     h2o_pathconf_t *pc = h2o_config_register_path(s->host, path, 0);
     struct handler *h = (struct handler *)h2o_create_handler(pc, sizeof(*h));
-    h->super.on_req = on_req;
+    h->super.on_req = on_req_checked;
+    h->on_req = on_req;
     h->self = self;
     return 0;
 }

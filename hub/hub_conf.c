@@ -1,5 +1,7 @@
 /* The hub's configuration table: every top-level key, described once. */
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "adapter.h"
 #include "hub.h"
@@ -7,11 +9,43 @@
 
 #define KEY(section, field) offsetof(struct section, field)
 
+#include "log.h"
+
+static int
+check_level(const void *value, char *why, size_t why_size)
+{
+    enum bh_log_level level;
+    const char *text = *(char *const *)value;
+    if (text == NULL || bh_log_level_parse(text, &level) < 0) {
+        snprintf(why, why_size, "'%s' is not error, warn, info or debug", text ? text : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
+check_properties(const void *value, char *why, size_t why_size)
+{
+    return bh_kafka_check_properties(value, why, why_size);
+}
+
+static int
+check_not_empty(const void *value, char *why, size_t why_size)
+{
+    const char *text = *(char *const *)value;
+    if (text == NULL || text[0] == '\0') {
+        snprintf(why, why_size, "must not be empty");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static const struct bh_conf_key log_keys[] = {
     {.name = "level",
      .type = BH_CONF_STRING,
      .offset = KEY(bh_log_conf, level),
      .def = "info",
+     .check = check_level,
      .doc = "Log level: error, warn, info or debug."},
     {0},
 };
@@ -21,11 +55,13 @@ static const struct bh_conf_key kafka_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(bh_kafka_section, brokers),
      .def = "embedded",
+     .check = check_not_empty,
      .doc = "Bootstrap servers (host:port,...), or 'embedded' for an in-process mock cluster "
             "that keeps nothing (for trying blockhub out)."},
     {.name = "properties",
      .type = BH_CONF_MAP,
      .offset = KEY(bh_kafka_section, properties),
+     .check = check_properties,
      .doc = "Any librdkafka property, passed through (security.protocol, sasl.*, linger.ms...). "
             "enable.idempotence=true, acks=all and partitioner=murmur2_random are pinned."},
     {.name = "partitions",
@@ -84,6 +120,7 @@ static const struct bh_conf_key dead_letter_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(bh_dead_letter_conf, topic),
      .def = "hub.dlq",
+     .check = check_not_empty,
      .doc = "The dead-letter topic."},
     {.name = "max_payload",
      .type = BH_CONF_SIZE,

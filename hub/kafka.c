@@ -119,6 +119,66 @@ set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errst
     return 0;
 }
 
+int
+bh_kafka_check_properties(const struct bh_kvlist *props, char *why, size_t why_size)
+{
+    int rc = 0;
+    char err[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    for (size_t i = 0; rc == 0 && props != NULL && i < props->n; i++) {
+        const char *name = props->k[i], *value = props->v[i];
+        for (size_t p = 0; p < sizeof(pinned) / sizeof(pinned[0]); p++) {
+            if (strcmp(name, pinned[p].name) == 0 && strcmp(value, pinned[p].value) != 0) {
+                snprintf(why, why_size, "blockhub requires %s=%s (got '%s')", name, pinned[p].value,
+                         value);
+                rc = -EINVAL;
+            }
+        }
+        if (rc == 0 && strcmp(name, "bootstrap.servers") == 0) {
+            snprintf(why, why_size, "set the brokers with kafka.brokers, not %s", name);
+            rc = -EINVAL;
+        }
+        if (rc == 0 && rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            snprintf(why, why_size, "%s: %s", name, err);
+            rc = -EINVAL;
+        }
+    }
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
+int
+bh_kafka_check_partitions(struct bh_kafka *k, const char *const *topics, size_t n, int timeout_ms,
+                          char *errstr, size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    /* All topics: asking for one by name may make a broker auto-create it. */
+    rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 1, NULL, &md, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, errstr_size, "kafka: metadata from %s: %s", k->bootstrap,
+                 rd_kafka_err2str(e));
+        return -ETIMEDOUT;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        for (int t = 0; t < md->topic_cnt; t++) {
+            const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+            if (strcmp(mt->topic, topics[i]) != 0 || mt->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+                continue;
+            if (mt->partition_cnt != k->partitions) {
+                snprintf(errstr, errstr_size,
+                         "topic %s has %d partitions but kafka.partitions is %d: records keyed "
+                         "by block would not be co-partitioned with the other department topics",
+                         topics[i], mt->partition_cnt, k->partitions);
+                rc = -EINVAL;
+            }
+            break;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
 static int
 start_mock(struct bh_kafka *k, char *errstr, size_t errstr_size)
 {

@@ -43,6 +43,13 @@ struct bh_kafka_conf {
 
 struct bh_kafka;
 
+/*
+ * The check of kafka.properties that bh_kafka_new makes, without a producer:
+ * every property known to librdkafka with a value it takes, none of the
+ * pinned ones changed. Returns 0 or -EINVAL with the reason in WHY.
+ */
+int bh_kafka_check_properties(const struct bh_kvlist *props, char *why, size_t why_size);
+
 /* Takes nothing from CONF; copies what it needs. */
 int bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf *conf,
                  char *errstr, size_t errstr_size);
@@ -55,6 +62,14 @@ int bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_c
  */
 int bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
                            size_t errstr_size);
+
+/*
+ * Refuse (-EINVAL, with the reason) existing TOPICS whose partition count is
+ * not the configured one: topics keyed by block must be co-partitioned.
+ * -ETIMEDOUT when the cluster did not answer within TIMEOUT_MS.
+ */
+int bh_kafka_check_partitions(struct bh_kafka *k, const char *const *topics, size_t n,
+                              int timeout_ms, char *errstr, size_t errstr_size);
 
 /*
  * Produce one message; D->cb is called on the loop thread exactly once when

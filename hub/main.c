@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 
 #include "hub.h"
@@ -101,10 +102,31 @@ on_signal(uv_signal_t *s, int signum)
         bh_join_stop(join);
 }
 
+/* The adapters of the config, not started. */
 static int
-collect_topics(const char **topics, size_t *n)
+setup_adapters(void)
 {
-    topics[(*n)++] = conf.dead_letter.topic;
+    hub.nadapters = conf.adapters.n;
+    hub.adapters = calloc(hub.nadapters ? hub.nadapters : 1, sizeof(*hub.adapters));
+    if (hub.adapters == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < hub.nadapters; i++) {
+        struct bh_variant *v = &conf.adapters.v[i];
+        struct bh_adapter *a = &hub.adapters[i];
+        a->type = bh_adapter_type_find(v->type);
+        a->hub = &hub;
+        a->name = v->name;
+        a->settings = v->settings;
+    }
+    return 0;
+}
+
+/* The topics the adapters publish to (the dead-letter topic first when WITH_DLQ). */
+static int
+collect_topics(const char **topics, size_t *n, int with_dlq)
+{
+    if (with_dlq)
+        topics[(*n)++] = conf.dead_letter.topic;
     for (size_t i = 0; i < hub.nadapters; i++) {
         const char *t[8] = {0};
         hub.adapters[i].type->topics(&hub.adapters[i], t, 8);
@@ -119,8 +141,71 @@ collect_topics(const char **topics, size_t *n)
     return 0;
 }
 
+/*
+ * Everything start-up would refuse that the config alone decides, run as the
+ * config's last check (so --check and start refuse the same things, at their
+ * key): the schemas and the block map load, every adapter's schema is there,
+ * no department topic is the dead-letter topic. What it loads, start keeps.
+ */
+static const char *config_file;
+
 static int
-start(const char *config_path, char *err, size_t errlen)
+final_check(const void *out, const char **key, char *why, size_t n)
+{
+    struct bh_hub_conf *cf = (struct bh_hub_conf *)out;
+    int rc;
+    if (resolve_path(&cf->blocks.map, config_file) < 0) {
+        *key = "blocks.map";
+        snprintf(why, n, "the path is too long");
+        return -ENAMETOOLONG;
+    }
+    if (resolve_path(&cf->schemas.dir, config_file) < 0) {
+        *key = "schemas.dir";
+        snprintf(why, n, "the path is too long");
+        return -ENAMETOOLONG;
+    }
+    *key = "schemas.dir";
+    rc = bh_schemas_load(&hub.schemas, cf->schemas.dir, why, n);
+    if (rc < 0)
+        return rc;
+    hub.dead_letter_schema = bh_schemas_find(hub.schemas, DEAD_LETTER_SCHEMA);
+    if (hub.dead_letter_schema == NULL) {
+        snprintf(why, n, "schema %s not found in %s", DEAD_LETTER_SCHEMA, cf->schemas.dir);
+        return -ENOENT;
+    }
+    for (size_t i = 0; i < cf->adapters.n; i++) {
+        const struct bh_adapter_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
+        if (t != NULL && t->schema != NULL && bh_schemas_find(hub.schemas, t->schema) == NULL) {
+            snprintf(why, n, "schema %s of adapter '%s' not found in %s", t->schema,
+                     cf->adapters.v[i].name, cf->schemas.dir);
+            return -ENOENT;
+        }
+    }
+    for (size_t i = 0; i < cf->adapters.n; i++) {
+        const struct bh_adapter_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
+        struct bh_adapter a = {
+            .type = t, .name = cf->adapters.v[i].name, .settings = cf->adapters.v[i].settings};
+        const char *topics[9] = {0};
+        if (t == NULL || t->topics == NULL)
+            continue;
+        t->topics(&a, topics, 8);
+        for (size_t k = 0; topics[k] != NULL; k++) {
+            if (strcmp(topics[k], cf->dead_letter.topic) == 0) {
+                *key = "dead_letter.topic";
+                snprintf(why, n,
+                         "'%s' is also the topic of adapter '%s': dead letters and records "
+                         "would mix",
+                         topics[k], a.name);
+                return -EINVAL;
+            }
+        }
+    }
+    *key = "blocks.map";
+    return bh_blockmap_load(&hub.blocks, cf->blocks.map, why, n);
+}
+
+static int
+start(char *err, size_t errlen)
 {
     int rc;
     const char *topics[MAX_TOPICS];
@@ -128,24 +213,7 @@ start(const char *config_path, char *err, size_t errlen)
 
     hub.loop = uv_default_loop();
     hub.conf = &conf;
-    rc = resolve_path(&conf.blocks.map, config_path);
-    rc = rc ?: resolve_path(&conf.schemas.dir, config_path);
-    if (rc < 0) {
-        snprintf(err, errlen, "config path too long");
-        return rc;
-    }
-    rc = bh_schemas_load(&hub.schemas, conf.schemas.dir, err, errlen);
-    if (rc < 0)
-        return rc;
-    hub.dead_letter_schema = bh_schemas_find(hub.schemas, DEAD_LETTER_SCHEMA);
-    if (hub.dead_letter_schema == NULL) {
-        snprintf(err, errlen, "schema %s not found in %s", DEAD_LETTER_SCHEMA, conf.schemas.dir);
-        return -ENOENT;
-    }
     bh_info("hub", "%zu schemas from %s", bh_schemas_count(hub.schemas), conf.schemas.dir);
-    rc = bh_blockmap_load(&hub.blocks, conf.blocks.map, err, errlen);
-    if (rc < 0)
-        return rc;
     bh_info("hub", "%zu blocks from %s", bh_blockmap_count(hub.blocks), conf.blocks.map);
     rc = bh_encoder_new(&hub.encoder, BH_FRAMING_SINGLE_OBJECT);
     if (rc < 0)
@@ -162,24 +230,24 @@ start(const char *config_path, char *err, size_t errlen)
     if (rc < 0)
         return rc;
 
-    hub.nadapters = conf.adapters.n;
-    hub.adapters = calloc(hub.nadapters ? hub.nadapters : 1, sizeof(*hub.adapters));
-    if (hub.adapters == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < hub.nadapters; i++) {
-        struct bh_variant *v = &conf.adapters.v[i];
-        struct bh_adapter *a = &hub.adapters[i];
-        a->type = bh_adapter_type_find(v->type);
-        a->hub = &hub;
-        a->name = v->name;
-        a->settings = v->settings;
-    }
-    collect_topics(topics, &ntopics);
-    rc = bh_kafka_ensure_topics(hub.kafka, topics, ntopics, err, errlen);
-    if (rc == -ETIMEDOUT)
-        bh_warn("hub", "%s; starting anyway: requests get 503 until Kafka acknowledges", err);
-    else if (rc < 0)
+    rc = setup_adapters();
+    if (rc < 0)
         return rc;
+    collect_topics(topics, &ntopics, 1);
+    rc = bh_kafka_ensure_topics(hub.kafka, topics, ntopics, err, errlen);
+    if (rc == -ETIMEDOUT) {
+        bh_warn("hub", "%s; starting anyway: requests get 503 until Kafka acknowledges", err);
+    } else if (rc < 0) {
+        return rc;
+    } else {
+        /* The topics keyed by block (all but the dead-letter topic) must be co-partitioned. */
+        rc = bh_kafka_check_partitions(hub.kafka, topics + 1, ntopics - 1,
+                                       (int)conf.kafka.create_timeout, err, errlen);
+        if (rc == -ETIMEDOUT)
+            bh_warn("hub", "%s; partition counts not checked", err);
+        else if (rc < 0)
+            return rc;
+    }
 
     for (size_t i = 0; i < hub.nadapters; i++) {
         struct bh_adapter *a = &hub.adapters[i];
@@ -199,6 +267,45 @@ start(const char *config_path, char *err, size_t errlen)
     }
     hub.on_all_stopped = on_all_stopped;
     return 0;
+}
+
+/*
+ * --check with a reachable cluster: the department topics that exist must
+ * have kafka.partitions partitions. -EINVAL refuses; another error means the
+ * cluster was not checked (embedded, or not reachable).
+ */
+static int
+check_cluster(char *err, size_t errlen)
+{
+    const char *topics[MAX_TOPICS];
+    size_t ntopics = 0;
+    if (strcmp(conf.kafka.brokers, "embedded") == 0) {
+        snprintf(err, errlen, "the embedded cluster keeps nothing");
+        return -ENOENT;
+    }
+    hub.loop = uv_default_loop();
+    hub.conf = &conf;
+    struct bh_kafka_conf kc = {
+        .brokers = conf.kafka.brokers,
+        .properties = &conf.kafka.properties,
+        .partitions = (int)conf.kafka.partitions,
+        .replication = (int)conf.kafka.replication,
+        .create_timeout_ms = (int)conf.kafka.create_timeout,
+    };
+    int rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, errlen);
+    if (rc < 0)
+        return rc == -EINVAL ? -EIO : rc;
+    rc = setup_adapters();
+    if (rc == 0) {
+        collect_topics(topics, &ntopics, 0);
+        rc = bh_kafka_check_partitions(hub.kafka, topics, ntopics, (int)conf.kafka.create_timeout,
+                                       err, errlen);
+    }
+    bh_kafka_close(hub.kafka, 0);
+    hub.kafka = NULL;
+    free(hub.adapters);
+    hub.adapters = NULL;
+    return rc;
 }
 
 int
@@ -245,7 +352,9 @@ main(int argc, char **argv)
         free(sets);
         return 2;
     }
-    int rc = bh_conf_load(config_path, sets, nsets, bh_hub_conf_keys, &conf, err, sizeof(err));
+    config_file = config_path;
+    int rc = bh_conf_load_checked(config_path, sets, nsets, bh_hub_conf_keys, final_check, &conf,
+                                  err, sizeof(err));
     free(sets);
     if (rc < 0) {
         fprintf(stderr, "blockhub: config refused: %s\n", err);
@@ -261,12 +370,23 @@ main(int argc, char **argv)
     }
     bh_log_set_level(level);
     if (check) {
+        rc = check_cluster(err, sizeof(err));
+        if (rc == -EINVAL) {
+            fprintf(stderr, "blockhub: config refused: %s\n", err);
+            return 2;
+        }
+        if (rc < 0)
+            printf("kafka not checked: %s\n", err);
         printf("config OK: %s\n", config_path);
+        bh_blockmap_free(hub.blocks);
+        bh_schemas_free(hub.schemas);
         bh_conf_free(bh_hub_conf_keys, &conf);
         return 0;
     }
 
-    rc = start(config_path, err, sizeof(err));
+    /* A peer that resets a connection we write to must not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    rc = start(err, sizeof(err));
     if (rc < 0) {
         bh_error("hub", "cannot start: %s", err);
         return 1;

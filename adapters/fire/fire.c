@@ -18,11 +18,13 @@
 #include <string.h>
 
 #include "dlq.h"
+#include "fire_event.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "record.h"
 #include "timefmt.h"
+#include "utf8.h"
 
 #define SCHEMA "blockhub.fire.FireEvent"
 
@@ -52,6 +54,10 @@ struct batch;
 struct item {
     struct bh_delivery d;
     struct batch *b;
+    size_t index;    /* in the request */
+    const char *raw; /* its bytes, in the request's body */
+    size_t raw_len;
+    int dead_letter; /* the delivery awaited is the item's dead letter */
 };
 
 /* One POST that produced records and waits for their acknowledgements. */
@@ -64,133 +70,11 @@ struct batch {
     size_t accepted;
     int failed;
     int answered;
+    int answer_incomplete; /* a rejection could not be listed: answer 500, not a partial list */
     json_t *rejected;
     struct item *items;
     size_t nitems;
 };
-
-/* --- validation ------------------------------------------------------------ */
-
-static const char *const categories[] = {"alarm",     "hazard", "inspection",
-                                         "rectified", "drill",  NULL};
-static const char *const levels[] = {"low", "medium", "high", "critical", NULL};
-
-struct event {
-    const char *id, *category, *unit, *building_id, *grid_code, *level, *description;
-    size_t id_len, unit_len, building_id_len, grid_code_len, description_len;
-    int has_location;
-    double lng, lat;
-    int64_t occurred_at;
-    int offset_min;
-};
-
-static int
-in_list(const char *s, const char *const *list)
-{
-    for (; *list != NULL; list++)
-        if (strcmp(s, *list) == 0)
-            return 1;
-    return 0;
-}
-
-/* A string field: 0 ok, 1 absent (or null), -1 wrong type. */
-static int
-get_string(json_t *o, const char *name, const char **s, size_t *len)
-{
-    json_t *v = json_object_get(o, name);
-    *s = NULL;
-    *len = 0;
-    if (v == NULL || json_is_null(v))
-        return 1;
-    if (!json_is_string(v))
-        return -1;
-    *s = json_string_value(v);
-    *len = json_string_length(v);
-    return 0;
-}
-
-static enum bh_dlq_reason
-check_string(json_t *o, const char *name, int required, const char **s, size_t *len, char *why,
-             size_t n)
-{
-    int rc = get_string(o, name, s, len);
-    if (rc < 0) {
-        snprintf(why, n, "%s: must be a string", name);
-        return BH_DLQ_INVALID_FIELD;
-    }
-    if (required && (rc == 1 || *len == 0)) {
-        snprintf(why, n, "%s: is required", name);
-        return BH_DLQ_MISSING_FIELD;
-    }
-    return BH_DLQ_REASON_COUNT;
-}
-
-static enum bh_dlq_reason
-check_symbol(json_t *o, const char *name, const char *const *allowed, const char **s, char *why,
-             size_t n)
-{
-    size_t len;
-    enum bh_dlq_reason r = check_string(o, name, 1, s, &len, why, n);
-    if (r != BH_DLQ_REASON_COUNT)
-        return r;
-    if (!in_list(*s, allowed)) {
-        int k = snprintf(why, n, "%s: '%.64s' is not one of", name, *s);
-        for (size_t i = 0; allowed[i] != NULL && k > 0 && (size_t)k < n; i++)
-            k += snprintf(why + k, n - (size_t)k, "%s %s", i ? "," : "", allowed[i]);
-        return BH_DLQ_INVALID_FIELD;
-    }
-    return BH_DLQ_REASON_COUNT;
-}
-
-/* BH_DLQ_REASON_COUNT when the item is a valid event, else the reason and WHY. */
-static enum bh_dlq_reason
-validate(json_t *o, struct event *ev, char *why, size_t n)
-{
-    enum bh_dlq_reason r;
-    memset(ev, 0, sizeof(*ev));
-    if (!json_is_object(o)) {
-        snprintf(why, n, "an event must be a JSON object");
-        return BH_DLQ_INVALID_JSON;
-    }
-    if ((r = check_string(o, "id", 1, &ev->id, &ev->id_len, why, n)) != BH_DLQ_REASON_COUNT ||
-        (r = check_symbol(o, "category", categories, &ev->category, why, n)) !=
-            BH_DLQ_REASON_COUNT ||
-        (r = check_string(o, "unit", 1, &ev->unit, &ev->unit_len, why, n)) != BH_DLQ_REASON_COUNT ||
-        (r = check_string(o, "building_id", 0, &ev->building_id, &ev->building_id_len, why, n)) !=
-            BH_DLQ_REASON_COUNT ||
-        (r = check_string(o, "grid_code", 0, &ev->grid_code, &ev->grid_code_len, why, n)) !=
-            BH_DLQ_REASON_COUNT ||
-        (r = check_symbol(o, "level", levels, &ev->level, why, n)) != BH_DLQ_REASON_COUNT ||
-        (r = check_string(o, "description", 0, &ev->description, &ev->description_len, why, n)) !=
-            BH_DLQ_REASON_COUNT)
-        return r;
-
-    json_t *loc = json_object_get(o, "location");
-    if (loc != NULL && !json_is_null(loc)) {
-        json_t *lng = json_object_get(loc, "lng"), *lat = json_object_get(loc, "lat");
-        if (!json_is_object(loc) || !json_is_number(lng) || !json_is_number(lat)) {
-            snprintf(why, n, "location: must be {\"lng\": number, \"lat\": number}");
-            return BH_DLQ_INVALID_FIELD;
-        }
-        ev->lng = json_number_value(lng);
-        ev->lat = json_number_value(lat);
-        if (!isfinite(ev->lng) || !isfinite(ev->lat) || fabs(ev->lng) > 180 || fabs(ev->lat) > 90) {
-            snprintf(why, n, "location: (%g, %g) is not a longitude/latitude", ev->lng, ev->lat);
-            return BH_DLQ_INVALID_FIELD;
-        }
-        ev->has_location = 1;
-    }
-
-    const char *t;
-    size_t tlen;
-    if ((r = check_string(o, "occurred_at", 1, &t, &tlen, why, n)) != BH_DLQ_REASON_COUNT)
-        return r;
-    if (bh_parse_rfc3339(t, tlen, &ev->occurred_at, &ev->offset_min) < 0) {
-        snprintf(why, n, "occurred_at: '%.64s' is not an RFC 3339 time with offset", t);
-        return BH_DLQ_INVALID_FIELD;
-    }
-    return BH_DLQ_REASON_COUNT;
-}
 
 /* --- answering ------------------------------------------------------------- */
 
@@ -236,19 +120,52 @@ answer(struct batch *b, const char *unavailable)
         return;
     }
     json_t *resp =
-        json_pack("{s:I, s:O}", "accepted", (json_int_t)b->accepted, "rejected", b->rejected);
-    char *text = json_dumps(resp, JSON_COMPACT);
-    bh_http_send_json(b->req, 200, "OK", text);
+        b->answer_incomplete
+            ? NULL
+            : json_pack("{s:I, s:O}", "accepted", (json_int_t)b->accepted, "rejected", b->rejected);
+    char *text = resp != NULL ? json_dumps(resp, JSON_COMPACT) : NULL;
+    if (text != NULL)
+        bh_http_send_json(b->req, 200, "OK", text);
+    else
+        bh_http_send_json(b->req, 500, "Internal Server Error",
+                          "{\"error\":\"the answer could not be built; the accepted events are in "
+                          "Kafka and the rejected ones in the dead-letter topic\"}");
     free(text);
     json_decref(resp);
+}
+
+static void reject(struct batch *b, size_t index, enum bh_dlq_reason r, const char *why);
+
+/* Kafka refused an accepted event as too large for the topic: it becomes a rejected item. */
+static int
+too_large_after_all(struct batch *b, struct item *it)
+{
+    struct fire *f = b->f;
+    char why[200], peer[80] = "";
+    if (b->req == NULL)
+        return -1; /* the sender is gone: nobody to tell, and its bytes with it */
+    snprintf(why, sizeof(why), "Kafka refused the record as larger than the topic accepts");
+    bh_http_peer(b->req, peer, sizeof(peer));
+    struct bh_dlq_origin origin = {"http", f->conf->path, peer, (int64_t)it->index};
+    it->dead_letter = 1;
+    if (bh_dlq_publish(f->a->hub, f->a, BH_DLQ_TOO_LARGE, why, &origin, it->raw, it->raw_len,
+                       &it->d) < 0)
+        return -1;
+    b->accepted--;
+    reject(b, it->index, BH_DLQ_TOO_LARGE, why);
+    return 0;
 }
 
 static void
 on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
 {
-    struct batch *b = ((struct item *)d)->b;
+    struct item *it = (struct item *)d;
+    struct batch *b = it->b;
     (void)partition;
     (void)offset;
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !it->dead_letter && !b->answered &&
+        too_large_after_all(b, it) == 0)
+        return; /* the dead letter's delivery comes back here */
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         b->failed = 1;
         bh_warn(b->f->a->name, "delivery failed: %s", rd_kafka_err2str(err));
@@ -279,35 +196,16 @@ on_request_released(void *arg)
 /* --- producing ------------------------------------------------------------- */
 
 static int
-encode(struct fire *f, const struct event *ev, const struct bh_block *blk, int64_t now,
+encode(struct fire *f, const struct bh_fire_event *ev, const struct bh_block *blk, int64_t now,
        const void **data, size_t *len)
 {
-    avro_value_t *r = &f->rec, loc;
-    avro_value_reset(r);
-    int rc = bh_rec_string(r, "event_id", ev->id, ev->id_len);
-    rc = rc ?: bh_rec_cstring(r, "block_id", blk->id);
-    rc = rc ?: bh_rec_enum(r, "category", ev->category);
-    rc = rc ?: bh_rec_string(r, "unit", ev->unit, ev->unit_len);
-    rc = rc ?: bh_rec_opt_string(r, "building_id", ev->building_id, ev->building_id_len);
-    rc = rc ?: bh_rec_opt_string(r, "grid_code", ev->grid_code, ev->grid_code_len);
-    if (ev->has_location) {
-        rc = rc ?: bh_rec_sub(r, "location", &loc);
-        rc = rc ?: bh_rec_double(&loc, "lng", ev->lng);
-        rc = rc ?: bh_rec_double(&loc, "lat", ev->lat);
-    } else {
-        rc = rc ?: bh_rec_null(r, "location");
-    }
-    rc = rc ?: bh_rec_enum(r, "level", ev->level);
-    rc = rc ?: bh_rec_opt_string(r, "description", ev->description, ev->description_len);
-    rc = rc ?: bh_rec_long(r, "occurred_at", ev->occurred_at);
-    rc = rc ?: bh_rec_int(r, "occurred_offset_min", ev->offset_min);
-    rc = rc ?: bh_rec_long(r, "received_at", now);
-    return rc ?: bh_encode(f->a->hub->encoder, f->schema, r, data, len);
+    int rc = bh_fire_fill(&f->rec, ev, blk->id, now);
+    return rc ?: bh_encode(f->a->hub->encoder, f->schema, &f->rec, data, len);
 }
 
 static int
-produce_event(struct fire *f, struct item *it, const struct event *ev, const struct bh_block *blk,
-              int64_t now)
+produce_event(struct fire *f, struct item *it, const struct bh_fire_event *ev,
+              const struct bh_block *blk, int64_t now)
 {
     const void *data;
     size_t len;
@@ -329,94 +227,71 @@ reject(struct batch *b, size_t index, enum bh_dlq_reason r, const char *why)
 {
     char text[600];
     snprintf(text, sizeof(text), "%s: %s", bh_dlq_reason_code(r), why);
-    json_array_append_new(b->rejected, json_pack("{s:I, s:s, s:s}", "index", (json_int_t)index,
-                                                 "code", bh_dlq_reason_code(r), "reason", text));
-}
-
-/*
- * The byte span of each element of a JSON array BODY (already validated), so
- * a dead letter carries the sender's own bytes rather than a re-encoding.
- * Returns the count found; spans past CAP are not stored.
- */
-static size_t
-element_spans(const char *body, size_t len, h2o_iovec_t *spans, size_t cap)
-{
-    size_t i = 0, n = 0, start = 0;
-    int depth = 0, in_string = 0;
-    while (i < len && body[i] != '[')
-        i++;
-    for (i++; i < len; i++) {
-        char c = body[i];
-        if (in_string) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_string = 0;
-            continue;
-        }
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            continue;
-        if (depth == 0 && (c == ',' || c == ']')) {
-            size_t end = i;
-            while (end > start && strchr(" \t\r\n", body[end - 1]) != NULL)
-                end--;
-            if (end > start && n < cap)
-                spans[n] = h2o_iovec_init(body + start, end - start);
-            n += end > start;
-            if (c == ']')
-                break;
-            start = 0;
-            continue;
-        }
-        if (start == 0)
-            start = i;
-        if (c == '"')
-            in_string = 1;
-        else if (c == '{' || c == '[')
-            depth++;
-        else if (c == '}' || c == ']')
-            depth--;
-    }
-    return n;
+    /* WHY is valid UTF-8 already; a cut by snprintf must not split a character either. */
+    text[bh_utf8_cut(text, strlen(text), sizeof(text) - 1)] = '\0';
+    json_t *o = json_pack("{s:I, s:s, s:s}", "index", (json_int_t)index, "code",
+                          bh_dlq_reason_code(r), "reason", text);
+    if (o == NULL)
+        o = json_pack("{s:I, s:s}", "index", (json_int_t)index, "code", bh_dlq_reason_code(r));
+    if (o == NULL || json_array_append_new(b->rejected, o) != 0)
+        b->answer_incomplete = 1;
 }
 
 /* Validate, resolve and produce every item; returns -errno if producing failed. */
 static int
-process(struct fire *f, struct batch *b, json_t *items, const h2o_iovec_t *raw, const char *peer)
+process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const char *peer)
 {
     struct bh_hub *hub = f->a->hub;
     int64_t now = bh_now_ms();
     struct bh_dlq_origin origin = {"http", f->conf->path, peer, 0};
-    size_t n = json_array_size(items);
     char why[512];
 
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_array_get(items, i);
-        struct event ev;
+    for (size_t i = 0; i < body->n; i++) {
+        const struct bh_fire_item *in = &body->items[i];
+        struct bh_fire_event ev;
         struct item *it = &b->items[b->nitems];
-        enum bh_dlq_reason r = validate(o, &ev, why, sizeof(why));
+        enum bh_dlq_reason r = in->refused;
         const struct bh_block *blk = NULL;
+        if (r != BH_DLQ_REASON_COUNT)
+            snprintf(why, sizeof(why), "%s", in->why);
+        else
+            r = bh_fire_validate(in->value, &ev, why, sizeof(why));
         if (r == BH_DLQ_REASON_COUNT) {
             blk = bh_blockmap_resolve(hub->blocks, ev.grid_code, ev.grid_code_len, ev.has_location,
                                       ev.lng, ev.lat);
             if (blk == NULL) {
                 r = BH_DLQ_UNRESOLVED_BLOCK;
-                snprintf(why, sizeof(why), "no block for grid_code %s%.32s%s and location %s",
-                         ev.grid_code ? "'" : "", ev.grid_code ? ev.grid_code : "(none)",
-                         ev.grid_code ? "'" : "", ev.has_location ? "given" : "(none)");
+                if (ev.grid_code != NULL)
+                    snprintf(why, sizeof(why), "no block for grid_code '%.*s' and location %s",
+                             (int)bh_utf8_cut(ev.grid_code, ev.grid_code_len, 32), ev.grid_code,
+                             ev.has_location ? "given" : "(none)");
+                else
+                    snprintf(why, sizeof(why), "no block for grid_code (none) and location %s",
+                             ev.has_location ? "given" : "(none)");
             }
         }
         it->d.cb = on_delivered;
         it->b = b;
-        int rc;
+        it->index = i;
+        it->raw = in->raw;
+        it->raw_len = in->raw_len;
+        int rc = 0;
         if (r == BH_DLQ_REASON_COUNT) {
             rc = produce_event(f, it, &ev, blk, now);
-            if (rc == 0)
+            if (rc == 0) {
                 b->accepted++;
-        } else {
+            } else if (rc == -EMSGSIZE) {
+                r = BH_DLQ_TOO_LARGE;
+                snprintf(why, sizeof(why),
+                         "the record is larger than Kafka's message.max.bytes (%zu bytes)",
+                         bh_kafka_max_message(hub->kafka));
+            }
+        }
+        if (r != BH_DLQ_REASON_COUNT) {
             reject(b, i, r, why);
             origin.position = (int64_t)i;
-            rc = bh_dlq_publish(hub, f->a, r, why, &origin, raw[i].base, raw[i].len, &it->d);
+            it->dead_letter = 1;
+            rc = bh_dlq_publish(hub, f->a, r, why, &origin, in->raw, in->raw_len, &it->d);
         }
         if (rc < 0)
             return rc;
@@ -468,12 +343,15 @@ is_json(h2o_req_t *req)
     return v.len == wl || v.base[wl] == ';' || v.base[wl] == ' ';
 }
 
+/* {"error": MSG}; MSG is made valid UTF-8 first, so the answer can always be built. */
 static void
 error_json(h2o_req_t *req, int status, const char *reason, const char *msg)
 {
-    json_t *o = json_pack("{s:s}", "error", msg);
-    char *text = json_dumps(o, JSON_COMPACT);
-    bh_http_send_json(req, status, reason, text);
+    char clean[1200];
+    bh_utf8_sanitize(clean, sizeof(clean), msg, strlen(msg));
+    json_t *o = json_pack("{s:s}", "error", clean);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    bh_http_send_json(req, status, reason, text != NULL ? text : "{\"error\":\"(unprintable)\"}");
     free(text);
     json_decref(o);
 }
@@ -512,75 +390,45 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         error_json(req, 413, "Payload Too Large", msg);
         return 0;
     }
-    json_error_t jerr;
-    json_t *body = req->entity.base != NULL
-                       ? json_loadb(req->entity.base, req->entity.len, JSON_DECODE_ANY, &jerr)
-                       : NULL;
-    if (body == NULL) {
-        if (req->entity.base == NULL)
-            snprintf(msg, sizeof(msg), "empty body");
-        else
-            snprintf(msg, sizeof(msg), "malformed JSON at line %d column %d: %s", jerr.line,
-                     jerr.column, jerr.text);
-        error_json(req, 400, "Bad Request", msg);
-        return 0;
-    }
-    json_t *items = body;
-    size_t n = json_array_size(body);
-    h2o_iovec_t *raw = NULL;
-    if (json_is_array(body) && n <= (size_t)c->max_items) {
-        raw = calloc(n ? n : 1, sizeof(*raw));
-        if (raw == NULL || element_spans(req->entity.base, req->entity.len, raw, n) != n) {
-            free(raw);
-            json_decref(body);
-            send_503(f, req, "cannot split the request body");
-            return 0;
-        }
-    }
-    if (json_is_object(body)) {
-        n = 1;
-        raw = malloc(sizeof(*raw));
-        if (raw != NULL)
-            *raw = h2o_iovec_init(req->entity.base, req->entity.len);
-        items = json_array();
-        json_array_append(items, body);
-        json_decref(body);
-    } else if (!json_is_array(body)) {
-        json_decref(body);
-        error_json(req, 400, "Bad Request", "the body must be an event object or an array");
-        return 0;
-    }
-    if (n > (size_t)c->max_items || raw == NULL) {
-        snprintf(msg, sizeof(msg), "%zu events exceed the limit of %lld per request", n,
-                 (long long)c->max_items);
-        json_decref(items);
-        free(raw);
+    struct bh_fire_body body;
+    int status = bh_fire_body_parse(req->entity.base, req->entity.len, (size_t)c->max_items, &body,
+                                    msg, sizeof(msg));
+    if (status == 413) {
         error_json(req, 413, "Payload Too Large", msg);
         return 0;
     }
+    if (status == 503) {
+        send_503(f, req, msg);
+        return 0;
+    }
+    if (status != 0) {
+        error_json(req, 400, "Bad Request", msg);
+        return 0;
+    }
+    size_t n = body.n;
 
     char peer[80];
     bh_http_peer(req, peer, sizeof(peer));
     struct batch *b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL) {
+    if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL ||
+        (b->rejected = json_array()) == NULL) {
+        if (b != NULL)
+            free(b->items);
         free(b);
-        free(raw);
-        json_decref(items);
+        bh_fire_body_free(&body);
         send_503(f, req, "out of memory");
         return 0;
     }
     b->f = f;
     b->req = req;
-    b->rejected = json_array();
     b->refs = 2; /* the request and the timer */
     uv_timer_init(f->a->hub->loop, &b->timer);
     b->timer.data = b;
     bh_http_on_dispose(req, on_request_released, b);
     f->live++;
 
-    int rc = process(f, b, items, raw, peer);
-    json_decref(items);
-    free(raw);
+    int rc = process(f, b, &body, peer);
+    bh_fire_body_free(&body);
     if (rc < 0)
         answer(b, "events could not be queued for Kafka");
     else if (b->waiting == 0)
@@ -628,6 +476,12 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
         goto out;
     }
     a->priv = f;
+    size_t max_message = bh_kafka_max_message(a->hub->kafka);
+    if (c->body_limit > max_message)
+        bh_warn(a->name,
+                "body_limit (%llu bytes) is above Kafka's message.max.bytes (%zu bytes): an "
+                "event whose record is larger is rejected as too_large and dead-lettered",
+                (unsigned long long)c->body_limit, max_message);
     bh_info(a->name, "fire webhooks on http://%s%s -> %s", f->http.bound, c->path, c->topic);
     return 0;
 out:
@@ -742,6 +596,7 @@ static const struct bh_conf_key fire_keys[] = {
 const struct bh_adapter_type bh_adapter_type_fire = {
     .name = "fire",
     .doc = "Fire department webhooks over HTTP (FEEDS.md, Fire).",
+    .schema = SCHEMA,
     .conf = {.keys = fire_keys, .size = sizeof(struct fire_conf)},
     .start = start,
     .stop = stop,
