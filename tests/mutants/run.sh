@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Mutation check: every tests/mutants/*.patch removes or breaks one guarantee
+# blockhub makes, and names the tests that must then fail:
+#   # ctest: <regex of the ctest tests to run>
+#   # pytest-k: <optional pytest -k expression to narrow an integration test>
+# Each patch is applied to a scratch copy of the tree, built incrementally, and
+# the named tests are run; the check fails if any mutant survives (its tests
+# pass), if a patch no longer applies, or if a patch names no test.
+# Usage: tests/mutants/run.sh [BUILD_ROOT] [PATCH...]; needs BH_KAFKA_BOOTSTRAP.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=${1:-$(mktemp -d /tmp/blockhub-mutants.XXXXXX)}
+shift || true
+patches=("$@")
+if [ ${#patches[@]} -eq 0 ]; then
+  patches=("$root"/tests/mutants/*.patch)
+fi
+[ -e "${patches[0]}" ] || { echo "mutants: no patches"; exit 1; }
+
+src="$work/src"
+mkdir -p "$src"
+# The tracked files as they are in this tree (a clean clone in CI).
+(cd "$root" && git ls-files -z --cached --others --exclude-standard) |
+  (cd "$root" && xargs -0 cp --parents -t "$src" 2>/dev/null)
+(cd "$src" && git init -q . && git add -A >/dev/null && git -c user.email=m@m -c user.name=m commit -qm base)
+cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
+
+killed=0
+survived=0
+broken=0
+for p in "${patches[@]}"; do
+  name=$(basename "$p" .patch)
+  regex=$(sed -n 's/^# ctest: *//p' "$p" | head -n 1)
+  kexpr=$(sed -n 's/^# pytest-k: *//p' "$p" | head -n 1)
+  if [ -z "$regex" ]; then
+    echo "mutant $name: BROKEN (no '# ctest:' line)"
+    broken=$((broken + 1))
+    continue
+  fi
+  if ! (cd "$src" && git apply "$p"); then
+    echo "mutant $name: BROKEN (does not apply)"
+    broken=$((broken + 1))
+    continue
+  fi
+  if ! cmake --build "$work/build" -j"$(nproc)" >"$work/$name.build.log" 2>&1; then
+    echo "mutant $name: killed by the build (see $work/$name.build.log)"
+    killed=$((killed + 1))
+  elif PYTEST_ADDOPTS=${kexpr:+-k "$kexpr"} ctest --test-dir "$work/build" -R "$regex" \
+      --output-on-failure >"$work/$name.test.log" 2>&1; then
+    if grep -qE "No tests were found|no tests ran|collected 0 items" "$work/$name.test.log"; then
+      echo "mutant $name: BROKEN (no test matches '$regex')"
+      broken=$((broken + 1))
+    else
+      echo "mutant $name: SURVIVED ($regex${kexpr:+ -k $kexpr} passed; see $work/$name.test.log)"
+      survived=$((survived + 1))
+    fi
+  elif grep -qE "no tests ran|collected 0 items|[^0-9]0 selected" "$work/$name.test.log"; then
+    echo "mutant $name: BROKEN (pytest selected no test with -k $kexpr)"
+    broken=$((broken + 1))
+  else
+    echo "mutant $name: killed ($regex${kexpr:+ -k $kexpr})"
+    killed=$((killed + 1))
+  fi
+  (cd "$src" && git checkout -q -- . && git clean -qfd)
+done
+echo "mutants: $killed killed, $survived survived, $broken broken"
+[ $survived -eq 0 ] && [ $broken -eq 0 ]
