@@ -18,6 +18,7 @@ fi
 [ -e "${patches[0]}" ] || { echo "mutants: no patches"; exit 1; }
 
 src="$work/src"
+rm -rf "$src"
 mkdir -p "$src"
 # The tracked files as they are in this tree (a clean clone in CI).
 (cd "$root" && git ls-files -z --cached --others --exclude-standard) |
