@@ -88,14 +88,27 @@ batch_unref(struct batch *b)
     free(b);
 }
 
+/* {"error": MSG}; MSG is made valid UTF-8 first, so the answer can always be built. */
+static void
+error_json(h2o_req_t *req, int status, const char *reason, const char *msg)
+{
+    char clean[1200];
+    bh_utf8_sanitize(clean, sizeof(clean), msg, strlen(msg));
+    json_t *o = json_pack("{s:s}", "error", clean);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    bh_http_send_json(req, status, reason, text != NULL ? text : "{\"error\":\"(unprintable)\"}");
+    free(text);
+    json_decref(o);
+}
+
 static void
 send_503(struct fire *f, h2o_req_t *req, const char *why)
 {
-    char ra[24], body[256];
-    snprintf(ra, sizeof(ra), "%lld", (long long)((f->conf->retry_after + 999) / 1000));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, ra, strlen(ra));
-    snprintf(body, sizeof(body), "{\"error\":\"%s\"}", why);
-    bh_http_send_json(req, 503, "Service Unavailable", body);
+    char ra[24];
+    int n = snprintf(ra, sizeof(ra), "%lld", (long long)((f->conf->retry_after + 999) / 1000));
+    h2o_iovec_t v = h2o_strdup(&req->pool, ra, (size_t)n);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, v.base, v.len);
+    error_json(req, 503, "Service Unavailable", why);
 }
 
 static void
@@ -341,19 +354,6 @@ is_json(h2o_req_t *req)
     if (v.len < wl || strncasecmp(v.base, want, wl) != 0)
         return 0;
     return v.len == wl || v.base[wl] == ';' || v.base[wl] == ' ';
-}
-
-/* {"error": MSG}; MSG is made valid UTF-8 first, so the answer can always be built. */
-static void
-error_json(h2o_req_t *req, int status, const char *reason, const char *msg)
-{
-    char clean[1200];
-    bh_utf8_sanitize(clean, sizeof(clean), msg, strlen(msg));
-    json_t *o = json_pack("{s:s}", "error", clean);
-    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    bh_http_send_json(req, status, reason, text != NULL ? text : "{\"error\":\"(unprintable)\"}");
-    free(text);
-    json_decref(o);
 }
 
 static int
