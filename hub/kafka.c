@@ -24,6 +24,7 @@ struct bh_kafka {
     int create_timeout_ms;
     size_t in_flight;
     size_t max_message; /* message.max.bytes of the producer */
+    int closing;        /* handles still closing after bh_kafka_close */
     int fatal;
     unsigned restarts;
     rd_kafka_conf_t *template; /* to make a new producer after a fatal error */
@@ -529,10 +530,13 @@ bh_kafka_is_embedded(const struct bh_kafka *k)
     return k->mock != NULL;
 }
 
+/* Both handles close with this; the last one frees (libuv runs close callbacks in any order). */
 static void
-on_poll_closed(uv_handle_t *h)
+on_handle_closed(uv_handle_t *h)
 {
     struct bh_kafka *k = h->data;
+    if (--k->closing > 0)
+        return;
     close(k->pipefd[0]);
     close(k->pipefd[1]);
     free(k->bootstrap);
@@ -551,12 +555,13 @@ bh_kafka_close(struct bh_kafka *k, int timeout_ms)
     drop_producer(k);
     rd_kafka_conf_destroy(k->template);
     uv_timer_stop(&k->restart);
-    uv_close((uv_handle_t *)&k->restart, NULL);
+    k->closing = 2;
+    uv_close((uv_handle_t *)&k->restart, on_handle_closed);
     if (k->mock != NULL)
         rd_kafka_mock_cluster_destroy(k->mock);
     if (k->mock_rk != NULL)
         rd_kafka_destroy(k->mock_rk);
     uv_poll_stop(&k->poll);
-    uv_close((uv_handle_t *)&k->poll, on_poll_closed);
+    uv_close((uv_handle_t *)&k->poll, on_handle_closed);
     return left;
 }

@@ -303,6 +303,7 @@ check_cluster(char *err, size_t errlen)
     }
     bh_kafka_close(hub.kafka, 0);
     hub.kafka = NULL;
+    uv_run(hub.loop, UV_RUN_NOWAIT); /* the producer's handles finish closing */
     free(hub.adapters);
     hub.adapters = NULL;
     return rc;
