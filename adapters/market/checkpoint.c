@@ -41,7 +41,7 @@ sync_dir(const char *path)
 int
 bh_checkpoint_write(const char *path, const struct bh_checkpoint *c)
 {
-    char tmp[PATH_MAX], text[NAME_MAX + 256];
+    char tmp[PATH_MAX], text[NAME_MAX * 4 + 256];
     int fd = -1, rc;
     int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     if (n < 0 || (size_t)n >= sizeof(tmp))
@@ -71,7 +71,7 @@ bh_checkpoint_write(const char *path, const struct bh_checkpoint *c)
 int
 bh_checkpoint_read(const char *path, struct bh_checkpoint *c)
 {
-    char text[NAME_MAX + 256];
+    char text[NAME_MAX * 4 + 256];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? -ENOENT : -errno;

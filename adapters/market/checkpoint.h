@@ -12,6 +12,9 @@
  *     row=3120           data rows before offset
  *     line=3122          physical lines before offset
  *     file=scjg_20261127_0800.csv
+ *
+ * The file is named as blockhub shows it (bh_market_show_name: valid UTF-8,
+ * no control characters), so the name stays on its line whatever the bytes.
  */
 #ifndef BH_MARKET_CHECKPOINT_H
 #define BH_MARKET_CHECKPOINT_H
@@ -23,7 +26,7 @@ struct bh_checkpoint {
     uint64_t dev, ino, size; /* the file's identity, with its name */
     uint64_t offset;
     int64_t row, line;
-    char file[NAME_MAX + 1];
+    char file[NAME_MAX * 4 + 1]; /* the name as shown: see spool.h */
 };
 
 /* 0 or a negative errno. Blocking (open, write, fsync, rename): run it off the loop. */

@@ -2,6 +2,9 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
+
+#include "utf8.h"
 
 int
 bh_decoder_open(struct bh_decoder *d, const char *encoding)
@@ -23,6 +26,7 @@ bh_decoder_open(struct bh_decoder *d, const char *encoding)
         bh_decoder_close(d);
         return -ENOTSUP;
     }
+    d->utf8 = strcasecmp(encoding, "UTF-8") == 0 || strcasecmp(encoding, "UTF8") == 0;
     return 0;
 }
 
@@ -127,6 +131,135 @@ convert(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t
     return BH_DECODE_INVALID;
 }
 
+/* --- from UTF-8 ------------------------------------------------------------ */
+
+/* The length of the sequence lead byte C starts (2 to 4), 0 if it starts none. */
+static size_t
+utf8_lead(unsigned char c)
+{
+    return c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+}
+
+/* Whether S[0..N) (N under the sequence's length) can still become a valid sequence. */
+static bool
+utf8_prefix(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    if (n == 0 || utf8_lead(s[0]) <= n)
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        unsigned lo = 0x80, hi = 0xBF;
+        if (i == 1) {
+            lo = s[0] == 0xE0 ? 0xA0 : s[0] == 0xF0 ? 0x90 : 0x80;
+            hi = s[0] == 0xED ? 0x9F : s[0] == 0xF4 ? 0x8F : 0xBF;
+        }
+        if (s[i] < lo || s[i] > hi)
+            return false;
+    }
+    return true;
+}
+
+/* Write sequence S (N bytes) out; -E2BIG without room. */
+static int
+put(const char *s, size_t n, char **out, size_t *outleft)
+{
+    if (*outleft < n)
+        return -E2BIG;
+    memcpy(*out, s, n);
+    *out += n;
+    *outleft -= n;
+    return 0;
+}
+
+/* The carried start of a sequence, completed with the first bytes of *IN. */
+static int
+utf8_carry(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
+           bool final)
+{
+    size_t need = utf8_lead((unsigned char)d->carry[0]);
+    char tmp[sizeof(d->carry)];
+    size_t have = d->ncarry, take = 0;
+    memcpy(tmp, d->carry, have);
+    if (need > have) {
+        take = need - have < *inlen ? need - have : *inlen;
+        memcpy(tmp + have, *in, take);
+        have += take;
+    }
+    if (need > 0 && have == need && bh_utf8_seq(tmp, have) == need) {
+        int rc = put(tmp, need, out, outleft);
+        if (rc < 0)
+            return rc;
+        *in += take;
+        *inlen -= take;
+        d->ncarry = 0;
+        return 0;
+    }
+    if (need > 0 && have < need && utf8_prefix(tmp, have)) { /* all of the input, still cut */
+        *in += take;
+        *inlen -= take;
+        if (final) {
+            d->ncarry = 0;
+            return BH_DECODE_INVALID;
+        }
+        memcpy(d->carry, tmp, have);
+        d->ncarry = have;
+        return 0;
+    }
+    /* invalid at the first carried byte: skip it, keep the others */
+    memmove(d->carry, d->carry + 1, d->ncarry - 1);
+    d->ncarry--;
+    return BH_DECODE_INVALID;
+}
+
+static int
+utf8_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
+         bool final)
+{
+    while (d->ncarry > 0) {
+        if (*inlen == 0 && !final)
+            return 0;
+        int rc = utf8_carry(d, in, inlen, out, outleft, final);
+        if (rc != 0)
+            return rc;
+    }
+    while (*inlen > 0) {
+        copy_ascii(in, inlen, out, outleft);
+        if (*inlen == 0)
+            break;
+        if (*outleft == 0)
+            return -E2BIG;
+        if ((unsigned char)(*in)[0] < 0x80)
+            continue;
+        size_t n = bh_utf8_seq(*in, *inlen);
+        if (n > 0) {
+            int rc = put(*in, n, out, outleft);
+            if (rc < 0)
+                return rc;
+            *in += n;
+            *inlen -= n;
+            continue;
+        }
+        if (utf8_prefix(*in, *inlen)) { /* cut by the end of the input */
+            if (final) {
+                *in += *inlen;
+                *inlen = 0;
+                return BH_DECODE_INVALID;
+            }
+            memcpy(d->carry, *in, *inlen);
+            d->ncarry = *inlen;
+            *in += *inlen;
+            *inlen = 0;
+            return 0;
+        }
+        (*in)++; /* not UTF-8: skip the byte */
+        (*inlen)--;
+        return BH_DECODE_INVALID;
+    }
+    return 0;
+}
+
+/* --- through iconv ---------------------------------------------------------- */
+
 /*
  * Only the stretch from the first to a little past the last non-ASCII byte
  * goes through iconv (no sequence of an ASCII-compatible encoding reaches 3
@@ -137,6 +270,8 @@ int
 bh_decoder_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
                bool final)
 {
+    if (d->utf8)
+        return utf8_run(d, in, inlen, out, outleft, final);
     while (d->ncarry > 0) {
         if (*inlen == 0 && !final)
             return 0;

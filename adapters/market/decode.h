@@ -7,6 +7,11 @@
  * bytes) and completes it with the start of the next chunk, and it skips
  * invalid bytes one at a time, reporting each, so that decoding goes on right
  * after them (//IGNORE is not used: glibc then drops valid bytes too).
+ *
+ * From UTF-8 the text is checked without iconv: glibc's UTF-8 decoder takes
+ * 5- and 6-byte forms and values past U+10FFFF, which are not UTF-8 (RFC
+ * 3629) and would reach the Avro strings. Only what hub/utf8.h calls valid
+ * passes; every other byte is reported and skipped the same way.
  */
 #ifndef BH_MARKET_DECODE_H
 #define BH_MARKET_DECODE_H
@@ -19,6 +24,7 @@ struct bh_decoder {
     iconv_t cd;
     char carry[8]; /* the start of a sequence cut at the end of the last chunk */
     size_t ncarry;
+    bool utf8; /* from UTF-8: checked by blockhub's own rules, not iconv's */
 };
 
 /*

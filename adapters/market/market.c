@@ -5,7 +5,8 @@
  * The department uploads NAME.csv.part and renames it NAME.csv. The adapter
  * watches the directory (inotify through uv_fs_event, and a periodic rescan in
  * case an event is missed), takes the *.csv files in name order, one at a
- * time, and streams each in chunks read with uv_fs_read:
+ * time, once each is settled (unchanged for settle_time, so that a file written
+ * in place is taken whole), and streams each in chunks read with uv_fs_read:
  *
  *   chunk -> line segments -> iconv to UTF-8 -> RFC 4180 rows -> row:
  *     header: map the Chinese column names to fields (else failed/ + one
@@ -28,6 +29,13 @@
  * while max_in_flight rows are in the ring and resumes below half. A failed
  * delivery rewinds the file to its checkpoint (after retry_backoff). The file
  * moves to done/ (or is deleted) once every row is acknowledged.
+ *
+ * A *.csv entry that is not a regular file (a directory, a symbolic link, a
+ * FIFO) or cannot be opened gets one dead letter and a log line and is moved
+ * to failed/. A record Kafka refuses as too large (at once, or in its delivery
+ * report) becomes a too_large dead letter; the file goes on and completes.
+ * Every name shown (records, dead letters, the checkpoint, log lines) is the
+ * file name made valid UTF-8 on one line (spool.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +55,9 @@
 #include "fields.h"
 #include "hub.h"
 #include "log.h"
+#include "spool.h"
 #include "uscc.h"
+#include "utf8.h"
 
 #define SCHEMA          "blockhub.market.MarketEvent"
 #define FINE_MAX_DIGITS 12 /* decimal(14, 2) */
@@ -65,6 +75,7 @@ struct market_conf {
     int64_t checkpoint_interval;
     int64_t checkpoint_rows;
     int64_t retry_backoff;
+    int64_t settle_time;
 };
 
 /* --- the columns ----------------------------------------------------------- */
@@ -111,14 +122,17 @@ struct slot {
     uint64_t end;       /* byte offset just after the row */
     int64_t row, lines; /* data rows and lines up to and including it */
     int state;          /* SLOT_* */
+    int dead;           /* a dead letter, not a record */
+    size_t bytes;       /* what was produced (a record's value and key; a dead letter's payload) */
 };
 
 enum { SLOT_PENDING, SLOT_DONE, SLOT_FAILED };
 
 /* The file being read. */
 struct file {
-    int fd; /* -1: none */
-    char name[NAME_MAX + 1];
+    int fd;                          /* -1: none */
+    char name[NAME_MAX + 1];         /* as in the directory */
+    char shown[BH_MARKET_SHOWN_MAX]; /* as shown everywhere else */
     uint64_t dev, ino, size;
     uint64_t chunk_off; /* file offset of the chunk being processed */
     size_t pos, len;    /* next byte of it to process; bytes in it */
@@ -149,8 +163,9 @@ struct market {
     int delete_done;
 
     uv_fs_event_t watch;
-    uv_timer_t rescan, kick, ckpt_timer, backoff;
-    size_t handles; /* handles still closing, for stop */
+    uv_timer_t rescan, kick, ckpt_timer, backoff, settle;
+    struct bh_spool spool; /* the *.csv entries of the last listing */
+    size_t handles;        /* handles still closing, for stop */
     int closing;
     uv_fs_t scan_req, read_req;
     int scan_busy, backoff_busy;
@@ -184,6 +199,23 @@ struct market {
     uv_work_t ck_work;
     struct bh_checkpoint ck_job;
     int ck_busy, ck_dirty, ck_rc;
+
+    /*
+     * Rows of the current file Kafka refused as too large in a delivery
+     * report, by the offset just after them: read again, a record becomes a
+     * too_large dead letter (level 1), a dead letter loses its payload (2),
+     * and past that the row is skipped with an error (3). The largest refusal
+     * of a failed round is taken (a refused batch fails all its records).
+     */
+    struct big_row {
+        uint64_t end;
+        int level;
+    } * big;
+    size_t nbig, bigcap;
+    uint64_t big_dev, big_ino; /* the file they are for */
+    int tl_any, tl_dead;       /* the largest refusal of this round */
+    uint64_t tl_end;
+    size_t tl_bytes;
 };
 
 static void process(struct market *m);
@@ -245,9 +277,15 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     m->in_flight--;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         s->state = SLOT_FAILED;
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && (!m->tl_any || s->bytes > m->tl_bytes)) {
+            m->tl_any = 1;
+            m->tl_end = s->end;
+            m->tl_bytes = s->bytes;
+            m->tl_dead = s->dead;
+        }
         if (!m->f.failed)
             bh_warn(m->a->name, "%s: delivery failed (row %lld): %s; rewinding to the checkpoint",
-                    m->f.name, (long long)s->row, rd_kafka_err2str(err));
+                    m->f.shown, (long long)s->row, rd_kafka_err2str(err));
         m->f.failed = 1;
     } else {
         s->state = SLOT_DONE;
@@ -351,12 +389,27 @@ in_list(const char *s, size_t len, const char *const *list)
     return 0;
 }
 
+/*
+ * A field's value quoted for a reason: at most MAX bytes of it, cut at a
+ * character boundary, "..." marking a cut. BUF holds MAX + 8 bytes.
+ */
+static const char *
+excerpt(char *buf, size_t size, const char *s, size_t len, size_t max)
+{
+    size_t k = s != NULL ? bh_utf8_cut(s, len, max) : 0;
+    snprintf(buf, size, "'%.*s%s'", (int)k, s != NULL ? s : "", k < len ? "..." : "");
+    return buf;
+}
+
+#define EXCERPT_MAX 64
+
 /* BH_DLQ_REASON_COUNT when the row is a valid event, else the reason and WHY. */
 static enum bh_dlq_reason
 validate(struct market *m, struct event *ev, char *why, size_t n)
 {
     const struct bh_csv *p = &m->csv;
     const struct file *f = &m->f;
+    char x1[EXCERPT_MAX + 8], x2[EXCERPT_MAX + 8];
     memset(ev, 0, sizeof(*ev));
     if (f->bad_encoding) {
         snprintf(why, n, "bytes at file offset %llu are not valid %s",
@@ -394,26 +447,28 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
     char expected;
     if (bh_uscc_check(ev->v[C_USCC], ev->len[C_USCC], &expected) < 0) {
         if (expected != '\0')
-            snprintf(why, n, "%s: '%.18s' has check character '%c', GB 32100-2015 gives '%c'",
-                     columns[C_USCC].name, ev->v[C_USCC], ev->v[C_USCC][17], expected);
+            snprintf(why, n, "%s: %s has check character '%c', GB 32100-2015 gives '%c'",
+                     columns[C_USCC].name,
+                     excerpt(x1, sizeof(x1), ev->v[C_USCC], ev->len[C_USCC], 18), ev->v[C_USCC][17],
+                     expected);
         else
-            snprintf(why, n, "%s: '%.*s' is not 18 characters of 0-9 and A-Y without I, O, S, V",
-                     columns[C_USCC].name, (int)(ev->len[C_USCC] < 64 ? ev->len[C_USCC] : 64),
-                     ev->v[C_USCC]);
+            snprintf(why, n, "%s: %s is not 18 characters of 0-9 and A-Y without I, O, S, V",
+                     columns[C_USCC].name,
+                     excerpt(x1, sizeof(x1), ev->v[C_USCC], ev->len[C_USCC], EXCERPT_MAX));
         return BH_DLQ_INVALID_FIELD;
     }
     if (!in_list(ev->v[C_TYPE], ev->len[C_TYPE], event_types) ||
         !in_list(ev->v[C_OUTCOME], ev->len[C_OUTCOME], outcomes)) {
         int c = in_list(ev->v[C_TYPE], ev->len[C_TYPE], event_types) ? C_OUTCOME : C_TYPE;
-        snprintf(why, n, "%s: '%.*s' is not one of the values FEEDS.md lists", columns[c].name,
-                 (int)(ev->len[c] < 64 ? ev->len[c] : 64), ev->v[c]);
+        snprintf(why, n, "%s: %s is not one of the values FEEDS.md lists", columns[c].name,
+                 excerpt(x1, sizeof(x1), ev->v[c], ev->len[c], EXCERPT_MAX));
         return BH_DLQ_INVALID_FIELD;
     }
     if (ev->v[C_FINE] != NULL) {
         if (bh_decimal_parse_fen(ev->v[C_FINE], ev->len[C_FINE], FINE_MAX_DIGITS, &ev->fen) < 0) {
-            snprintf(why, n, "%s: '%.*s' is not an amount in yuan with at most 2 decimals",
-                     columns[C_FINE].name, (int)(ev->len[C_FINE] < 64 ? ev->len[C_FINE] : 64),
-                     ev->v[C_FINE]);
+            snprintf(why, n, "%s: %s is not an amount in yuan with at most 2 decimals",
+                     columns[C_FINE].name,
+                     excerpt(x1, sizeof(x1), ev->v[C_FINE], ev->len[C_FINE], EXCERPT_MAX));
             return BH_DLQ_INVALID_FIELD;
         }
         ev->has_fine = 1;
@@ -422,21 +477,18 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
         if (ev->v[C_LON] == NULL || ev->v[C_LAT] == NULL ||
             bh_market_parse_coord(ev->v[C_LON], ev->len[C_LON], 180, &ev->lon) < 0 ||
             bh_market_parse_coord(ev->v[C_LAT], ev->len[C_LAT], 90, &ev->lat) < 0) {
-            snprintf(
-                why, n, "%s/%s: '%.*s', '%.*s' is not a longitude/latitude pair",
-                columns[C_LON].name, columns[C_LAT].name,
-                (int)(ev->len[C_LON] < 40 ? ev->len[C_LON] : 40), ev->v[C_LON] ? ev->v[C_LON] : "",
-                (int)(ev->len[C_LAT] < 40 ? ev->len[C_LAT] : 40), ev->v[C_LAT] ? ev->v[C_LAT] : "");
+            snprintf(why, n, "%s/%s: %s, %s is not a longitude/latitude pair", columns[C_LON].name,
+                     columns[C_LAT].name, excerpt(x1, sizeof(x1), ev->v[C_LON], ev->len[C_LON], 40),
+                     excerpt(x2, sizeof(x2), ev->v[C_LAT], ev->len[C_LAT], 40));
             return BH_DLQ_INVALID_FIELD;
         }
         ev->has_point = 1;
     }
     if (bh_market_parse_time(ev->v[C_TIME], ev->len[C_TIME], &ev->occurred_at) < 0) {
         snprintf(why, n,
-                 "%s: '%.*s' is not a time as YYYY-MM-DD HH:MM:SS or YYYY/MM/DD HH:MM, or no "
+                 "%s: %s is not a time as YYYY-MM-DD HH:MM:SS or YYYY/MM/DD HH:MM, or no "
                  "such time exists",
-                 columns[C_TIME].name, (int)(ev->len[C_TIME] < 40 ? ev->len[C_TIME] : 40),
-                 ev->v[C_TIME]);
+                 columns[C_TIME].name, excerpt(x1, sizeof(x1), ev->v[C_TIME], ev->len[C_TIME], 40));
         return BH_DLQ_INVALID_FIELD;
     }
     return BH_DLQ_REASON_COUNT;
@@ -463,7 +515,7 @@ produce_event(struct market *m, struct slot *s, const struct event *ev, const st
         .lon = ev->lon,
         .lat = ev->lat,
         .occurred_at = ev->occurred_at,
-        .source_file = {m->f.name, strlen(m->f.name)},
+        .source_file = {m->f.shown, strlen(m->f.shown)},
         .source_row = m->f.row,
         .source_line = line,
     };
@@ -472,6 +524,8 @@ produce_event(struct market *m, struct slot *s, const struct event *ev, const st
     int rc = bh_market_writer_encode(m->writer, &e, &data, &len);
     if (rc < 0)
         return rc;
+    s->dead = 0;
+    s->bytes = len + e.block_id.len + ev->len[C_ID];
     rd_kafka_headers_t *h = rd_kafka_headers_new(2);
     rd_kafka_header_add(h, "blockhub.event_id", -1, ev->v[C_ID], (ssize_t)ev->len[C_ID]);
     rd_kafka_header_add(h, "blockhub.adapter", -1, m->a->name, -1);
@@ -492,19 +546,126 @@ raw_row(const struct market *m)
     return n;
 }
 
+/* --- rows Kafka refuses as too large --------------------------------------- */
+
+/* What a dead letter leaves for its payload under the producer's message.max.bytes. */
+#define DEAD_LETTER_OVERHEAD 4096
+
+static size_t
+dead_letter_room(const struct market *m)
+{
+    size_t max = bh_kafka_max_message(m->a->hub->kafka);
+    return max > DEAD_LETTER_OVERHEAD ? max - DEAD_LETTER_OVERHEAD : 0;
+}
+
+/* How often the row ending at END was refused as too large in a delivery report (see big). */
+static int
+big_level(const struct market *m, uint64_t end)
+{
+    if (m->big_dev != m->f.dev || m->big_ino != m->f.ino)
+        return 0;
+    for (size_t i = 0; i < m->nbig; i++)
+        if (m->big[i].end == end)
+            return m->big[i].level;
+    return 0;
+}
+
+/* A round of deliveries is over before a rewind: remember its largest too-large refusal. */
+static void
+note_big(struct market *m)
+{
+    struct file *f = &m->f;
+    if (!m->tl_any)
+        return;
+    m->tl_any = 0;
+    if (m->big_dev != f->dev || m->big_ino != f->ino) {
+        m->nbig = 0;
+        m->big_dev = f->dev;
+        m->big_ino = f->ino;
+    }
+    struct big_row *b = NULL;
+    for (size_t i = 0; i < m->nbig && b == NULL; i++)
+        if (m->big[i].end == m->tl_end)
+            b = &m->big[i];
+    if (b == NULL) {
+        if (m->nbig == m->bigcap) {
+            size_t cap = m->bigcap ? m->bigcap * 2 : 8;
+            struct big_row *v = realloc(m->big, cap * sizeof(*v));
+            if (v == NULL)
+                return; /* it is refused again, and noted then */
+            m->big = v;
+            m->bigcap = cap;
+        }
+        b = &m->big[m->nbig++];
+        b->end = m->tl_end;
+        b->level = 0;
+    }
+    b->level = b->level + 1 > (m->tl_dead ? 2 : 1) ? b->level + 1 : (m->tl_dead ? 2 : 1);
+    bh_warn(m->a->name,
+            "%s: Kafka refused the %s ending at byte %llu (%zu bytes) as too large; read again, %s",
+            f->shown, m->tl_dead ? "dead letter of the row" : "record of the row",
+            (unsigned long long)m->tl_end, m->tl_bytes,
+            b->level == 1   ? "the row is dead-lettered as too_large"
+            : b->level == 2 ? "its dead letter goes without the payload"
+                            : "the row is skipped");
+}
+
+/* Give up on the row of slot S: it counts as handled, so that the file goes on. */
+static void
+skip_row(struct market *m, struct slot *s, const char *detail)
+{
+    bh_error(m->a->name, "%s: no record nor dead letter of it fits in Kafka; skipped: %s",
+             m->f.shown, detail);
+    on_delivered(&s->d, RD_KAFKA_RESP_ERR_NO_ERROR, -1, -1);
+}
+
 /* ROW: the data row's number, 0 for the header. */
 static int
 dead_letter(struct market *m, struct slot *s, enum bh_dlq_reason r, const char *why, int64_t row,
             int64_t line)
 {
-    struct bh_dlq_origin origin = {"file", m->f.name, NULL, line};
-    char detail[700];
+    struct bh_dlq_origin origin = {"file", m->f.shown, NULL, line};
+    char detail[900];
+    size_t len = raw_row(m), k;
+    int level = big_level(m, s->end), rc;
     if (row > 0)
         snprintf(detail, sizeof(detail), "row %lld: %s", (long long)row, why);
     else
         snprintf(detail, sizeof(detail), "header: %s", why);
-    m->f.dead++;
-    return bh_dlq_publish(m->a->hub, m->a, r, detail, &origin, m->raw, raw_row(m), &s->d);
+    k = strlen(detail);
+    s->dead = 1;
+    if (level >= 3) {
+        skip_row(m, s, detail);
+        return 0;
+    }
+    if (level == 2) {
+        snprintf(detail + k, sizeof(detail) - k,
+                 " (payload left out: Kafka refused this dead letter with it as too large)");
+        len = 0;
+    }
+    size_t room = dead_letter_room(m);
+    if (room < m->a->hub->conf->dead_letter.max_payload && len > room) {
+        /* Cut at dead_letter.max_payload it would still not fit under message.max.bytes. */
+        snprintf(detail + k, sizeof(detail) - k,
+                 " (payload cut to its first %zu of %zu bytes to fit under message.max.bytes)",
+                 room, len);
+        len = room;
+    }
+    s->bytes = len;
+    rc = bh_dlq_publish(m->a->hub, m->a, r, detail, &origin, m->raw, len, &s->d);
+    if (rc == -EMSGSIZE && len > 0) {
+        snprintf(detail + k, sizeof(detail) - k,
+                 " (payload left out: it does not fit under message.max.bytes)");
+        s->bytes = 0;
+        rc = bh_dlq_publish(m->a->hub, m->a, r, detail, &origin, m->raw, 0, &s->d);
+    }
+    if (rc == -EMSGSIZE) {
+        skip_row(m, s, detail);
+        return 0;
+    }
+    if (rc == 0)
+        m->f.dead++;
+    return rc;
 }
 
 /* A producing error: what is out finishes, then the file rewinds to its checkpoint. */
@@ -514,7 +675,7 @@ produce_failed(struct market *m, int rc, int64_t line)
     unpush_slot(m);
     if (!m->f.failed)
         bh_warn(m->a->name, "%s: line %lld could not be queued for Kafka (%s); rewinding",
-                m->f.name, (long long)line, strerror(-rc));
+                m->f.shown, (long long)line, strerror(-rc));
     m->f.failed = 1;
     kick(m);
 }
@@ -527,6 +688,12 @@ data_row(struct market *m, uint64_t end, int64_t line)
     char why[512];
     const struct bh_block *blk = NULL;
     enum bh_dlq_reason r = validate(m, &ev, why, sizeof(why));
+    if (r == BH_DLQ_REASON_COUNT && big_level(m, end) >= 1) {
+        r = BH_DLQ_TOO_LARGE;
+        snprintf(why, sizeof(why),
+                 "Kafka refused its record as too large (the broker's or the topic's message size "
+                 "limit)");
+    }
     if (r == BH_DLQ_REASON_COUNT) {
         blk = bh_blockmap_resolve(m->a->hub->blocks, ev.v[C_GRID], ev.len[C_GRID], ev.has_point,
                                   ev.lon, ev.lat);
@@ -534,8 +701,7 @@ data_row(struct market *m, uint64_t end, int64_t line)
             r = BH_DLQ_UNRESOLVED_BLOCK;
             char grid[48] = "(none)", point[64] = "(none)";
             if (ev.v[C_GRID] != NULL)
-                snprintf(grid, sizeof(grid), "'%.*s'",
-                         (int)(ev.len[C_GRID] < 32 ? ev.len[C_GRID] : 32), ev.v[C_GRID]);
+                excerpt(grid, sizeof(grid), ev.v[C_GRID], ev.len[C_GRID], 32);
             if (ev.has_point)
                 snprintf(point, sizeof(point), "(%.6f, %.6f)", ev.lon, ev.lat);
             snprintf(why, sizeof(why), "no block for %s %s nor for %s/%s %s", columns[C_GRID].name,
@@ -547,7 +713,13 @@ data_row(struct market *m, uint64_t end, int64_t line)
     int rc;
     if (r == BH_DLQ_REASON_COUNT) {
         rc = produce_event(m, s, &ev, blk, line);
-        if (rc == -EINVAL) { /* encoding failed, or Kafka refused the record itself */
+        if (rc == -EMSGSIZE) { /* it never fits: a dead letter, and the file goes on */
+            snprintf(why, sizeof(why),
+                     "its record (%zu bytes) is larger than the producer's message.max.bytes (%zu "
+                     "bytes)",
+                     s->bytes, bh_kafka_max_message(m->a->hub->kafka));
+            rc = dead_letter(m, s, BH_DLQ_TOO_LARGE, why, m->f.row, line);
+        } else if (rc == -EINVAL) { /* encoding failed, or Kafka refused the record itself */
             snprintf(why, sizeof(why), "the record could not be encoded or was refused by Kafka");
             rc = dead_letter(m, s, BH_DLQ_ENCODE_FAILED, why, m->f.row, line);
         } else if (rc == 0) {
@@ -624,7 +796,7 @@ header_row(struct market *m, uint64_t end)
     char why[400];
     f->header_done = 1;
     if (map_header(m, why, sizeof(why)) < 0) {
-        bh_warn(m->a->name, "%s: %s; the file goes to failed/", f->name, why);
+        bh_warn(m->a->name, "%s: %s; the file goes to failed/", f->shown, why);
         f->bad_header = 1;
         f->input_done = 1;
         if (f->resuming && f->resume.offset >= end)
@@ -645,7 +817,7 @@ header_row(struct market *m, uint64_t end)
         m->acked.row = f->resume.row;
         m->acked.line = f->resume.line;
         f->jump = 1;
-        bh_info(m->a->name, "%s: resuming at byte %llu (after row %lld)", f->name,
+        bh_info(m->a->name, "%s: resuming at byte %llu (after row %lld)", f->shown,
                 (unsigned long long)f->resume.offset, (long long)f->resume.row);
     }
 }
@@ -795,7 +967,7 @@ next_chunk(struct market *m)
     }
     m->read_ready = 0;
     if (m->read_result < 0) {
-        bh_error(m->a->name, "%s: read: %s; rewinding", f->name, uv_strerror((int)m->read_result));
+        bh_error(m->a->name, "%s: read: %s; rewinding", f->shown, uv_strerror((int)m->read_result));
         f->failed = 1;
         return 0;
     }
@@ -844,7 +1016,7 @@ static void
 pause_reading(struct market *m)
 {
     if (!m->paused)
-        bh_debug(m->a->name, "%s: %zu rows out, reading paused after row %lld", m->f.name,
+        bh_debug(m->a->name, "%s: %zu rows out, reading paused after row %lld", m->f.shown,
                  occupied(m), (long long)m->f.row);
     m->paused = 1;
 }
@@ -904,40 +1076,6 @@ reset_file(struct market *m)
     bh_decoder_reset(&m->dec);
 }
 
-static int
-open_file(struct market *m, const char *name)
-{
-    struct file *f = &m->f;
-    char path[PATH_MAX];
-    struct stat st;
-    reset_file(m);
-    snprintf(path, sizeof(path), "%s/%s", m->conf->spool_dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -EINVAL;
-    }
-    f->fd = fd;
-    snprintf(f->name, sizeof(f->name), "%s", name);
-    f->dev = (uint64_t)st.st_dev;
-    f->ino = (uint64_t)st.st_ino;
-    f->size = (uint64_t)st.st_size;
-    f->at_start = 1;
-    m->acked.dev = f->dev;
-    m->acked.ino = f->ino;
-    m->acked.size = f->size;
-    snprintf(m->acked.file, sizeof(m->acked.file), "%s", name);
-    if (m->ck_valid && m->ck.dev == f->dev && m->ck.ino == f->ino && m->ck.size == f->size &&
-        strcmp(m->ck.file, name) == 0 && m->ck.offset > 0) {
-        f->resume = m->ck;
-        f->resuming = 1;
-    }
-    bh_info(m->a->name, "reading %s (%llu bytes)", name, (unsigned long long)f->size);
-    return 0;
-}
-
 /* Move NAME from the spool into SUBDIR without replacing a file already there. */
 static int
 move_to(struct market *m, const char *name, const char *subdir, char *dest, size_t destlen)
@@ -957,6 +1095,55 @@ move_to(struct market *m, const char *name, const char *subdir, char *dest, size
     return -EEXIST;
 }
 
+/*
+ * Open the settled file of entry E. -EAGAIN: it changed since it was listed
+ * (it settles anew); -EINVAL: it is not a regular file after all; else 0 or
+ * open's error.
+ */
+static int
+open_file(struct market *m, struct bh_spool_entry *e)
+{
+    struct file *f = &m->f;
+    char path[PATH_MAX];
+    struct stat st;
+    reset_file(m);
+    snprintf(path, sizeof(path), "%s/%s", m->conf->spool_dir, e->name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -EINVAL;
+    }
+    int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if ((uint64_t)st.st_dev != e->dev || (uint64_t)st.st_ino != e->ino ||
+        (uint64_t)st.st_size != e->size || mtime != e->mtime_ns) {
+        close(fd);
+        bh_spool_note(&m->spool, e->name, &st, uv_now(m->a->hub->loop));
+        return -EAGAIN;
+    }
+    f->fd = fd;
+    snprintf(f->name, sizeof(f->name), "%s", e->name);
+    bh_market_show_name(f->shown, sizeof(f->shown), e->name);
+    f->dev = (uint64_t)st.st_dev;
+    f->ino = (uint64_t)st.st_ino;
+    f->size = (uint64_t)st.st_size;
+    f->at_start = 1;
+    m->acked.dev = f->dev;
+    m->acked.ino = f->ino;
+    m->acked.size = f->size;
+    snprintf(m->acked.file, sizeof(m->acked.file), "%s", f->shown);
+    if (m->ck_valid && m->ck.dev == f->dev && m->ck.ino == f->ino && m->ck.size == f->size &&
+        strcmp(m->ck.file, f->shown) == 0 && m->ck.offset > 0) {
+        f->resume = m->ck;
+        f->resuming = 1;
+    }
+    if (m->big_dev != f->dev || m->big_ino != f->ino)
+        m->nbig = 0; /* too-large rows noted are of another file */
+    bh_info(m->a->name, "reading %s (%llu bytes)", f->shown, (unsigned long long)f->size);
+    return 0;
+}
+
 static void
 on_backoff(uv_timer_t *t)
 {
@@ -973,6 +1160,7 @@ on_backoff(uv_timer_t *t)
 static void
 retry_later(struct market *m)
 {
+    note_big(m);
     checkpoint(m);
     close(m->f.fd);
     reset_file(m);
@@ -982,12 +1170,27 @@ retry_later(struct market *m)
     uv_timer_start(&m->backoff, on_backoff, (uint64_t)m->conf->retry_backoff, 0);
 }
 
+/* DEST (a path move_to gave) as shown in a log line. */
+static const char *
+show_dest(const struct market *m, const char *dest, char *buf, size_t size)
+{
+    size_t n = strlen(m->conf->spool_dir);
+    if (strncmp(dest, m->conf->spool_dir, n) == 0 && dest[n] == '/') {
+        int k = snprintf(buf, size, "%s/", m->conf->spool_dir);
+        if (k > 0 && (size_t)k < size)
+            bh_market_show_name(buf + k, size - (size_t)k, dest + n + 1);
+    } else {
+        bh_market_show_name(buf, size, dest);
+    }
+    return buf;
+}
+
 /* Every row of the file is acknowledged: done/ (or deleted), or failed/. */
 static void
 finish_file(struct market *m)
 {
     struct file *f = &m->f;
-    char dest[PATH_MAX + 2 * NAME_MAX];
+    char dest[PATH_MAX + 2 * NAME_MAX], shown[PATH_MAX + BH_MARKET_SHOWN_MAX + 16];
     int rc;
     if (f->bad_header) {
         rc = move_to(m, f->name, "failed", dest, sizeof(dest));
@@ -1001,19 +1204,157 @@ finish_file(struct market *m)
     if (rc < 0) {
         /* The checkpoint stays (all of it acknowledged): the retry publishes nothing again. */
         bh_error(m->a->name, "%s: cannot move it out of the spool: %s; retrying in %lld ms",
-                 f->name, strerror(-rc), (long long)m->conf->retry_backoff);
+                 f->shown, strerror(-rc), (long long)m->conf->retry_backoff);
         retry_later(m);
         return;
     }
-    bh_info(m->a->name, "%s: %zu records, %zu dead letters -> %s", f->name, f->records, f->dead,
-            dest);
+    bh_info(m->a->name, "%s: %zu records, %zu dead letters -> %s", f->shown, f->records, f->dead,
+            show_dest(m, dest, shown, sizeof(shown)));
     close(f->fd);
     if (unlink(m->state_path) < 0 && errno != ENOENT)
         bh_warn(m->a->name, "cannot remove %s: %s", m->state_path, strerror(errno));
     m->ck_valid = 0;
     m->ck_dirty = 0;
+    m->nbig = 0;
+    m->big_dev = m->big_ino = 0;
     reset_file(m);
     scan(m);
+}
+
+/* What entry E is, for a reason: "a directory", "a symbolic link to 'x'"... */
+static const char *
+describe(const struct market *m, const struct bh_spool_entry *e, char *buf, size_t size)
+{
+    switch (e->mode & S_IFMT) {
+    case S_IFDIR:
+        return "a directory";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFSOCK:
+        return "a socket";
+    case S_IFCHR:
+    case S_IFBLK:
+        return "a device";
+    case S_IFLNK: {
+        char path[PATH_MAX], target[PATH_MAX], shown[BH_MARKET_SHOWN_MAX];
+        snprintf(path, sizeof(path), "%s/%s", m->conf->spool_dir, e->name);
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+            return "a symbolic link";
+        target[n] = '\0';
+        size_t k = bh_market_show_name(shown, sizeof(shown), target);
+        snprintf(buf, size, "a symbolic link to '%.*s%s'", (int)bh_utf8_cut(shown, k, 200), shown,
+                 bh_utf8_cut(shown, k, 200) < k ? "..." : "");
+        return buf;
+    }
+    default:
+        return "not a regular file";
+    }
+}
+
+/*
+ * A *.csv entry blockhub cannot read as a file (WHAT it is): a log line, one
+ * dead letter, and out of the way to failed/ so that the others go on. It is
+ * not reported again while it stays as it is.
+ */
+static void
+reject_entry(struct market *m, struct bh_spool_entry *e, const char *what)
+{
+    char shown[BH_MARKET_SHOWN_MAX], detail[BH_MARKET_SHOWN_MAX + 600];
+    char dest[PATH_MAX + 2 * NAME_MAX];
+    bh_market_show_name(shown, sizeof(shown), e->name);
+    int rc = move_to(m, e->name, "failed", dest, sizeof(dest));
+    char where[160];
+    if (rc == 0)
+        snprintf(where, sizeof(where), "moved to failed/");
+    else
+        snprintf(where, sizeof(where), "left in the spool (cannot move it to failed/: %s)",
+                 strerror(-rc));
+    snprintf(detail, sizeof(detail), "file %s: %s, not a file blockhub can read; %s", shown, what,
+             where);
+    bh_error(m->a->name, "%s", detail);
+    struct bh_dlq_origin origin = {"file", shown, NULL, -1};
+    rc = bh_dlq_publish(m->a->hub, m->a, BH_DLQ_INVALID_HEADER, detail, &origin, "", 0, NULL);
+    e->reported = rc == 0; /* else: again at the next scan */
+}
+
+static void
+on_settle(uv_timer_t *t)
+{
+    scan(t->data);
+}
+
+/*
+ * From the entries listed: every entry that is not a file is rejected; the
+ * file a checkpoint is for comes first (a checkpoint of another would replace
+ * it), else the first settled file in name order. A file not yet settled is
+ * looked at again when it may be.
+ */
+static void
+take(struct market *m)
+{
+    struct bh_spool *sp = &m->spool;
+    uint64_t now = uv_now(m->a->hub->loop), settle = (uint64_t)m->conf->settle_time;
+    uint64_t wait = UINT64_MAX;
+    struct bh_spool_entry *first = NULL, *interrupted = NULL;
+    char shown[BH_MARKET_SHOWN_MAX], what[300];
+    for (size_t i = 0; i < sp->n; i++) {
+        struct bh_spool_entry *e = &sp->v[i];
+        if (e->kind != BH_SPOOL_FILE) {
+            if (!e->reported)
+                reject_entry(m, e, describe(m, e, what, sizeof(what)));
+            continue;
+        }
+        if (e->reported)
+            continue; /* a file that could not be opened, still there as it was */
+        bh_market_show_name(shown, sizeof(shown), e->name);
+        int ck = m->ck_valid && strcmp(shown, m->ck.file) == 0;
+        if (ck)
+            interrupted = e;
+        if (!bh_spool_settled(e, now, settle)) {
+            uint64_t left = e->since + settle > now ? e->since + settle - now : 1;
+            if (left < wait)
+                wait = left;
+            bh_debug(m->a->name, "%s: %llu bytes, waiting until it is unchanged for %llu ms", shown,
+                     (unsigned long long)e->size, (unsigned long long)settle);
+            continue;
+        }
+        if (first == NULL || strcmp(e->name, first->name) < 0)
+            first = e;
+    }
+    struct bh_spool_entry *pick = interrupted;
+    if (pick == NULL)
+        pick = first;
+    else if (!bh_spool_settled(pick, now, settle))
+        pick = NULL;
+    if (pick == NULL) {
+        if (wait != UINT64_MAX)
+            uv_timer_start(&m->settle, on_settle, wait, 0);
+        return;
+    }
+    int rc = open_file(m, pick);
+    if (rc == -EAGAIN) {
+        uv_timer_start(&m->settle, on_settle, settle, 0);
+        return;
+    }
+    if (rc == -EACCES || rc == -EPERM || rc == -EINVAL || rc == -ELOOP || rc == -ENXIO ||
+        rc == -EISDIR) {
+        /* It will never be readable as it is: out of the way, the others go on. */
+        snprintf(what, sizeof(what), "a file that cannot be opened (%s)",
+                 strerror(rc == -EINVAL ? EINVAL : -rc));
+        reject_entry(m, pick, what);
+        if (pick->reported)
+            scan(m);
+        return;
+    }
+    if (rc < 0) {
+        bh_market_show_name(shown, sizeof(shown), pick->name);
+        if (rc != -ENOENT)
+            bh_warn(m->a->name, "cannot open %s: %s; trying again at the next scan", shown,
+                    strerror(-rc));
+        return;
+    }
+    process(m);
 }
 
 static void
@@ -1021,51 +1362,35 @@ on_scandir(uv_fs_t *req)
 {
     struct market *m = req->data;
     uv_dirent_t ent;
-    char best[NAME_MAX + 1] = "";
+    int listed = req->result >= 0;
     m->scan_busy = 0;
-    if (req->result < 0)
+    if (!listed) {
         bh_error(m->a->name, "cannot list %s: %s", m->conf->spool_dir,
                  uv_strerror((int)req->result));
-    int interrupted = 0;
-    while (req->result >= 0 && uv_fs_scandir_next(req, &ent) != UV_EOF) {
-        size_t len = strlen(ent.name);
-        if (len <= 4 || strcmp(ent.name + len - 4, ".csv") != 0 || len > NAME_MAX)
-            continue;
-        if (ent.type != UV_DIRENT_FILE && ent.type != UV_DIRENT_UNKNOWN)
-            continue;
-        /* The file a checkpoint is for comes first: a checkpoint of another would replace it. */
-        if (m->ck_valid && strcmp(ent.name, m->ck.file) == 0) {
-            snprintf(best, sizeof(best), "%s", ent.name);
-            interrupted = 1;
-        } else if (!interrupted && (best[0] == '\0' || strcmp(ent.name, best) < 0)) {
-            snprintf(best, sizeof(best), "%s", ent.name);
+    } else {
+        uint64_t now = uv_now(m->a->hub->loop);
+        bh_spool_begin(&m->spool);
+        while (uv_fs_scandir_next(req, &ent) != UV_EOF) {
+            size_t len = strlen(ent.name);
+            char path[PATH_MAX];
+            struct stat st;
+            if (len <= 4 || strcmp(ent.name + len - 4, ".csv") != 0 || len > NAME_MAX)
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", m->conf->spool_dir, ent.name);
+            if (lstat(path, &st) < 0)
+                continue; /* gone since */
+            if (bh_spool_note(&m->spool, ent.name, &st, now) == NULL)
+                bh_error(m->a->name, "out of memory listing %s", m->conf->spool_dir);
         }
+        bh_spool_end(&m->spool);
     }
     uv_fs_req_cleanup(req);
     if (m->stopping) {
         step(m);
         return;
     }
-    if (best[0] == '\0' || m->f.fd >= 0)
-        return;
-    int rc = open_file(m, best);
-    if (rc == -EACCES || rc == -EPERM || rc == -EINVAL || rc == -ELOOP) {
-        /* It will never be readable as it is: out of the way, the others go on. */
-        char dest[PATH_MAX + 2 * NAME_MAX];
-        rc = move_to(m, best, "failed", dest, sizeof(dest));
-        bh_error(m->a->name, "%s cannot be read as a regular file; %s", best,
-                 rc == 0 ? "moved to failed/" : "and cannot be moved to failed/");
-        if (rc == 0)
-            scan(m);
-        return;
-    }
-    if (rc < 0) {
-        if (rc != -ENOENT)
-            bh_warn(m->a->name, "cannot open %s: %s; trying again at the next scan", best,
-                    strerror(-rc));
-        return;
-    }
-    process(m);
+    if (m->f.fd < 0 && listed)
+        take(m);
 }
 
 static void
@@ -1115,7 +1440,7 @@ step(struct market *m)
     int reading = f->fd >= 0 && !f->failed && !f->input_done && !m->stopping;
     if (reading || (f->fd >= 0 && m->in_flight > 0)) {
         if (reading && m->paused && occupied(m) < m->cap / 2) {
-            bh_debug(m->a->name, "%s: %zu rows out, reading on after row %lld", f->name,
+            bh_debug(m->a->name, "%s: %zu rows out, reading on after row %lld", f->shown,
                      occupied(m), (long long)f->row);
             m->paused = 0;
             process(m);
@@ -1144,9 +1469,9 @@ step(struct market *m)
     if (!m->stopping || m->closing || m->scan_busy || m->ck_busy || f->fd >= 0)
         return;
     m->closing = 1;
-    uv_handle_t *handles[] = {(uv_handle_t *)&m->watch, (uv_handle_t *)&m->rescan,
-                              (uv_handle_t *)&m->kick, (uv_handle_t *)&m->ckpt_timer,
-                              (uv_handle_t *)&m->backoff};
+    uv_handle_t *handles[] = {(uv_handle_t *)&m->watch,   (uv_handle_t *)&m->rescan,
+                              (uv_handle_t *)&m->kick,    (uv_handle_t *)&m->ckpt_timer,
+                              (uv_handle_t *)&m->backoff, (uv_handle_t *)&m->settle};
     m->handles = sizeof(handles) / sizeof(handles[0]);
     for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
         uv_close(handles[i], on_closed);
@@ -1166,14 +1491,48 @@ make_dir(const char *parent, const char *sub, char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* The config's checks of single keys: what start() would refuse, --check refuses. */
+static int
+check_encoding(const void *value, char *why, size_t n)
+{
+    const char *enc = *(char *const *)value;
+    struct bh_decoder d;
+    int rc = bh_decoder_open(&d, enc);
+    if (rc == 0) {
+        bh_decoder_close(&d);
+        return 0;
+    }
+    int k = (int)bh_utf8_cut(enc, strlen(enc), 64);
+    if (rc == -ENOTSUP)
+        snprintf(why, n, "'%.*s' is not ASCII-compatible (GB18030, GBK, UTF-8 are)", k, enc);
+    else
+        snprintf(why, n, "iconv cannot convert '%.*s' to UTF-8", k, enc);
+    return -EINVAL;
+}
+
+static int
+check_done_action(const void *value, char *why, size_t n)
+{
+    const char *v = *(char *const *)value;
+    if (strcmp(v, "move") == 0 || strcmp(v, "delete") == 0)
+        return 0;
+    snprintf(why, n, "'%.*s' is not move or delete", (int)bh_utf8_cut(v, strlen(v), 64), v);
+    return -EINVAL;
+}
+
+/* A record's bytes besides the row's fields: source file name, numbers, framing, key, headers. */
+#define RECORD_OVERHEAD 2048
+
 static int
 setup(struct market *m, char *errstr, size_t errstr_size)
 {
     const struct market_conf *c = m->conf;
     struct stat st;
+    char why[200];
     int rc;
-    if (strcmp(c->done_action, "move") != 0 && strcmp(c->done_action, "delete") != 0) {
-        snprintf(errstr, errstr_size, "done_action: '%s' is not move or delete", c->done_action);
+    if (check_done_action(&c->done_action, why, sizeof(why)) < 0 ||
+        check_encoding(&c->encoding, why, sizeof(why)) < 0) {
+        snprintf(errstr, errstr_size, "%s", why); /* the config check refuses these first */
         return -EINVAL;
     }
     m->delete_done = strcmp(c->done_action, "delete") == 0;
@@ -1240,6 +1599,8 @@ free_market(struct market *m)
     free(m->chunk[1]);
     free(m->out);
     free(m->raw);
+    free(m->big);
+    bh_spool_free(&m->spool);
     free(m);
 }
 
@@ -1261,8 +1622,8 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
         return rc;
     }
     uv_loop_t *loop = a->hub->loop;
-    uv_timer_t *timers[] = {&m->rescan, &m->kick, &m->ckpt_timer, &m->backoff};
-    for (size_t i = 0; i < 4; i++) {
+    uv_timer_t *timers[] = {&m->rescan, &m->kick, &m->ckpt_timer, &m->backoff, &m->settle};
+    for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
         uv_timer_init(loop, timers[i]);
         timers[i]->data = m;
     }
@@ -1278,6 +1639,18 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
                    (uint64_t)c->checkpoint_interval);
     a->priv = m;
     bh_info(a->name, "market CSV files (%s) from %s -> %s", c->encoding, c->spool_dir, c->topic);
+    size_t max = bh_kafka_max_message(a->hub->kafka);
+    if (c->max_row_bytes + RECORD_OVERHEAD > max) {
+        size_t keep = dead_letter_room(m);
+        if (keep > a->hub->conf->dead_letter.max_payload)
+            keep = a->hub->conf->dead_letter.max_payload;
+        bh_warn(a->name,
+                "max_row_bytes (%llu bytes) does not fit under the producer's message.max.bytes "
+                "(%zu bytes): a row whose record comes out larger than that is dead-lettered as "
+                "too_large (with at most its first %zu bytes) instead of published; lower "
+                "max_row_bytes or raise kafka.properties.message.max.bytes",
+                (unsigned long long)c->max_row_bytes, max, keep);
+    }
     scan(m);
     return 0;
 }
@@ -1290,6 +1663,7 @@ stop(struct bh_adapter *a)
     uv_fs_event_stop(&m->watch);
     uv_timer_stop(&m->rescan);
     uv_timer_stop(&m->backoff);
+    uv_timer_stop(&m->settle);
     m->backoff_busy = 0;
     kick(m);
 }
@@ -1329,6 +1703,7 @@ static const struct bh_conf_key market_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(encoding),
      .def = "GB18030",
+     .check = check_encoding,
      .doc = "Text encoding of the files, as iconv names it: GB18030, GBK, UTF-8 (a BOM is "
             "skipped), any ASCII-compatible one."},
     {.name = "topic",
@@ -1340,12 +1715,23 @@ static const struct bh_conf_key market_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(done_action),
      .def = "move",
+     .check = check_done_action,
      .doc = "What happens to a file once every row is acknowledged or dead-lettered: move (to "
             "done/) or delete."},
     {.name = "state_dir",
      .type = BH_CONF_STRING,
      .offset = KEY(state_dir),
      .doc = "Directory of the checkpoint file NAME.checkpoint (default: spool_dir)."},
+    {.name = "settle_time",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(settle_time),
+     .def = "2s",
+     .min = 0,
+     .max = 3600000,
+     .doc = "A *.csv file is taken only once its size and modification time have stayed the same "
+            "for this long, as blockhub sees them (no close-after-write event is available), so "
+            "that a file written in place instead of uploaded as .part and renamed is taken whole "
+            "(a writer pausing longer than this is taken early); 0 takes files at once."},
     {.name = "rescan_interval",
      .type = BH_CONF_DURATION,
      .offset = KEY(rescan_interval),
@@ -1365,11 +1751,13 @@ static const struct bh_conf_key market_keys[] = {
     {.name = "max_row_bytes",
      .type = BH_CONF_SIZE,
      .offset = KEY(max_row_bytes),
-     .def = "1MiB",
+     .def = "512KiB",
      .min = 256,
      .max = 64LL * 1024 * 1024,
      .doc = "Longest row kept; a longer one (such as a quote that never closes) is dead-lettered "
-            "as too_large."},
+            "as too_large. So is a row whose record Kafka refuses as too large (over the "
+            "producer's message.max.bytes, or the broker's or topic's limit); start warns when "
+            "this does not fit under message.max.bytes."},
     {.name = "read_size",
      .type = BH_CONF_SIZE,
      .offset = KEY(read_size),

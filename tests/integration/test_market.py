@@ -29,7 +29,8 @@ def market_hub(hub_factory, brokers, tmp_path, fire=False, extra_sets=(), **sett
     spool = tmp_path / ("spool-%s" % uuid.uuid4().hex[:6])
     spool.mkdir()
     topic = "dept.market.%s" % uuid.uuid4().hex[:10]
-    entry = {"name": "market", "type": "market", "spool_dir": str(spool), "topic": topic}
+    entry = {"name": "market", "type": "market", "spool_dir": str(spool), "topic": topic,
+             "settle_time": "200ms"}  # files are dropped whole here: no need to wait long
     entry.update(settings)
     hub = hub_factory(brokers, adapters=[entry], fire=fire, extra_sets=list(extra_sets))
     hub.spool = spool
@@ -262,14 +263,15 @@ def test_sigterm_mid_file_writes_the_final_checkpoint(kafka, hub_factory, tmp_pa
     """A clean stop waits for what is in flight and checkpoints it: nothing is published twice."""
     n = 100000
     hub = market_hub(hub_factory, kafka, tmp_path, checkpoint_rows=100000000,
-                     checkpoint_interval="1h").start()
+                     checkpoint_interval="1h", max_in_flight=1000,
+                     extra_sets=["log.level=debug"]).start()
     name = "scjg_stop.csv"
     drop(hub.spool, name, generated(n))
+    # the first pause comes after 1000 of the 100000 rows: stop at once, mid-file
     deadline = time.monotonic() + 60
-    while "reading %s" % name not in hub.logtext():
-        assert time.monotonic() < deadline
+    while "%s: 1000 rows out, reading paused" % name not in hub.logtext():
+        assert time.monotonic() < deadline, hub.logtext()
         time.sleep(0.005)
-    time.sleep(0.3)
     assert hub.stop() == 0
     assert os.path.exists(hub.spool / name), "the whole file was done before the stop"
     ck = read_checkpoint(hub.spool / "market.checkpoint")

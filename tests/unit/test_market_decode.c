@@ -228,6 +228,79 @@ test_same_as_plain_iconv(void **state)
     }
 }
 
+/*
+ * From UTF-8 only RFC 3629 UTF-8 passes (glibc's iconv takes 5- and 6-byte
+ * forms and values past U+10FFFF): everything else is reported and skipped,
+ * byte by byte, wherever the input is cut.
+ */
+static void
+test_utf8_is_checked_by_rfc_3629(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"a\xf8\x88\x80\x80\x80z", "az"},     /* a 5-byte form */
+        {"a\xfc\x84\x80\x80\x80\x80z", "az"}, /* a 6-byte form */
+        {"a\xf4\x90\x80\x80z", "az"},         /* U+110000 */
+        {"a\xed\xa0\x80z", "az"},             /* a surrogate */
+        {"a\xc0\xafz", "az"},                 /* overlong '/' */
+        {"a\xe0\x80\xafz", "az"},             /* overlong, 3 bytes */
+        {"a\xe4\xb8z", "az"},                 /* cut by a letter */
+        {"a\x80\xbfz", "az"},                 /* continuation bytes alone */
+        {"\xf4\x8f\xbf\xbf\xe4\xb8\xad", "\xf4\x8f\xbf\xbf\xe4\xb8\xad"}, /* U+10FFFF, 中 */
+        {"a\xe4\xb8", "a"},                                               /* cut by the end */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i].in), want = strlen(cases[i].out);
+        int bad = strcmp(cases[i].in, cases[i].out) != 0;
+        for (size_t cut = 0; cut <= len; cut++) {
+            char out[256];
+            int invalid;
+            size_t cuts[] = {cut, len};
+            size_t n = decode("UTF-8", cases[i].in, len, cut == len ? cuts + 1 : cuts,
+                              cut == len ? 1 : 2, out, &invalid);
+            assert_int_equal(n, want);
+            assert_memory_equal(out, cases[i].out, n);
+            assert_int_equal(invalid > 0, bad);
+        }
+        /* byte by byte */
+        size_t each[64];
+        for (size_t k = 0; k < len; k++)
+            each[k] = k + 1;
+        char out[256];
+        int invalid;
+        assert_int_equal(decode("utf8", cases[i].in, len, each, len, out, &invalid), want);
+        assert_memory_equal(out, cases[i].out, want);
+        assert_int_equal(invalid > 0, bad);
+    }
+}
+
+/* With a tiny output buffer the UTF-8 check stops at a sequence boundary and goes on after. */
+static void
+test_utf8_output_full(void **state)
+{
+    (void)state;
+    struct bh_decoder d;
+    assert_int_equal(bh_decoder_open(&d, "UTF-8"), 0);
+    const char *in = "ab\xe4\xb8\xad\xf0\x9f\x98\x80"
+                     "c";
+    const char *p = in;
+    size_t n = strlen(in);
+    char out[64], *o = out;
+    size_t room = 3;
+    assert_int_equal(bh_decoder_run(&d, &p, &n, &o, &room, true), -E2BIG);
+    assert_int_equal(o - out, 2); /* "ab": 中 did not fit in the one byte left */
+    room = 5;
+    assert_int_equal(bh_decoder_run(&d, &p, &n, &o, &room, true), -E2BIG);
+    assert_int_equal(o - out, 5);
+    room = 10;
+    assert_int_equal(bh_decoder_run(&d, &p, &n, &o, &room, true), 0);
+    assert_int_equal(o - out, (long)strlen(in));
+    assert_memory_equal(out, in, strlen(in));
+    bh_decoder_close(&d);
+}
+
 static void
 test_unknown_encoding(void **state)
 {
@@ -248,6 +321,8 @@ main(void)
         cmocka_unit_test(test_sequence_cut_by_the_end_of_the_input),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_same_as_plain_iconv),
+        cmocka_unit_test(test_utf8_is_checked_by_rfc_3629),
+        cmocka_unit_test(test_utf8_output_full),
         cmocka_unit_test(test_unknown_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
