@@ -86,7 +86,16 @@ bh_dlq_publish(struct bh_hub *hub, const struct bh_adapter *a, enum bh_dlq_reaso
 
     if (avro_generic_value_new(s->iface, &rec) != 0)
         return -ENOMEM;
-    rc = fill(&rec, a, reason, detail, origin, payload, len, hub->conf->dead_letter.max_payload);
+    /* The dead letter itself must fit under message.max.bytes: leave room for the rest of it. */
+    size_t max = hub->conf->dead_letter.max_payload;
+    size_t fits = bh_kafka_max_message(hub->kafka);
+    size_t other = strlen(a->name) * 2 + (detail ? strlen(detail) : 0) + 1024 +
+                   (origin->source ? strlen(origin->source) : 0) +
+                   (origin->peer ? strlen(origin->peer) : 0);
+    fits = fits > other ? fits - other : 0;
+    if (max > fits)
+        max = fits;
+    rc = fill(&rec, a, reason, detail, origin, payload, len, max);
     if (rc == 0)
         rc = bh_encode(hub->encoder, s, &rec, &data, &dlen);
     if (rc < 0) {
