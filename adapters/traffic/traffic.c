@@ -14,8 +14,7 @@
  * Nothing read is dropped. Every line that produced something keeps a copy
  * (struct pending) until Kafka has acknowledged it. If the delivery fails
  * (the broker was away longer than message.timeout.ms, or the producer was
- * replaced after a fatal error) the line is processed again a second later;
- * a record the broker refuses as too large is dead-lettered instead.
+ * replaced after a fatal error) the line is processed again a second later.
  *
  * Back-pressure: when the pending lines reach max_in_flight (or their bytes
  * max_in_flight_bytes) every connection stops reading; they all read again
@@ -25,19 +24,42 @@
  * reads, plus one 64 KiB read buffer shared by all connections (the lines of
  * one read are all processed before the next read).
  *
+ * Too large for Kafka: a record the producer refuses at once (its
+ * message.max.bytes) is dead-lettered as too_large. A delivery report saying
+ * the broker found it too large may be about the batch it travelled in (the
+ * broker refuses a whole batch), so such a line gets a second try alone: one
+ * such line in flight at a time; refused again, it is dead-lettered.
+ *
+ * Who may connect: at most max_connections at once, and at most
+ * max_connections_per_peer from one address, so one host cannot take every
+ * slot; a connection that sends nothing for idle_timeout is closed. Refused
+ * connections are closed at once and logged at most once a second (with a
+ * count of those not logged).
+ *
  * A connection that ends (closed by the gateway, idle too long, or blockhub
  * stopping) in the middle of a line hands that last line over all the same:
  * published if it is a whole JSON object, else dead-lettered (invalid_json,
  * with a detail saying the connection ended before the line did).
  *
- * stop(): close the listener, stop reading, dead-letter the lines cut off,
- * wait for every pending line (at most kafka.flush_timeout), close the
- * connections, then bh_adapter_stopped().
+ * stop(): whatever the kernel had already taken from the gateways is
+ * processed, nothing more. Connections still waiting in the listen backlog
+ * are accepted, the listener is closed, and each connection is drained of
+ * the bytes its socket held at that moment (paused ones too, still within
+ * max_in_flight: one connection at a time, going on as Kafka acknowledges),
+ * then its cut-off line goes on and it is closed. Once every connection is
+ * drained and every pending line acknowledged (at most kafka.flush_timeout),
+ * the timers close and bh_adapter_stopped() follows. blockhub never writes
+ * to a gateway.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "dlq.h"
 #include "http.h"
@@ -46,12 +68,17 @@
 #include "traffic_avro.h"
 #include "traffic_event.h"
 #include "traffic_lines.h"
+#include "utf8.h"
 
 #define SCHEMA      "blockhub.traffic.TrafficEvent"
 #define READ_BUFFER (64 * 1024)
 #define SLOT        512  /* a pending line this small comes from the free list */
 #define RETRY_MS    1000 /* a failed delivery is retried after this */
 #define PEER_MAX    48   /* "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535" */
+#define REFUSAL_LOG 1000 /* at most one line about refused connections this often (ms) */
+/* Besides a line's strings (the event id twice: in the record and a header),
+ * what a record carries: the other fields, block id, peer, key, header names. */
+#define RECORD_OVERHEAD 1024
 
 struct traffic_conf {
     char *listen;
@@ -60,6 +87,7 @@ struct traffic_conf {
     int64_t max_in_flight;
     uint64_t max_in_flight_bytes;
     int64_t max_connections;
+    int64_t max_connections_per_peer;
     int64_t idle_timeout;
 };
 
@@ -82,10 +110,12 @@ struct pending {
     int64_t received_at;
     int64_t line_no;
     uint64_t full_len;
-    size_t len;  /* bytes of the line kept in data */
-    int refused; /* the broker refused the record: dead-letter it as too large */
+    size_t len;        /* bytes of the line kept in data */
+    size_t record_len; /* of the record the producer found too large */
+    int refused;       /* Kafka refused the record: dead-letter it as too large */
     bool too_long;
-    bool dead; /* what was produced is a dead letter */
+    bool dead;  /* what was produced is a dead letter */
+    bool alone; /* produced as the one line on its second try after "too large" */
     uint8_t cut;
     char peer[PEER_MAX];
     char data[]; /* the line (of a too long one, its first max_payload bytes) */
@@ -99,11 +129,21 @@ struct conn {
     struct conn *prev, *next;
     struct bh_lines lines;
     char peer[PEER_MAX];
+    uint8_t addr[16];     /* the peer's address (IPv4 as ::ffff:a.b.c.d), for the per-peer count */
     uint64_t last_active; /* uv_now() of the last read */
-    bool listed;          /* in t->conns (accepted and not refused) */
+    uint64_t drain_left;  /* stopping: bytes its socket held at stop() still to read */
+    bool listed;          /* in t->conns and counted against its peer */
     uint8_t cut;          /* why the stream ends, for the line it cuts off */
     bool reading;
     bool closing;
+    bool draining; /* stopping: not yet drained */
+};
+
+/* Connections from one address. */
+struct peer {
+    struct peer *next;
+    uint8_t addr[16];
+    uint32_t conns;
 };
 
 struct traffic {
@@ -121,18 +161,27 @@ struct traffic {
     char source[80]; /* the address bound */
     struct conn *conns;
     size_t nconns;
-    size_t handles; /* open uv handles, the listener and timers included */
+    struct peer **peers; /* connections per address, a hash table (peer_slot) */
+    size_t peer_mask;    /* buckets - 1 */
+    uint32_t peer_seed;
+    size_t draining; /* stopping: connections not yet drained */
+    size_t handles;  /* open uv handles, the listener and timers included */
     size_t in_flight;
     uint64_t in_flight_bytes;
     struct pending *retry_head, *retry_tail;
     size_t retry_count;
+    struct pending *suspect_head, *suspect_tail; /* "too large": waiting to be tried alone */
+    bool suspect_out;                            /* one of them is being tried */
     struct pending *free_slots;
     char retry_why[128];
     int64_t read_ms; /* wall clock of the read being processed */
     uint64_t refused_log_ms;
-    uint64_t pauses; /* times back-pressure paused reading */
+    uint64_t refused_quiet; /* refusals not logged since the last line about one */
+    uint64_t refused;       /* connections refused in all */
+    uint64_t pauses;        /* times back-pressure paused reading */
     bool paused;
     bool stopping;
+    bool in_drain; /* drain_all() is running */
     bool closing_all;
     char readbuf[READ_BUFFER];
 };
@@ -163,7 +212,24 @@ pending_new(struct traffic *t, const char *data, size_t len)
 }
 
 static void resume_all(struct traffic *t);
+static void drain_all(struct traffic *t);
 static void close_all(struct traffic *t);
+
+/* As many lines in flight as back-pressure allows. */
+static bool
+full(const struct traffic *t)
+{
+    return t->in_flight >= (size_t)t->conf->max_in_flight ||
+           t->in_flight_bytes >= t->conf->max_in_flight_bytes;
+}
+
+/* Stopping, every connection drained and every line acknowledged: close the rest. */
+static void
+maybe_stopped(struct traffic *t)
+{
+    if (t->stopping && !t->closing_all && !t->in_drain && t->draining == 0 && t->in_flight == 0)
+        close_all(t);
+}
 
 /* PD is done with (acknowledged, a heartbeat, or given up on). */
 static void
@@ -178,11 +244,14 @@ pending_done(struct pending *pd)
     } else {
         free(pd);
     }
-    if (t->paused && !t->stopping && t->in_flight <= (size_t)t->conf->max_in_flight / 2 &&
-        t->in_flight_bytes <= t->conf->max_in_flight_bytes / 2)
-        resume_all(t);
-    if (t->stopping && !t->closing_all && t->in_flight == 0)
-        close_all(t);
+    if (t->paused && !t->closing_all && t->in_flight <= (size_t)t->conf->max_in_flight / 2 &&
+        t->in_flight_bytes <= t->conf->max_in_flight_bytes / 2) {
+        if (t->stopping)
+            drain_all(t);
+        else
+            resume_all(t);
+    }
+    maybe_stopped(t);
 }
 
 static void
@@ -238,6 +307,7 @@ produce_record(struct traffic *t, struct pending *pd, const struct bh_traffic_ev
     int rc = encode(t, pd, ev, blk, &data, &len);
     if (rc < 0)
         return rc;
+    pd->record_len = len;
     rd_kafka_headers_t *h = rd_kafka_headers_new(2);
     rd_kafka_header_add(h, "blockhub.event_id", -1, ev->event_id.s, (ssize_t)ev->event_id.len);
     rd_kafka_header_add(h, "blockhub.adapter", -1, t->a->name, -1);
@@ -281,9 +351,16 @@ process(struct traffic *t, struct pending *pd)
                  (unsigned long long)pd->full_len, (unsigned long long)t->conf->max_line);
         return dead_letter(t, pd, BH_DLQ_TOO_LARGE, why);
     }
+    if (pd->refused == -EMSGSIZE) {
+        snprintf(why, sizeof(why),
+                 "the record (%zu bytes, the event id again in a header) is larger than Kafka "
+                 "takes: kafka message.max.bytes is %zu",
+                 pd->record_len, bh_kafka_max_message(t->a->hub->kafka));
+        return dead_letter(t, pd, BH_DLQ_TOO_LARGE, why);
+    }
     if (pd->refused) {
-        snprintf(why, sizeof(why), "Kafka refused the record: %s",
-                 rd_kafka_err2str((rd_kafka_resp_err_t)pd->refused));
+        snprintf(why, sizeof(why), "Kafka refused the record (%zu bytes), also when sent alone: %s",
+                 pd->record_len, rd_kafka_err2str((rd_kafka_resp_err_t)pd->refused));
         return dead_letter(t, pd, BH_DLQ_TOO_LARGE, why);
     }
     switch (bh_traffic_parse(t->parser, pd->data, pd->len, &ev, &r, why, sizeof(why))) {
@@ -301,22 +378,77 @@ process(struct traffic *t, struct pending *pd)
         return dead_letter(t, pd, BH_DLQ_UNRESOLVED_BLOCK, why);
     }
     int rc = produce_record(t, pd, &ev, blk);
-    if (rc == -EINVAL) {
-        /* librdkafka refused this one record (in practice: message.max.bytes). */
-        pd->refused = RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    if (rc == -EMSGSIZE) {
+        /* Over the producer's message.max.bytes: it never will fit. */
+        pd->refused = -EMSGSIZE;
         return process(t, pd);
     }
     return rc;
 }
 
-static void
+/* Process PD: 0 when something was produced for it, else it is done with or to be retried. */
+static int
 process_or_retry(struct traffic *t, struct pending *pd)
 {
     int rc = process(t, pd);
-    if (rc == 1)
+    if (rc != 0)
+        pd->alone = false;
+    if (rc == 1) {
         pending_done(pd);
-    else if (rc < 0)
+    } else if (rc == -EMSGSIZE && pd->dead) {
+        /* Its dead letter cannot fit either: retrying would never end. */
+        bh_error(t->a->name,
+                 "line %lld from %s lost: its dead letter is larger than kafka "
+                 "message.max.bytes (%zu); lower dead_letter.max_payload",
+                 (long long)pd->line_no, pd->peer, bh_kafka_max_message(t->a->hub->kafka));
+        pending_done(pd);
+    } else if (rc < 0) {
         retry_later(pd, strerror(-rc));
+    }
+    return rc;
+}
+
+/* --- "too large" from the broker: a second try, one line at a time -------------- */
+
+static void
+next_suspect(struct traffic *t)
+{
+    while (!t->suspect_out && t->suspect_head != NULL && !t->closing_all) {
+        struct pending *pd = t->suspect_head;
+        t->suspect_head = pd->next;
+        if (t->suspect_head == NULL)
+            t->suspect_tail = NULL;
+        pd->alone = true;
+        t->suspect_out = true;
+        if (process_or_retry(t, pd) != 0)
+            t->suspect_out = false;
+    }
+}
+
+static void
+suspect(struct pending *pd)
+{
+    struct traffic *t = pd->t;
+    if (t->closing_all) {
+        bh_error(t->a->name, "line %lld from %s lost at shutdown: Kafka refused it as too large",
+                 (long long)pd->line_no, pd->peer);
+        pending_done(pd);
+        return;
+    }
+    if (t->suspect_head == NULL && !t->suspect_out)
+        bh_warn(t->a->name,
+                "Kafka refused line %lld from %s as too large (its record: %zu bytes): trying "
+                "such lines again one at a time (is the topic's max.message.bytes lower than "
+                "kafka message.max.bytes, %zu?)",
+                (long long)pd->line_no, pd->peer, pd->record_len,
+                bh_kafka_max_message(t->a->hub->kafka));
+    pd->next = NULL;
+    if (t->suspect_tail != NULL)
+        t->suspect_tail->next = pd;
+    else
+        t->suspect_head = pd;
+    t->suspect_tail = pd;
+    next_suspect(t);
 }
 
 static void
@@ -324,26 +456,31 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
 {
     struct pending *pd = (struct pending *)d;
     struct traffic *t = pd->t;
+    bool alone = pd->alone;
     (void)partition;
     (void)offset;
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        pending_done(pd);
-        return;
-    }
+    pd->alone = false;
+    if (alone)
+        t->suspect_out = false;
     bool too_large = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
                      err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
-    if (too_large && pd->dead) {
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        pending_done(pd);
+    } else if (too_large && pd->dead) {
         bh_error(t->a->name, "dead letter for line %lld from %s refused by Kafka: %s",
                  (long long)pd->line_no, pd->peer, rd_kafka_err2str(err));
         pending_done(pd);
-        return;
-    }
-    if (too_large) {
+    } else if (too_large && alone) {
         pd->refused = err;
         process_or_retry(t, pd);
-        return;
+    } else if (too_large) {
+        /* Perhaps only its batch was too large: try it again by itself. */
+        suspect(pd);
+    } else {
+        retry_later(pd, rd_kafka_err2str(err));
     }
-    retry_later(pd, rd_kafka_err2str(err));
+    if (alone)
+        next_suspect(t);
 }
 
 /* --- the retry list -------------------------------------------------------------- */
@@ -364,7 +501,7 @@ on_retry(uv_timer_t *timer)
     }
 }
 
-/* --- connections ----------------------------------------------------------------- */
+/* --- reading ---------------------------------------------------------------------- */
 
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -397,6 +534,78 @@ on_line(void *arg, const struct bh_line *line)
     process_or_retry(t, pd);
 }
 
+/* --- connections per peer address ------------------------------------------------- */
+
+static void
+peer_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (sa->sa_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+}
+
+/* The address alone, as text: "127.0.0.2", "::1". */
+static void
+peer_host(const uint8_t key[16], char *buf, size_t n)
+{
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    bool v4 = memcmp(key, v4mapped, 12) == 0;
+    if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, buf, (socklen_t)n) == NULL)
+        snprintf(buf, n, "?");
+}
+
+/* Where the count of KEY is, or belongs. */
+static struct peer **
+peer_slot(struct traffic *t, const uint8_t key[16])
+{
+    uint32_t h = 2166136261u ^ t->peer_seed; /* FNV-1a, seeded */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct peer **pp = &t->peers[h & t->peer_mask];
+    while (*pp != NULL && memcmp((*pp)->addr, key, 16) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static uint32_t
+peer_conns(struct traffic *t, const uint8_t key[16])
+{
+    struct peer *pe = *peer_slot(t, key);
+    return pe != NULL ? pe->conns : 0;
+}
+
+static int
+peer_add(struct traffic *t, const uint8_t key[16])
+{
+    struct peer **pp = peer_slot(t, key);
+    if (*pp == NULL) {
+        struct peer *pe = calloc(1, sizeof(*pe));
+        if (pe == NULL)
+            return -ENOMEM;
+        memcpy(pe->addr, key, 16);
+        *pp = pe;
+    }
+    (*pp)->conns++;
+    return 0;
+}
+
+static void
+peer_remove(struct traffic *t, const uint8_t key[16])
+{
+    struct peer **pp = peer_slot(t, key);
+    struct peer *pe = *pp;
+    if (pe != NULL && --pe->conns == 0) {
+        *pp = pe->next;
+        free(pe);
+    }
+}
+
+/* --- connections ----------------------------------------------------------------- */
+
 static void
 on_conn_closed(uv_handle_t *h)
 {
@@ -410,6 +619,7 @@ on_conn_closed(uv_handle_t *h)
         if (c->next != NULL)
             c->next->prev = c->prev;
         t->nconns--;
+        peer_remove(t, c->addr);
     }
     bh_lines_free(&c->lines);
     free(c);
@@ -512,6 +722,66 @@ resume_all(struct traffic *t)
 
 /* --- the listener -------------------------------------------------------------------- */
 
+/* C was refused: close it, and say so at most once every REFUSAL_LOG ms. */
+static void
+refuse(struct traffic *t, struct conn *c, const char *why)
+{
+    uint64_t now = uv_now(t->a->hub->loop);
+    t->refused++;
+    if (t->refused_log_ms == 0 || now - t->refused_log_ms >= REFUSAL_LOG) {
+        if (t->refused_quiet > 0)
+            bh_warn(t->a->name,
+                    "refusing gateway %s: %s (%llu more refused since the last such line)", c->peer,
+                    why, (unsigned long long)t->refused_quiet);
+        else
+            bh_warn(t->a->name, "refusing gateway %s: %s", c->peer, why);
+        t->refused_log_ms = now != 0 ? now : 1;
+        t->refused_quiet = 0;
+    } else {
+        t->refused_quiet++;
+    }
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+/*
+ * Take the accepted connection C from SA, or refuse it. LIMITS false (at
+ * stop, for connections already in the listen backlog): the limits do not
+ * apply. True if it was taken.
+ */
+static bool
+admit(struct traffic *t, struct conn *c, const struct sockaddr *sa, bool limits)
+{
+    char why[160], host[INET6_ADDRSTRLEN];
+    bh_sockaddr_format(sa, c->peer, sizeof(c->peer));
+    peer_key(sa, c->addr);
+    if (limits && t->nconns >= (size_t)t->conf->max_connections) {
+        snprintf(why, sizeof(why), "%zu connections is max_connections", t->nconns);
+        refuse(t, c, why);
+        return false;
+    }
+    uint32_t mine = peer_conns(t, c->addr);
+    if (limits && mine >= (uint64_t)t->conf->max_connections_per_peer) {
+        peer_host(c->addr, host, sizeof(host));
+        snprintf(why, sizeof(why), "%u connections from %s is max_connections_per_peer", mine,
+                 host);
+        refuse(t, c, why);
+        return false;
+    }
+    if (peer_add(t, c->addr) < 0) {
+        refuse(t, c, "out of memory");
+        return false;
+    }
+    bh_lines_init(&c->lines, t->conf->max_line, t->max_payload);
+    c->listed = true;
+    c->next = t->conns;
+    if (t->conns != NULL)
+        t->conns->prev = c;
+    t->conns = c;
+    t->nconns++;
+    return true;
+}
+
 static void
 on_connection(uv_stream_t *server, int status)
 {
@@ -534,29 +804,53 @@ on_connection(uv_stream_t *server, int status)
     }
     struct sockaddr_storage sa;
     int salen = sizeof(sa);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0)
-        bh_sockaddr_format((struct sockaddr *)&sa, c->peer, sizeof(c->peer));
-    if (t->stopping || t->nconns >= (size_t)t->conf->max_connections) {
-        uint64_t now = uv_now(t->a->hub->loop);
-        if (now - t->refused_log_ms >= 1000 || t->refused_log_ms == 0) {
-            bh_warn(t->a->name, "refusing gateway %s: %zu connections is max_connections", c->peer,
-                    t->nconns);
-            t->refused_log_ms = now;
-        }
-        c->closing = true;
-        uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    memset(&sa, 0, sizeof(sa));
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen);
+    if (!admit(t, c, (struct sockaddr *)&sa, !t->stopping))
         return;
-    }
-    bh_lines_init(&c->lines, t->conf->max_line, t->max_payload);
-    c->listed = true;
-    c->next = t->conns;
-    if (t->conns != NULL)
-        t->conns->prev = c;
-    t->conns = c;
-    t->nconns++;
     bh_info(t->a->name, "gateway %s connected (%zu connection(s))", c->peer, t->nconns);
-    if (!t->paused)
+    if (!t->paused && !t->stopping)
         start_reading(c);
+}
+
+/*
+ * Stopping: the connections the kernel has completed but blockhub not yet
+ * accepted hold gateway bytes too. Take them all (without the limits) so
+ * that they are drained with the others.
+ */
+static void
+accept_backlog(struct traffic *t)
+{
+    uv_os_fd_t lfd;
+    if (uv_fileno((uv_handle_t *)&t->listener, &lfd) < 0)
+        return;
+    for (;;) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa);
+        memset(&sa, 0, sizeof(sa));
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && errno == EINTR)
+            continue;
+        if (fd < 0)
+            return; /* EAGAIN: the backlog is empty */
+        struct conn *c = calloc(1, sizeof(*c));
+        if (c == NULL) {
+            close(fd);
+            continue;
+        }
+        c->t = t;
+        c->tcp.data = c;
+        uv_tcp_init(t->a->hub->loop, &c->tcp);
+        t->handles++;
+        if (uv_tcp_open(&c->tcp, fd) < 0) {
+            close(fd);
+            c->closing = true;
+            uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+            continue;
+        }
+        if (admit(t, c, (struct sockaddr *)&sa, false))
+            bh_info(t->a->name, "gateway %s connected as blockhub stops: draining it", c->peer);
+    }
 }
 
 static void
@@ -598,17 +892,25 @@ static void
 close_all(struct traffic *t)
 {
     t->closing_all = true;
-    for (struct pending *pd = t->retry_head; pd != NULL;) {
-        struct pending *next = pd->next;
-        bh_error(t->a->name, "line %lld from %s lost at shutdown: never acknowledged by Kafka",
-                 (long long)pd->line_no, pd->peer);
-        pending_done(pd);
-        pd = next;
-    }
-    t->retry_head = t->retry_tail = NULL;
+    struct pending *lists[2] = {t->retry_head, t->suspect_head};
+    t->retry_head = t->retry_tail = t->suspect_head = t->suspect_tail = NULL;
     t->retry_count = 0;
-    for (struct conn *c = t->conns; c != NULL; c = c->next)
-        close_conn(c, CUT_NONE);
+    for (int i = 0; i < 2; i++) {
+        for (struct pending *pd = lists[i]; pd != NULL;) {
+            struct pending *next = pd->next;
+            bh_error(t->a->name, "line %lld from %s lost at shutdown: never acknowledged by Kafka",
+                     (long long)pd->line_no, pd->peer);
+            pending_done(pd);
+            pd = next;
+        }
+    }
+    for (struct conn *c = t->conns; c != NULL; c = c->next) {
+        if (c->draining)
+            bh_error(t->a->name, "gateway %s: closed at shutdown with bytes not read", c->peer);
+        c->draining = false;
+        close_conn(c, CUT_STOPPED);
+    }
+    t->draining = 0;
     close_handle(t, (uv_handle_t *)&t->retry_timer);
     close_handle(t, (uv_handle_t *)&t->idle_timer);
     close_handle(t, (uv_handle_t *)&t->drain_timer);
@@ -619,10 +921,112 @@ on_drain_timeout(uv_timer_t *timer)
 {
     struct traffic *t = timer->data;
     bh_warn(t->a->name,
-            "%zu line(s) still unacknowledged after %lld ms: leaving them to the "
-            "hub's flush",
-            t->in_flight, (long long)t->a->hub->conf->kafka.flush_timeout);
+            "%zu connection(s) not drained and %zu line(s) still unacknowledged after %lld ms: "
+            "leaving them to the hub's flush",
+            t->draining, t->in_flight, (long long)t->a->hub->conf->kafka.flush_timeout);
     close_all(t);
+}
+
+/* Stopping: C is drained (or cannot be read any more). Its cut-off line goes on; close it. */
+static void
+drained(struct conn *c)
+{
+    struct traffic *t = c->t;
+    c->draining = false;
+    t->draining--;
+    bh_info(t->a->name, "gateway %s drained at shutdown after %lld line(s)", c->peer,
+            (long long)c->lines.number);
+    close_conn(c, c->cut == CUT_CLOSED ? CUT_CLOSED : CUT_STOPPED);
+}
+
+/*
+ * Read what C's socket held at stop() (c->drain_left bytes, or less if the
+ * gateway closed or reset), as far as back-pressure allows. True when C is
+ * done with.
+ */
+static bool
+drain_conn(struct conn *c)
+{
+    struct traffic *t = c->t;
+    uv_os_fd_t fd;
+    if (c->closing)
+        return true;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+        return true;
+    while (c->drain_left > 0) {
+        if (full(t))
+            return false;
+        size_t want =
+            c->drain_left < sizeof(t->readbuf) ? (size_t)c->drain_left : sizeof(t->readbuf);
+        ssize_t n = recv(fd, t->readbuf, want, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                c->cut = CUT_CLOSED;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                bh_warn(t->a->name, "gateway %s: %s", c->peer, strerror(errno));
+            break; /* the gateway closed, reset, or nothing more is there */
+        }
+        c->drain_left -= (uint64_t)n;
+        t->read_ms = bh_now_ms();
+        if (bh_lines_feed(&c->lines, t->readbuf, (size_t)n, on_line, c) < 0) {
+            bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
+                     c->peer);
+            break;
+        }
+    }
+    /* All read that was there: did the gateway also close its side before the stop? */
+    char b;
+    if (c->drain_left == 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+        c->cut = CUT_CLOSED;
+    return true;
+}
+
+/* Stopping: drain the connections one after the other while back-pressure allows. */
+static void
+drain_all(struct traffic *t)
+{
+    if (t->in_drain || t->closing_all)
+        return;
+    t->in_drain = true;
+    t->paused = false;
+    for (struct conn *c = t->conns; c != NULL && t->draining > 0; c = c->next) {
+        if (!c->draining)
+            continue;
+        if (!drain_conn(c)) {
+            t->paused = true; /* pending_done() goes on once half is acknowledged */
+            break;
+        }
+        drained(c);
+    }
+    t->in_drain = false;
+    maybe_stopped(t);
+}
+
+/*
+ * A line of max_line bytes can make a record of nearly twice that (the event
+ * id is in the record and in a header). Say at start which lines Kafka will
+ * not take, and whether their dead letters fit.
+ */
+static void
+warn_sizes(const struct bh_adapter *a)
+{
+    const struct traffic_conf *c = a->settings;
+    size_t max = bh_kafka_max_message(a->hub->kafka);
+    size_t safe = max > RECORD_OVERHEAD ? (max - RECORD_OVERHEAD) / 2 : 0;
+    if (c->max_line > safe)
+        bh_warn(a->name,
+                "adapters.%s.max_line (%llu bytes) does not fit under kafka message.max.bytes "
+                "(%zu bytes): a line whose record comes to more than that (any line over %zu "
+                "bytes may) will be dead-lettered as too_large",
+                a->name, (unsigned long long)c->max_line, max, safe);
+    if (a->hub->conf->dead_letter.max_payload + RECORD_OVERHEAD > max)
+        bh_warn(a->name,
+                "dead_letter.max_payload (%llu bytes) does not fit under kafka "
+                "message.max.bytes (%zu bytes): the dead letter of a line that long cannot be "
+                "published, and the line is lost (logged)",
+                (unsigned long long)a->hub->conf->dead_letter.max_payload, max);
 }
 
 static int
@@ -644,13 +1048,21 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
         rc = -ENOENT;
         goto out;
     }
-    if (bh_parse_listen(c->listen, &addr) < 0) {
+    if (bh_parse_listen(c->listen, &addr) < 0) { /* the config's check refuses it first */
         snprintf(errstr, errstr_size, "listen: '%s' is not host:port", c->listen);
         rc = -EINVAL;
         goto out;
     }
     if (bh_traffic_parser_new(&t->parser) < 0)
         goto out;
+    size_t buckets = 16;
+    while (buckets < (size_t)c->max_connections && buckets < 65536)
+        buckets *= 2;
+    t->peers = calloc(buckets, sizeof(*t->peers));
+    if (t->peers == NULL)
+        goto out;
+    t->peer_mask = buckets - 1;
+    t->peer_seed = (uint32_t)uv_hrtime();
     rc = bh_traffic_avro_check(t->schema, a->hub->encoder, t->frame, &t->frame_len, errstr,
                                errstr_size);
     if (rc < 0)
@@ -666,11 +1078,13 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
         /* The handle is closed on the loop's next turn; T must outlive it. */
         uv_close((uv_handle_t *)&t->listener, NULL);
         bh_traffic_parser_free(t->parser);
+        free(t->peers);
         return rc;
     }
     int len = sizeof(addr);
     uv_tcp_getsockname(&t->listener, (struct sockaddr *)&addr, &len);
     bh_sockaddr_format((struct sockaddr *)&addr, t->source, sizeof(t->source));
+    warn_sizes(a);
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->idle_timer);
     uv_timer_init(loop, &t->drain_timer);
@@ -685,6 +1099,7 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
     return 0;
 out:
     bh_traffic_parser_free(t->parser);
+    free(t->peers);
     free(t);
     return rc;
 }
@@ -694,23 +1109,34 @@ stop(struct bh_adapter *a)
 {
     struct traffic *t = a->priv;
     t->stopping = true;
+    accept_backlog(t);
     close_handle(t, (uv_handle_t *)&t->listener);
     uv_timer_stop(&t->idle_timer);
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
-        cut_line(c, CUT_STOPPED);
+        if (c->closing)
+            continue;
+        /* What the kernel holds now is what the gateway has delivered. */
+        uv_os_fd_t fd;
+        int held = 0;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+            held = 0;
+        else if (ioctl(fd, FIONREAD, &held) < 0)
+            held = -1; /* not known: read until nothing more is there */
+        c->drain_left = held >= 0 ? (uint64_t)held : UINT64_MAX;
+        c->draining = true;
+        t->draining++;
     }
     bh_info(a->name,
-            "stopping: %zu connection(s), %zu line(s) in flight; back-pressure paused "
-            "reading %llu time(s)",
-            t->nconns, t->in_flight, (unsigned long long)t->pauses);
-    if (t->in_flight == 0) {
-        close_all(t);
-        return;
-    }
-    uv_timer_start(&t->drain_timer, on_drain_timeout, (uint64_t)a->hub->conf->kafka.flush_timeout,
-                   0);
+            "stopping: draining %zu connection(s), %zu line(s) in flight; back-pressure paused "
+            "reading %llu time(s); %llu connection(s) refused",
+            t->draining, t->in_flight, (unsigned long long)t->pauses,
+            (unsigned long long)t->refused);
+    drain_all(t);
+    if (!t->closing_all)
+        uv_timer_start(&t->drain_timer, on_drain_timeout,
+                       (uint64_t)a->hub->conf->kafka.flush_timeout, 0);
 }
 
 static void
@@ -724,6 +1150,14 @@ destroy(struct bh_adapter *a)
         t->free_slots = pd->next;
         free(pd);
     }
+    for (size_t i = 0; t->peers != NULL && i <= t->peer_mask; i++) {
+        while (t->peers[i] != NULL) {
+            struct peer *pe = t->peers[i];
+            t->peers[i] = pe->next;
+            free(pe);
+        }
+    }
+    free(t->peers);
     bh_traffic_parser_free(t->parser);
     free(t->out);
     free(t);
@@ -740,6 +1174,25 @@ topics(const struct bh_adapter *a, const char **out, size_t cap)
     }
 }
 
+/* What Kafka takes as a topic name: 1-249 of [a-zA-Z0-9._-], neither "." nor "..". */
+static int
+check_topic(const void *value, char *why, size_t why_size)
+{
+    const char *topic = *(char *const *)value;
+    size_t n = topic != NULL ? strlen(topic) : 0;
+    size_t ok = topic != NULL ? strspn(topic, "abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+                              : 0;
+    if (n == 0 || n > 249 || ok != n || strcmp(topic, ".") == 0 || strcmp(topic, "..") == 0) {
+        char shown[80];
+        bh_utf8_sanitize(shown, 68, topic != NULL ? topic : "", n);
+        snprintf(why, why_size,
+                 "'%s' is not a Kafka topic name (1-249 characters of a-z A-Z 0-9 . _ -)", shown);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 #define KEY(field) offsetof(struct traffic_conf, field)
 
 static const struct bh_conf_key traffic_keys[] = {
@@ -747,12 +1200,15 @@ static const struct bh_conf_key traffic_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(listen),
      .def = "127.0.0.1:9400",
+     .check = bh_conf_check_listen,
      .doc = "Address and port the gateways connect to (host:port, [v6]:port, :port)."},
     {.name = "topic",
      .type = BH_CONF_STRING,
      .offset = KEY(topic),
      .def = "dept.traffic",
-     .doc = "Topic the events are published to, keyed by block."},
+     .check = check_topic,
+     .doc = "Topic the events are published to, keyed by block (Kafka's topic name rules: 1-249 "
+            "of a-z A-Z 0-9 . _ -)."},
     {.name = "max_line",
      .type = BH_CONF_SIZE,
      .offset = KEY(max_line),
@@ -782,21 +1238,33 @@ static const struct bh_conf_key traffic_keys[] = {
      .def = "256",
      .min = 1,
      .max = 100000,
-     .doc = "Gateway connections at once; more are closed as they arrive."},
+     .doc = "Gateway connections at once; more are closed as they arrive (and logged, at most "
+            "once a second)."},
+    {.name = "max_connections_per_peer",
+     .type = BH_CONF_INT,
+     .offset = KEY(max_connections_per_peer),
+     .def = "64",
+     .min = 1,
+     .max = 100000,
+     .doc = "Gateway connections at once from one IP address (IPv4, or IPv6 by the full "
+            "address); more from that address are closed as they arrive (and logged, at most once "
+            "a second), so that one host cannot take every connection."},
     {.name = "idle_timeout",
      .type = BH_CONF_DURATION,
      .offset = KEY(idle_timeout),
-     .def = "0",
+     .def = "5m",
      .min = 0,
      .max = 7LL * 24 * 3600 * 1000,
-     .doc = "A connection that sends nothing for this long is closed (0: never). Time spent "
-            "paused by back-pressure does not count."},
+     .doc = "A connection that sends nothing (not even a heartbeat) for this long is closed, so "
+            "silent sockets cannot hold the connections; 0: never. Time spent paused by "
+            "back-pressure does not count."},
     {0},
 };
 
 const struct bh_adapter_type bh_adapter_type_traffic = {
     .name = "traffic",
     .doc = "Traffic gateway events: JSON lines over TCP (FEEDS.md, Traffic).",
+    .schema = SCHEMA,
     .conf = {.keys = traffic_keys, .size = sizeof(struct traffic_conf)},
     .start = start,
     .stop = stop,

@@ -13,6 +13,11 @@
  * so the line is checked strictly here first (and yajl's own check is
  * switched off), and an escaped string of a known field is decoded here from
  * the line's own bytes.
+ *
+ * No string of the line may hold U+0000 (written \u0000): not a known
+ * field's, not an unknown field's at any depth, not a key. A known field is
+ * refused at its turn in the contract's order; a NUL anywhere else, once
+ * every field has passed.
  */
 #include "traffic_event.h"
 
@@ -50,8 +55,9 @@ enum value {
     V_NULL,
     V_STRING,
     V_NUMBER,
-    V_OTHER,     /* boolean, object or array */
-    V_BAD_STRING /* an escape that is not a Unicode scalar value */
+    V_OTHER,      /* boolean, object or array */
+    V_BAD_STRING, /* an escape that is not a Unicode scalar value */
+    V_NUL_STRING  /* a string that holds U+0000 */
 };
 
 struct slot {
@@ -74,6 +80,11 @@ struct bh_traffic_parser {
     enum field current; /* the field whose value comes next (depth 1) */
     bool not_object;
     bool oom;
+    bool nul_elsewhere; /* a key or a string outside the known fields holds U+0000 */
+    bool nul_in_key;    /* ... and it was a key */
+    char nul_key[72];   /* that key, or the top-level key it was under (sanitized, cut) */
+    const char *key;    /* the current top-level key (in the line or in scratch) */
+    size_t key_len;
     struct slot slots[F_NONE];
     char *scratch; /* decoded escaped strings; never longer than the line */
     size_t scratch_cap, scratch_used;
@@ -182,9 +193,10 @@ put_utf8(char *out, unsigned cp)
 
 /*
  * Decode the body of a JSON string whose syntax yajl has already checked.
- * The output is never longer than the input. False for a lone surrogate.
+ * The output is never longer than the input. V_BAD_STRING for a lone
+ * surrogate, V_NUL_STRING for U+0000, else V_STRING.
  */
-static bool
+static enum value
 unescape(const char *s, size_t n, char *out, size_t *out_len)
 {
     size_t o = 0;
@@ -199,27 +211,29 @@ unescape(const char *s, size_t n, char *out, size_t *out_len)
             static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
             const char *k = strchr(from, e);
             if (k == NULL)
-                return false;
+                return V_BAD_STRING;
             out[o++] = to[k - from];
             continue;
         }
         unsigned cp = hex4(s + i);
         i += 4;
+        if (cp == 0)
+            return V_NUL_STRING;
         if (cp >= 0xDC00 && cp <= 0xDFFF)
-            return false;
+            return V_BAD_STRING;
         if (cp >= 0xD800 && cp <= 0xDBFF) {
             if (i + 6 > n || s[i] != '\\' || s[i + 1] != 'u')
-                return false;
+                return V_BAD_STRING;
             unsigned low = hex4(s + i + 2);
             if (low < 0xDC00 || low > 0xDFFF)
-                return false;
+                return V_BAD_STRING;
             cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
             i += 6;
         }
         o += put_utf8(out + o, cp);
     }
     *out_len = o;
-    return true;
+    return V_STRING;
 }
 
 /*
@@ -247,8 +261,9 @@ decode_escaped(struct bh_traffic_parser *p, const char **s, size_t *len)
     }
     char *out = p->scratch + p->scratch_used;
     size_t n;
-    if (!unescape(p->line + open + 1, close - open - 1, out, &n))
-        return V_BAD_STRING;
+    enum value kind = unescape(p->line + open + 1, close - open - 1, out, &n);
+    if (kind != V_STRING)
+        return kind;
     p->scratch_used += n;
     *s = out;
     *len = n;
@@ -267,6 +282,25 @@ lookup(const unsigned char *k, size_t n)
     return F_NONE;
 }
 
+/* True if S is text yajl decoded (it had escapes) rather than bytes of the line. */
+static bool
+decoded(const struct bh_traffic_parser *p, const char *s)
+{
+    return s < p->line || s >= p->line + p->len;
+}
+
+/* The first U+0000 outside the known fields: under the key NAME, or in that key itself. */
+static void
+nul_found(struct bh_traffic_parser *p, const char *name, size_t len, bool in_key)
+{
+    if (p->nul_elsewhere)
+        return;
+    p->nul_elsewhere = true;
+    p->nul_in_key = in_key;
+    /* at most 64 bytes of it, cut between characters, the NUL itself shown as \x00 */
+    bh_utf8_sanitize(p->nul_key, 65, name != NULL ? name : "", name != NULL ? len : 0);
+}
+
 /* A value at depth 1 belongs to the current key; deeper ones are ignored. */
 static int
 note(struct bh_traffic_parser *p, enum value kind, const char *s, size_t len)
@@ -275,10 +309,14 @@ note(struct bh_traffic_parser *p, enum value kind, const char *s, size_t len)
         p->not_object = true;
         return 0; /* stop: the line is a bare value */
     }
-    if (p->depth > 1 || p->current == F_NONE)
+    if (p->depth > 1 || p->current == F_NONE) {
+        /* Only a decoded string can hold a NUL: a raw one is not JSON. */
+        if (kind == V_STRING && decoded(p, s) && memchr(s, '\0', len) != NULL)
+            nul_found(p, p->key, p->key_len, false);
         return 1;
+    }
     struct slot *sl = &p->slots[p->current];
-    if (kind == V_STRING && (s < p->line || s >= p->line + p->len))
+    if (kind == V_STRING && decoded(p, s))
         kind = decode_escaped(p, &s, &len);
     if (sl->count++ == 0) {
         sl->kind = kind;
@@ -343,8 +381,22 @@ static int
 on_map_key(void *ctx, const unsigned char *k, size_t len)
 {
     struct bh_traffic_parser *p = ctx;
-    if (p->depth == 1)
-        p->current = lookup(k, len);
+    const char *key = (const char *)k;
+    bool nul = decoded(p, key) && memchr(key, '\0', len) != NULL;
+    if (nul)
+        nul_found(p, key, len, true);
+    if (p->depth != 1)
+        return 1;
+    p->current = lookup(k, len);
+    if (decoded(p, key)) {
+        /* yajl's copy goes with the next string: keep one (never longer than its escaped text) */
+        char *copy = p->scratch + p->scratch_used;
+        memcpy(copy, key, len);
+        p->scratch_used += len;
+        key = copy;
+    }
+    p->key = key;
+    p->key_len = len;
     return 1;
 }
 
@@ -552,6 +604,7 @@ kind_name(enum value v)
     switch (v) {
     case V_STRING:
     case V_BAD_STRING:
+    case V_NUL_STRING:
         return "a string";
     case V_NUMBER:
         return "a number";
@@ -577,6 +630,10 @@ check_slot(const struct slot *sl, enum field f, enum value want, bool required, 
     }
     if (sl->kind == V_BAD_STRING) {
         snprintf(why, n, "%s: an escape in the string is not a Unicode character", name);
+        return BH_DLQ_INVALID_FIELD;
+    }
+    if (sl->kind == V_NUL_STRING) {
+        snprintf(why, n, "%s: the string holds \\u0000, which no field accepts", name);
         return BH_DLQ_INVALID_FIELD;
     }
     if (sl->kind != want) {
@@ -616,7 +673,7 @@ get_type(const struct slot *slots, enum bh_traffic_type *out, char *why, size_t 
             return r;
         }
     }
-    int k = snprintf(why, n, "type: '%.*s' is not one of", (int)(t.len > 64 ? 64 : t.len), t.s);
+    int k = snprintf(why, n, "type: '%.*s' is not one of", (int)bh_utf8_cut(t.s, t.len, 64), t.s);
     for (int i = 0; i < BH_TRAFFIC_TYPE_COUNT && k > 0 && (size_t)k < n; i++)
         k += snprintf(why + k, n - (size_t)k, "%s %s", i ? "," : "", bh_traffic_type_names[i]);
     return BH_DLQ_INVALID_FIELD;
@@ -632,7 +689,7 @@ get_coordinate(const struct slot *slots, enum field f, double limit, double *out
     *out = number(slots[f].s, slots[f].len);
     if (!isfinite(*out) || fabs(*out) > limit) {
         snprintf(why, n, "%s: %.*s is not within [-%g, %g]", field_names[f],
-                 (int)(slots[f].len > 64 ? 64 : slots[f].len), slots[f].s, limit, limit);
+                 (int)bh_utf8_cut(slots[f].s, slots[f].len, 64), slots[f].s, limit, limit);
         return BH_DLQ_INVALID_FIELD;
     }
     return r;
@@ -648,7 +705,7 @@ get_integer(const struct slot *slots, enum field f, int64_t min, int64_t max, in
     int rc = integer(slots[f].s, slots[f].len, out);
     if (rc < 0 || *out < min || *out > max) {
         snprintf(why, n, "%s: %.*s is not an integer from %lld to %lld", field_names[f],
-                 (int)(slots[f].len > 64 ? 64 : slots[f].len), slots[f].s, (long long)min,
+                 (int)bh_utf8_cut(slots[f].s, slots[f].len, 64), slots[f].s, (long long)min,
                  (long long)max);
         return BH_DLQ_INVALID_FIELD;
     }
@@ -738,6 +795,9 @@ reset(struct bh_traffic_parser *p, const char *line, size_t len)
     p->depth = 0;
     p->current = F_NONE;
     p->not_object = false;
+    p->nul_elsewhere = false;
+    p->key = NULL;
+    p->key_len = 0;
     p->scratch_used = 0;
     memset(p->slots, 0, sizeof(p->slots));
 }
@@ -803,5 +863,13 @@ bh_traffic_parse(struct bh_traffic_parser *p, const char *line, size_t len,
     if (is_heartbeat(&p->slots[F_TYPE]) && p->slots[F_TYPE].count == 1)
         return BH_TRAFFIC_HEARTBEAT;
     *reason = apply_rules(p->slots, ev, why, why_size);
+    if (*reason == BH_DLQ_REASON_COUNT && p->nul_elsewhere) {
+        *reason = BH_DLQ_INVALID_FIELD;
+        if (p->nul_in_key)
+            snprintf(why, why_size, "the key '%s' holds \\u0000, which no key accepts", p->nul_key);
+        else
+            snprintf(why, why_size, "%s: a string holds \\u0000, which no field accepts",
+                     p->nul_key);
+    }
     return *reason == BH_DLQ_REASON_COUNT ? BH_TRAFFIC_RECORD : BH_TRAFFIC_REJECT;
 }

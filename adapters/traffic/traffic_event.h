@@ -21,7 +21,13 @@
  *      (9999-12-31T23:59:59.999Z); lon/lat are finite with |lon| <= 180 and
  *      |lat| <= 90; plate and road are optional strings (null = absent).
  *      Escaped strings must decode to Unicode scalar values (no lone
- *      surrogates). Unknown keys are ignored whatever their value.
+ *      surrogates). Unknown keys are ignored whatever their value, with
+ *      one exception:
+ *   5. no string of the line holds U+0000 (\u0000): a known field that
+ *      does is invalid_field at its turn in rule 4; a key, or a string of an
+ *      unknown field at any depth, is invalid_field once rule 4 has passed.
+ *   Every WHY is valid UTF-8: the sender's text in it is cut between
+ *   characters (at most 64 bytes of it).
  */
 #ifndef BH_TRAFFIC_EVENT_H
 #define BH_TRAFFIC_EVENT_H

@@ -407,6 +407,102 @@ test_parser_reuse_keeps_results_apart(void **state)
     }
 }
 
+/* A line with every required field valid and EXTRA (a ", "-led list of members) added. */
+static struct result
+with_extra(const char *extra)
+{
+    char line[2048];
+    snprintf(line, sizeof(line),
+             "{\"event_id\": \"a\", \"device\": \"d\", \"type\": \"accident\", \"lon\": 1, "
+             "\"lat\": 2, \"severity\": 3, \"ts\": 4%s}",
+             extra);
+    return parse(line);
+}
+
+/* \u0000 is refused wherever it is: known fields, unknown ones at any depth, keys. */
+static void
+test_nul_refused(void **state)
+{
+    (void)state;
+    expect_reject(variant("plate", "\"plate\": \"B\\u0000\""), BH_DLQ_INVALID_FIELD,
+                  "plate: the string holds \\u0000");
+    expect_reject(variant("event_id", "\"event_id\": \"\\u0000\""), BH_DLQ_INVALID_FIELD,
+                  "event_id: the string holds \\u0000");
+    expect_reject(variant("road", "\"road\": \"\\u6df1\\u0000\\u5357\""), BH_DLQ_INVALID_FIELD,
+                  "road: the string holds \\u0000");
+    /* not a type name either (the NUL is what is said, not "not one of") */
+    expect_reject(variant("type", "\"type\": \"accident\\u0000\""), BH_DLQ_INVALID_FIELD,
+                  "type: the string holds \\u0000");
+    /* in a field nobody reads */
+    expect_reject(with_extra(", \"note\": \"x\\u0000y\""), BH_DLQ_INVALID_FIELD,
+                  "note: a string holds \\u0000, which no field accepts");
+    expect_reject(with_extra(", \"extra\": {\"a\": [1, \"\\u0000\"]}"), BH_DLQ_INVALID_FIELD,
+                  "extra: a string holds \\u0000");
+    /* in a key, top-level or nested: shown escaped */
+    expect_reject(with_extra(", \"k\\u0000ey\": 1"), BH_DLQ_INVALID_FIELD,
+                  "the key 'k\\x00ey' holds \\u0000");
+    expect_reject(with_extra(", \"x\": {\"\\u0000\": 1}"), BH_DLQ_INVALID_FIELD,
+                  "the key '\\x00' holds \\u0000");
+    /* the fields' own rules come first, in the contract's order */
+    expect_reject(parse("{\"note\": \"\\u0000\", \"device\": \"d\"}"), BH_DLQ_MISSING_FIELD,
+                  "event_id: is required");
+    /* the six characters \u0000 (an escaped backslash) are no NUL */
+    struct result r = variant("road", "\"road\": \"\\\\u0000\"");
+    assert_int_equal(r.kind, BH_TRAFFIC_RECORD);
+    assert_str(r.ev.road, "\\u0000");
+    r = with_extra(", \"note\": \"\\\\u0000 \\u0001\"");
+    assert_int_equal(r.kind, BH_TRAFFIC_RECORD);
+    /* a heartbeat stays a heartbeat */
+    assert_int_equal(parse("{\"type\": \"heartbeat\", \"x\": \"\\u0000\"}").kind,
+                     BH_TRAFFIC_HEARTBEAT);
+    /* a raw NUL byte is not JSON at all */
+    static const char raw[] = "{\"event_id\": \"a\0b\"}";
+    expect_reject(parse_n(raw, sizeof(raw) - 1), BH_DLQ_INVALID_JSON, "JSON");
+    /* the same verdicts without the flat-line path */
+    bh_traffic_parser_set_fast(parser, false);
+    expect_reject(with_extra(", \"note\": \"x\\u0000y\""), BH_DLQ_INVALID_FIELD, "note:");
+    expect_reject(variant("plate", "\"plate\": \"B\\u0000\""), BH_DLQ_INVALID_FIELD, "plate:");
+    bh_traffic_parser_set_fast(parser, true);
+}
+
+/* The sender's text in a reason is cut between characters, never inside one. */
+static void
+test_why_cut_between_characters(void **state)
+{
+    (void)state;
+    static const char *const chars[] = {"a", "é", "交", "\xF0\x9F\x9A\x97"};
+    for (size_t lead = 0; lead < 4; lead++) {
+        for (size_t k = 0; k < 4; k++) {
+            for (int count = 1; count <= 45; count++) {
+                char value[512], member[600];
+                size_t n = 0;
+                for (size_t i = 0; i < lead; i++)
+                    value[n++] = 'x';
+                for (int i = 0; i < count; i++) {
+                    memcpy(value + n, chars[k], strlen(chars[k]));
+                    n += strlen(chars[k]);
+                }
+                value[n] = '\0';
+                snprintf(member, sizeof(member), "\"type\": \"%s\"", value);
+                struct result r = variant("type", member);
+                expect_reject(r, BH_DLQ_INVALID_FIELD, "is not one of");
+                assert_true(bh_utf8_valid(r.why, strlen(r.why)));
+                /* the quoted text: the longest whole-character prefix of at most 64 bytes */
+                const char *q = strchr(r.why, '\'') + 1;
+                size_t w = strlen(chars[k]), shown = (size_t)(strchr(q, '\'') - q);
+                size_t want = n <= 64 ? n : lead + (64 - lead) / w * w;
+                if (shown != want || memcmp(q, value, shown) != 0)
+                    fail_msg("'%s' shown as '%.*s'", value, (int)shown, q);
+            }
+        }
+    }
+    /* 40 CJK characters: the first 21 (63 bytes) are shown */
+    struct result r = variant("type", "\"type\": \"交通事故交通事故交通事故交通事故交通事故交通事故"
+                                      "交通事故交通事故交通事故交通事故\"");
+    assert_true(bh_utf8_valid(r.why, strlen(r.why)));
+    assert_non_null(strstr(r.why, "'交通事故交通事故交通事故交通事故交通事故交' is not one of"));
+}
+
 static int
 same_str(struct bh_traffic_str a, struct bh_traffic_str b)
 {
@@ -471,6 +567,17 @@ test_flat_path_agrees_with_yajl(void **state)
             fail_msg("disagree on '%.*s': %d/%s '%s' vs %d/%s '%s'", (int)n, line, a.kind,
                      bh_dlq_reason_code(a.reason), a.why, b.kind, bh_dlq_reason_code(b.reason),
                      b.why);
+        /* whatever the verdict, the reason and the record's strings are valid UTF-8, NUL-free */
+        if (!bh_utf8_valid(a.why, strlen(a.why)))
+            fail_msg("reason not UTF-8 for '%.*s'", (int)n, line);
+        if (a.kind == BH_TRAFFIC_RECORD) {
+            const struct bh_traffic_str *strs[] = {&a.ev.event_id, &a.ev.device, &a.ev.plate,
+                                                   &a.ev.road};
+            for (size_t k = 0; k < 4; k++)
+                if (strs[k]->s != NULL && (!bh_utf8_valid(strs[k]->s, strs[k]->len) ||
+                                           memchr(strs[k]->s, '\0', strs[k]->len) != NULL))
+                    fail_msg("field %zu of '%.*s' is not clean UTF-8", k, (int)n, line);
+        }
         records += a.kind == BH_TRAFFIC_RECORD;
     }
     /* both paths were exercised, and many lines were still good ones */
@@ -498,6 +605,8 @@ main(void)
         cmocka_unit_test(test_heartbeat),
         cmocka_unit_test(test_parser_reuse_keeps_results_apart),
         cmocka_unit_test(test_flat_path_agrees_with_yajl),
+        cmocka_unit_test(test_nul_refused),
+        cmocka_unit_test(test_why_cut_between_characters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

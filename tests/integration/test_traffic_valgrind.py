@@ -1,0 +1,74 @@
+"""The traffic adapter under valgrind: connections taken, refused per peer, drained at SIGTERM.
+
+ASan does not see inside libuv, whose handles the adapter opens, reads directly at shutdown and
+closes; valgrind does. Plain build only (valgrind cannot run an ASan binary).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import BLOCKHUB, Hub, free_port
+from test_traffic import decoded, event, ndjson
+from test_traffic_abuse import connect_from, settle
+from test_traffic_shutdown import unsent, wait_until
+
+
+@pytest.mark.skipif(os.environ.get("BH_SANITIZED", "").lower() in ("1", "on", "true"),
+                    reason="valgrind cannot run a sanitized binary")
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_traffic_start_refuse_drain_under_valgrind(kafka, tmp_path, decoder):
+    port = free_port()
+    entry = {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % port,
+             "topic": "dept.traffic.%s" % uuid.uuid4().hex[:10],
+             "max_connections_per_peer": 2, "max_in_flight": 50, "max_line": 4096}
+    hub = Hub(tmp_path, kafka, fire=False, adapters=[entry])
+    hub.traffic_port = port
+    hub.traffic_topic = entry["topic"]
+    log = tmp_path / "valgrind.log"
+    args = ["valgrind", "-q", "--error-exitcode=99", "--log-file=%s" % log, BLOCKHUB,
+            "--config", hub.config]
+    with open(hub.logpath, "ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: proc.poll() is None and "hub: ready" in hub.logtext(),
+                       "blockhub under valgrind to start", timeout=120)
+            gateways = []
+            for address in ("127.0.0.1", "127.0.0.1", "127.0.0.2"):
+                s, peer = connect_from(hub, address)
+                assert settle(hub, s, peer, timeout=60) == "accepted"
+                gateways.append((s, peer))
+            extra, extra_peer = connect_from(hub, "127.0.0.1")
+            assert settle(hub, extra, extra_peer, timeout=60) == "refused"
+            extra.close()
+            want = []
+            for k, (s, _) in enumerate(gateways):
+                evs = [event(k * 1000 + i, "JJ-VG") for i in range(300)]
+                data = ndjson(evs)
+                if k == 1:
+                    data += json.dumps({"pad": "x" * 5000}).encode() + b"\n"  # too long
+                if k == 2:
+                    data += b'{"event_id": "JJ-VG-CUT"'  # cut off by the stop
+                s.sendall(data)
+                want += [e["event_id"] for e in evs]
+            wait_until(lambda: all(unsent(s) == 0 for s, _ in gateways), "the lines to arrive")
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    report = log.read_text()
+    assert rc == 0, "exit %d\n%s\n%s" % (rc, report, hub.logtext())
+    assert report.strip() == "", report
+    msgs = decoded(kafka, hub.traffic_topic, decoder, "blockhub.traffic.TrafficEvent")
+    assert sorted(rec["event_id"] for _, rec in msgs) == sorted(want)
+    dead = sorted(d["reason"] for _, d in decoded(kafka, hub.dlq_topic, decoder,
+                                                  "blockhub.DeadLetter"))
+    assert dead == ["invalid_json", "too_large"]
+    for s, _ in gateways:
+        s.close()
