@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "utf8.h"
 
 struct bh_kafka {
     uv_loop_t *loop;
@@ -115,6 +116,24 @@ set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errst
     char err[256];
     if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
         snprintf(errstr, errstr_size, "kafka.properties.%s: %s", name, err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int
+bh_conf_check_topic(const void *value, char *why, size_t why_size)
+{
+    const char *topic = *(char *const *)value;
+    size_t n = topic != NULL ? strlen(topic) : 0;
+    size_t ok = topic != NULL ? strspn(topic, "abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+                              : 0;
+    if (n == 0 || n > 249 || ok != n || strcmp(topic, ".") == 0 || strcmp(topic, "..") == 0) {
+        char shown[80];
+        bh_utf8_sanitize(shown, 68, topic != NULL ? topic : "", n);
+        snprintf(why, why_size,
+                 "'%s' is not a Kafka topic name (1-249 characters of a-z A-Z 0-9 . _ -)", shown);
         return -EINVAL;
     }
     return 0;

@@ -43,6 +43,10 @@ struct bh_kafka_conf {
 
 struct bh_kafka;
 
+/* A bh_conf_key check for a topic name (a char * field): Kafka's rules, 1-249 of a-z A-Z 0-9 . _ -.
+ */
+int bh_conf_check_topic(const void *value, char *why, size_t why_size);
+
 /*
  * The check of kafka.properties that bh_kafka_new makes, without a producer:
  * every property known to librdkafka with a value it takes, none of the

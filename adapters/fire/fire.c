@@ -589,6 +589,7 @@ static const struct bh_conf_key fire_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(topic),
      .def = "dept.fire",
+     .check = bh_conf_check_topic,
      .doc = "Topic the events are published to, keyed by block."},
     {0},
 };

@@ -1710,6 +1710,7 @@ static const struct bh_conf_key market_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(topic),
      .def = "dept.market",
+     .check = bh_conf_check_topic,
      .doc = "Topic the records are published to, keyed by block."},
     {.name = "done_action",
      .type = BH_CONF_STRING,
@@ -1796,6 +1797,7 @@ static const struct bh_conf_key market_keys[] = {
 const struct bh_adapter_type bh_adapter_type_market = {
     .name = "market",
     .doc = "Market regulation CSV files in a spool directory (FEEDS.md, Market regulation).",
+    .schema = SCHEMA,
     .conf = {.keys = market_keys, .size = sizeof(struct market_conf)},
     .start = start,
     .stop = stop,

@@ -1175,24 +1175,6 @@ topics(const struct bh_adapter *a, const char **out, size_t cap)
 }
 
 /* What Kafka takes as a topic name: 1-249 of [a-zA-Z0-9._-], neither "." nor "..". */
-static int
-check_topic(const void *value, char *why, size_t why_size)
-{
-    const char *topic = *(char *const *)value;
-    size_t n = topic != NULL ? strlen(topic) : 0;
-    size_t ok = topic != NULL ? strspn(topic, "abcdefghijklmnopqrstuvwxyz"
-                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-                              : 0;
-    if (n == 0 || n > 249 || ok != n || strcmp(topic, ".") == 0 || strcmp(topic, "..") == 0) {
-        char shown[80];
-        bh_utf8_sanitize(shown, 68, topic != NULL ? topic : "", n);
-        snprintf(why, why_size,
-                 "'%s' is not a Kafka topic name (1-249 characters of a-z A-Z 0-9 . _ -)", shown);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 #define KEY(field) offsetof(struct traffic_conf, field)
 
 static const struct bh_conf_key traffic_keys[] = {
@@ -1206,7 +1188,7 @@ static const struct bh_conf_key traffic_keys[] = {
      .type = BH_CONF_STRING,
      .offset = KEY(topic),
      .def = "dept.traffic",
-     .check = check_topic,
+     .check = bh_conf_check_topic,
      .doc = "Topic the events are published to, keyed by block (Kafka's topic name rules: 1-249 "
             "of a-z A-Z 0-9 . _ -)."},
     {.name = "max_line",
