@@ -43,7 +43,17 @@ for p in "${patches[@]}"; do
     broken=$((broken + 1))
     continue
   fi
-  if ! cmake --build "$work/build" -j"$(nproc)" >"$work/$name.build.log" 2>&1; then
+  # Build only what the named tests run: the daemon for integration tests, a
+  # unit program for unit.X / valgrind.X; anything else builds everything.
+  targets=()
+  for alt in ${regex//|/ }; do
+    case "$alt" in
+    integration.*) targets+=(--target blockhub) ;;
+    unit.test_* | valgrind.test_*) targets+=(--target "${alt#*.}") ;;
+    *) targets=() && break ;;
+    esac
+  done
+  if ! cmake --build "$work/build" -j"$(nproc)" "${targets[@]}" >"$work/$name.build.log" 2>&1; then
     echo "mutant $name: killed by the build (see $work/$name.build.log)"
     killed=$((killed + 1))
   elif PYTEST_ADDOPTS=${kexpr:+-k "$kexpr"} ctest --test-dir "$work/build" -R "$regex" \
