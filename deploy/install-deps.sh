@@ -34,6 +34,7 @@ BH_APT_PACKAGES=(
   librdkafka-dev libavro-dev libuv1-dev libh2o-dev libssl-dev
   libcurl4-openssl-dev libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   clang-format kcat curl jq
+  clang libclang-rt-14-dev llvm   # fuzz build: clang, libFuzzer/ASan runtimes, llvm-symbolizer
   openjdk-17-jre-headless maven
   python3 python3-venv
 )

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# blockhub's whole test suite: installs what is missing, builds twice (plain
-# and ASan/UBSan, both -Wall -Wextra -Werror), starts a real single-node Kafka
-# on loopback, runs every unit and integration test of both builds under ctest,
-# and stops the broker. Usage: deploy/test.sh [extra ctest args, e.g. -R fire]
+# blockhub's whole test suite: installs what is missing, builds three times
+# (plain and ASan/UBSan with gcc, libFuzzer with clang; all -Wall -Wextra
+# -Werror), starts a real single-node Kafka on loopback, runs every unit and
+# integration test of the first two builds and the fuzz tests of the third
+# (BH_FUZZ_SECONDS per target, default 60) under ctest, and stops the broker.
+# Usage: deploy/test.sh [extra ctest args, e.g. -R fire]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,6 +16,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBH_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBH_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs"
 
 kdir=$(mktemp -d /tmp/blockhub-kafka.XXXXXX)
 port=${BH_TEST_KAFKA_PORT:-39092}
@@ -29,10 +33,17 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 passed=0
 failed=0
-for dir in build build-asan; do
+for dir in build build-asan build-fuzz; do
   echo "=== ctest: $dir"
   log=$(mktemp)
-  if ctest --test-dir "$dir" --output-on-failure "$@" 2>&1 | tee "$log"; then :; fi
+  # build-fuzz: only the fuzz tests (BH_FUZZ_SECONDS each, default 60), nproc at a time
+  only=()
+  [ "$dir" = build-fuzz ] && only=(-L fuzz -j"$jobs")
+  if ctest --test-dir "$dir" --output-on-failure "${only[@]}" "$@" 2>&1 | tee "$log"; then :; fi
+  if [ "$dir" = build-fuzz ] && grep -q "No tests were found" "$log"; then
+    rm -f "$log"
+    continue # the extra ctest args select no fuzz test
+  fi
   if ! grep -q "100% tests passed" "$log"; then status=1; fi
   p=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2 \1/p' "$log" | tail -n 1)
   if [ -n "$p" ]; then

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 #define MAX_DEPTH 64
 
 /* --- output ---------------------------------------------------------------- */
@@ -481,6 +483,10 @@ bh_jplan_read(const struct bh_jplan *p, const void *body, size_t len, struct bh_
             break;
         }
     }
+    /* Avro strings are UTF-8; the id and the type go on into the view. */
+    if (!r.bad && (!bh_utf8_valid(f->id, f->id_len) ||
+                   (f->type_symbol < 0 && !bh_utf8_valid(f->type, f->type_len))))
+        r.bad = 1;
     return r.bad ? -EBADMSG : 0;
 }
 

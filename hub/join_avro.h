@@ -99,7 +99,10 @@ void bh_jplan_free(struct bh_jplan *p);
 /* Number of enum symbols of the type field (0 for a string type). */
 size_t bh_jplan_symbols(const struct bh_jplan *p);
 const char *bh_jplan_symbol(const struct bh_jplan *p, size_t i);
-/* Extract from an Avro body (after the framing). -EBADMSG on malformed input. */
+/*
+ * Extract from an Avro body (after the framing). -EBADMSG on malformed input,
+ * an id or a string type that is not valid UTF-8 included.
+ */
 int bh_jplan_read(const struct bh_jplan *p, const void *body, size_t len, struct bh_jfields *out);
 
 /* --- the view layout ------------------------------------------------------- */
