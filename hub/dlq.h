@@ -14,7 +14,8 @@
 
 /* The closed list of reason codes: X(enum suffix, code, description). */
 #define BH_DLQ_REASONS(X)                                                                          \
-    X(INVALID_JSON, "invalid_json", "the item is not valid JSON, or not a JSON object")            \
+    X(INVALID_JSON, "invalid_json",                                                                \
+      "the item is not valid JSON, not a JSON object, or has a key twice in one object")           \
     X(MISSING_FIELD, "missing_field", "a required field is absent or null")                        \
     X(INVALID_FIELD, "invalid_field", "a field has the wrong type or a value outside its rules")   \
     X(UNRESOLVED_BLOCK, "unresolved_block",                                                        \

@@ -67,6 +67,13 @@ struct slot {
     size_t len;
 };
 
+/* A key of the line: its text (in the line or in scratch) and the object it belongs to. */
+struct keyref {
+    const char *k;
+    size_t len;
+    uint32_t scope;
+};
+
 #define ARENA_SIZE (32 * 1024)
 #define ARENA_HDR  16 /* a block's size, keeping blocks 16-byte aligned */
 
@@ -86,7 +93,17 @@ struct bh_traffic_parser {
     const char *key;    /* the current top-level key (in the line or in scratch) */
     size_t key_len;
     struct slot slots[F_NONE];
-    char *scratch; /* decoded escaped strings; never longer than the line */
+    /* every key of the line with its object, to refuse a key seen twice in one object */
+    struct keyref *keys;
+    size_t nkeys, capkeys;
+    uint32_t *table; /* open addressing over keys (index + 1), once a line has many */
+    size_t tablecap;
+    uint32_t *scopes; /* the object (or 0: an array) of each open container */
+    size_t nscopes, capscopes;
+    uint32_t next_scope;
+    bool dup;
+    char dup_key[72]; /* the first key seen twice (sanitized, cut) */
+    char *scratch;    /* decoded escaped strings; never longer than the line */
     size_t scratch_cap, scratch_used;
     char *arena; /* yajl's allocations for the current line */
     size_t arena_used, arena_last;
@@ -270,6 +287,112 @@ decode_escaped(struct bh_traffic_parser *p, const char **s, size_t *len)
     return V_STRING;
 }
 
+/* --- keys seen twice ---------------------------------------------------------- */
+
+#define KEYS_LINEAR 16 /* up to this many keys a scan; past it a hash table */
+
+static uint32_t
+key_hash(uint32_t scope, const char *k, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL ^ scope;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static bool
+same_key(const struct keyref *a, uint32_t scope, const char *k, size_t len)
+{
+    return a->scope == scope && a->len == len && memcmp(a->k, k, len) == 0;
+}
+
+/* Put key I into the table (which has room); true if an equal key is there already. */
+static bool
+table_put(struct bh_traffic_parser *p, size_t i)
+{
+    const struct keyref *r = &p->keys[i];
+    size_t mask = p->tablecap - 1;
+    for (size_t at = key_hash(r->scope, r->k, r->len) & mask;; at = (at + 1) & mask) {
+        if (p->table[at] == 0) {
+            p->table[at] = (uint32_t)i + 1;
+            return false;
+        }
+        if (same_key(&p->keys[p->table[at] - 1], r->scope, r->k, r->len))
+            return true;
+    }
+}
+
+static bool
+table_build(struct bh_traffic_parser *p, size_t want)
+{
+    size_t cap = 64;
+    while (cap < want * 2)
+        cap *= 2;
+    if (cap > p->tablecap) {
+        uint32_t *t = realloc(p->table, cap * sizeof(*t));
+        if (t == NULL)
+            return false;
+        p->table = t;
+    }
+    p->tablecap = cap;
+    memset(p->table, 0, cap * sizeof(*p->table));
+    for (size_t i = 0; i + 1 < p->nkeys; i++)
+        table_put(p, i);
+    return true;
+}
+
+/* Note key K of object SCOPE (K stays valid for the line); a second one marks the line. */
+static void
+key_seen(struct bh_traffic_parser *p, uint32_t scope, const char *k, size_t len)
+{
+    if (p->dup)
+        return;
+    if (p->nkeys == p->capkeys) {
+        size_t cap = p->capkeys ? p->capkeys * 2 : 32;
+        struct keyref *n = realloc(p->keys, cap * sizeof(*n));
+        if (n == NULL) {
+            p->oom = true;
+            return;
+        }
+        p->keys = n;
+        p->capkeys = cap;
+    }
+    size_t i = p->nkeys++;
+    p->keys[i] = (struct keyref){k, len, scope};
+    bool twice = false;
+    if (p->nkeys <= KEYS_LINEAR) {
+        for (size_t j = 0; j < i && !twice; j++)
+            twice = same_key(&p->keys[j], scope, k, len);
+    } else {
+        if ((p->nkeys == KEYS_LINEAR + 1 || p->nkeys * 2 > p->tablecap) &&
+            !table_build(p, p->nkeys)) {
+            p->oom = true;
+            return;
+        }
+        twice = table_put(p, i);
+    }
+    if (twice) {
+        p->dup = true;
+        bh_utf8_sanitize(p->dup_key, 65, k, len);
+    }
+}
+
+static void
+scope_push(struct bh_traffic_parser *p, uint32_t scope)
+{
+    if (p->nscopes == p->capscopes) {
+        size_t cap = p->capscopes ? p->capscopes * 2 : 16;
+        uint32_t *n = realloc(p->scopes, cap * sizeof(*n));
+        if (n == NULL) {
+            p->oom = true;
+            return;
+        }
+        p->scopes = n;
+        p->capscopes = cap;
+    }
+    p->scopes[p->nscopes++] = scope;
+}
+
 /* --- the callbacks ----------------------------------------------------------- */
 
 static enum field
@@ -357,6 +480,7 @@ on_start_map(void *ctx)
     struct bh_traffic_parser *p = ctx;
     int rc = p->depth == 0 ? 1 : note(p, V_OTHER, NULL, 0);
     p->depth++;
+    scope_push(p, ++p->next_scope);
     return rc;
 }
 
@@ -366,6 +490,7 @@ on_start_array(void *ctx)
     struct bh_traffic_parser *p = ctx;
     int rc = note(p, V_OTHER, NULL, 0);
     p->depth++;
+    scope_push(p, 0);
     return rc;
 }
 
@@ -374,6 +499,8 @@ on_end(void *ctx)
 {
     struct bh_traffic_parser *p = ctx;
     p->depth--;
+    if (p->nscopes > 0)
+        p->nscopes--;
     return 1;
 }
 
@@ -385,9 +512,6 @@ on_map_key(void *ctx, const unsigned char *k, size_t len)
     bool nul = decoded(p, key) && memchr(key, '\0', len) != NULL;
     if (nul)
         nul_found(p, key, len, true);
-    if (p->depth != 1)
-        return 1;
-    p->current = lookup(k, len);
     if (decoded(p, key)) {
         /* yajl's copy goes with the next string: keep one (never longer than its escaped text) */
         char *copy = p->scratch + p->scratch_used;
@@ -395,6 +519,10 @@ on_map_key(void *ctx, const unsigned char *k, size_t len)
         p->scratch_used += len;
         key = copy;
     }
+    key_seen(p, p->nscopes > 0 ? p->scopes[p->nscopes - 1] : 0, key, len);
+    if (p->depth != 1)
+        return 1;
+    p->current = lookup(k, len);
     p->key = key;
     p->key_len = len;
     return 1;
@@ -525,6 +653,7 @@ flat_line(struct bh_traffic_parser *p)
         if (s == end || *s != ':')
             return false;
         s = skip_ws(s + 1, end);
+        key_seen(p, 1, k, kn);
         p->current = lookup((const unsigned char *)k, kn);
         if (s == end || !flat_value(p, &s, end))
             return false;
@@ -771,6 +900,9 @@ bh_traffic_parser_free(struct bh_traffic_parser *p)
         return;
     free(p->arena);
     free(p->scratch);
+    free(p->keys);
+    free(p->table);
+    free(p->scopes);
     free(p);
 }
 
@@ -800,6 +932,11 @@ reset(struct bh_traffic_parser *p, const char *line, size_t len)
     p->key_len = 0;
     p->scratch_used = 0;
     memset(p->slots, 0, sizeof(p->slots));
+    p->oom = false;
+    p->nkeys = 0;
+    p->nscopes = 0;
+    p->next_scope = 0;
+    p->dup = false;
 }
 
 /* yajl reads the line into the slots: true if it is one JSON object, else WHY says why. */
@@ -859,6 +996,15 @@ bh_traffic_parse(struct bh_traffic_parser *p, const char *line, size_t len,
         reset(p, line, len);
         if (!yajl_read(p, why, why_size))
             return BH_TRAFFIC_REJECT;
+    }
+    if (p->oom) {
+        snprintf(why, why_size, "out of memory for a line of %zu bytes", len);
+        return BH_TRAFFIC_REJECT;
+    }
+    if (p->dup) {
+        /* One rule with the fire webhook: a key twice in one object is not taken. */
+        snprintf(why, why_size, "the key '%s' appears more than once in one object", p->dup_key);
+        return BH_TRAFFIC_REJECT;
     }
     if (is_heartbeat(&p->slots[F_TYPE]) && p->slots[F_TYPE].count == 1)
         return BH_TRAFFIC_HEARTBEAT;

@@ -266,7 +266,7 @@ test_unknown_fields_ignored(void **state)
         "\"event_id\": \"JJ-2\", \"list\": [[], {}, null, true, 1.5e3, \"s\"], "
         "\"device\": \"D\", \"type\": \"congestion\", \"lon\": 114.1, \"lat\": 22.5, "
         "\"nested\": {\"severity\": 99}, \"severity\": 2, \"ts\": 5, \"n\": null, "
-        "\"extra\": 1, \"extra\": 2}");
+        "\"extra2\": 1, \"extra3\": 2}");
     assert_int_equal(r.kind, BH_TRAFFIC_RECORD);
     assert_str(r.ev.event_id, "JJ-2");
     assert_int_equal(r.ev.type, BH_TRAFFIC_CONGESTION);
@@ -281,10 +281,30 @@ test_duplicate_keys_rejected(void **state)
     expect_reject(parse("{\"event_id\": \"a\", \"device\": \"d\", \"type\": \"accident\", "
                         "\"lon\": 114.1, \"lat\": 22.5, \"severity\": 2, \"severity\": 3, "
                         "\"ts\": 5}"),
-                  BH_DLQ_INVALID_FIELD, "severity: the key appears 2 times");
+                  BH_DLQ_INVALID_JSON, "the key 'severity' appears more than once");
     /* also when the two values agree, and for an escaped spelling of the key */
-    expect_reject(parse("{\"event_id\": \"a\", \"ev\\u0065nt_id\": \"a\"}"), BH_DLQ_INVALID_FIELD,
+    expect_reject(parse("{\"event_id\": \"a\", \"ev\\u0065nt_id\": \"a\"}"), BH_DLQ_INVALID_JSON,
                   "event_id");
+    /* the same rule as the fire webhook: unknown keys and nested objects too */
+    const char *good = "\"event_id\": \"a\", \"device\": \"d\", \"type\": \"accident\", "
+                       "\"lon\": 114.1, \"lat\": 22.5, \"severity\": 2, \"ts\": 5";
+    char line[2048];
+    snprintf(line, sizeof(line), "{%s, \"note\": 1, \"note\": 2}", good);
+    expect_reject(parse(line), BH_DLQ_INVALID_JSON, "the key 'note'");
+    snprintf(line, sizeof(line), "{%s, \"x\": {\"a\": 1, \"b\": [{\"c\": 1, \"c\": 2}]}}", good);
+    expect_reject(parse(line), BH_DLQ_INVALID_JSON, "the key 'c'");
+    /* the same key in different objects is no duplicate */
+    snprintf(line, sizeof(line), "{%s, \"x\": {\"ts\": 1}, \"y\": [{\"ts\": 2}, {\"ts\": 3}]}",
+             good);
+    assert_int_equal(parse(line).kind, BH_TRAFFIC_RECORD);
+    /* many keys: past the scan, the table finds the one seen twice */
+    size_t k = (size_t)snprintf(line, sizeof(line), "{%s", good);
+    for (int i = 0; i < 40; i++)
+        k += (size_t)snprintf(line + k, sizeof(line) - k, ", \"k%d\": %d", i, i);
+    snprintf(line + k, sizeof(line) - k, "}");
+    assert_int_equal(parse(line).kind, BH_TRAFFIC_RECORD);
+    snprintf(line + k, sizeof(line) - k, ", \"k7\": 0}");
+    expect_reject(parse(line), BH_DLQ_INVALID_JSON, "the key 'k7'");
 }
 
 static void
