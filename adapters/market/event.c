@@ -247,8 +247,9 @@ make_plan(struct bh_market_writer *w, const struct bh_schema *s, char *errstr, s
 static int
 fill_empty(avro_value_t *rec)
 {
-    size_t n;
-    avro_value_get_size(rec, &n);
+    size_t n = 0;
+    if (avro_value_get_size(rec, &n) != 0)
+        return -EINVAL;
     for (size_t i = 0; i < n; i++) {
         avro_value_t f, b;
         if (avro_value_get_by_index(rec, i, &f, NULL) != 0)
