@@ -2,9 +2,9 @@
 # blockhub's main job on a fresh machine, with nothing else running: builds
 # blockhub and starts it on the embedded Kafka default with the example config
 # (fire, traffic and market adapters); feeds it each department's sample
-# (FEEDS.md's, with their known bad records) and then 10 seconds of simulated
-# traffic from all three departments (tools/blockhub-sim); shows what was
-# published, decoded by fastavro; stops it cleanly.
+# (with the known bad records docs/feeds.md lists in section 7) and then 10
+# seconds of simulated traffic from all three departments (tools/blockhub-sim);
+# shows what was published, decoded by fastavro; stops it cleanly.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -3,7 +3,8 @@
  *
  * Loaded from a GeoJSON FeatureCollection whose features carry
  * properties.block_id and properties.name, with Polygon or MultiPolygon
- * geometry (longitude/latitude). Resolution, in the order FEEDS.md gives:
+ * geometry (longitude/latitude). Resolution, in the order docs/feeds.md gives
+ * (section 1):
  *   1. the record's grid code, if present and known to the map;
  *   2. else its longitude/latitude by point-in-polygon: GEOS prepared
  *      geometries indexed in an STRtree; the rule is "covers" (a point on a

@@ -1,5 +1,5 @@
 /*
- * The fire adapter: HTTP webhooks (FEEDS.md, "Fire").
+ * The fire adapter: HTTP webhooks (docs/feeds.md, section 3).
  *
  * A POST carries one event object or an array of them. The request is checked
  * as a whole (token, content type, size, JSON), then item by item: a valid
@@ -596,7 +596,7 @@ static const struct bh_conf_key fire_keys[] = {
 
 const struct bh_adapter_type bh_adapter_type_fire = {
     .name = "fire",
-    .doc = "Fire department webhooks over HTTP (FEEDS.md, Fire).",
+    .doc = "Fire department webhooks over HTTP (docs/feeds.md, section 3).",
     .schema = SCHEMA,
     .conf = {.keys = fire_keys, .size = sizeof(struct fire_conf)},
     .start = start,

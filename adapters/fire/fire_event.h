@@ -1,5 +1,5 @@
 /*
- * The fire webhook's body, item by item (FEEDS.md, "Fire"): parsing a request
+ * The fire webhook's body, item by item (docs/feeds.md, section 3): parsing a request
  * body into items with each item's own bytes, validating an item into an
  * event, and filling a blockhub.fire.FireEvent record. No I/O: the adapter
  * (fire.c) and the fuzz target share it.

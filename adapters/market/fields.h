@@ -1,4 +1,4 @@
-/* The market feed's time and coordinate columns (FEEDS.md, "Market regulation"). */
+/* The market feed's time and coordinate columns (docs/feeds.md, section 5.3). */
 #ifndef BH_MARKET_FIELDS_H
 #define BH_MARKET_FIELDS_H
 

@@ -1,6 +1,6 @@
 /*
- * The market adapter: batch CSV files in a spool directory (FEEDS.md,
- * "Market regulation").
+ * The market adapter: batch CSV files in a spool directory (docs/feeds.md,
+ * section 5).
  *
  * The department uploads NAME.csv.part and renames it NAME.csv. The adapter
  * watches the directory (inotify through uv_fs_event, and a periodic rescan in
@@ -11,7 +11,7 @@
  *   chunk -> line segments -> iconv to UTF-8 -> RFC 4180 rows -> row:
  *     header: map the Chinese column names to fields (else failed/ + one
  *             invalid_header dead letter);
- *     data:   validate every rule of FEEDS.md, resolve the block, encode
+ *     data:   validate every rule of docs/feeds.md, resolve the block, encode
  *             blockhub.market.MarketEvent, produce keyed by block; a bad row
  *             is a dead letter with its original bytes.
  *
@@ -460,8 +460,11 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
     if (!in_list(ev->v[C_TYPE], ev->len[C_TYPE], event_types) ||
         !in_list(ev->v[C_OUTCOME], ev->len[C_OUTCOME], outcomes)) {
         int c = in_list(ev->v[C_TYPE], ev->len[C_TYPE], event_types) ? C_OUTCOME : C_TYPE;
-        snprintf(why, n, "%s: %s is not one of the values FEEDS.md lists", columns[c].name,
-                 excerpt(x1, sizeof(x1), ev->v[c], ev->len[c], EXCERPT_MAX));
+        const char *const *allowed = c == C_TYPE ? event_types : outcomes;
+        int k = snprintf(why, n, "%s: %s is not one of", columns[c].name,
+                         excerpt(x1, sizeof(x1), ev->v[c], ev->len[c], EXCERPT_MAX));
+        for (size_t i = 0; allowed[i] != NULL && k > 0 && (size_t)k < n; i++)
+            k += snprintf(why + k, n - (size_t)k, "%s %s", i ? "," : "", allowed[i]);
         return BH_DLQ_INVALID_FIELD;
     }
     if (ev->v[C_FINE] != NULL) {
@@ -1796,7 +1799,7 @@ static const struct bh_conf_key market_keys[] = {
 
 const struct bh_adapter_type bh_adapter_type_market = {
     .name = "market",
-    .doc = "Market regulation CSV files in a spool directory (FEEDS.md, Market regulation).",
+    .doc = "Market regulation CSV files in a spool directory (docs/feeds.md, section 5).",
     .schema = SCHEMA,
     .conf = {.keys = market_keys, .size = sizeof(struct market_conf)},
     .start = start,

@@ -1,5 +1,5 @@
 /*
- * The traffic adapter: a live TCP stream of JSON lines (FEEDS.md, "Traffic").
+ * The traffic adapter: a live TCP stream of JSON lines (docs/feeds.md, section 4).
  *
  * Gateways connect to the listener and write one JSON object per line. A
  * connection's bytes are framed into lines (traffic_lines.c); a line is mapped
@@ -1245,7 +1245,7 @@ static const struct bh_conf_key traffic_keys[] = {
 
 const struct bh_adapter_type bh_adapter_type_traffic = {
     .name = "traffic",
-    .doc = "Traffic gateway events: JSON lines over TCP (FEEDS.md, Traffic).",
+    .doc = "Traffic gateway events: JSON lines over TCP (docs/feeds.md, section 4).",
     .schema = SCHEMA,
     .conf = {.keys = traffic_keys, .size = sizeof(struct traffic_conf)},
     .start = start,

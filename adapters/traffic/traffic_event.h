@@ -1,5 +1,5 @@
 /*
- * One traffic gateway line (FEEDS.md, "Traffic") mapped to an event without
+ * One traffic gateway line (docs/feeds.md, section 4) mapped to an event without
  * building a tree: a flat object (what gateways send) is read in one pass of
  * our own, anything else by yajl's callback parser, which then has the last
  * word. Strings point into the line (or, when the sender escaped them, into
@@ -9,14 +9,15 @@
  * The rules, in the order they are checked (the first that fails is the
  * reason given):
  *   1. the line is strict UTF-8 (RFC 3629)            else invalid_encoding
- *   2. it is one JSON object (RFC 8259), and nothing
- *      else on the line                                else invalid_json
+ *   2. it is one JSON object (RFC 8259), nothing else
+ *      on the line, and no object in it (at any depth)
+ *      has a key twice                                 else invalid_json
  *   3. "type": "heartbeat" makes it a keep-alive: no record, no dead letter
  *   4. the fields, in the contract's order: event_id, device, type, lon, lat,
  *      severity, ts, plate, road. A required field that is absent or null (or
- *      an empty string) is missing_field; a wrong type, a value outside its
- *      rules, or a known key given twice is invalid_field. Integers are
- *      JSON numbers with an integral value (4, 4.0 and 4e0 are all 4);
+ *      an empty string) is missing_field; a wrong type or a value outside
+ *      its rules is invalid_field. Integers are JSON numbers with an
+ *      integral value (4, 4.0 and 4e0 are all 4);
  *      severity is 1-5; ts is epoch milliseconds from 0 to 253402300799999
  *      (9999-12-31T23:59:59.999Z); lon/lat are finite with |lon| <= 180 and
  *      |lat| <= 90; plate and road are optional strings (null = absent).

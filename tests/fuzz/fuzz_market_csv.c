@@ -2,9 +2,9 @@
  * A market spool file, from bytes to records: split into reads and line
  * segments as the adapter reads a file, decoded to UTF-8 (bh_decoder), cut
  * into RFC 4180 rows (bh_csv), the header mapped by column name and every
- * data row checked by the rules of FEEDS.md (USCC, the closed lists, the
- * fine, the coordinates, the time), resolved to a block and written by the
- * market writer.
+ * data row checked by the rules of docs/feeds.md, section 5.3 (USCC, the
+ * closed lists, the fine, the coordinates, the time), resolved to a block and
+ * written by the market writer.
  *
  * The adapter's own row rules are internal to market.c; this target applies
  * the same rules through the same helpers (uscc.h, decimal.h, fields.h,

@@ -213,7 +213,7 @@ def decoder():
     return bhcat.Decoder(SCHEMAS)
 
 
-# --- an independent block resolver (FEEDS.md's rules), for expected keys ---
+# --- an independent block resolver (docs/feeds.md, section 1), for expected keys ---
 
 def _in_ring(x, y, ring):
     inside = False

@@ -1,4 +1,4 @@
-"""The fire feed end to end against a real broker (FEEDS.md, Fire)."""
+"""The fire feed end to end against a real broker (docs/feeds.md, section 3)."""
 import datetime
 import json
 import os

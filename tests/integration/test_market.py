@@ -1,4 +1,4 @@
-"""The market feed end to end against a real broker (FEEDS.md, Market regulation): CSV files."""
+"""The market feed end to end against a real broker (docs/feeds.md, section 5): CSV files."""
 import csv
 import datetime
 import decimal

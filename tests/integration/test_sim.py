@@ -2,7 +2,7 @@
 
 The first tests need no daemon: the simulator writes to sinks of the test's own
 (a spool directory, a TCP server, an HTTP server that checks fire events the
-way FEEDS.md says and answers 200 with accepted counts), and what those sinks
+way docs/feeds.md says and answers 200 with accepted counts), and what those sinks
 received, parsed and checked here independently of the simulator's code, must
 equal the ground truth it wrote. The last test runs it against a real blockhub
 with all three adapters and compares the truth with what a consumer counts.
@@ -41,7 +41,7 @@ FIRE_LEVELS = {"low", "medium", "high", "critical"}
 MAX_LINE = 65536
 
 
-# --- independent checks of FEEDS.md's rules ---
+# --- independent checks of the rules of docs/feeds.md ---
 
 USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
@@ -395,7 +395,7 @@ def test_repeatable_and_truth_equals_what_sinks_received(tmp_path, blocks):
     assert resent and set(resent) <= set(truth["event_ids"]["fire"]) | {
         r["id"] for r in truth["bad_records"]["fire"]}
     assert truth["stats"]["fire"]["status_503"] == 1
-    # heartbeats, files and the FEEDS.md features the brief asks for
+    # heartbeats, several files, and the other feed features of docs/feeds.md
     assert heartbeats == truth["stats"]["traffic"]["heartbeats"] > 0
     assert len(a["files"]) == truth["stats"]["market"]["files"] > 1
     assert {"crlf", "lf", "comma", "quote", "newline", "slash_time", "dash_time", "gb18030_4byte",
@@ -535,7 +535,7 @@ def test_truth_equals_consumer_counts_after_60s_mixed_run(kafka, hub_factory, de
                                   "fire_reason_mismatch": [], "fire_unconfirmed": [],
                                   "traffic_unsent": []}
 
-    # every bad record is one dead letter with the reason FEEDS.md implies
+    # every bad record is one dead letter with the reason docs/feeds.md gives
     dead = {}
     for m in bhcat.consume_all(kafka, hub.dlq_topic):
         _, rec = decoder.decode(m["value"])

@@ -1,4 +1,4 @@
-"""The traffic feed end to end against a real broker (FEEDS.md, Traffic): JSON lines over TCP."""
+"""The traffic feed end to end against a real broker (docs/feeds.md, section 4): JSON lines."""
 import bisect
 import datetime
 import itertools
@@ -42,7 +42,7 @@ def connect(hub):
 
 
 def lines_of(data):
-    """(line number, bytes) of each non-blank line, split the way FEEDS.md frames a stream."""
+    """(line number, bytes) of each non-blank line, framed as docs/feeds.md, section 4.2 says."""
     parts = data.split(b"\n")
     if parts[-1] == b"":
         parts.pop()
@@ -110,7 +110,7 @@ def proc_status(pid, field):
 def test_sample_over_tcp(kafka, hub_factory, decoder, blocks):
     with open(SAMPLE, "rb") as f:
         raw = f.read()
-    # What FEEDS.md implies for each line, worked out here independently.
+    # What docs/feeds.md (section 4) implies for each line, worked out here independently.
     want_records, want_dead = {}, {}
     for number, line in lines_of(raw):
         try:

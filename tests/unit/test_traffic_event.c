@@ -1,6 +1,6 @@
 /*
  * The traffic adapter's mapping of a JSON line to an event: every rule of
- * traffic_event.h (FEEDS.md, "Traffic"), one at a time.
+ * traffic_event.h (docs/feeds.md, section 4.3), one at a time.
  */
 #include <setjmp.h>
 #include <stdarg.h>

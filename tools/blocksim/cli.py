@@ -60,7 +60,7 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog="blockhub-sim",
         description="Simulate the market (spool CSV), traffic (TCP NDJSON) and fire (HTTP webhook) "
-                    "feeds of FEEDS.md at a chosen rate and mix, resolving to the blocks of a block "
+                    "feeds of docs/feeds.md at a chosen rate and mix, resolving to the blocks of a block "
                     "map, and write the ground truth of what was sent.")
     ap.add_argument("--blocks", required=True, help="block map (GeoJSON FeatureCollection)")
     ap.add_argument("--seed", type=int, default=1, help="random seed: same seed, same bytes (default 1)")

@@ -1,4 +1,4 @@
-"""Records of the three departments, valid or deliberately bad, as FEEDS.md defines them.
+"""Records of the three departments, valid or deliberately bad, as docs/feeds.md defines them.
 
 Every record is a Record: the department, its event id, the block it must
 resolve to (valid records) or the dead-letter reason the hub should give

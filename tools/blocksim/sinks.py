@@ -1,4 +1,4 @@
-"""The three transports, used the way each department uses them (FEEDS.md).
+"""The three transports, used the way each department uses them (docs/feeds.md).
 
 Each sink has add(record, vt), tick(vt) (called before every record with the
 virtual time, for time-based rolling, batching and heartbeats) and finish()
