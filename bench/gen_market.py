@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate a market regulation CSV file (FEEDS.md, "Market regulation") for benchmarks.
+"""Generate a market regulation CSV file (docs/feeds.md, "Market regulation") for benchmarks.
 
 usage: gen_market.py ROWS OUT.csv [--kcat OUT.tsv] [--blocks blocks.geojson] [--seed N]
 

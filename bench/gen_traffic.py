@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write N traffic gateway lines (NDJSON, FEEDS.md "Traffic") for the traffic benchmark.
+"""Write N traffic gateway lines (NDJSON, docs/feeds.md "Traffic") for the traffic benchmark.
 
     bench/gen_traffic.py N OUT [--seed S] [--map blocks.geojson]
 
