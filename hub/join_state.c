@@ -498,7 +498,9 @@ count_type(struct bh_jdept *d, uint32_t type, int64_t n)
 {
     for (uint32_t i = 0; i < d->ntypes; i++) {
         if (d->types[i].type == type) {
-            d->types[i].count += n;
+            /* a changelog listing a type twice: add without overflowing */
+            if (__builtin_add_overflow(d->types[i].count, n, &d->types[i].count))
+                return -EBADMSG;
             return 0;
         }
     }
@@ -804,6 +806,10 @@ restore_dept(struct bh_jstate *s, struct bh_jdept *d, size_t di, struct bh_jread
             break;
         if (n < 0) {
             bh_jread_long(r); /* block byte size */
+            if (n == INT64_MIN) {
+                r->bad = 1;
+                break;
+            }
             n = -n;
         }
         for (int64_t i = 0; i < n && !r->bad; i++) {
@@ -814,9 +820,11 @@ restore_dept(struct bh_jstate *s, struct bh_jdept *d, size_t di, struct bh_jread
             uint32_t type;
             if (r->bad || d == NULL)
                 continue;
-            if (bh_jtypes_intern(s->conf.types, di, name, len, &type) < 0 ||
-                count_type(d, type, count) < 0)
+            if (bh_jtypes_intern(s->conf.types, di, name, len, &type) < 0)
                 return -ENOMEM;
+            int rc = count_type(d, type, count);
+            if (rc < 0)
+                return rc;
         }
     }
     int64_t newest = bh_jread_long(r);
@@ -833,6 +841,10 @@ restore_dept(struct bh_jstate *s, struct bh_jdept *d, size_t di, struct bh_jread
             break;
         if (n < 0) {
             bh_jread_long(r);
+            if (n == INT64_MIN) {
+                r->bad = 1;
+                break;
+            }
             n = -n;
         }
         if (n > (r->end - r->p) / 2) {
@@ -884,6 +896,10 @@ restore_state(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jre
             break;
         if (n < 0) {
             bh_jread_long(r);
+            if (n == INT64_MIN) {
+                r->bad = 1;
+                break;
+            }
             n = -n;
         }
         for (int64_t i = 0; i < n && !r->bad; i++) {
