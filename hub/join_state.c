@@ -966,6 +966,10 @@ restore_batch(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jre
             break;
         if (count < 0) {
             bh_jread_long(r);
+            if (count == INT64_MIN) {
+                r->bad = 1;
+                break;
+            }
             count = -count;
         }
         if (count > (r->end - r->p) / 2 ||
