@@ -234,7 +234,7 @@ make_producer(struct bh_kafka *k, char *errstr, size_t errstr_size)
     k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (k->rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        snprintf(errstr, errstr_size, "kafka: %s", err);
+        snprintf(errstr, errstr_size, "kafka: %.480s", err);
         return -EINVAL;
     }
     rd_kafka_set_log_queue(k->rk, NULL);
