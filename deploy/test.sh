@@ -4,6 +4,8 @@
 # -Werror), starts a real single-node Kafka on loopback, runs every unit and
 # integration test of the first two builds and the fuzz tests of the third
 # (BH_FUZZ_SECONDS per target, default 60) under ctest, and stops the broker.
+# It fails if any test fails, if a pytest test is skipped, or if fewer pytest
+# tests ran than were collected (tests/check_pytest_reports.py).
 # Usage: deploy/test.sh [extra ctest args, e.g. -R fire]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +44,12 @@ for dir in build build-asan build-fuzz; do
   # build-fuzz: only the fuzz tests (BH_FUZZ_SECONDS each, default 60), nproc at a time
   only=()
   [ "$dir" = build-fuzz ] && only=(-L fuzz -j"$jobs")
+  rm -rf "${dir:?}/pytest"
   if ctest --test-dir "$dir" --output-on-failure "${only[@]}" "$@" 2>&1 | tee "$log"; then :; fi
+  # Every integration test file ctest ran: no skipped test, none left uncollected.
+  if [ "$dir" != build-fuzz ] && ! python3 "$root/tests/check_pytest_reports.py" "$dir/pytest" "$log"; then
+    status=1
+  fi
   if [ "$dir" = build-fuzz ] && grep -q "No tests were found" "$log"; then
     rm -f "$log"
     continue # the extra ctest args select no fuzz test

@@ -23,6 +23,33 @@ LOCAL_KAFKA = os.path.join(SRC, "deploy", "kafka", "local-kafka")
 TOKEN = "test-token-1"
 
 
+# No silent skips: a test that cannot run its check fails, whatever the reason
+# (a missing tool, broker or build), so a green suite means every check ran.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = "skipped, and blockhub's suite does not skip: %s" % (rep.longrepr,)
+
+
+_deselected = []
+
+
+def pytest_deselected(items):
+    _deselected.extend(items)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Beside the junit XML, how many tests were collected (a -k deselection
+    included), so the test command can check that every collected test ran."""
+    xml = getattr(session.config.option, "xmlpath", None)
+    if xml:
+        with open(xml + ".collected", "w") as f:
+            f.write("%d\n" % (len(getattr(session, "items", [])) + len(_deselected)))
+
+
 def free_port(pair=False):
     """A free loopback port (with PAIR, one whose successor is free too: a broker's controller)."""
     while True:

@@ -27,6 +27,7 @@ mkdir -p "$src"
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
 
 killed=0
+table=()
 survived=0
 broken=0
 for p in "${patches[@]}"; do
@@ -69,10 +70,19 @@ for p in "${patches[@]}"; do
     echo "mutant $name: BROKEN (pytest selected no test with -k $kexpr)"
     broken=$((broken + 1))
   else
-    echo "mutant $name: killed ($regex${kexpr:+ -k $kexpr})"
+    # What caught it: the failing pytest tests, else the failing ctest tests.
+    caught=$(sed -n 's/^[^ ]*::\([^ ]*\) FAILED.*/\1/p; s/^[^ ]*::\([^ ]*\) ERROR.*/\1/p' "$work/$name.test.log" | sort -u | paste -sd, -)
+    [ -n "$caught" ] || caught=$(sed -n 's/^.*Test *#[0-9]*: \([^ ]*\) .*\*\*\*.*/\1/p' "$work/$name.test.log" | paste -sd, -)
+    echo "mutant $name: killed ($regex${kexpr:+ -k $kexpr}) by ${caught:-?}"
+    table+=("| $name | ${caught:-$regex} |")
     killed=$((killed + 1))
   fi
   (cd "$src" && git checkout -q -- . && git clean -qfd)
 done
+if [ ${#table[@]} -gt 0 ]; then
+  echo "| mutant | caught by |"
+  echo "|---|---|"
+  printf '%s\n' "${table[@]}"
+fi
 echo "mutants: $killed killed, $survived survived, $broken broken"
 [ $survived -eq 0 ] && [ $broken -eq 0 ]
