@@ -20,7 +20,8 @@ import fastavro
 import pytest
 import requests
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import IsolationLevel
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("BH_SOURCE_DIR", os.path.join(HERE, "..", ".."))
@@ -349,12 +350,13 @@ def create_topics(bootstrap, counts, compact=()):
         f.result(60)
 
 
-def read_committed(bootstrap, topic, timeout=120):
+def read_committed(bootstrap, topic, timeout=120, isolation="read_committed"):
     """Every committed record now in TOPIC (a transactional topic: its high watermark counts
-    the transaction markers, so the end is the partition-EOF at or past it), as dicts."""
+    the transaction markers, so the end is the partition-EOF at or past it), as dicts.
+    ISOLATION read_uncommitted: every record, those of aborted and open transactions too."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "join-test-%s" % time.monotonic_ns(),
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "isolation.level": "read_committed", "enable.partition.eof": True})
+                  "isolation.level": isolation, "enable.partition.eof": True})
     try:
         md = c.list_topics(topic, timeout=timeout).topics.get(topic)
         if md is None or md.error is not None:
@@ -388,10 +390,29 @@ def read_committed(bootstrap, topic, timeout=120):
         c.close()
 
 
-def last_views(bootstrap, topic, decoder):
-    """The last record of every key of the view topic, decoded, with its partition."""
+def read_uncommitted(bootstrap, topic, timeout=120):
+    """Every record now in TOPIC, committed or not."""
+    return read_committed(bootstrap, topic, timeout, isolation="read_uncommitted")
+
+
+def open_transaction(bootstrap, topic):
+    """The partitions of TOPIC holding records of a transaction not ended yet (the last stable
+    offset, what read_committed sees, below the high watermark)."""
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    md = a.list_topics(topic, timeout=30).topics[topic]
+    specs = {TopicPartition(topic, p): OffsetSpec.latest() for p in md.partitions}
+    ends = {}
+    for level in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        for tp, f in a.list_offsets(specs, isolation_level=level, request_timeout=30).items():
+            ends.setdefault(tp.partition, []).append(f.result(30).offset)
+    return sorted(p for p, (stable, high) in ends.items() if stable < high)
+
+
+def last_views(bootstrap, topic, decoder, records=None):
+    """The last record of every key of the view topic (or of RECORDS, read from it), decoded,
+    with its partition."""
     out = {}
-    for m in read_committed(bootstrap, topic):
+    for m in read_committed(bootstrap, topic) if records is None else records:
         name, rec = decoder.decode(m["value"])
         assert name == "blockhub.view.BlockView"
         assert m["key"].decode() == rec["block_id"]
@@ -438,6 +459,36 @@ def wait_views(bootstrap, topic, decoder, expected, window_ms, timeout=180, part
             if time.monotonic() > deadline:
                 raise
         time.sleep(1)
+
+
+def committed_offsets(bootstrap, group, topics):
+    """GROUP's committed offset of every partition of TOPICS: {(topic, partition): offset}
+    (negative: none). Read stable: an offset commit in an open transaction is waited for."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    try:
+        tps = []
+        for t in topics:
+            md = c.list_topics(t, timeout=30).topics[t]
+            tps.extend(TopicPartition(t, p) for p in md.partitions)
+        return {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=30)}
+    finally:
+        c.close()
+
+
+def wait_consumed_up_to_end(bootstrap, group, topics, timeout=300):
+    """Until GROUP's committed offsets reach the end of TOPICS: a committed transaction holds
+    the offsets with the views, so the committed views are then final."""
+    deadline = time.monotonic() + timeout
+    while not consumed_up_to_end(bootstrap, group, topics):
+        assert time.monotonic() < deadline, "%s did not consume %s in %ds" % (group, topics,
+                                                                              timeout)
+        time.sleep(0.5)
+
+
+def event_counts(views):
+    """{department: sum of the views' totals} of decoded last views."""
+    return {d: sum(v[d]["total"] for _, v in views.values()) for d in DEPTS}
 
 
 def consumed_up_to_end(bootstrap, group, topics):
