@@ -433,8 +433,11 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         answer(b, "events could not be queued for Kafka");
     else if (b->waiting == 0)
         answer(b, NULL);
-    else
+    else {
+        bh_debug(f->a->name, "%s: %zu record(s) waiting for Kafka; %zu request(s) open", peer,
+                 b->waiting, f->live);
         uv_timer_start(&b->timer, on_timeout, (uint64_t)c->ack_timeout, 0);
+    }
     return 0;
 }
 
@@ -497,6 +500,8 @@ stop(struct bh_adapter *a)
     bh_http_stop(&f->http);
     if (f->live == 0)
         bh_adapter_stopped(a);
+    else
+        bh_info(a->name, "intake stopped; answering the %zu request(s) in flight first", f->live);
 }
 
 static void

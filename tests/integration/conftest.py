@@ -1,4 +1,5 @@
 """Shared fixtures: a blockhub process, brokers, and independent helpers."""
+import contextlib
 import json
 import os
 import re
@@ -6,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -285,3 +287,120 @@ class Blocks:
 @pytest.fixture(scope="session")
 def blocks():
     return Blocks(os.path.join(WORLD, "blocks.geojson"))
+
+
+# --- waiting, refusals and threads: a test fails loudly, never hangs or passes by accident ---
+
+
+def wait_until(cond, what, timeout=60, hub=None, interval=0.05):
+    """Polls COND() until it returns something true, and returns that.
+
+    Fails the test saying WHAT was awaited after TIMEOUT seconds, or as soon as
+    HUB's daemon exits (its log is in the message either way).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if hub is not None and hub.proc is not None and hub.proc.poll() is not None:
+            raise AssertionError("waiting for %s: blockhub exited %d:\n%s"
+                                 % (what, hub.proc.returncode, hub.logtext()))
+        if time.monotonic() > deadline:
+            raise AssertionError("waited %gs for %s in vain%s"
+                                 % (timeout, what, ":\n" + hub.logtext() if hub else ""))
+        time.sleep(interval)
+
+
+def wait_log(hub, text, timeout=60, count=1):
+    """Waits until TEXT is in HUB's log (COUNT times at least); returns the log."""
+    return wait_until(lambda: hub.logtext() if hub.logtext().count(text) >= count else None,
+                      "%r in the log%s" % (text, " %d times" % count if count > 1 else ""),
+                      timeout=timeout, hub=hub)
+
+
+def start_refused(hub, timeout=60):
+    """Starts HUB's daemon expecting it to refuse: asserts that it exited with a non-zero code
+    without ever being ready (so it never listened), and returns (exit code, its stderr)."""
+    args = [BLOCKHUB, "--config", hub.config]
+    for s in hub.sets:
+        args += ["--set", s]
+    errpath = hub.logpath + ".stderr"
+    hub.log = open(hub.logpath, "ab")
+    with open(errpath, "wb") as err:
+        hub.proc = subprocess.Popen(args, stdout=hub.log, stderr=err)
+
+    def stderr():
+        with open(errpath, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    deadline = time.monotonic() + timeout
+    while hub.proc.poll() is None:
+        started = "hub: ready" in hub.logtext() + stderr()
+        if started or time.monotonic() > deadline:
+            hub.kill()
+            raise AssertionError("blockhub did not refuse: %s:\n%s%s" % (
+                "it started" if started else "still running after %ds" % timeout,
+                hub.logtext(), stderr()))
+        time.sleep(0.05)
+    hub.log.close()
+    assert "hub: ready" not in hub.logtext() + stderr(), \
+        "blockhub started:\n" + hub.logtext() + stderr()
+    assert hub.proc.returncode != 0, "blockhub exited 0:\n" + hub.logtext() + stderr()
+    return hub.proc.returncode, stderr()
+
+
+def run_threads(*fns, timeout=300):
+    """Runs each callable in a thread of its own and returns their results in order; an
+    exception raised in any of them (a failed assert too) is raised here, in the test."""
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(fns)) as pool:
+        futures = [pool.submit(f) for f in fns]
+        return [f.result(timeout=timeout) for f in futures]
+
+
+class Threads:
+    """Threads whose failures fail the test: start(fn, *args) each, then join(), which
+    raises the first exception any of them raised (pytest would only warn of it)."""
+
+    def __init__(self):
+        self.threads, self.errors = [], []
+
+    def start(self, fn, *args):
+        def run():
+            try:
+                fn(*args)
+            except BaseException as e:  # noqa: B902 - re-raised in the test's thread
+                self.errors.append(e)
+        t = threading.Thread(target=run, daemon=True)
+        self.threads.append(t)
+        t.start()
+        return t
+
+    def join(self, timeout=120):
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = sum(t.is_alive() for t in self.threads)
+        if self.errors:
+            raise self.errors[0]
+        assert not alive, "%d thread(s) still running after %ds" % (alive, timeout)
+
+
+@contextlib.contextmanager
+def stalled(broker):
+    """BROKER's JVM stopped (SIGSTOP) for the block: connections stay up, nothing is
+    acknowledged; it goes on (SIGCONT) when the block ends, however it ends."""
+    with open(os.path.join(broker.dir, "kafka.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def proc_io(pid):
+    """/proc/PID/io as a dict: rchar is every byte the process's threads read (files too)."""
+    with open("/proc/%d/io" % pid) as f:
+        return {k: int(v) for k, v in (line.split(":") for line in f)}

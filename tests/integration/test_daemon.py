@@ -1,12 +1,14 @@
 """The daemon's own behaviour: config refusal, clean shutdown, the embedded default."""
 import os
+import re
 import signal
+import socket
 import subprocess
-import threading
-import time
+
+import pytest
 
 import bhcat
-from conftest import BLOCKHUB, SRC
+from conftest import BLOCKHUB, SRC, Broker, Threads, stalled, start_refused, wait_log
 
 EXAMPLE = os.path.join(SRC, "deploy", "examples", "blockhub.yaml")
 
@@ -39,12 +41,19 @@ def test_bad_values_refused(tmp_path):
 
 
 def test_pinned_producer_properties_refused(kafka, hub_factory):
-    hub = hub_factory(kafka, extra_sets=["kafka.properties.partitioner=random"])
-    try:
-        hub.start(timeout=20)
-        raise AssertionError("started with partitioner=random")
-    except AssertionError as e:
-        assert "murmur2_random" in str(e)
+    """A start with a pinned producer property set otherwise fails, saying which and why."""
+    for prop, value in (("partitioner", "random"), ("acks", "1"),
+                        ("enable.idempotence", "false")):
+        hub = hub_factory(kafka, extra_sets=["kafka.properties.%s=%s" % (prop, value)])
+        rc, err = start_refused(hub)
+        assert rc == 2, err
+        pinned = {"partitioner": "murmur2_random", "acks": "all", "enable.idempotence": "true"}
+        assert re.search(r"^blockhub: config refused: --set kafka\.properties\.%s=%s: "
+                         r"key 'kafka\.properties': blockhub requires %s=%s \(got '%s'\)$"
+                         % (re.escape(prop), value, re.escape(prop), pinned[prop], value),
+                         err, re.M), err
+        with socket.socket() as s:  # nothing listens on the fire adapter's port
+            assert s.connect_ex(("127.0.0.1", hub.port)) != 0
 
 
 def test_config_reference_lists_every_key():
@@ -55,37 +64,66 @@ def test_config_reference_lists_every_key():
         assert key in r.stdout, key
 
 
-def test_sigterm_finishes_in_flight_requests(kafka, hub_factory, decoder):
-    hub = hub_factory(kafka).start()
-    results = {}
+@pytest.fixture(scope="module")
+def stall_broker(tmp_path_factory):
+    """A broker of this module's own, which the tests pause (SIGSTOP) and resume."""
+    b = Broker(tmp_path_factory.mktemp("kafka"))
+    b.start()
+    yield b
+    b.stop()
 
-    def batch(t):
-        return [{"id": "XF-SIG-%d-%04d" % (t, i), "category": "drill", "unit": "u",
-                 "level": "low", "occurred_at": "2026-11-27T08:15:00+08:00",
-                 "grid_code": "440303-010"} for i in range(1000)]
+
+def fire_batch(tag, t, n=50):
+    return [{"id": "XF-%s-%d-%04d" % (tag, t, i), "category": "drill", "unit": "u",
+             "level": "low", "occurred_at": "2026-11-27T08:15:00+08:00",
+             "grid_code": "440303-010"} for i in range(n)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_signal_answers_requests_in_flight(stall_broker, hub_factory, decoder, sig):
+    """SIGTERM or SIGINT while requests wait for Kafka: intake stops, a second SIGTERM changes
+    nothing, and once Kafka acknowledges, every request is answered 200 and blockhub exits 0."""
+    bootstrap = stall_broker.bootstrap
+    hub = hub_factory(bootstrap, extra_sets=["adapters.fire.ack_timeout=120s",
+                                             "kafka.flush_timeout=120s",
+                                             "log.level=debug"]).start()
+    tag = "SIG%d" % sig
+    warm = hub.post(fire_batch(tag + "W", 0, 1))  # the producer knows the partition leaders
+    assert warm.status_code == 200 and warm.json()["accepted"] == 1, warm.text
+    n = 4
+    answers = {}
+    threads = Threads()
 
     def post(t):
-        try:
-            results[t] = hub.post(batch(t), timeout=60)
-        except Exception as e:  # a connection refused after intake stopped is fine
-            results[t] = e
+        answers[t] = hub.post(fire_batch(tag, t), timeout=180)
 
-    threads = [threading.Thread(target=post, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)  # let the requests reach the daemon, then stop it under them
-    hub.proc.send_signal(signal.SIGTERM)
-    for t in threads:
-        t.join()
-    assert hub.stop(sig=None) == 0
-    accepted = [t for t, r in results.items()
-                if not isinstance(r, Exception) and r.status_code == 200]
-    assert accepted, results
-    msgs = bhcat.consume_all(kafka, hub.fire_topic)
-    ids = {decoder.decode(m["value"])[1]["event_id"] for m in msgs}
-    for t in accepted:
-        assert {e["id"] for e in batch(t)} <= ids
-    assert "shutting down" in hub.logtext()
+    with stalled(stall_broker):
+        for t in range(n):
+            threads.start(post, t)
+        # every request is in the daemon, its records produced and unacknowledged
+        wait_log(hub, "record(s) waiting for Kafka; %d request(s) open" % n)
+        assert not answers, answers
+        hub.proc.send_signal(sig)
+        wait_log(hub, "intake stopped; answering the %d request(s) in flight first" % n)
+        with socket.socket() as s:  # the listener is closed
+            assert s.connect_ex(("127.0.0.1", hub.port)) != 0
+        hub.proc.send_signal(signal.SIGTERM)  # a second signal: the drain goes on
+        wait_log(hub, "shutdown already in progress")
+        assert hub.proc.poll() is None, hub.logtext()
+        assert not answers, answers  # still waiting for Kafka
+    threads.join(180)
+    for t in range(n):
+        r = answers[t]
+        assert r.status_code == 200, (t, r.status_code, r.text)
+        assert r.json() == {"accepted": 50, "rejected": []}, r.text
+    assert hub.stop(sig=None) == 0, hub.logtext()
+    log = hub.logtext()
+    assert "%s: shutting down" % signal.strsignal(sig) in log, log
+    assert "stopped with undelivered messages" not in log, log
+    msgs = bhcat.consume_all(bootstrap, hub.fire_topic, timeout=60)
+    ids = [decoder.decode(m["value"])[1]["event_id"] for m in msgs]
+    want = [e["id"] for t in range(n) for e in fire_batch(tag, t)]
+    assert sorted(i for i in ids if not i.startswith("XF-%sW-" % tag)) == sorted(want)
 
 
 def test_embedded_default(hub_factory, decoder):

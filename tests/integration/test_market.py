@@ -4,12 +4,15 @@ import datetime
 import decimal
 import io
 import os
+import re
 import signal
 import time
 import uuid
 
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer
+
 import bhcat
-from conftest import WORLD
+from conftest import WORLD, proc_io, stalled, start_refused, wait_log, wait_until
 
 SAMPLE = os.path.join(WORLD, "samples", "market", "scjg_20261127_0800.csv")
 SHANGHAI = datetime.timezone(datetime.timedelta(hours=8))
@@ -221,10 +224,8 @@ def test_kill9_mid_file_resumes_at_the_checkpoint(kafka, hub_factory, tmp_path, 
     state = hub.spool / "market.checkpoint"
     name = "scjg_20261127_big.csv"
     drop(hub.spool, name, data)
-    deadline = time.monotonic() + 120
-    while not os.path.exists(state):
-        assert time.monotonic() < deadline, hub.logtext()
-        time.sleep(0.005)
+    wait_until(lambda: os.path.exists(state), "the first checkpoint", timeout=120, hub=hub,
+               interval=0.005)
     time.sleep(0.2)
     hub.proc.send_signal(signal.SIGKILL)
     hub.proc.wait()
@@ -268,10 +269,8 @@ def test_sigterm_mid_file_writes_the_final_checkpoint(kafka, hub_factory, tmp_pa
     name = "scjg_stop.csv"
     drop(hub.spool, name, generated(n))
     # the first pause comes after 1000 of the 100000 rows: stop at once, mid-file
-    deadline = time.monotonic() + 60
-    while "%s: 1000 rows out, reading paused" % name not in hub.logtext():
-        assert time.monotonic() < deadline, hub.logtext()
-        time.sleep(0.005)
+    wait_until(lambda: "%s: 1000 rows out, reading paused" % name in hub.logtext(),
+               "the first pause of %s" % name, hub=hub, interval=0.005)
     assert hub.stop() == 0
     assert os.path.exists(hub.spool / name), "the whole file was done before the stop"
     ck = read_checkpoint(hub.spool / "market.checkpoint")
@@ -432,24 +431,26 @@ def test_row_rules_and_utf8_with_bom(kafka, hub_factory, tmp_path, decoder):
 
 
 def test_config_refused(hub_factory, kafka, tmp_path):
-    for settings, words in (({"encoding": "UTF-16"}, "ASCII-compatible"),
-                            ({"encoding": "NO-SUCH-CHARSET"}, "iconv"),
-                            ({"done_action": "archive"}, "done_action")):
-        hub = market_hub(hub_factory, kafka, tmp_path, **settings)
-        try:
-            hub.start(timeout=30)
-            raise AssertionError("started with %r" % settings)
-        except AssertionError as e:
-            assert words in str(e), str(e)
+    """A start with a bad encoding or done_action fails, its own message naming key and why."""
+    for key, value, why in (("encoding", "UTF-16",
+                             "'UTF-16' is not ASCII-compatible (GB18030, GBK, UTF-8 are)"),
+                            ("encoding", "NO-SUCH-CHARSET",
+                             "iconv cannot convert 'NO-SUCH-CHARSET' to UTF-8"),
+                            ("done_action", "archive", "'archive' is not move or delete")):
+        hub = market_hub(hub_factory, kafka, tmp_path, **{key: value})
+        drop(hub.spool, "waiting.csv", generated(1))
+        rc, err = start_refused(hub)
+        assert rc == 2, err
+        assert re.search(r"^blockhub: config refused: %s:\d+:\d+: key 'adapters\[market\]\.%s': "
+                         r"%s$" % (re.escape(hub.config), key, re.escape(why)), err, re.M), err
+        # nothing was taken from the spool
+        assert sorted(os.listdir(hub.spool)) == ["waiting.csv"]
 
 
 def test_done_action_delete(kafka, hub_factory, tmp_path, decoder):
     hub = market_hub(hub_factory, kafka, tmp_path, done_action="delete").start()
     drop(hub.spool, "gone.csv", generated(5))
-    deadline = time.monotonic() + 60
-    while os.path.exists(hub.spool / "gone.csv"):
-        assert time.monotonic() < deadline, hub.logtext()
-        time.sleep(0.05)
+    wait_until(lambda: not os.path.exists(hub.spool / "gone.csv"), "gone.csv deleted", hub=hub)
     assert len(records(kafka, hub, decoder)) == 5  # deleted only once all were acknowledged
     assert os.listdir(hub.spool / "done") == []
     assert hub.stop() == 0
@@ -461,10 +462,7 @@ def test_file_that_cannot_be_moved_is_retried_without_duplicates(kafka, hub_fact
     os.rmdir(hub.spool / "done")
     (hub.spool / "done").write_bytes(b"in the way\n")  # rename into done/ fails: not a directory
     drop(hub.spool, "stuck.csv", generated(50))
-    deadline = time.monotonic() + 60
-    while hub.logtext().count("stuck.csv: cannot move it out of the spool") < 3:
-        assert time.monotonic() < deadline, hub.logtext()
-        time.sleep(0.05)
+    wait_log(hub, "stuck.csv: cannot move it out of the spool", count=3)
     os.unlink(hub.spool / "done")
     os.mkdir(hub.spool / "done")
     wait_for(hub.spool / "done" / "stuck.csv", hub=hub)
@@ -482,10 +480,7 @@ def test_failed_deliveries_rewind_until_the_broker_is_back(own_broker, hub_facto
     wait_for(hub.spool / "done" / "a_before.csv", hub=hub)
     own_broker.stop()
     drop(hub.spool, "b_outage.csv", generated(3000))
-    deadline = time.monotonic() + 60
-    while hub.logtext().count("b_outage.csv: delivery failed") < 2:  # failed, rewound, again
-        assert time.monotonic() < deadline, hub.logtext()
-        time.sleep(0.1)
+    wait_log(hub, "b_outage.csv: delivery failed", count=2)  # failed, rewound, again
     assert not os.path.exists(hub.spool / "done" / "b_outage.csv")
     assert os.path.exists(hub.spool / "b_outage.csv")
     own_broker.start()
@@ -498,37 +493,73 @@ def test_failed_deliveries_rewind_until_the_broker_is_back(own_broker, hub_facto
     assert hub.stop() == 0
 
 
-def test_reading_pauses_at_max_in_flight(own_broker, hub_factory, tmp_path, decoder):
-    hub = market_hub(hub_factory, own_broker.bootstrap, tmp_path, max_in_flight=200,
+def produce_times(bootstrap, topic, decoder, count, timeout=120):
+    """(source_file, source_row, CreateTime) of COUNT records of TOPIC, read read_committed.
+
+    blockhub sets no timestamp, so the producer stamps each record when blockhub hands it
+    over: CreateTime is when the row went out."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "ts-%s" % uuid.uuid4().hex,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "isolation.level": "read_committed"})
+    out = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            assert time.monotonic() < deadline, "%d of %d records of %s read in %ds" % (
+                len(out), count, topic, timeout)
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            assert not m.error(), m.error()
+            kind, ts = m.timestamp()
+            assert kind == TIMESTAMP_CREATE_TIME, kind
+            rec = decoder.decode(m.value())[1]
+            out.append((rec["source_file"], rec["source_row"], ts))
+    finally:
+        c.close()
+    return out
+
+
+def test_rows_out_never_exceed_max_in_flight(own_broker, hub_factory, tmp_path, decoder):
+    """With Kafka acknowledging nothing, at most max_in_flight rows go out; measured by when
+    each record was produced, not by what the daemon says of itself."""
+    limit, n = 200, 5000
+    hub = market_hub(hub_factory, own_broker.bootstrap, tmp_path, max_in_flight=limit,
                      extra_sets=["log.level=debug",
                                  "kafka.properties.message.timeout.ms=300000"]).start()
     drop(hub.spool, "a_warm.csv", generated(10))
     wait_for(hub.spool / "done" / "a_warm.csv", hub=hub)
-    own_broker.stop()
-    drop(hub.spool, "b_held.csv", generated(5000))
-    paused = "b_held.csv: 200 rows out, reading paused after row 200"
-    deadline = time.monotonic() + 60
-    while paused not in hub.logtext():
-        assert time.monotonic() < deadline, hub.logtext()
-        time.sleep(0.05)
-    time.sleep(2)  # nothing acknowledges: no more rows are read
-    log = hub.logtext()
-    assert "b_held.csv: " not in log.split(paused, 1)[1], log
-    own_broker.start()
+    data = generated(n)
+    with stalled(own_broker):
+        read_before = proc_io(hub.proc.pid)["rchar"]
+        drop(hub.spool, "b_held.csv", data)
+        # the daemon stops reading (it says so), or it read the whole file: either way
+        # every row it will send while nothing is acknowledged is out
+        wait_until(lambda: "b_held.csv: %d rows out, reading paused" % limit in hub.logtext() or
+                   proc_io(hub.proc.pid)["rchar"] - read_before >= len(data),
+                   "b_held.csv: reading paused or the whole file read", hub=hub)
+        # the bound holds over time, not only at the pause: a second of nothing acknowledged
+        time.sleep(1)
+        resumed_ms = int(time.time() * 1000)
     wait_for(hub.spool / "done" / "b_held.csv", timeout=180, hub=hub)
-    log = hub.logtext().split(paused, 1)[1]
-    # after the broker came back: read on below half (100), paused again at 200 out
-    assert "rows out, reading on after row 200" in log
+    assert hub.stop() == 0
+    stamped = produce_times(own_broker.bootstrap, hub.market_topic, decoder, 10 + n)
+    assert sorted(r for f, r, _ in stamped if f == "a_warm.csv") == list(range(1, 11))
+    held = [(r, ts) for f, r, ts in stamped if f == "b_held.csv"]
+    assert sorted(r for r, _ in held) == list(range(1, n + 1))  # all of it, each once
+    early = sorted(r for r, ts in held if ts < resumed_ms)
+    # rows 1..limit went out at once; not one more while nothing was acknowledged
+    assert early == list(range(1, limit + 1)), \
+        "%d rows out while Kafka acknowledged nothing (max_in_flight %d): rows %d..%d" % (
+            len(early), limit, early[0] if early else 0, early[-1] if early else 0)
+    # reading went on only below half of the limit, and paused again at it (its own account)
+    log = hub.logtext().split("b_held.csv: %d rows out, reading paused" % limit, 1)[1]
+    assert "rows out, reading on after row %d" % limit in log
     for line in log.splitlines():
         if "b_held.csv" in line and "rows out" in line:
             out = int(line.split("b_held.csv: ")[1].split()[0])
-            assert out < 100 if "reading on" in line else out == 200, line
-    seen = {}
-    for m in bhcat.consume_all(own_broker.bootstrap, hub.market_topic, timeout=60):
-        rec = decoder.decode(m["value"])[1]
-        seen.setdefault(rec["source_file"], set()).add(rec["source_row"])
-    assert seen == {"a_warm.csv": set(range(1, 11)), "b_held.csv": set(range(1, 5001))}
-    assert hub.stop() == 0
+            assert out < limit // 2 if "reading on" in line else out == limit, line
 
 
 def test_files_in_name_order_utf8_without_bom(kafka, hub_factory, tmp_path, decoder):
@@ -550,8 +581,7 @@ def test_fire_answers_while_a_big_file_flows(kafka, hub_factory, tmp_path):
     hub = market_hub(hub_factory, kafka, tmp_path, fire=True).start()
     name = "scjg_big.csv"
     drop(hub.spool, name, generated(200000))
-    while "reading %s" % name not in hub.logtext():
-        time.sleep(0.01)
+    wait_log(hub, "reading %s" % name)
     slowest, answered = 0.0, 0
     while not os.path.exists(hub.spool / "done" / name):
         t0 = time.monotonic()
