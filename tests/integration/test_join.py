@@ -70,8 +70,10 @@ def test_resent_events_give_the_same_views(world):
     jh.produce(world.kafka, world.topics, world.depts, resent)
     expected = jh.truth(events, WINDOW_MS, world.names)
     assert expected == jh.truth(resent, WINDOW_MS, world.names)
-    jh.wait_views(world.kafka, world.view, world.decoder, expected, WINDOW_MS,
-                  partitions=3)
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    views = jh.last_views(world.kafka, world.view, world.decoder)
+    assert jh.event_counts(views) == {d: sum(1 for e in events if e[0] == d) for d in jh.DEPTS}
+    jh.assert_views_equal_truth(views, expected, WINDOW_MS, partitions=3)
     s = hub.status()
     assert s["stats"]["counted"] == len(events)
     assert s["stats"]["duplicates"] == copies
@@ -142,7 +144,8 @@ def test_mismatched_partition_counts_refused_at_start(world):
         hub.start(timeout=60)
     assert "exited 1" in str(e.value)
     log = hub.logtext()
-    assert "co-partitioning" in log
+    assert "co-partitioning: the topics differ in partition count" in log
+    assert "hub: ready" not in log and "assigned partitions" not in log  # refused at start
     assert "%s=4" % world.topics["traffic"] in log
     assert "%s=3" % world.topics["fire"] in log and "%s=3" % world.topics["market"] in log
     # the view and the changelog, created with the first input's count, are named too
