@@ -9,7 +9,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "lograte.h"
 #include "utf8.h"
+
+/* The same client report is logged at most once in this long; copies are counted. */
+#define LOG_WINDOW_MS 10000
 
 struct bh_kafka {
     uv_loop_t *loop;
@@ -36,6 +40,9 @@ struct bh_kafka {
     } topics[16];
     size_t ntopics;
     uv_timer_t restart;
+    /* Repeated client reports: rate-limited, the count reported by the timer. */
+    struct bh_lograte lograte;
+    uv_timer_t lograte_timer;
 };
 
 static void on_restart(uv_timer_t *t);
@@ -62,6 +69,45 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 }
 
 static void
+log_repeated(int level, const char *component, const char *text, unsigned long n, void *arg)
+{
+    (void)arg;
+    bh_log((enum bh_log_level)level, component, "%s (repeated %lu times)", text, n);
+}
+
+static void
+on_lograte_timer(uv_timer_t *t)
+{
+    struct bh_kafka *k = t->data;
+    int64_t next = bh_lograte_flush(&k->lograte, uv_now(k->loop), log_repeated, NULL);
+    if (next >= 0)
+        uv_timer_start(&k->lograte_timer, on_lograte_timer, (uint64_t)next + 1, 0);
+}
+
+/* One report of the client (on the loop thread), rate-limited by its text without timings. */
+static void
+log_client(struct bh_kafka *k, int level, const char *component, const char *text)
+{
+    char key[BH_LOGRATE_TEXT];
+    unsigned long dropped;
+    if (level == BH_LOG_DEBUG) {
+        bh_log(BH_LOG_DEBUG, component, "%s", text);
+        return;
+    }
+    bh_lograte_kafka_key(text, key, sizeof(key));
+    uv_update_time(k->loop);
+    if (!bh_lograte_check(&k->lograte, level, component, key, text, uv_now(k->loop), &dropped)) {
+        if (!uv_is_active((uv_handle_t *)&k->lograte_timer))
+            uv_timer_start(&k->lograte_timer, on_lograte_timer, LOG_WINDOW_MS, 0);
+        return;
+    }
+    if (dropped > 0)
+        log_repeated(level, component, text, dropped, NULL);
+    else
+        bh_log((enum bh_log_level)level, component, "%s", text);
+}
+
+static void
 on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct bh_kafka *k = opaque;
@@ -76,16 +122,19 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         k->fatal = 1;
         return;
     }
-    /* Transport errors while a broker is away are expected and retried. */
-    bh_warn("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    /* Transport errors while a broker is away are expected and retried: warnings. */
+    char text[BH_LOGRATE_TEXT];
+    snprintf(text, sizeof(text), "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    log_client(k, bh_lograte_kafka_error_level(err), "kafka", text);
 }
 
 static void
 on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
-    enum bh_log_level l = level <= 3 ? BH_LOG_ERROR : level <= 5 ? BH_LOG_WARN : BH_LOG_DEBUG;
-    bh_log(l, "librdkafka", "%s: %s", fac, buf);
+    struct bh_kafka *k = rd_kafka_opaque(rk);
+    char text[BH_LOGRATE_TEXT];
+    snprintf(text, sizeof(text), "%s: %s", fac, buf);
+    log_client(k, bh_lograte_kafka_log_level(level, fac), "librdkafka", text);
 }
 
 /* Serve the main queue until it is empty: the pipe is written only on the
@@ -316,6 +365,7 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
     if (k == NULL)
         return -ENOMEM;
     k->loop = loop;
+    bh_lograte_init(&k->lograte, LOG_WINDOW_MS);
     k->pipefd[0] = k->pipefd[1] = -1;
     k->partitions = c->partitions > 0 ? c->partitions : 1;
     k->replication = c->replication;
@@ -381,6 +431,9 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
     }
     uv_timer_init(loop, &k->restart);
     k->restart.data = k;
+    uv_timer_init(loop, &k->lograte_timer);
+    uv_unref((uv_handle_t *)&k->lograte_timer); /* a pending count keeps nothing running */
+    k->lograte_timer.data = k;
     k->poll.data = k;
     uv_poll_start(&k->poll, UV_READABLE, on_readable);
     /* Anything queued before the fd was attached would never wake us. */
@@ -549,7 +602,7 @@ bh_kafka_is_embedded(const struct bh_kafka *k)
     return k->mock != NULL;
 }
 
-/* Both handles close with this; the last one frees (libuv runs close callbacks in any order). */
+/* Every handle closes with this; the last one frees (libuv runs close callbacks in any order). */
 static void
 on_handle_closed(uv_handle_t *h)
 {
@@ -573,9 +626,13 @@ bh_kafka_close(struct bh_kafka *k, int timeout_ms)
     /* Whatever is left fails now, so every tracker hears its result once. */
     drop_producer(k);
     rd_kafka_conf_destroy(k->template);
+    /* The counts of repeated reports not yet told. */
+    bh_lograte_flush_all(&k->lograte, log_repeated, NULL);
     uv_timer_stop(&k->restart);
-    k->closing = 2;
+    uv_timer_stop(&k->lograte_timer);
+    k->closing = 3;
     uv_close((uv_handle_t *)&k->restart, on_handle_closed);
+    uv_close((uv_handle_t *)&k->lograte_timer, on_handle_closed);
     if (k->mock != NULL)
         rd_kafka_mock_cluster_destroy(k->mock);
     if (k->mock_rk != NULL)
