@@ -23,7 +23,7 @@ import sys
 import time
 
 import fastavro
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 
 class Decoder:
@@ -57,13 +57,26 @@ class Decoder:
 
 
 def consume_all(bootstrap, topic, timeout=30.0):
-    """Every message now in TOPIC, in partition then offset order, as dicts."""
+    """Every committed message now in TOPIC, in partition then offset order, as dicts.
+
+    The end of each partition is taken once, at the start: its last stable
+    offset (the consumer reads read_committed, so the broker answers the offset
+    query with the LSO; without open transactions that is the high watermark).
+    A transactional topic's last offsets may be commit or abort markers, which
+    no consumer ever receives, and an aborted transaction's records are skipped:
+    so a partition is read when a record at or past its end arrives, or when the
+    consumer reports the partition's end (partition EOF) at or past it, not when
+    a received record's offset reaches it. Raises TimeoutError after TIMEOUT
+    seconds.
+    """
+    deadline = time.monotonic() + timeout
     c = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": "bhcat-%d-%d" % (os.getpid(), time.monotonic_ns()),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        "enable.partition.eof": True,
     })
     try:
         md = c.list_topics(topic, timeout=timeout)
@@ -77,22 +90,35 @@ def consume_all(bootstrap, topic, timeout=30.0):
                 ends[p] = hi
         if not ends:
             return []
-        c.assign([TopicPartition(topic, p, 0) for p in ends])
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         out = []
-        pos = {p: 0 for p in ends}
-        deadline = time.monotonic() + timeout
-        while any(pos[p] < ends[p] for p in ends):
+        left = set(ends)
+        pos = {p: None for p in ends}
+        while left:
             if time.monotonic() > deadline:
                 raise TimeoutError("reading %s: at %r of %r" % (topic, pos, ends))
-            m = c.poll(1.0)
+            m = c.poll(min(1.0, max(0.01, deadline - time.monotonic())))
             if m is None:
                 continue
+            p = m.partition()
             if m.error():
-                raise RuntimeError(str(m.error()))
-            pos[m.partition()] = m.offset() + 1
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(str(m.error()))
+                # the consumer is at the partition's end: past every record
+                # (and marker) below ENDS[p] once its offset is at or past it
+                if p in left and m.offset() >= ends[p]:
+                    left.discard(p)
+                pos[p] = m.offset()
+                continue
+            if p not in left or m.offset() >= ends[p]:
+                left.discard(p)  # written after the end was taken
+                continue
+            pos[p] = m.offset() + 1
+            if pos[p] >= ends[p]:
+                left.discard(p)
             out.append({
                 "topic": m.topic(),
-                "partition": m.partition(),
+                "partition": p,
                 "offset": m.offset(),
                 "key": m.key(),
                 "value": m.value(),
@@ -127,11 +153,18 @@ def main():
     ap.add_argument("--schemas", default=os.path.join(os.path.dirname(__file__), "..", "schemas"))
     ap.add_argument("--limit", type=int, default=0,
                     help="print at most N records per topic (0: all), then a count")
+    ap.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds to read each topic to its end at most (default 30); "
+                         "exit status 1 if that is not enough")
     ap.add_argument("topics", nargs="+")
     args = ap.parse_args()
     dec = Decoder(args.schemas)
     for topic in args.topics:
-        msgs = consume_all(args.bootstrap, topic)
+        try:
+            msgs = consume_all(args.bootstrap, topic, args.timeout)
+        except TimeoutError as e:
+            print("bhcat: %s" % e, file=sys.stderr)
+            return 1
         if args.limit:
             print("# %s: %d records%s" % (topic, len(msgs), ", the first %d:" % args.limit
                                           if len(msgs) > args.limit else ""))
