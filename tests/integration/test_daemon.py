@@ -100,9 +100,11 @@ def test_signal_answers_requests_in_flight(stall_broker, hub_factory, decoder, s
     with stalled(stall_broker):
         for t in range(n):
             threads.start(post, t)
-        # every request is in the daemon, its records produced and unacknowledged
-        wait_log(hub, "record(s) waiting for Kafka; %d request(s) open" % n)
-        assert not answers, answers
+        # every request is in the daemon, its records produced and unacknowledged (the
+        # warm-up request logged the first of these lines)
+        wait_log(hub, "50 record(s) waiting for Kafka", count=n)
+        assert not answers, "answered while Kafka acknowledged nothing: %r" % answers
+        assert "record(s) waiting for Kafka; %d request(s) open" % n in hub.logtext()
         hub.proc.send_signal(sig)
         wait_log(hub, "intake stopped; answering the %d request(s) in flight first" % n)
         with socket.socket() as s:  # the listener is closed

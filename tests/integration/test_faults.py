@@ -5,6 +5,7 @@ import time
 
 import bhcat
 import requests
+from conftest import Threads, wait_until
 
 
 def event(i, prefix):
@@ -28,13 +29,10 @@ def test_broker_stopped_gives_503_then_accepts(own_broker, hub_factory, decoder)
     assert "accepted" not in r.json()
     assert waited >= 2.5  # it did wait for the broker before giving up
     own_broker.start()
-    deadline = time.monotonic() + 120
-    while True:
-        r = hub.post(batch, timeout=60)
-        if r.status_code == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert r.status_code == 200 and r.json()["accepted"] == 5
+    r = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
+        hub.post(batch, timeout=60)), "a 200 once the broker is back", timeout=120,
+        hub=hub, interval=1)
+    assert r.json()["accepted"] == 5, r.text
     msgs = bhcat.consume_all(own_broker.bootstrap, hub.fire_topic)
     ids = collections.Counter(m["headers"]["blockhub.event_id"].decode() for m in msgs)
     # every event is there; retries may have added copies, each with its id header
@@ -69,20 +67,21 @@ def test_broker_kill9_loses_no_acknowledged_event(own_broker, hub_factory, decod
                 assert r.status_code == 503, r.text
                 refused.extend(e["id"] for e in batch)
 
-    t = threading.Thread(target=sender)
-    t.start()
+    threads = Threads()  # a failed assert in the sender fails the test
+    threads.start(sender)
     try:
-        time.sleep(3)
+        wait_until(lambda: len(acked) >= 40 or threads.errors,
+                   "40 events acknowledged before the kill", hub=hub)
         before = len(acked)
         own_broker.kill9()
-        time.sleep(6)
+        time.sleep(6)  # the outage
         own_broker.start()
-        deadline = time.monotonic() + 90
-        while len(acked) < before + 200 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(lambda: len(acked) >= before + 200 or threads.errors,
+                   "200 more events acknowledged after the broker came back", timeout=90,
+                   hub=hub)
     finally:
         stop.set()
-        t.join()
+        threads.join(60)
     print("acknowledged before the kill: %d, in all: %d; refused (503): %d; no answer: %d"
           % (before, len(acked), len(refused), len(failed)))
     assert before > 0 and len(acked) >= before + 200, (before, len(acked), len(refused))

@@ -10,7 +10,7 @@ import threading
 import time
 
 import bhcat
-from conftest import TOKEN
+from conftest import TOKEN, Threads
 
 
 def event(i, **over):
@@ -260,15 +260,15 @@ def test_live_abuse_while_a_good_client_posts(kafka, hub_factory, decoder):
             hub.post(json.dumps([event(4, description="y" * 1_000_100)]).encode())
             hub.post(b"[" + b",".join([json.dumps(event(5)).encode()] * 1001) + b"]")
 
-    threads = [threading.Thread(target=f) for f in (good_client, resetter, garbage)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not errors and hub.proc.poll() is None:
+    threads = Threads()  # an exception in any of them fails the test
+    for f in (good_client, resetter, garbage):
+        threads.start(f)
+    deadline = time.monotonic() + 20  # 20 s of abuse
+    while (time.monotonic() < deadline and not errors and not threads.errors
+           and hub.proc.poll() is None):
         time.sleep(0.2)
     stop.set()
-    for t in threads:
-        t.join(60)
+    threads.join(60)
     assert hub.proc.poll() is None, hub.logtext()
     assert not errors, errors
     assert len(good_ids) > 30

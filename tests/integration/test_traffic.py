@@ -7,13 +7,12 @@ import os
 import random
 import select
 import socket
-import threading
 import time
 import uuid
 
 import bhcat
 from confluent_kafka import Consumer, TopicPartition
-from conftest import free_port, WORLD
+from conftest import free_port, Threads, WORLD
 
 SAMPLE = os.path.join(WORLD, "samples", "traffic", "gateway.ndjson")
 TYPES = {"accident", "congestion", "ebike_violation", "motorcycle_violation",
@@ -323,7 +322,6 @@ def test_fifty_connections_at_once(kafka, hub_factory, decoder, blocks):
     conns = [connect(hub) for _ in range(50)]
     per_conn = 200
     peers = {}
-    errors = []
 
     def gateway(k):
         s, peer = conns[k]
@@ -331,21 +329,16 @@ def test_fifty_connections_at_once(kafka, hub_factory, decoder, blocks):
                for i in range(per_conn)]
         for e in evs:
             peers[e["event_id"]] = (peer, blocks.resolve(lon=e["lon"], lat=e["lat"]))
-        try:
-            data = ndjson(evs)
-            for i in range(0, len(data), 1000):
-                s.sendall(data[i:i + 1000])
-                time.sleep(0.001)
-            s.close()
-        except OSError as e:
-            errors.append(e)
+        data = ndjson(evs)
+        for i in range(0, len(data), 1000):
+            s.sendall(data[i:i + 1000])
+            time.sleep(0.001)
+        s.close()
 
-    threads = [threading.Thread(target=gateway, args=(k,)) for k in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    threads = Threads()  # an error in any gateway fails the test
+    for k in range(50):
+        threads.start(gateway, k)
+    threads.join(120)
     wait_for_sizes(kafka, {hub.traffic_topic: 50 * per_conn})
     assert hub.stop() == 0
     msgs = decoded(kafka, hub.traffic_topic, decoder, "blockhub.traffic.TrafficEvent")
