@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The join benchmark (bench/run-join.sh runs it; see there for the usage).
 
-1. Topics of its own (three departments, P partitions) on the broker BH_KAFKA_BOOTSTRAP;
+1. Topics of its own (three departments, P partitions) on the broker --bootstrap;
    N events produced to them first (Avro single-object, keyed by block with murmur2, over a
    generated map of B blocks; 20% of fire and traffic events sent twice, as senders resend).
 2. The ceiling: bench_join_consume, librdkafka's consumer alone with the join's settings,
@@ -52,6 +52,7 @@ def broker_pid(bootstrap):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", required=True, help="the broker (host:port)")
     ap.add_argument("--build", required=True)
     ap.add_argument("--events", type=int, default=1000000)
     ap.add_argument("--blocks", type=int, default=10000)
@@ -61,7 +62,7 @@ def main():
     ap.add_argument("--reuse", metavar="TAG", help="input topics kept by an earlier --keep run")
     ap.add_argument("--perf", metavar="FILE", help="perf record the join into FILE")
     args = ap.parse_args()
-    bootstrap = os.environ.get("BH_KAFKA_BOOTSTRAP", "127.0.0.1:39092")
+    bootstrap = args.bootstrap
     blockhub = os.path.join(args.build, "blockhub")
     consume = os.path.join(args.build, "bench", "bench_join_consume")
     if not os.path.exists(consume):
@@ -162,6 +163,9 @@ def main():
         proc.wait(60)
         log.close()
     n = total - n0
+    if n == 0:
+        raise SystemExit("the join read all %d records before the first look at it: too few "
+                         "events to time (give more)" % total)
     st, s = status["stats"], status["state"]
     print("join: %d records in %.2f s wall, %.2f s CPU: %.0f records/s, %.2f CPU-s per million"
           % (n, t1 - t0, c1 - c0, n / (t1 - t0), (c1 - c0) / (n / 1e6)))

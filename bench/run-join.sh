@@ -2,14 +2,19 @@
 # Join benchmark: the join's throughput in input records/s and CPU-seconds per
 # million, beside librdkafka's consumer alone reading the same topics in the
 # same run (the ceiling, bench_join_consume), and the state memory in bytes per
-# block and per remembered event id. Runs against the broker BH_KAFKA_BOOTSTRAP
-# (default 127.0.0.1:39092) on topics of its own (deleted at the end), with the
-# test venv's Python (fastavro, confluent-kafka). See bench/join_bench.py.
+# block and per remembered event id, on topics of its own (deleted at the end),
+# with the test venv's Python (fastavro, confluent-kafka). See bench/join_bench.py.
 # Usage: bench/run-join.sh [BUILD_DIR] [EVENTS] [BLOCKS] [PARTITIONS]
 #        (defaults: build/, 1000000, 10000, 6)
+# Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
+# with deploy/kafka/local-kafka in a temporary directory and stopped at the
+# end (bench/lib.sh). BH_PYTHON: a Python with confluent-kafka and fastavro
+# (default: the test venv).
 # Build first: cmake --build BUILD_DIR --target blockhub bench_join_consume
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 build=${1:-$root/build}
 events=${2:-1000000}
 blocks=${3:-10000}
@@ -19,5 +24,18 @@ if [[ ! -x $build/blockhub ]]; then
     echo "run-join.sh: no blockhub in $build (cmake --build $build)" >&2
     exit 1
 fi
-exec "$python" "$root/bench/join_bench.py" --build "$build" --events "$events" \
+"$python" -c 'import confluent_kafka, fastavro' 2>/dev/null \
+    || { echo "run-join.sh: $python lacks confluent-kafka or fastavro (deploy/install-deps.sh venv)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/blockhub-bench-join.XXXXXX)
+own_broker=
+cleanup() {
+    [[ -n $own_broker ]] && "$root/deploy/kafka/local-kafka" stop "$tmp/kafka" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+bench_broker "$tmp"
+echo "broker: $bs${own_broker:+ (started for this run)}"
+"$python" "$root/bench/join_bench.py" --bootstrap "$bs" --build "$build" --events "$events" \
     --blocks "$blocks" --partitions "$partitions"
