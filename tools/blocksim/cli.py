@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import signal
 import sys
 import time
 
@@ -24,15 +25,18 @@ class TokenBucket:
         self.tokens = 1.0
         self.last = time.monotonic()
 
-    def take(self):
+    def take(self, stop=None):
+        """Waits for a token; False (no token taken) once STOP is requested."""
         while True:
+            if stop is not None and stop.requested():
+                return False
             now = time.monotonic()
             self.tokens = min(self.cap, self.tokens + (now - self.last) * self.rate)
             self.last = now
             if self.tokens >= 1.0:
                 self.tokens -= 1.0
-                return
-            time.sleep((1.0 - self.tokens) / self.rate)
+                return True
+            time.sleep(min(0.1, (1.0 - self.tokens) / self.rate))
 
 
 def parse_fractions(text, what, allow_single=False):
@@ -79,7 +83,12 @@ def parse_args(argv):
     ap.add_argument("--fire", help="fire: webhook URL, e.g. http://127.0.0.1:8080/v1/fire/events")
     ap.add_argument("--fire-token", default=os.environ.get("BH_FIRE_TOKEN"),
                     help="fire: bearer token (default: $BH_FIRE_TOKEN)")
-    ap.add_argument("--truth", help="write the ground truth JSON here")
+    ap.add_argument("--truth", help="write the ground truth JSON here (rewritten while running)")
+    ap.add_argument("--truth-interval", type=float, default=1.0,
+                    help="seconds between rewrites of the truth while running (default 1)")
+    ap.add_argument("--stop-timeout", type=float, default=30.0,
+                    help="on SIGINT/SIGTERM, seconds to send what is queued before giving it "
+                         "up (default 30)")
     ap.add_argument("--connections", type=int, default=1, help="traffic: TCP connections (default 1)")
     ap.add_argument("--heartbeat", type=float, default=5.0,
                     help="traffic: seconds between heartbeat lines per connection, 0: none (default 5)")
@@ -120,6 +129,8 @@ def parse_args(argv):
         ap.error("--bad fractions are at most 1")
     if args.fire and not args.fire_token:
         ap.error("--fire needs --fire-token (or $BH_FIRE_TOKEN)")
+    if args.truth_interval <= 0 or args.stop_timeout < 0:
+        ap.error("--truth-interval must be positive and --stop-timeout not negative")
     if args.connections < 1 or args.fire_workers < 1 or args.fire_batch < 1 or args.roll_rows < 1:
         ap.error("--connections, --fire-workers, --fire-batch and --roll-rows are at least 1")
     if args.base_time == "now":
@@ -149,7 +160,11 @@ def parse_args(argv):
     return args
 
 
-def build_truth(args, total, records, market, traffic, fire, stats):
+def build_truth(args, total, records, market, traffic, fire, stats, final=True, stopped=None):
+    """The truth of the records delivered so far. Not FINAL (written while
+    running): only records each sink has confirmed delivered, nothing pending.
+    FINAL after a stop (STOPPED: the signal's name): records not known to be
+    delivered are listed in stopped.unconfirmed instead of as anomalies."""
     blocks = {}
     events = {d: {} for d in args.depts}
     bad = {d: {} for d in args.depts}
@@ -157,17 +172,33 @@ def build_truth(args, total, records, market, traffic, fire, stats):
     totals = {d: {"sent": 0, "valid": 0, "bad": 0} for d in args.depts}
     anomalies = {"fire_rejected_valid": [], "fire_accepted_bad": [], "fire_reason_mismatch": [],
                  "fire_unconfirmed": [], "traffic_unsent": []}
-    fire_out = fire.outcomes() if fire else {}
+    unconfirmed = {d: [] for d in args.depts}
+    fire_out = fire.outcomes(final) if fire else {}
     unsent = set(traffic.unsent()) if traffic else set()
     for dept, rid, block, etype, kind, reason in records:
-        if dept == "traffic" and rid in unsent:
-            anomalies["traffic_unsent"].append(rid)
+        if dept == "market" and rid not in market.delivered:
+            if final and stopped:
+                unconfirmed[dept].append(rid)
             continue
+        if dept == "traffic" and rid not in traffic.delivered:
+            if rid in unsent or (final and not stopped):
+                anomalies["traffic_unsent"].append(rid)
+            elif final:
+                unconfirmed[dept].append(rid)
+            continue
+        if dept == "fire":
+            out = fire_out.get(rid, ("pending",))
+            if out[0] == "pending" and not final:
+                continue
+            if stopped and (out[0] in ("not_sent", "pending") or
+                            (out[0] == "unconfirmed" and out[1].startswith("stopped"))):
+                unconfirmed[dept].append(rid)
+                continue
         totals[dept]["sent"] += 1
         if dept == "fire":
-            out = fire_out.get(rid, ("unconfirmed", "no result"))
-            if out[0] == "unconfirmed":
-                anomalies["fire_unconfirmed"].append({"id": rid, "why": out[1]})
+            if out[0] in ("unconfirmed", "not_sent", "pending"):
+                anomalies["fire_unconfirmed"].append({"id": rid, "why": out[1] if len(out) > 1
+                                                      else "no result"})
                 continue
             if kind is None and out[0] == "rejected":
                 anomalies["fire_rejected_valid"].append({"id": rid, "code": out[1], "reason": out[2]})
@@ -188,6 +219,8 @@ def build_truth(args, total, records, market, traffic, fire, stats):
             bad_records[dept].append({"id": rid, "kind": kind, "reason": reason})
     return {
         "format": TRUTH_FORMAT,
+        "final": final,
+        "stopped": {"signal": stopped, "unconfirmed": unconfirmed} if stopped else None,
         "params": {
             "blocks": args.blocks, "seed": args.seed, "rate": args.rate, "count": total,
             "mix": {d: args.mix[d] for d in args.depts}, "bad": {d: args.bad.get(d, 0.0) for d in args.depts},
@@ -206,7 +239,57 @@ def build_truth(args, total, records, market, traffic, fire, stats):
     }
 
 
+def write_json(path, obj):
+    """Replaces PATH at once: a reader (or a crash) sees the old file or the new one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def on_stop_signal(stop):
+    def handler(signum, frame):
+        if stop.signal is None:
+            stop.signal = signum
+        else:
+            stop.force = True  # a second signal: give up what is still queued
+    return handler
+
+
+def install_signals(stop):
+    """SIGINT and SIGTERM stop the run cleanly however the simulator was started:
+    a shell's `&` starts it with SIGINT ignored, and the disposition (and the
+    signal mask) is inherited, so both are set here explicitly."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_stop_signal(stop))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+class TruthWriter:
+    """Rewrites the truth file every INTERVAL seconds while the simulator runs
+    (at least 20 times as long as one build took, so a long run is not slowed
+    down by its own truth), and at the end: a crash leaves the truth of what was
+    delivered up to the last rewrite."""
+
+    def __init__(self, path, interval, build):
+        self.path = path
+        self.interval = interval
+        self.build = build
+        self.next = time.monotonic() + interval
+
+    def maybe(self):
+        if self.path is None or time.monotonic() < self.next:
+            return
+        t0 = time.monotonic()
+        write_json(self.path, self.build())
+        took = time.monotonic() - t0
+        self.next = time.monotonic() + max(self.interval, 20 * took)
+
+
 def main(argv=None):
+    stop = sinks.Stop()
+    install_signals(stop)
     args = parse_args(sys.argv[1:] if argv is None else argv)
     rng = random.Random(args.seed)
     try:
@@ -227,10 +310,11 @@ def main(argv=None):
                                        args.market_encoding)
         if "traffic" in args.depts:
             traffic = sinks.TrafficStreams(args.traffic, gen, args.connections, args.heartbeat,
-                                           args.connect_timeout)
+                                           args.connect_timeout, stop=stop)
         if "fire" in args.depts:
             fire = sinks.FireWebhook(args.fire, args.fire_token, rng, args.fire_batch, args.fire_linger,
-                                     args.fire_workers, args.fire_timeout, args.fire_retries)
+                                     args.fire_workers, args.fire_timeout, args.fire_retries,
+                                     stop=stop)
     except sinks.SinkError as e:
         print("blockhub-sim: %s" % e, file=sys.stderr)
         return 2
@@ -245,9 +329,26 @@ def main(argv=None):
     next_progress = start + args.progress if args.progress > 0 else None
     generated = 0
     held = 0.0  # seconds the sinks held the generator back (back-pressure)
+
+    def run_stats(final_error=None):
+        now = time.monotonic()
+        el = now - start
+        return {
+            "generated": generated, "target_rate": args.rate,
+            "generate_seconds": round(el, 3), "seconds": round(el, 3), "sink_seconds": round(held, 3),
+            "achieved_rate": None, "delivered_rate": None,
+            "market": market.stats() if market else None,
+            "traffic": traffic.stats() if traffic else None,
+            "fire": fire.stats() if fire else None,
+            "error": final_error,
+        }
+
+    writer = TruthWriter(args.truth, args.truth_interval, lambda: build_truth(
+        args, total, records, market, traffic, fire, run_stats(error), final=False))
     try:
         for i in range(total):
-            bucket.take()
+            if not bucket.take(stop):
+                break
             vt = i / args.rate
             t0 = time.monotonic()
             for s in active:
@@ -256,47 +357,58 @@ def main(argv=None):
             dept = rng.choices(args.depts, weights=weights)[0] if len(args.depts) > 1 else args.depts[0]
             kind = rng.choice(kinds[dept]) if rng.random() < args.bad.get(dept, 0) else None
             rec = make[dept](vt, kind)
-            t0 = time.monotonic()
-            by_dept[dept].add(rec, vt)
-            held += time.monotonic() - t0
+            # recorded before it is handed over (a sink may deliver it at once),
+            # forgotten if the sink does not take it
             records.append((dept, rec.id, rec.block, rec.type, rec.kind, rec.reason))
+            t0 = time.monotonic()
+            try:
+                by_dept[dept].add(rec, vt)
+            except (sinks.SinkStopped, sinks.SinkError):
+                records.pop()
+                raise
+            held += time.monotonic() - t0
             generated += 1
+            writer.maybe()
             if next_progress is not None and time.monotonic() >= next_progress:
                 el = time.monotonic() - start
                 print("blockhub-sim: %d/%d events, %.1f s, %.1f ev/s"
                       % (generated, total, el, generated / el), file=sys.stderr)
                 next_progress += args.progress
+    except sinks.SinkStopped:
+        pass
     except sinks.SinkError as e:
         error = str(e)
-    except KeyboardInterrupt:
-        error = "interrupted"
     gen_elapsed = time.monotonic() - start
+    # Send what is queued; after a stop signal, for at most --stop-timeout.
+    if stop.signal is not None and stop.deadline is None:
+        stop.deadline = time.monotonic() + args.stop_timeout
     for s in active:
-        s.finish()
+        s.begin_finish()
+    while not all(s.done() for s in active):
+        if stop.signal is not None and stop.deadline is None:
+            stop.deadline = time.monotonic() + args.stop_timeout
+        if stop.forced():
+            break
+        writer.maybe()
+        time.sleep(0.02)
     elapsed = time.monotonic() - start
+    stopped = signal.Signals(stop.signal).name if stop.signal is not None else None
     if traffic and traffic.errors() and not error:
         error = traffic.errors()[0]
     if fire and fire.fatal and not error:
         error = fire.fatal
+    if stop.force and not error:
+        error = "stopped by %s before everything queued was sent" % stopped
 
-    stats = {
-        "generated": generated, "target_rate": args.rate,
+    stats = run_stats(error)
+    stats.update({
         "generate_seconds": round(gen_elapsed, 3), "seconds": round(elapsed, 3),
-        "sink_seconds": round(held, 3),
         "achieved_rate": round((generated - 1) / gen_elapsed, 1) if generated > 1 and gen_elapsed > 0 else None,
         "delivered_rate": round(generated / elapsed, 1) if elapsed > 0 else None,
-        "market": market.stats() if market else None,
-        "traffic": traffic.stats() if traffic else None,
-        "fire": fire.stats() if fire else None,
-        "error": error,
-    }
-    truth = build_truth(args, total, records, market, traffic, fire, stats)
+    })
+    truth = build_truth(args, total, records, market, traffic, fire, stats, final=True, stopped=stopped)
     if args.truth:
-        tmp = args.truth + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(truth, f, ensure_ascii=False, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, args.truth)
+        write_json(args.truth, truth)
 
     an = truth["anomalies"]
     problems = sum(len(v) for v in an.values())
@@ -313,11 +425,13 @@ def main(argv=None):
             stats["fire"]["posts"], stats["fire"]["status_503"], len(truth["fire_resent_ids"])))
     nsent = sum(truth["totals"][d]["sent"] for d in args.depts)
     print("blockhub-sim: seed %d: sent %d events%s (%s; %d bad) in %.1f s: %.1f ev/s achieved "
-          "(target %g, %.1f delivered); %s; anomalies %d%s%s"
+          "(target %g, %.1f delivered); %s; anomalies %d%s%s%s"
           % (args.seed, nsent, "" if nsent == generated else " of %d generated" % generated,
              ", ".join(parts), nbad, gen_elapsed, stats["achieved_rate"] or 0,
              args.rate, stats["delivered_rate"] or 0, "; ".join(extra), problems,
+             "; stopped by " + stopped if stopped else "",
              "; truth " + args.truth if args.truth else "", "; ERROR: " + error if error else ""))
+    sys.stdout.flush()
     if error:
         return 1
     return 3 if problems else 0

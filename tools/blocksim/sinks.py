@@ -1,10 +1,20 @@
 """The three transports, used the way each department uses them (docs/feeds.md).
 
 Each sink has add(record, vt), tick(vt) (called before every record with the
-virtual time, for time-based rolling, batching and heartbeats) and finish()
-(flush, close, wait). Everything that decides bytes happens on the caller's
-thread with the caller's random.Random, so a seed fixes every file, line and
-body; only the sending runs on threads of its own.
+virtual time, for time-based rolling, batching and heartbeats), begin_finish()
+(no more records: flush what is held, let the senders drain their queues) and
+done() (every sender has ended); finish() is both, waiting. Everything that
+decides bytes happens on the caller's thread with the caller's random.Random,
+so a seed fixes every file, line and body; only the sending runs on threads of
+its own.
+
+Each sink also says which records it has actually delivered so far (a market
+row in a file renamed into the spool, a traffic line the socket took, a fire
+event in a POST answered), so the ground truth can be written while it runs.
+
+STOP (a Stop) is shared with the caller: after a stop signal a sink waiting for
+room gives the record up (SinkStopped), and once the stop is forced (a second
+signal, or the drain took too long) the senders give up what they still hold.
 """
 import http.client
 import json
@@ -20,6 +30,27 @@ from . import feeds
 
 class SinkError(Exception):
     pass
+
+
+class SinkStopped(Exception):
+    """The record was not taken: the simulator is stopping."""
+
+
+class Stop:
+    """The stop request, set by the signal handler (a plain flag: nothing to lock)."""
+
+    def __init__(self):
+        self.signal = None   # the first stop signal's number
+        self.force = False   # a second signal, or the drain's deadline passed
+        self.deadline = None  # monotonic time after which the drain is forced
+
+    def forced(self):
+        if not self.force and self.deadline is not None and time.monotonic() > self.deadline:
+            self.force = True
+        return self.force
+
+    def requested(self):
+        return self.signal is not None or self.forced()
 
 
 # --- market: CSV files in a spool directory ---
@@ -45,6 +76,8 @@ class MarketSpool:
         self.files = []
         self.rows = 0
         self.file_seq = 0
+        self.cur_ids = []
+        self.delivered = set()  # ids of the rows of the files renamed into the spool
         os.makedirs(spool_dir, exist_ok=True)
 
     def _open(self, vt):
@@ -77,6 +110,8 @@ class MarketSpool:
         self.f = None
         os.rename(self.part, os.path.join(self.dir, self.name))
         self.files.append(self.name)
+        self.delivered.update(self.cur_ids)
+        self.cur_ids = []
 
     def tick(self, vt):
         if self.f is not None and vt - self.opened_vt >= self.roll_seconds:
@@ -86,12 +121,19 @@ class MarketSpool:
         if self.f is None:
             self._open(vt)
         self._write([rec.payload[c] for c in self.cols])
+        self.cur_ids.append(rec.id)
         self.rows += 1
         if self.rows >= self.roll_rows:
             self._close()
 
-    def finish(self):
+    def begin_finish(self):
         self._close()
+
+    def done(self):
+        return True
+
+    def finish(self):
+        self.begin_finish()
 
     def stats(self):
         return {"files": len(self.files)}
@@ -102,10 +144,13 @@ class MarketSpool:
 class _Stream(threading.Thread):
     """One gateway connection: writes queued lines, reconnects and resends on a drop."""
 
-    def __init__(self, host, port, connect_timeout):
+    def __init__(self, host, port, connect_timeout, stop, delivered):
         super().__init__(daemon=True)
         self.host, self.port = host, port
         self.connect_timeout = connect_timeout
+        self.stop = stop
+        self.delivered = delivered  # shared set: ids of the lines the socket took
+        self.closing = False  # no more lines: end once the queue is empty
         self.q = queue.Queue(maxsize=2000)
         self.error = None
         self.unsent = []  # record ids never written
@@ -122,7 +167,7 @@ class _Stream(threading.Thread):
                 s.settimeout(None)
                 return s
             except OSError as e:
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or self.stop.forced():
                     raise SinkError("traffic: cannot connect to %s:%d: %s" % (self.host, self.port, e))
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -130,8 +175,13 @@ class _Stream(threading.Thread):
     def run(self):
         sock = None
         done = False
-        while not done:
-            item = self.q.get()
+        while not done and not self.stop.forced():
+            try:
+                item = self.q.get(timeout=0.1)
+            except queue.Empty:
+                if self.closing:
+                    break
+                continue
             if item is None:
                 break
             batch = [item]
@@ -157,13 +207,14 @@ class _Stream(threading.Thread):
                         sock = self._connect()
                     sock.sendall(data)
                     self.bytes += len(data)
+                    self.delivered.update(rid for rid, _ in batch if rid)
                     break
                 except (OSError, SinkError) as e:
                     if sock is not None:
                         sock.close()
                         sock = None
                     failures += 1
-                    if isinstance(e, SinkError) or failures > 5:
+                    if isinstance(e, SinkError) or failures > 5 or self.stop.forced():
                         self.error = str(e)
                         self.unsent.extend(rid for rid, _ in batch if rid)
                         break
@@ -179,14 +230,18 @@ class _Stream(threading.Thread):
 
 
 class TrafficStreams:
-    def __init__(self, addr, gen, connections=1, heartbeat=5.0, connect_timeout=30.0):
+    def __init__(self, addr, gen, connections=1, heartbeat=5.0, connect_timeout=30.0, stop=None):
         host, _, port = addr.rpartition(":")
         if not host or not port.isdigit():
             raise SinkError("traffic: address %r is not HOST:PORT" % addr)
         host = host.strip("[]")
         self.gen = gen
         self.heartbeat = heartbeat
-        self.streams = [_Stream(host, int(port), connect_timeout) for _ in range(connections)]
+        self.stop = stop or Stop()
+        self.draining = False
+        self.delivered = set()
+        self.streams = [_Stream(host, int(port), connect_timeout, self.stop, self.delivered)
+                        for _ in range(connections)]
         self.next_hb = [heartbeat] * connections
         self.n = 0
         self.heartbeats = 0
@@ -198,8 +253,10 @@ class TrafficStreams:
         while True:
             if s.error is not None:
                 raise SinkError(s.error)
+            if self.stop.forced() or (not self.draining and self.stop.requested()):
+                raise SinkStopped()
             try:
-                s.q.put((rid, line.encode("utf-8") + b"\n"), timeout=0.5)
+                s.q.put((rid, line.encode("utf-8") + b"\n"), timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -218,9 +275,16 @@ class TrafficStreams:
         self.n += 1
         self._put(k, rec.id, rec.payload)
 
-    def finish(self):
+    def begin_finish(self):
+        self.draining = True
         for s in self.streams:
-            s.q.put(None)
+            s.closing = True
+
+    def done(self):
+        return not any(s.is_alive() for s in self.streams)
+
+    def finish(self):
+        self.begin_finish()
         for s in self.streams:
             s.join()
 
@@ -245,7 +309,7 @@ class FireWebhook:
     Retry-After), timeouts and dropped connections as the department's sender does."""
 
     def __init__(self, url, token, rng, batch=50, linger=0.5, workers=2, timeout=30.0,
-                 retries=10, max_retry_after=30.0):
+                 retries=10, max_retry_after=30.0, stop=None):
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise SinkError("fire: URL %r is not http(s)://HOST[:PORT]/PATH" % url)
@@ -258,6 +322,9 @@ class FireWebhook:
         self.timeout = timeout
         self.retries = retries
         self.max_retry_after = max_retry_after
+        self.stop = stop or Stop()
+        self.draining = False
+        self.closing = False  # no more batches: workers end once the queue is empty
         self.cur = []
         self.cur_vt = 0.0
         self.batches = []  # [(records, body)], in the order made
@@ -282,8 +349,12 @@ class FireWebhook:
         while True:
             if self.fatal:
                 raise SinkError(self.fatal)
+            if self.stop.forced() or (not self.draining and self.stop.requested()):
+                with self.lock:
+                    self.results[n] = {"error": "not sent: stopping", "not_sent": True}
+                raise SinkStopped()
             try:
-                self.q.put(n, timeout=0.5)
+                self.q.put(n, timeout=0.1)
                 return
             except queue.Full:
                 continue
@@ -314,10 +385,25 @@ class FireWebhook:
         resp = conn.getresponse()
         return resp.status, resp.getheader("Retry-After"), resp.read()
 
+    def _sleep(self, seconds):
+        """Sleeps, or less if the stop is forced; False then."""
+        end = time.monotonic() + seconds
+        while not self.stop.forced():
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 0.1))
+        return False
+
     def _work(self):
         conn = self._conn()
-        while True:
-            n = self.q.get()
+        while not self.stop.forced():
+            try:
+                n = self.q.get(timeout=0.1)
+            except queue.Empty:
+                if self.closing:
+                    break
+                continue
             if n is None:
                 break
             _, body = self.batches[n]
@@ -334,7 +420,10 @@ class FireWebhook:
                     if res["attempts"] > self.retries:
                         res["error"] = "gave up after %d attempts: %s" % (res["attempts"], e)
                         break
-                    time.sleep(delay)
+                    if not self._sleep(delay):
+                        res["error"] = "stopped before an answer: %s" % e
+                        res["in_doubt"] = True
+                        break
                     delay = min(delay * 2, 8.0)
                     continue
                 if status == 200:
@@ -355,7 +444,10 @@ class FireWebhook:
                     except (TypeError, ValueError):
                         wait = delay
                         delay = min(delay * 2, 8.0)
-                    time.sleep(max(0.0, min(wait, self.max_retry_after)))
+                    if not self._sleep(max(0.0, min(wait, self.max_retry_after))):
+                        res["error"] = "stopped while the hub answered 503"
+                        res["not_sent"] = True  # a 503 publishes nothing
+                        break
                     continue
                 res["error"] = "HTTP %d: %s" % (status, data[:200].decode("utf-8", "replace"))
                 if status in (401, 404, 415):  # every later request would fail the same way
@@ -365,24 +457,42 @@ class FireWebhook:
                 self.results[n] = res
         conn.close()
 
-    def finish(self):
+    def begin_finish(self):
+        self.draining = True
         self._flush_final()
-        for _ in self.workers:
-            self.q.put(None)
+        self.closing = True
+
+    def done(self):
+        return not any(w.is_alive() for w in self.workers)
+
+    def finish(self):
+        self.begin_finish()
         for w in self.workers:
             w.join()
 
     def _flush_final(self):
         try:
             self._flush()
-        except SinkError:
+        except (SinkError, SinkStopped):
             pass
 
-    def outcomes(self):
-        """record id -> ('accepted',) | ('rejected', code, reason) | ('unconfirmed', why)."""
+    def outcomes(self, final=True):
+        """record id -> ('accepted',) | ('rejected', code, reason) | ('unconfirmed', why)
+        | ('not_sent', why) (never POSTed, or only refused with 503, because of a stop)
+        | ('pending',) (not FINAL: no answer yet; records not yet in a batch are absent)."""
         out = {}
-        for n, (recs, _) in enumerate(self.batches):
-            res = self.results.get(n, {"error": "not sent"})
+        for n, (recs, _) in enumerate(list(self.batches)):
+            res = self.results.get(n)
+            if res is None:
+                if not final:
+                    for r in recs:
+                        out[r.id] = ("pending",)
+                    continue
+                res = {"error": "not sent"}
+            if res.get("not_sent"):
+                for r in recs:
+                    out[r.id] = ("not_sent", res["error"])
+                continue
             if "error" in res:
                 for r in recs:
                     out[r.id] = ("unconfirmed", res["error"])
