@@ -243,7 +243,7 @@ def test_sim_stops_on_sigterm_and_leaves_its_truth_on_sigkill(tmp_path, blocks):
             first = wait_for("a rewrite of the truth with every department delivered", lambda: (
                 (t := read_truth(truth_path)) is not None
                 and all(t["totals"][d]["sent"] >= 20 for d in ("market", "traffic", "fire"))
-                and t), 60)
+                and t), 20)
             assert first["final"] is False and first["stopped"] is None
             if sig == signal.SIGTERM:
                 stop_sim(proc, sig, run)
