@@ -5,8 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
+
+/* An accepted connection: h2o owns it once wrapped, and closes the stream
+ * with on_conn_closed; the server keeps the list to close idle ones at stop. */
+struct bh_http_conn {
+    uv_tcp_t tcp; /* first: h2o hands the stream back to on_conn_closed */
+    struct bh_http *server;
+    struct bh_http_conn *prev, *next;
+};
 
 struct handler {
     h2o_handler_t super;
@@ -140,6 +149,7 @@ bh_http_init(struct bh_http *s, uv_loop_t *loop, const char *listen, uint64_t ma
         return -EINVAL;
     }
     h2o_config_init(&s->global);
+    s->config_ready = 1;
     /* h2o refuses a chunked body that reaches this size, so allow one byte more. */
     s->global.max_request_entity_size = (size_t)max_body + 1;
     s->host = h2o_config_register_host(&s->global, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -165,18 +175,40 @@ bh_http_self(h2o_handler_t *h)
 }
 
 static void
+on_conn_closed(uv_handle_t *h)
+{
+    struct bh_http_conn *c = (struct bh_http_conn *)h;
+    struct bh_http *s = c->server;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    s->nconns--;
+    free(c);
+}
+
+static void
 on_accept(uv_stream_t *listener, int status)
 {
     struct bh_http *s = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = h2o_mem_alloc(sizeof(*conn));
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+    struct bh_http_conn *c = h2o_mem_alloc(sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->server = s;
+    uv_tcp_init(listener->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    c->next = s->conns;
+    if (c->next != NULL)
+        c->next->prev = c;
+    s->conns = c;
+    s->nconns++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
     h2o_accept(&s->accept, sock);
 }
 
@@ -215,8 +247,59 @@ bh_http_stop(struct bh_http *s)
         uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = 0;
     }
-    if (s->context_ready)
-        h2o_context_request_shutdown(&s->ctx);
+    if (!s->context_ready)
+        return;
+    /* Persistent connections close after their answer from now on. */
+    h2o_context_request_shutdown(&s->ctx);
+    /*
+     * A connection h2o is reading from (idle between requests, or in the
+     * middle of a request's head or body) sees the end of its input and h2o
+     * closes it through its own path. A connection whose request is being
+     * handled is not reading: its answer goes out, then it closes.
+     */
+    for (struct bh_http_conn *c = s->conns; c != NULL; c = c->next) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            shutdown(fd, SHUT_RD);
+    }
+}
+
+static void
+on_wait_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+int
+bh_http_free(struct bh_http *s)
+{
+    if (s->context_ready) {
+        if (s->listening)
+            bh_http_stop(s);
+        /* Connections still writing an answer get a little time to finish. */
+        uv_timer_t tick;
+        uv_timer_init(s->loop, &tick);
+        uv_timer_start(&tick, on_wait_tick, 10, 10);
+        for (int i = 0; i < 200 && s->nconns > 0; i++)
+            uv_run(s->loop, UV_RUN_ONCE);
+        uv_close((uv_handle_t *)&tick, NULL);
+        uv_run(s->loop, UV_RUN_NOWAIT);
+        if (s->nconns > 0) {
+            /* h2o cannot dispose of a context with connections: leave it to the exit. */
+            bh_warn("http", "%s: %zu connection(s) still open at exit", s->bound, s->nconns);
+            return -EBUSY;
+        }
+        /* The HTTP/2 graceful shutdown's one-second resend: no connection is left for it. */
+        if (h2o_timeout_is_linked(&s->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&s->ctx.http2._graceful_shutdown_timeout);
+        h2o_context_dispose(&s->ctx);
+        s->context_ready = 0;
+    }
+    if (s->config_ready) {
+        h2o_config_dispose(&s->global);
+        s->config_ready = 0;
+    }
+    return 0;
 }
 
 struct dispose_hook {

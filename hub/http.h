@@ -26,6 +26,9 @@ struct bh_http {
     struct sockaddr_storage addr;
     int listening;
     int context_ready;
+    int config_ready;
+    struct bh_http_conn *conns; /* open connections (internal) */
+    size_t nconns;
     char bound[80]; /* the address actually bound, "127.0.0.1:8080" */
 };
 
@@ -45,8 +48,14 @@ int bh_http_handle(struct bh_http *s, const char *path,
 /* The SELF given to bh_http_handle, from within a handler. */
 void *bh_http_self(h2o_handler_t *h);
 int bh_http_listen(struct bh_http *s, char *errstr, size_t errstr_size);
-/* Stop accepting connections and ask idle ones to close; requests in flight go on. */
+/* Stop accepting connections and close idle ones; requests in flight go on,
+ * and their connections close once answered. */
 void bh_http_stop(struct bh_http *s);
+/* Release the server once the loop no longer runs its requests: waits (on the
+ * loop, up to about two seconds) for the connections to finish closing, then
+ * disposes of h2o's context and config, whose handles close on the loop.
+ * 0, or -EBUSY if a connection stayed open: then S must stay allocated. */
+int bh_http_free(struct bh_http *s);
 
 /* Register FN(ARG) to run when REQ's memory is released. */
 int bh_http_on_dispose(h2o_req_t *req, void (*fn)(void *arg), void *arg);

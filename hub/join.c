@@ -1494,6 +1494,7 @@ bh_join_free(struct bh_join *j)
 {
     if (j == NULL)
         return;
+    bh_join_http_free(j); /* first: it runs the loop until its connections close */
     for (int32_t p = 0; p < j->nparts; p++) {
         bh_jstate_free(j->parts[p].state);
         free(j->parts[p].consumed);
@@ -1517,7 +1518,6 @@ bh_join_free(struct bh_join *j)
     free(j->vtypes);
     if (j->producer_template != NULL)
         rd_kafka_conf_destroy(j->producer_template);
-    bh_join_http_free(j);
     uv_mutex_destroy(&j->txn.mu);
     uv_cond_destroy(&j->txn.cv);
     free(j);

@@ -443,7 +443,7 @@ bh_join_http_start(struct bh_join *j, char *errstr, size_t n)
         return -ENOMEM;
     if (a->listen == NULL || a->listen[0] == '\0')
         return 0;
-    /* Never freed: h2o keeps the context's timers on the loop until the process ends. */
+    /* Freed by bh_join_http_free (bh_http_free closes h2o's handles). */
     j->http = calloc(1, sizeof(*j->http));
     if (j->http == NULL)
         return -ENOMEM;
@@ -494,6 +494,10 @@ bh_join_http_stop(struct bh_join *j)
 void
 bh_join_http_free(struct bh_join *j)
 {
+    if (j->http != NULL && bh_http_free(j->http) == 0) {
+        free(j->http);
+        j->http = NULL;
+    }
     for (int32_t p = 0; j->owners != NULL && p < j->nparts; p++)
         free(j->owners[p]);
     free(j->owners);

@@ -476,6 +476,8 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
         rc = bh_http_listen(&f->http, errstr, errstr_size);
     if (rc < 0) {
         avro_value_decref(&f->rec);
+        if (bh_http_free(&f->http) < 0)
+            return rc; /* f stays: h2o still holds it */
         goto out;
     }
     a->priv = f;
@@ -511,8 +513,10 @@ destroy(struct bh_adapter *a)
     if (f == NULL)
         return;
     avro_value_decref(&f->rec);
-    /* h2o's context and connections stay with the loop: the process is exiting. */
     a->priv = NULL;
+    if (bh_http_free(&f->http) == 0)
+        free(f);
+    /* else a connection never closed: h2o keeps f; the process is exiting. */
 }
 
 static void

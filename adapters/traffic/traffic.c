@@ -1029,6 +1029,13 @@ warn_sizes(const struct bh_adapter *a)
                 (unsigned long long)a->hub->conf->dead_letter.max_payload, max);
 }
 
+/* A listener that never listened: its close frees the adapter it sits in. */
+static void
+free_listener_owner(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 static int
 start(struct bh_adapter *a, char *errstr, size_t errstr_size)
 {
@@ -1075,10 +1082,10 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
         rc = uv_listen((uv_stream_t *)&t->listener, 511, on_connection);
     if (rc < 0) {
         snprintf(errstr, errstr_size, "listen on %s: %s", c->listen, uv_strerror(rc));
-        /* The handle is closed on the loop's next turn; T must outlive it. */
-        uv_close((uv_handle_t *)&t->listener, NULL);
+        /* The handle is closed on the loop's next turn; T goes with it. */
         bh_traffic_parser_free(t->parser);
         free(t->peers);
+        uv_close((uv_handle_t *)&t->listener, free_listener_owner);
         return rc;
     }
     int len = sizeof(addr);
