@@ -57,7 +57,7 @@ for p in "${patches[@]}"; do
   if ! cmake --build "$work/build" -j"$(nproc)" "${targets[@]}" >"$work/$name.build.log" 2>&1; then
     echo "mutant $name: killed by the build (see $work/$name.build.log)"
     killed=$((killed + 1))
-  elif PYTEST_ADDOPTS=${kexpr:+-k "$kexpr"} ctest --test-dir "$work/build" -R "$regex" \
+  elif PYTEST_ADDOPTS=${kexpr:+-k $(printf %q "$kexpr")} ctest --test-dir "$work/build" -R "$regex" \
       --output-on-failure >"$work/$name.test.log" 2>&1; then
     if grep -qE "No tests were found|no tests ran|collected 0 items" "$work/$name.test.log"; then
       echo "mutant $name: BROKEN (no test matches '$regex')"
