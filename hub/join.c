@@ -13,6 +13,7 @@
 #include "dlq.h"
 #include "join_int.h"
 #include "log.h"
+#include "lograte.h"
 
 #define VIEW_SCHEMA_STATE "blockhub.view.BlockState"
 #define VIEW_SCHEMA_BATCH "blockhub.view.DedupBatch"
@@ -58,7 +59,8 @@ set_prop(rd_kafka_conf_t *c, const char *name, const char *value, char *errstr, 
 static void
 on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    enum bh_log_level l = level <= 3 ? BH_LOG_ERROR : level <= 5 ? BH_LOG_WARN : BH_LOG_DEBUG;
+    /* The hub's mapping: what the client retries by itself is not an error. */
+    enum bh_log_level l = (enum bh_log_level)bh_lograte_kafka_log_level(level, fac);
     bh_log(l, "join", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
@@ -67,8 +69,8 @@ static void
 on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)opaque;
-    bh_warn("join", "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err),
-            reason);
+    bh_log((enum bh_log_level)bh_lograte_kafka_error_level(err), "join", "%s: %s: %s",
+           rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 /* kafka.properties serve every client; these only make the other kind warn. */
