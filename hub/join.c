@@ -28,6 +28,7 @@ static void recover(struct bh_join *j, const char *why);
 static void on_more(uv_idle_t *h);
 static void fail(struct bh_join *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void finish_job(struct bh_join *j);
+static void revoke_step(struct bh_join *j);
 
 uint64_t
 bh_join_now_ns(void)
@@ -522,7 +523,10 @@ job_busy(struct bh_join *j)
     return busy;
 }
 
-/* Block until the job is done and handle its result (rebalances and shutdown need this). */
+/*
+ * Block until the job is done and handle its result. Only at shutdown (teardown,
+ * revoke_now), where blocking the loop is harmless; elsewhere on_job_done does this.
+ */
 static void
 wait_job(struct bh_join *j)
 {
@@ -1151,7 +1155,7 @@ commit_end(struct bh_join *j, int sync, const char *abort_why)
     post_job(j, kind);
 }
 
-/* A whole commit here and now (on revoke and shutdown): the loop waits for Kafka. */
+/* A whole commit here and now (at shutdown only): the loop waits for Kafka. */
 static void
 commit_now(struct bh_join *j, const char *abort_why)
 {
@@ -1213,14 +1217,16 @@ finish_job(struct bh_join *j)
         j->recover_wanted = 0;
         rewind_and_restore(j);
     }
+    if (j->revoking)
+        revoke_step(j);
 }
 
 static void
 on_tick(uv_timer_t *t)
 {
     struct bh_join *j = t->data;
-    if (j->failed || j->stopping || !j->producer_ready || j->run.active || job_busy(j) ||
-        !has_work(j))
+    if (j->failed || j->stopping || j->revoking || !j->producer_ready || j->run.active ||
+        job_busy(j) || !has_work(j))
         return;
     if (commit_begin(j) < 0)
         return;
@@ -1266,16 +1272,18 @@ on_assign(struct bh_join *j, rd_kafka_topic_partition_list_t *parts)
     start_restore(j);
 }
 
+/*
+ * A revocation never waits for Kafka on the loop, which the adapters share. on_revoke
+ * stops the input (serve drops what the consumer still returns) and the commit timer, and
+ * returns without the unassign; revoke_step then lets the running job end, commits what
+ * is done as a posted job (or aborts the commit being produced when the partitions were
+ * lost), and once no job runs, revoke_done drops the partitions and unassigns. librdkafka
+ * rejoins the group only after that unassign, so no assignment comes in between.
+ */
 static void
-on_revoke(struct bh_join *j, rd_kafka_topic_partition_list_t *parts)
+revoke_done(struct bh_join *j)
 {
-    int lost = rd_kafka_assignment_lost(j->consumer);
-    wait_job(j);
-    if (j->run.active)
-        commit_now(j, lost ? "the partitions were lost" : NULL);
-    else if (!lost && !j->failed && j->producer_ready && has_work(j))
-        commit_now(j, NULL);
-    wait_job(j);
+    int lost = j->revoke_lost;
     int n = 0;
     for (int32_t p = 0; p < j->nparts; p++) {
         struct part *pt = &j->parts[p];
@@ -1284,12 +1292,75 @@ on_revoke(struct bh_join *j, rd_kafka_topic_partition_list_t *parts)
         pt->st = PART_NONE;
     }
     j->recover_wanted = 0;
+    j->revoking = j->revoke_lost = j->revoke_committed = 0;
     rd_kafka_assign(j->restorer, NULL);
     rd_kafka_assign(j->consumer, NULL);
     j->owners_at_ns = 0;
     bh_info("join", "%s %d partition(s)%s", lost ? "lost" : "revoked", n,
             lost ? " (nothing committed: the group moved on)" : ", work committed");
-    (void)parts;
+    if (!j->stopping)
+        uv_idle_start(&j->more, on_more); /* what the consumer queued meanwhile */
+}
+
+/* The next step of a revocation: on revoke, then after each job (finish_job). */
+static void
+revoke_step(struct bh_join *j)
+{
+    if (job_busy(j))
+        return;
+    if (j->run.active) {
+        if (j->revoke_lost)
+            commit_end(j, 0, "the partitions were lost");
+        else if (!j->stopping)
+            uv_idle_start(&j->more, on_more); /* serve produces the rest and posts it */
+        return;
+    }
+    if (!j->revoke_committed && !j->revoke_lost && !j->failed && j->producer_ready && has_work(j)) {
+        j->revoke_committed = 1;
+        if (commit_begin(j) == 0) {
+            if (!j->stopping)
+                uv_idle_start(&j->more, on_more);
+            return;
+        }
+        if (job_busy(j))
+            return; /* a new producer is starting: revoke once it has */
+    }
+    revoke_done(j);
+}
+
+/*
+ * At shutdown (teardown, or consumer_close, which waits for the unassign): the same steps,
+ * each job waited for here. Blocking the loop is harmless then, and the clean stop
+ * commits its last transaction.
+ */
+static void
+revoke_now(struct bh_join *j)
+{
+    while (j->revoking) {
+        if (job_busy(j))
+            wait_job(j); /* finish_job takes the next step */
+        else if (j->run.active && !j->revoke_lost)
+            commit_now(j, NULL);
+        else
+            revoke_step(j);
+    }
+}
+
+static void
+on_revoke(struct bh_join *j)
+{
+    j->revoke_lost |= rd_kafka_assignment_lost(j->consumer);
+    if (!j->revoking) {
+        j->revoking = 1;
+        j->revoke_committed = 0;
+        if (job_busy(j))
+            bh_info("join", "partitions %s: waiting for the running transaction to end",
+                    j->revoke_lost ? "lost" : "revoked");
+    }
+    if (j->stopping)
+        revoke_now(j);
+    else
+        revoke_step(j);
 }
 
 static void
@@ -1300,7 +1371,7 @@ on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_l
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !j->failed && !j->stopping)
         on_assign(j, parts);
     else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-        on_revoke(j, parts);
+        on_revoke(j);
     else
         rd_kafka_assign(rk, NULL);
 }
@@ -1337,7 +1408,8 @@ serve(struct bh_join *j)
     j->now_ms = bh_now_ms();
     while (!j->run.active && j->consumer != NULL && !j->stopped && !j->failed && k < max &&
            (m = rd_kafka_consumer_poll(j->consumer, 0)) != NULL) {
-        on_input(j, m);
+        if (!j->revoking) /* else of a partition being revoked: its next owner reads it */
+            on_input(j, m);
         rd_kafka_message_destroy(m);
         k++;
     }
@@ -1410,6 +1482,8 @@ teardown(struct bh_join *j)
     uv_timer_stop(&j->retry);
     uv_idle_stop(&j->more);
     bh_join_http_stop(j);
+    if (j->revoking)
+        revoke_now(j);
     if (j->run.active)
         commit_now(j, j->failed ? "the join failed" : NULL);
     if (j->consumer != NULL) {

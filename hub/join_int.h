@@ -132,6 +132,8 @@ struct bh_join {
     struct commit_run run;
     int thread_started;
     int recover_wanted; /* a recovery waits for the running commit */
+    /* A revocation under way (revoke_step in join.c): lost, the final commit started. */
+    int revoking, revoke_lost, revoke_committed;
     int producer_ready;
     int producer_broken; /* a fatal error: a new producer is on its way */
 
