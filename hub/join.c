@@ -961,6 +961,8 @@ recover(struct bh_join *j, const char *why)
                 why);
     }
     rd_kafka_topic_partition_list_destroy(pause);
+    if (j->revoking)
+        return; /* the partitions go: nothing to rebuild */
     if (job_busy(j)) {
         /* Where to rewind to depends on how the running commit ends. */
         j->recover_wanted = 1;
@@ -1213,7 +1215,7 @@ finish_job(struct bh_join *j)
     } else if (result == RESULT_FATAL) {
         replace_producer(j, why);
     }
-    if (j->recover_wanted && !job_busy(j)) {
+    if (j->recover_wanted && !j->revoking && !job_busy(j)) {
         j->recover_wanted = 0;
         rewind_and_restore(j);
     }
