@@ -523,14 +523,13 @@ def test_cluster_faults(cluster, tmp_path):
                 ok = sum(1 for at, s, _ in load.statuses if at > killed_at and s == 200)
             raise AssertionError("%s; it answered 2xx %d times since, for events Kafka cannot "
                                  "have acknowledged" % (e, ok)) from None
-        # a request of its own: 503 with Retry-After, nothing reported accepted. (The answer
-        # may come late: while the group coordinator is unreachable the join's revocation
-        # waits for its transaction on the loop the adapters share, for up to the
-        # transaction timeout and its retries.)
+        # a request of its own: 503 with Retry-After, nothing reported accepted, within
+        # ack_timeout (3s) and a margin: the join's revocation, while the group coordinator
+        # is unreachable, never holds up the loop the adapters share
         probe = [{"id": "FI-PROBE-%s" % tag, "category": "alarm", "unit": "probe",
                   "level": "low", "grid_code": load.block_ids[0],
                   "occurred_at": "2026-11-27T08:15:00+08:00"}]
-        r = requests.post(hub.url, json=probe, timeout=180,
+        r = requests.post(hub.url, json=probe, timeout=3 + 3,
                           headers={"Authorization": "Bearer " + TOKEN})
         assert r.status_code == 503, (r.status_code, r.text)
         assert r.headers.get("Retry-After") == "1", r.headers
