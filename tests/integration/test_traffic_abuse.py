@@ -42,15 +42,19 @@ def settle(hub, s, peer, timeout=20):
         assert time.monotonic() < deadline, "connection from %s neither taken nor closed" % peer
 
 
-def wait_for_sizes(bootstrap, wants, timeout=120):
+def wait_for_sizes(bootstrap, wants, timeout=120, exact=False):
     """Wait until each topic holds at least its count (a topic just created may not answer
-    at once: asked again)."""
+    at once: asked again). EXACT: the counts are exact, so a topic that holds more than
+    its count (which never shrinks) fails at once instead of at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             got = {t: topic_size(bootstrap, t) for t in wants}
         except KafkaException as e:
             got = {"error": str(e)}
+        if exact:
+            over = {t: got[t] for t, n in wants.items() if got.get(t, -1) > n}
+            assert not over, "more than wanted: have %r, want %r" % (got, wants)
         if all(got.get(t, -1) >= n for t, n in wants.items()):
             return got
         assert time.monotonic() < deadline, "timed out: have %r, want %r" % (got, wants)
@@ -137,7 +141,7 @@ def test_nul_is_refused(kafka, hub_factory, decoder):
     s = socket.create_connection(("127.0.0.1", hub.traffic_port), timeout=30)
     s.sendall(b"".join(raw))
     s.close()
-    wait_for_sizes(kafka, {hub.traffic_topic: 2, hub.dlq_topic: 6})
+    wait_for_sizes(kafka, {hub.traffic_topic: 2, hub.dlq_topic: 6}, exact=True)
     assert hub.stop() == 0
     msgs = decoded(kafka, hub.traffic_topic, decoder, TRAFFIC)
     assert sorted(rec["event_id"] for _, rec in msgs) == ["JJ-NUL-0000001", "JJ-NUL-0000008"]
@@ -194,7 +198,7 @@ def test_record_too_large_for_the_producer(kafka, hub_factory, decoder):
     b.sendall(big + ndjson([event(4, "JJ-SIZE")]))
     a.close()
     b.close()
-    wait_for_sizes(kafka, {hub.traffic_topic: 3, hub.dlq_topic: 2}, timeout=60)
+    wait_for_sizes(kafka, {hub.traffic_topic: 3, hub.dlq_topic: 2}, timeout=60, exact=True)
     assert hub.stop(timeout=60) == 0
     msgs = decoded(kafka, hub.traffic_topic, decoder, TRAFFIC)
     assert sorted(rec["event_id"] for _, rec in msgs) == ["JJ-SIZE-%07d" % i for i in (1, 3, 4)]
@@ -221,7 +225,7 @@ def test_record_too_large_for_the_topic(kafka, hub_factory, decoder):
     s = socket.create_connection(("127.0.0.1", hub.traffic_port), timeout=30)
     s.sendall(ndjson(small[:20]) + big + ndjson(small[20:]))  # one block: one partition
     s.close()
-    wait_for_sizes(kafka, {hub.traffic_topic: 40, hub.dlq_topic: 1}, timeout=60)
+    wait_for_sizes(kafka, {hub.traffic_topic: 40, hub.dlq_topic: 1}, timeout=60, exact=True)
     assert hub.stop(timeout=60) == 0
     msgs = decoded(kafka, hub.traffic_topic, decoder, TRAFFIC)
     assert sorted(rec["event_id"] for _, rec in msgs) == sorted(e["event_id"] for e in small)
