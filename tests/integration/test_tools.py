@@ -334,6 +334,9 @@ def test_broker_outage_is_warnings_rate_limited(hub_factory, tmp_path):
         since_ready = dropping.count
         wait_for("the dropping broker reconnected to 24 more times",
                  lambda: dropping.count >= since_ready + 24, 30)
+        # the client itself folds identical reports at times: wait for a copy the
+        # hub left out and counted (its window is 10 s)
+        wait_for("a report left out and counted", lambda: "(repeated" in hub.logtext(), 40)
         assert hub.stop() == 0
     finally:
         dropping.close()
@@ -369,5 +372,5 @@ def test_broker_outage_is_warnings_rate_limited(hub_factory, tmp_path):
     # the dropping broker's reports came many times over: counted, not written
     total = sum(1 + k for key in dropped_reports for _, _, k in by_key[key])
     written = sum(len(by_key[key]) for key in dropped_reports)
-    assert total >= 4 and written < total, hub.logtext()
+    assert total >= 2 and written < total, hub.logtext()
     assert any(k > 0 for key in dropped_reports for _, _, k in by_key[key]), hub.logtext()
