@@ -9,7 +9,9 @@
 3. The join: a blockhub process with the join only, a fresh group, reads the same topics
    from the beginning; throughput from its first consumed record to its last (GET /join),
    CPU from /proc (all its threads), then the time until the last commit; the state memory
-   it reports (bytes per block and per remembered event id).
+   it reports and its peak RSS. Once per join.state_store of --stores (memory, then disk by
+   default), --rounds times alternating, each on fresh output topics and a fresh group: the
+   ratio of the disk store's throughput to the memory store's is printed at the end.
 """
 import argparse
 import json
@@ -60,7 +62,11 @@ def main():
     ap.add_argument("--commit-interval", default="100ms")
     ap.add_argument("--keep", action="store_true", help="keep the input topics (print their tag)")
     ap.add_argument("--reuse", metavar="TAG", help="input topics kept by an earlier --keep run")
-    ap.add_argument("--perf", metavar="FILE", help="perf record the join into FILE")
+    ap.add_argument("--perf", metavar="FILE", help="perf record the join into FILE.STORE")
+    ap.add_argument("--stores", default="memory,disk",
+                    help="join.state_store of each run, in order (default: memory,disk)")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of every store, alternating")
+    ap.add_argument("--memory-limit", default="256MiB", help="join.memory_limit")
     args = ap.parse_args()
     bootstrap = args.bootstrap
     blockhub = os.path.join(args.build, "blockhub")
@@ -79,8 +85,6 @@ def main():
     schemas = jh.schema_dir(tmp)
     depts = [jh.Department(d, schemas) for d in jh.DEPTS]
     topics = {d: "bench.dept.%s.%s" % (d, tag) for d in jh.DEPTS}
-    run = uuid.uuid4().hex[:8]
-    view, state, group = "bench.view.%s" % run, "bench.view.state.%s" % run, "bench-%s" % run
     if not args.reuse:
         jh.create_topics(bootstrap, {t: args.partitions for t in topics.values()})
 
@@ -104,15 +108,63 @@ def main():
         print("ceiling: the broker (same machine) used %.2f s CPU in those %.2f s"
               % (proc_cpu(broker) - b0, time.monotonic() - w0))
 
+    results = {}
+    for rnd in range(args.rounds):
+        for store in args.stores.split(","):
+            r = run_join(args, store, "%d" % rnd, tmp, bootstrap, blockhub, blocks_path, schemas,
+                         depts, topics, len(sent), len(events), broker)
+            results.setdefault(store, []).append(r)
+    print()
+    for store, rs in results.items():
+        print("%-6s records/s: %s; CPU-s per million: %s; peak RSS MiB: %s"
+              % (store, ", ".join("%.0f" % r["rate"] for r in rs),
+                 ", ".join("%.2f" % r["cpu_per_m"] for r in rs),
+                 ", ".join("%.1f" % r["rss_mib"] for r in rs)))
+    if "memory" in results and "disk" in results:
+        mem = sorted(r["rate"] for r in results["memory"])
+        disk = sorted(r["rate"] for r in results["disk"])
+        med = lambda v: v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+        print("disk / memory throughput (medians): %.2f" % (med(disk) / med(mem)))
+        for i, (m, d) in enumerate(zip(results["memory"], results["disk"])):
+            print("  round %d: %.2f" % (i, d["rate"] / m["rate"]))
+    from confluent_kafka.admin import AdminClient
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    if args.keep:
+        print("input topics kept: --reuse %s" % tag)
+    else:
+        for f in a.delete_topics(list(topics.values())).values():
+            try:
+                f.result(60)
+            except Exception:
+                pass
+
+
+def peak_rss_mib(pid):
+    """VmHWM of PID in MiB (the most resident memory so far)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas, depts, topics,
+             total, distinct, broker):
+    """One blockhub process joining every input record from the beginning with STORE."""
+    run = uuid.uuid4().hex[:8]
+    view, state, group = "bench.view.%s" % run, "bench.view.state.%s" % run, "bench-%s" % run
     port = free_port()
-    cfg = os.path.join(tmp, "blockhub.yaml")
+    cfg = os.path.join(tmp, "blockhub-%s-%s.yaml" % (store, label))
     lines = ["log:", "  level: info", "kafka:", "  brokers: %s" % bootstrap,
              "  partitions: %d" % args.partitions, "  replication: 1",
              "blocks:", "  map: %s" % blocks_path, "schemas:", "  dir: %s" % schemas,
              "dead_letter:", "  topic: bench.dlq.%s" % run, "adapters: []",
              "join:", "  enabled: true", "  group: %s" % group, "  view_topic: %s" % view,
              "  state_topic: %s" % state, "  window: 1h",
-             "  commit_interval: %s" % args.commit_interval, "  inputs:"]
+             "  commit_interval: %s" % args.commit_interval,
+             "  state_store: %s" % store,
+             "  state_dir: %s" % os.path.join(tmp, "state-%s" % run),
+             "  memory_limit: %s" % args.memory_limit, "  inputs:"]
     for d in depts:
         first = True
         for k, v in d.input_conf(topics[d.name]).items():
@@ -122,18 +174,21 @@ def main():
     lines += ["admin:", "  listen: 127.0.0.1:%d" % port]
     with open(cfg, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    log = open(os.path.join(tmp, "blockhub.log"), "wb")
+    logpath = os.path.join(tmp, "blockhub-%s-%s.log" % (store, label))
+    log = open(logpath, "wb")
     proc = subprocess.Popen([blockhub, "--config", cfg], stdout=log, stderr=subprocess.STDOUT)
+    pid = proc.pid
     perf = None
     if args.perf:
-        perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-o", args.perf, "-p", str(proc.pid)],
+        perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,8192", "-F", "299",
+                                 "-o", args.perf + "." + store + label, "-p", str(pid)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = "http://127.0.0.1:%d/join" % port
-    total = len(sent)
     t0 = c0 = None
     status = None
+    rss = 0.0
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             try:
                 status = requests.get(url, timeout=5).json()
@@ -142,10 +197,10 @@ def main():
                 continue
             consumed = status["stats"]["consumed"]
             if t0 is None and consumed > 0:
-                t0, c0, n0 = time.monotonic(), proc_cpu(proc.pid), consumed
+                t0, c0, n0 = time.monotonic(), proc_cpu(pid), consumed
                 bj0 = proc_cpu(broker) if broker else 0
             if consumed >= total:
-                t1, c1 = time.monotonic(), proc_cpu(proc.pid)
+                t1, c1 = time.monotonic(), proc_cpu(pid)
                 bj1 = proc_cpu(broker) if broker else 0
                 break
             time.sleep(0.1)
@@ -153,8 +208,9 @@ def main():
             raise SystemExit("the join did not read everything: %r" % status)
         while not jh.consumed_up_to_end(bootstrap, group, topics.values()):
             time.sleep(0.05)
-        t2, c2 = time.monotonic(), proc_cpu(proc.pid)
+        t2, c2 = time.monotonic(), proc_cpu(pid)
         status = requests.get(url, timeout=5).json()
+        rss = peak_rss_mib(pid)
     finally:
         if perf is not None:
             perf.send_signal(2)
@@ -167,33 +223,32 @@ def main():
         raise SystemExit("the join read all %d records before the first look at it: too few "
                          "events to time (give more)" % total)
     st, s = status["stats"], status["state"]
-    print("join: %d records in %.2f s wall, %.2f s CPU: %.0f records/s, %.2f CPU-s per million"
-          % (n, t1 - t0, c1 - c0, n / (t1 - t0), (c1 - c0) / (n / 1e6)))
+    print("join (%s store, round %s): %d records in %.2f s wall, %.2f s CPU: %.0f records/s, "
+          "%.2f CPU-s per million" % (store, label, n, t1 - t0, c1 - c0, n / (t1 - t0),
+                                      (c1 - c0) / (n / 1e6)))
     if broker:
-        print("join: the broker (same machine) used %.2f s CPU in those %.2f s" % (bj1 - bj0, t1 - t0))
-    print("join: last commit %.2f s after the last record read; all: %.2f s CPU per million "
-          "input records" % (t2 - t1, (c2 - c0) / (n / 1e6)))
-    print("join: %d counted, %d duplicates; %d views and %d changelog records in %d commits "
-          "(commit %.1f ms last, %.1f ms max)"
+        print("  the broker (same machine) used %.2f s CPU in those %.2f s"
+              % (bj1 - bj0, t1 - t0))
+    print("  last commit %.2f s after the last record read; all: %.2f s CPU per million input "
+          "records" % (t2 - t1, (c2 - c0) / (n / 1e6)))
+    print("  %d counted, %d duplicates; %d views and %d changelog records in %d commits "
+          "(commit %.1f ms last, %.1f ms max; store write %.1f ms max)"
           % (st["counted"], st["duplicates"], st["views"], st["changelog_records"],
-             st["commits"], st["commit_ms_last"], st["commit_ms_max"]))
-    print("state: %d blocks, %d remembered event ids, %d windowed event times, %.1f MB: "
-          "%.0f bytes per block, %.1f bytes of dedup table per remembered event id"
-          % (s["blocks"], s["remembered_events"], s["windowed_events"], s["bytes"] / 1e6,
-             s["bytes_per_block"], s["dedup_bytes_per_remembered_event"]))
-    assert st["counted"] == len(events) and st["duplicates"] == total - len(events)
+             st["commits"], st["commit_ms_last"], st["commit_ms_max"], st["store_write_ms_max"]))
+    print("  state: %d blocks, %d windowed event times, %.1f MB of blocks (%.0f bytes per block); "
+          "store %s: %r; peak RSS %.1f MiB"
+          % (s["blocks"], s["windowed_events"], s["bytes"] / 1e6, s["bytes_per_block"],
+             s["store"]["kind"], s["store"], rss))
+    assert st["counted"] == distinct and st["duplicates"] == total - distinct
     from confluent_kafka.admin import AdminClient
     a = AdminClient({"bootstrap.servers": bootstrap})
-    drop = [view, state, "bench.dlq.%s" % run] + ([] if args.keep else list(topics.values()))
-    if args.keep:
-        print("input topics kept: --reuse %s" % tag)
-    if drop:
-        for f in a.delete_topics(drop).values():
-            try:
-                f.result(60)
-            except Exception:
-                pass
-    print("log: %s" % os.path.join(tmp, "blockhub.log"))
+    for f in a.delete_topics([view, state, "bench.dlq.%s" % run]).values():
+        try:
+            f.result(60)
+        except Exception:
+            pass
+    print("  log: %s" % logpath)
+    return {"rate": n / (t1 - t0), "cpu_per_m": (c1 - c0) / (n / 1e6), "rss_mib": rss}
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Join benchmark: the join's throughput in input records/s and CPU-seconds per
 # million, beside librdkafka's consumer alone reading the same topics in the
-# same run (the ceiling, bench_join_consume), and the state memory in bytes per
-# block and per remembered event id, on topics of its own (deleted at the end),
+# same run (the ceiling, bench_join_consume), with the memory state store and
+# with the disk one (join.state_store) on the same input, their ratio, the
+# state memory and the peak RSS, on topics of its own (deleted at the end),
 # with the test venv's Python (fastavro, confluent-kafka). See bench/join_bench.py.
-# Usage: bench/run-join.sh [BUILD_DIR] [EVENTS] [BLOCKS] [PARTITIONS]
-#        (defaults: build/, 1000000, 10000, 6)
+# Usage: bench/run-join.sh [BUILD_DIR] [EVENTS] [BLOCKS] [PARTITIONS] [join_bench.py options]
+#        (defaults: build/, 1000000, 10000, 6; e.g. --rounds 2, --stores disk)
 # Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end (bench/lib.sh). BH_PYTHON: a Python with confluent-kafka and fastavro
@@ -38,4 +39,4 @@ trap cleanup EXIT
 bench_broker "$tmp"
 echo "broker: $bs${own_broker:+ (started for this run)}"
 "$python" "$root/bench/join_bench.py" --bootstrap "$bs" --build "$build" --events "$events" \
-    --blocks "$blocks" --partitions "$partitions"
+    --blocks "$blocks" --partitions "$partitions" "${@:5}"

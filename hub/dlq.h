@@ -24,7 +24,9 @@
     X(INVALID_ENCODING, "invalid_encoding", "bytes that do not decode in the expected encoding")   \
     X(INVALID_HEADER, "invalid_header", "a file header that cannot be understood")                 \
     X(INVALID_CSV, "invalid_csv", "a CSV row that does not follow RFC 4180")                       \
-    X(ENCODE_FAILED, "encode_failed", "the record could not be encoded in its Avro schema")
+    X(ENCODE_FAILED, "encode_failed", "the record could not be encoded in its Avro schema")        \
+    X(TOO_LATE, "too_late",                                                                        \
+      "older than join.dedup_retention before the newest event of its department and partition")
 
 enum bh_dlq_reason {
 #define BH_DLQ_ENUM(e, code, desc) BH_DLQ_##e,

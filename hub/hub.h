@@ -66,7 +66,10 @@ struct bh_join_conf {
     char *view_schema;
     int64_t commit_interval;
     int64_t window;
-    int64_t dedup_horizon;
+    int64_t dedup_retention;
+    char *state_store;
+    char *state_dir;
+    uint64_t memory_limit;
     char *transactional_id;
     char *instance_id;
     int64_t transaction_timeout;

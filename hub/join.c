@@ -14,18 +14,25 @@
 #include "join_int.h"
 #include "log.h"
 #include "lograte.h"
+#include "utf8.h"
 
 #define VIEW_SCHEMA_STATE "blockhub.view.BlockState"
 #define VIEW_SCHEMA_BATCH "blockhub.view.DedupBatch"
 #define METADATA_TIMEOUT  10000
 #define QUEUE_MESSAGES    "1000000"
 #define RETRY_MS          2000
-#define COMMIT_SLICE      1000 /* blocks produced per loop turn */
+#define COMMIT_SLICE      1000   /* blocks produced per loop turn */
+#define SWEEP_STEPS       2000   /* dedup batches looked at per partition and commit */
+#define RESTORE_BATCH     200000 /* store writes gathered by a restore before they are written */
+#define DELIVERY_WAIT_MS  10000
+#define FLUSH_MS          10000 /* the store takes the remembered events at least this often */
+#define INPUT_BATCH       256   /* input records decoded, looked up and applied together */
 
 static const struct bh_adapter_type dlq_type = {.name = "join"};
 
 static void recover(struct bh_join *j, const char *why);
 static void on_more(uv_idle_t *h);
+static void serve(struct bh_join *j);
 static void fail(struct bh_join *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void finish_job(struct bh_join *j);
 static void revoke_step(struct bh_join *j);
@@ -72,6 +79,29 @@ on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)opaque;
     bh_log((enum bh_log_level)bh_lograte_kafka_error_level(err), "join", "%s: %s: %s",
            rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/*
+ * Delivery reports, on whichever thread serves the producer: where the
+ * running commit's changelog records landed (their opaque is the commit's
+ * generation; views and reports of earlier commits carry another).
+ */
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct bh_join *j = opaque;
+    (void)rk;
+    uint64_t gen = (uint64_t)(uintptr_t)m->_private;
+    if (gen == 0 || gen != atomic_load(&j->generation) || m->partition < 0 ||
+        m->partition >= j->nparts)
+        return;
+    struct changelog_track *t = &j->track[m->partition];
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        int64_t old = atomic_load(&t->last_offset);
+        while (m->offset > old && !atomic_compare_exchange_weak(&t->last_offset, &old, m->offset))
+            ;
+    }
+    atomic_fetch_add(&t->delivered, 1);
 }
 
 /* kafka.properties serve every client; these only make the other kind warn. */
@@ -400,6 +430,43 @@ job_abort(struct txn *t, rd_kafka_error_t *cause)
     t->result = RESULT_FATAL;
 }
 
+/*
+ * After a commit, on the transaction thread (the store on disk): once every
+ * changelog record of the commit has its delivery report, the commit's store
+ * writes and each partition's new checkpoint (the offset after its last
+ * changelog record) go to the store in one atomic write. Nothing of a commit
+ * that failed gets here, so the store is never ahead of the changelog.
+ */
+static void
+store_commit(struct txn *t)
+{
+    uint64_t start = bh_join_now_ns();
+    t->checkpoints = 0;
+    for (int32_t p = 0; p < t->nparts; p++) {
+        t->ck[p] = -1;
+        if (t->produced[p] == 0)
+            continue;
+        struct changelog_track *k = &t->track[p];
+        /* Reports the loop thread serves may still be on their way: serve them here too. */
+        for (int waited = 0;
+             atomic_load(&k->delivered) < t->produced[p] && waited < DELIVERY_WAIT_MS; waited += 10)
+            rd_kafka_poll(t->producer, 10);
+        int64_t last = atomic_load(&k->last_offset);
+        if (atomic_load(&k->delivered) >= t->produced[p] && last >= 0)
+            t->ck[p] = last + 1;
+        /* else the checkpoint stays where it was: a restart replays a little more */
+    }
+    for (int32_t p = 0; t->flush && p < t->nparts; p++) {
+        /* this commit's end, or that of the last commit since the last flush */
+        int64_t ck = t->ck[p] >= 0 ? t->ck[p] : t->held_ck[p];
+        if (ck >= 0 && bh_jstore_put_checkpoint(t->sbatch, p, ck) == 0)
+            t->checkpoints++;
+    }
+    t->store_rc = bh_jstore_write(t->store, t->sbatch);
+    t->sbatch = NULL;
+    t->store_ns = bh_join_now_ns() - start;
+}
+
 static void
 run_commit(struct txn *t)
 {
@@ -419,6 +486,8 @@ run_commit(struct txn *t)
         e = rd_kafka_commit_transaction(t->producer, t->timeout_ms);
         if (e == NULL) {
             t->result = RESULT_OK;
+            if (t->sbatch != NULL && bh_jstore_is_disk(t->store))
+                store_commit(t);
             return;
         }
         job_error(t, "commit", e);
@@ -484,6 +553,7 @@ static void
 txn_main(void *arg)
 {
     struct txn *t = arg;
+    bh_jstore_thread_init();
     uv_mutex_lock(&t->mu);
     for (;;) {
         while (!t->quit && t->state != JOB_QUEUED)
@@ -695,11 +765,70 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp)
     return p;
 }
 
-/* Returns BH_DLQ_REASON_COUNT when the message was used, else why not. */
-static enum bh_dlq_reason
-apply(struct bh_join *j, struct input *in, struct part *pt, const rd_kafka_message_t *m, char *why,
-      size_t n)
+/* Epoch milliseconds as 2026-11-27T08:15:00.000Z. */
+static void
+fmt_time(char *out, size_t n, int64_t ms)
 {
+    time_t sec = (time_t)(ms / 1000);
+    int64_t frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        sec--;
+    }
+    struct tm tm;
+    if (gmtime_r(&sec, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0) {
+        snprintf(out, n, "%" PRId64 " ms", ms);
+        return;
+    }
+    snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+}
+
+/* A duration as the config writes it: 400d, 36h, 90s, 1500ms. */
+static void
+fmt_duration(char *out, size_t n, int64_t ms)
+{
+    static const struct {
+        int64_t unit;
+        const char *name;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms % units[i].unit == 0) {
+            snprintf(out, n, "%" PRId64 "%s", ms / units[i].unit, units[i].name);
+            return;
+        }
+    }
+    snprintf(out, n, "%" PRId64 "ms", ms);
+}
+
+/* Why an event is too late to be counted: its department, id and time, and the partition's. */
+static void
+too_late_why(struct bh_join *j, const struct input *in, const struct part *pt, int32_t p,
+             const struct bh_jfields *f, char *why, size_t n)
+{
+    size_t di = (size_t)(in - j->inputs);
+    char id[120], at[40], newest[40], retention[32];
+    bh_utf8_sanitize(id, sizeof(id), f->id, f->id_len);
+    fmt_time(at, sizeof(at), f->at);
+    fmt_time(newest, sizeof(newest), bh_jstate_newest(pt->state, di));
+    fmt_duration(retention, sizeof(retention), j->conf->dedup_retention);
+    snprintf(why, n,
+             "%s event '%s' of %s is too late: more than join.dedup_retention (%s) older than "
+             "the newest %s event of partition %" PRId32
+             " (%s), it can no longer be told from a copy of one counted before, so it is not "
+             "counted",
+             in->dept, id, at, retention, in->dept, p, newest);
+}
+
+/*
+ * An input record, checked and decoded (its block found or made): returns
+ * BH_DLQ_REASON_COUNT when it can be applied, else why not (in WHY).
+ */
+static enum bh_dlq_reason
+prepare(struct bh_join *j, struct pending_input *pe, char *why, size_t n)
+{
+    const rd_kafka_message_t *m = pe->m;
+    struct input *in = pe->in;
     const char *key = m->key;
     size_t di = (size_t)(in - j->inputs);
     if (key == NULL || m->key_len == 0) {
@@ -728,57 +857,112 @@ apply(struct bh_join *j, struct input *in, struct part *pt, const rd_kafka_messa
         snprintf(why, n, "%s", p->why);
         return BH_DLQ_INVALID_FIELD;
     }
-    struct bh_jfields f;
     if (bh_jplan_read(p->plan, (const uint8_t *)m->payload + BH_SINGLE_OBJECT_HEADER,
-                      m->len - BH_SINGLE_OBJECT_HEADER, &f) < 0) {
+                      m->len - BH_SINGLE_OBJECT_HEADER, &pe->f) < 0) {
         snprintf(why, n, "the Avro body does not decode");
         return BH_DLQ_INVALID_ENCODING;
     }
-    if (f.id_len == 0) {
+    if (pe->f.id_len == 0) {
         snprintf(why, n, "%s: empty", in->c->id_field);
         return BH_DLQ_MISSING_FIELD;
     }
-    uint32_t type;
-    if (f.type_symbol >= 0) {
-        type = p->symbol_types[f.type_symbol];
-    } else if (bh_jtypes_intern(j->types, di, f.type, f.type_len, &type) < 0) {
+    if (pe->f.type_symbol >= 0) {
+        pe->type = p->symbol_types[pe->f.type_symbol];
+    } else if (bh_jtypes_intern(j->types, di, pe->f.type, pe->f.type_len, &pe->type) < 0) {
         snprintf(why, n, "%s: too many distinct types", in->c->type_field);
         return BH_DLQ_INVALID_FIELD;
     }
-    struct bh_jblock *b = bh_jstate_block(pt->state, key, m->key_len, 1);
-    int rc = b ? bh_jstate_apply(pt->state, b, di, f.id, f.id_len, type, f.at, j->now_ms) : -ENOMEM;
-    if (rc < 0)
+    pe->b = bh_jstate_block(pe->pt->state, key, m->key_len, 1);
+    if (pe->b == NULL) {
         recover(j, "out of memory");
-    else if (rc == 0)
-        j->stats.duplicates++;
-    else
-        j->stats.counted++;
+        pe->in = NULL; /* read again after the rebuild */
+    }
     return BH_DLQ_REASON_COUNT;
 }
 
-static void
-on_input(struct bh_join *j, rd_kafka_message_t *m)
+/* A prepared record into the state, with the store's answer about it when it was asked. */
+static enum bh_dlq_reason
+apply(struct bh_join *j, struct pending_input *pe, const struct bh_jseen *seen, char *why, size_t n)
 {
-    if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            bh_warn("join", "consumer: %s", rd_kafka_message_errstr(m));
-        return;
+    size_t di = (size_t)(pe->in - j->inputs);
+    const struct bh_jfields *f = &pe->f;
+    int rc = bh_jstate_apply_seen(pe->pt->state, pe->b, di, f->id, f->id_len, pe->type, f->at,
+                                  j->now_ms, seen);
+    if (rc == -EIO) {
+        recover(j, "the state store could not be read");
+    } else if (rc < 0) {
+        recover(j, "out of memory");
+    } else if (rc == BH_JSTATE_TOO_LATE) {
+        j->stats.too_late++;
+        too_late_why(j, pe->in, pe->pt, pe->m->partition, f, why, n);
+        return BH_DLQ_TOO_LATE;
+    } else if (rc == BH_JSTATE_COPY) {
+        j->stats.duplicates++;
+    } else {
+        j->stats.counted++;
     }
-    struct input *in = input_of(j, m->rkt);
-    if (in == NULL || m->partition < 0 || m->partition >= j->nparts)
-        return;
-    struct part *pt = &j->parts[m->partition];
-    if (pt->st != PART_LIVE)
-        return; /* fetched before the pause; fetched again after the restore */
-    j->stats.consumed++;
-    size_t i = (size_t)(in - j->inputs);
-    if (pt->committed[i] < 0)
-        pt->committed[i] = m->offset; /* where this assignment started */
-    pt->consumed[i] = m->offset + 1;
-    char why[400];
-    enum bh_dlq_reason r = apply(j, in, pt, m, why, sizeof(why));
-    if (r != BH_DLQ_REASON_COUNT)
-        dead_letter(j, m, r, why);
+    return BH_DLQ_REASON_COUNT;
+}
+
+/*
+ * A batch of input records (j->batch[0..N)), in order: each is checked and
+ * decoded first, then the store is asked at once about every event not
+ * known in memory (one batched lookup costs much less a key than many), then
+ * each is applied or dead-lettered. The messages are destroyed.
+ */
+static void
+on_inputs(struct bh_join *j, size_t n)
+{
+    size_t nl = 0;
+    for (size_t k = 0; k < n; k++) {
+        struct pending_input *pe = &j->batch[k];
+        rd_kafka_message_t *m = pe->m;
+        pe->in = NULL;
+        pe->lookup = -1;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                bh_warn("join", "consumer: %s", rd_kafka_message_errstr(m));
+            continue;
+        }
+        struct input *in = input_of(j, m->rkt);
+        if (in == NULL || m->partition < 0 || m->partition >= j->nparts)
+            continue;
+        struct part *pt = &j->parts[m->partition];
+        if (pt->st != PART_LIVE)
+            continue; /* fetched before the pause; fetched again after the restore */
+        j->stats.consumed++;
+        size_t i = (size_t)(in - j->inputs);
+        if (pt->committed[i] < 0)
+            pt->committed[i] = m->offset; /* where this assignment started */
+        pt->consumed[i] = m->offset + 1;
+        pe->in = in;
+        pe->pt = pt;
+        pe->r = prepare(j, pe, pe->why, sizeof(pe->why));
+        if (pe->in != NULL && pe->r == BH_DLQ_REASON_COUNT &&
+            bh_jstate_wants_lookup(pt->state, pe->b, i, pe->f.id, pe->f.id_len, pe->f.at,
+                                   &j->lookups[nl]))
+            pe->lookup = (int)nl++;
+    }
+    if (nl > 0 && bh_jstore_lookup_many(j->store, nl, j->lookups, j->found, j->found_at) < 0)
+        recover(j, "the state store could not be read");
+    for (size_t k = 0; k < n; k++) {
+        struct pending_input *pe = &j->batch[k];
+        /* a rebuild under way: the record is read again once it is done */
+        if (pe->in != NULL && pe->pt->st == PART_LIVE) {
+            if (pe->r == BH_DLQ_REASON_COUNT) {
+                struct bh_jseen seen = {0, 0};
+                if (pe->lookup >= 0) {
+                    seen.found = j->found[pe->lookup];
+                    seen.at = j->found_at[pe->lookup];
+                }
+                pe->r = apply(j, pe, pe->lookup >= 0 ? &seen : NULL, pe->why, sizeof(pe->why));
+            }
+            if (pe->r != BH_DLQ_REASON_COUNT && pe->pt->st == PART_LIVE)
+                dead_letter(j, pe->m, pe->r, pe->why);
+        }
+        rd_kafka_message_destroy(pe->m);
+        pe->m = NULL;
+    }
 }
 
 /* --- restoring state ------------------------------------------------------------- */
@@ -788,28 +972,102 @@ drop_state(struct bh_join *j, struct part *pt)
 {
     bh_jstate_free(pt->state);
     pt->state = NULL;
+    bh_jstore_batch_free(pt->rbatch);
+    pt->rbatch = NULL;
+    pt->in_commit = 0;
     for (size_t i = 0; i < j->ninputs; i++)
         pt->consumed[i] = -1;
 }
 
 static int
-new_state(struct bh_join *j, struct part *pt)
+new_state(struct bh_join *j, struct part *pt, int32_t p)
 {
     struct bh_jstate_conf c = {
         .ndepts = j->ninputs,
         .depts = j->depts,
         .types = j->types,
         .window_ms = j->conf->window,
-        .horizon_ms = j->conf->dedup_horizon,
+        .retention_ms = j->conf->dedup_retention,
         .state_fp = j->state_schema->fingerprint,
         .batch_fp = j->batch_schema->fingerprint,
+        .partition = p,
+        .store = j->store,
     };
     bh_jstate_free(pt->state);
     pt->state = NULL;
     return bh_jstate_new(&pt->state, &c);
 }
 
-/* Read every RESTORING partition's changelog from its beginning (a new assignment of the restorer).
+/*
+ * Whether partition P's local checkpoint CK can be gone on from: the
+ * changelog must still hold every record from CK on (its start not past
+ * CK) and not end before it (a topic deleted and made again).
+ */
+static int
+checkpoint_usable(struct bh_join *j, int32_t p, int64_t ck)
+{
+    int64_t lo, hi;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(j->restorer, j->conf->state_topic, p,
+                                                             &lo, &hi, METADATA_TIMEOUT);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        bh_warn("join",
+                "partition %" PRId32 ": changelog offsets unknown (%s): the local "
+                "checkpoint is not used",
+                p, rd_kafka_err2str(e));
+        return 0;
+    }
+    if (ck < lo || ck > hi) {
+        bh_warn("join",
+                "partition %" PRId32 ": the local checkpoint (offset %" PRId64
+                ") is outside the changelog (%" PRId64 " to %" PRId64 "): rebuilding from the "
+                "changelog",
+                p, ck, lo, hi);
+        return 0;
+    }
+    return 1;
+}
+
+struct load_ctx {
+    struct bh_jstate *state;
+    size_t skipped;
+};
+
+static int
+load_block(void *ctx, const char *id, size_t len, const void *value, size_t vlen)
+{
+    struct load_ctx *c = ctx;
+    return bh_jstate_restore(c->state, id, len, value, vlen, &c->skipped);
+}
+
+/*
+ * Partition P's state from the local store: its blocks as of its checkpoint.
+ * Returns the changelog offset to read on from, or BEGINNING when the store
+ * has nothing usable (then it forgets the partition: a rebuild starts clean).
+ */
+static int64_t
+load_local(struct bh_join *j, struct part *pt, int32_t p)
+{
+    int64_t ck;
+    if (bh_jstore_checkpoint(j->store, p, &ck) == 0 && checkpoint_usable(j, p, ck)) {
+        struct load_ctx c = {pt->state, 0};
+        int rc = bh_jstore_blocks(j->store, p, load_block, &c);
+        if (rc == 0)
+            return ck;
+        bh_warn("join",
+                "partition %" PRId32 ": the local store's blocks do not read back (%s): "
+                "rebuilding from the changelog",
+                p, strerror(-rc));
+        if (new_state(j, pt, p) < 0)
+            return -ENOMEM;
+    }
+    int rc = bh_jstore_drop(j->store, p);
+    return rc < 0 ? rc : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+/*
+ * Restore every RESTORING partition (a new assignment of the restorer): from
+ * the local store and the changelog after its checkpoint, or from the whole
+ * changelog.
  */
 static void
 start_restore(struct bh_join *j)
@@ -819,15 +1077,26 @@ start_restore(struct bh_join *j)
         struct part *pt = &j->parts[p];
         if (pt->st != PART_RESTORING)
             continue;
-        if (new_state(j, pt) < 0) {
+        pt->restore_started = (int64_t)bh_join_now_ns();
+        pt->restore_records = 0;
+        bh_jstore_batch_free(pt->rbatch);
+        pt->rbatch = NULL;
+        if (new_state(j, pt, p) < 0 || (pt->rbatch = bh_jstore_batch_new(j->store)) == NULL) {
             rd_kafka_topic_partition_list_destroy(l);
             fail(j, "join: out of memory");
             return;
         }
-        pt->restore_started = (int64_t)bh_join_now_ns();
-        pt->restore_records = 0;
-        rd_kafka_topic_partition_list_add(l, j->conf->state_topic, p)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
+        int64_t from = load_local(j, pt, p);
+        if (from == -ENOMEM || from == -EIO || from == -EINVAL) {
+            rd_kafka_topic_partition_list_destroy(l);
+            fail(j, "join: the state store cannot be used for partition %" PRId32 ": %s", p,
+                 strerror((int)-from));
+            return;
+        }
+        pt->resumed_at = from >= 0 ? from : -1;
+        j->held_ck[p] = -1;
+        bh_jstate_set_batch(pt->state, pt->rbatch); /* what the changelog says goes to the store */
+        rd_kafka_topic_partition_list_add(l, j->conf->state_topic, p)->offset = from;
     }
     rd_kafka_resp_err_t e = rd_kafka_assign(j->restorer, l->cnt > 0 ? l : NULL);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -846,25 +1115,55 @@ input_partitions(struct bh_join *j, int32_t p)
     return l;
 }
 
+/* What a restore read so far, into the store (the batch starts again empty). */
+static int
+flush_restore(struct bh_join *j, struct part *pt)
+{
+    int rc = bh_jstore_write(j->store, pt->rbatch);
+    pt->rbatch = bh_jstore_batch_new(j->store);
+    bh_jstate_set_batch(pt->state, pt->rbatch);
+    return rc < 0 ? rc : pt->rbatch == NULL ? -ENOMEM : 0;
+}
+
+/* Partition P's changelog is read up to END: the store gets the rest and END as checkpoint. */
 static void
-finish_restore(struct bh_join *j, int32_t p)
+finish_restore(struct bh_join *j, int32_t p, int64_t end)
 {
     struct part *pt = &j->parts[p];
     if (bh_jstate_restore_finish(pt->state) < 0) {
         fail(j, "join: out of memory restoring partition %" PRId32, p);
         return;
     }
+    bh_jstore_put_checkpoint(pt->rbatch, p, end);
+    int rc = bh_jstore_write(j->store, pt->rbatch);
+    pt->rbatch = NULL;
+    bh_jstate_set_batch(pt->state, NULL);
+    if (rc < 0) {
+        fail(j, "join: cannot write the state store for partition %" PRId32 ": %s", p,
+             strerror(-rc));
+        return;
+    }
     pt->st = PART_LIVE;
     j->stats.restores++;
+    if (pt->resumed_at >= 0)
+        j->stats.resumes++;
+    else
+        j->stats.rebuilds++;
     rd_kafka_topic_partition_list_t *l = input_partitions(j, p);
     rd_kafka_resume_partitions(j->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     struct bh_jstate_usage u;
     bh_jstate_usage(pt->state, &u);
+    char from[96];
+    if (pt->resumed_at >= 0)
+        snprintf(from, sizeof(from), "the local checkpoint at changelog offset %" PRId64,
+                 pt->resumed_at);
+    else
+        snprintf(from, sizeof(from), "the changelog's beginning");
     bh_info("join",
-            "partition %" PRId32 " restored: %zu blocks, %zu remembered events from %zu "
-            "changelog records in %.0f ms; consuming",
-            p, u.blocks, u.remembered, pt->restore_records,
+            "partition %" PRId32 " restored: %zu blocks from %s and %zu changelog records in "
+            "%.0f ms; consuming",
+            p, u.blocks, from, pt->restore_records,
             (double)((int64_t)bh_join_now_ns() - pt->restore_started) / 1e6);
     int left = 0;
     for (int32_t k = 0; k < j->nparts; k++)
@@ -880,13 +1179,15 @@ on_changelog(struct bh_join *j, rd_kafka_message_t *m)
     if (p < 0 || p >= j->nparts || j->parts[p].st != PART_RESTORING)
         return;
     struct part *pt = &j->parts[p];
+    if (pt->rbatch == NULL)
+        return; /* a failure is on its way */
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         /* At the end only when nothing is pending (the stable offset reached the high mark). */
         int64_t lo, hi;
         if (rd_kafka_get_watermark_offsets(j->restorer, j->conf->state_topic, p, &lo, &hi) ==
                 RD_KAFKA_RESP_ERR_NO_ERROR &&
             m->offset >= hi)
-            finish_restore(j, p);
+            finish_restore(j, p, m->offset);
         return;
     }
     if (m->err) {
@@ -898,6 +1199,14 @@ on_changelog(struct bh_join *j, rd_kafka_message_t *m)
     int rc = bh_jstate_restore(pt->state, m->key, m->key_len, m->payload, m->len, &skipped);
     if (rc == -ENOMEM)
         fail(j, "join: out of memory restoring partition %" PRId32, p);
+    else if (rc == -EPROTO)
+        fail(j,
+             "join: changelog %s[%" PRId32 "] offset %" PRId64
+             ": a BlockState written by an earlier blockhub (without the window); this version "
+             "cannot go on from it: give join.state_topic a new topic (the views are rebuilt "
+             "from the inputs the group has not consumed; reset the group's offsets to rebuild "
+             "them all)",
+             j->conf->state_topic, p, m->offset);
     else if (rc < 0)
         bh_error("join", "changelog %s[%" PRId32 "] offset %" PRId64 ": not a record of the join",
                  j->conf->state_topic, p, m->offset);
@@ -906,6 +1215,10 @@ on_changelog(struct bh_join *j, rd_kafka_message_t *m)
                 "changelog %s[%" PRId32 "] offset %" PRId64
                 ": a department that is no longer an input: ignored",
                 j->conf->state_topic, p, m->offset);
+    if (!j->failed && bh_jstore_batch_count(pt->rbatch) >= RESTORE_BATCH &&
+        (rc = flush_restore(j, pt)) < 0)
+        fail(j, "join: cannot write the state store for partition %" PRId32 ": %s", p,
+             strerror(-rc));
 }
 
 /*
@@ -973,6 +1286,16 @@ recover(struct bh_join *j, const char *why)
 
 /* --- committing ------------------------------------------------------------------ */
 
+/* Remembered events the store does not have yet (disk: between flushes). */
+static int
+needs_flush(struct bh_join *j)
+{
+    for (int32_t p = 0; p < j->nparts; p++)
+        if (j->parts[p].st == PART_LIVE && bh_jstate_staged(j->parts[p].state) > 0)
+            return 1;
+    return 0;
+}
+
 static int
 has_work(struct bh_join *j)
 {
@@ -997,15 +1320,15 @@ struct emit_ctx {
 /* RKT: the producer's own handle of the topic (a name lookup per record costs). */
 static int
 produce(struct bh_join *j, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t keylen,
-        const void *value, size_t len)
+        const void *value, size_t len, void *opaque)
 {
     for (int attempt = 0;; attempt++) {
         /* The timestamp given saves librdkafka a clock read per record. */
-        rd_kafka_resp_err_t e =
-            rd_kafka_producev(j->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_TIMESTAMP(j->now_ms), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            j->producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(j->now_ms),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 100) {
@@ -1020,8 +1343,12 @@ static int
 emit_changelog(void *ctx, const void *key, size_t keylen, const void *value, size_t len)
 {
     struct emit_ctx *c = ctx;
-    c->j->stats.changelog_records++;
-    return produce(c->j, c->j->state_out, c->partition, key, keylen, value, len);
+    struct bh_join *j = c->j;
+    j->stats.changelog_records++;
+    j->stats.tombstones += value == NULL;
+    j->produced[c->partition]++;
+    return produce(j, j->state_out, c->partition, key, keylen, value, len,
+                   (void *)(uintptr_t)atomic_load(&j->generation));
 }
 
 int
@@ -1056,7 +1383,8 @@ produce_block(struct bh_join *j, int32_t p, struct bh_jblock *b)
     if (j->view.oom)
         return -ENOMEM;
     /* The partitioner places the view where the key's inputs are (murmur2, co-partitioned). */
-    rc = produce(j, j->view_out, RD_KAFKA_PARTITION_UA, b->id, b->id_len, j->view.p, j->view.len);
+    rc = produce(j, j->view_out, RD_KAFKA_PARTITION_UA, b->id, b->id_len, j->view.p, j->view.len,
+                 NULL);
     if (rc < 0)
         return rc;
     j->stats.views++;
@@ -1076,12 +1404,23 @@ static int
 commit_begin(struct bh_join *j)
 {
     j->now_ms = bh_now_ms();
+    struct bh_jstore_batch *sb = bh_jstore_batch_new(j->store);
+    if (sb == NULL)
+        return -ENOMEM;
+    /* A new generation: delivery reports of earlier commits no longer count. */
+    atomic_fetch_add(&j->generation, 1);
+    for (int32_t p = 0; p < j->nparts; p++) {
+        j->produced[p] = 0;
+        atomic_store(&j->track[p].last_offset, -1);
+        atomic_store(&j->track[p].delivered, 0);
+    }
     rd_kafka_error_t *e = rd_kafka_begin_transaction(j->producer);
     if (e != NULL) {
         int fatal = rd_kafka_error_is_fatal(e);
         char why[300];
         snprintf(why, sizeof(why), "begin_transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
+        bh_jstore_batch_free(sb);
         if (fatal)
             replace_producer(j, why);
         else
@@ -1090,6 +1429,7 @@ commit_begin(struct bh_join *j)
     }
     struct commit_run *r = &j->run;
     r->offsets = rd_kafka_topic_partition_list_new(16);
+    r->sbatch = sb;
     r->p = 0;
     r->rc = 0;
     r->active = 1;
@@ -1098,11 +1438,21 @@ commit_begin(struct bh_join *j)
         pt->pending = NULL;
         if (pt->st != PART_LIVE)
             continue;
+        if (r->rc == 0)
+            r->rc = bh_jstate_commit_begin(pt->state);
+        bh_jstate_set_batch(pt->state, sb);
+        pt->in_commit = 1;
         pt->pending = bh_jstate_take_dirty(pt->state);
         for (size_t i = 0; i < j->ninputs; i++)
             if (pt->consumed[i] >= 0 && pt->consumed[i] != pt->committed[i])
                 rd_kafka_topic_partition_list_add(r->offsets, j->inputs[i].c->topic, p)->offset =
                     pt->consumed[i];
+        /* Dedup batches now beyond the retention leave the changelog in this transaction. */
+        struct emit_ctx c = {j, p};
+        long swept =
+            r->rc == 0 ? bh_jstate_sweep(pt->state, &j->key, emit_changelog, &c, SWEEP_STEPS) : 0;
+        if (swept < 0)
+            r->rc = (int)swept;
     }
     return 0;
 }
@@ -1126,19 +1476,68 @@ commit_step(struct bh_join *j, size_t limit)
     return r->p >= j->nparts || r->rc < 0;
 }
 
+/* Remembered events not in the store yet (in memory: up to 64 bytes each). */
+static size_t
+staged_events(struct bh_join *j)
+{
+    size_t staged = 0;
+    for (int32_t p = 0; p < j->nparts; p++)
+        if (j->parts[p].st == PART_LIVE)
+            staged += bh_jstate_staged(j->parts[p].state);
+    return staged;
+}
+
+/*
+ * Whether the commit about to end is a flush: the store (on disk) takes the
+ * remembered events of the commits since the last flush in one large write
+ * when there are many of them, when FLUSH_MS passed, or when the work is
+ * handed over (SYNC: a stop; or a revocation under way). The memory store
+ * takes them at every commit.
+ */
+static int
+flush_due(struct bh_join *j, int sync)
+{
+    if (sync || j->revoking || !bh_jstore_is_disk(j->store))
+        return 1;
+    if (bh_join_now_ns() - j->flushed_ns >= (uint64_t)FLUSH_MS * 1000000)
+        return 1;
+    return staged_events(j) >= j->conf->memory_limit / 2048;
+}
+
 static void
 commit_end(struct bh_join *j, int sync, const char *abort_why)
 {
     struct commit_run *r = &j->run;
     struct txn *t = &j->txn;
     r->active = 0;
-    for (int32_t p = 0; p < j->nparts; p++)
-        j->parts[p].pending = NULL;
+    int flush = flush_due(j, sync);
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        pt->pending = NULL;
+        /* A flush: the remembered events and the blocks join the commit's store writes. */
+        if (flush && r->rc == 0 && abort_why == NULL && pt->st == PART_LIVE && pt->in_commit)
+            r->rc = bh_jstate_flush(pt->state, &j->buf);
+        if (pt->state != NULL)
+            bh_jstate_set_batch(pt->state, NULL); /* the batch goes to the transaction thread */
+    }
     t->offsets = r->offsets;
     r->offsets = NULL;
+    t->sbatch = r->sbatch;
+    r->sbatch = NULL;
+    t->store = j->store;
+    t->track = j->track;
+    t->produced = j->produced;
+    t->ck = j->commit_ck;
+    t->held_ck = j->held_ck;
+    t->nparts = j->nparts;
+    t->flush = flush;
+    t->store_rc = 0;
+    t->store_ns = 0;
     t->cgmd = rd_kafka_consumer_group_metadata(j->consumer);
     enum job_kind kind = JOB_COMMIT;
     if (r->rc < 0 || abort_why != NULL) {
+        bh_jstore_batch_free(t->sbatch);
+        t->sbatch = NULL;
         /* What was produced cannot be taken back: abort, and redo from the last commit. */
         recover(j, abort_why ? abort_why : "a record could not be produced");
         kind = JOB_ABORT;
@@ -1167,6 +1566,30 @@ commit_now(struct bh_join *j, const char *abort_why)
     commit_end(j, 1, abort_why);
 }
 
+/*
+ * The blocks' state against its quarter of join.memory_limit (now and then:
+ * it walks every block). A warning when it outgrows it, once until it is back.
+ */
+static void
+check_memory(struct bh_join *j)
+{
+    size_t bytes = 0;
+    for (int32_t p = 0; p < j->nparts; p++) {
+        if (j->parts[p].st != PART_LIVE)
+            continue;
+        struct bh_jstate_usage u;
+        bh_jstate_usage(j->parts[p].state, &u);
+        bytes += u.bytes;
+    }
+    uint64_t share = j->conf->memory_limit / 4;
+    if (bytes > share && !j->memory_warned)
+        bh_warn("join",
+                "the blocks' state takes %zu MiB, more than its quarter of join.memory_limit "
+                "(%" PRIu64 " MiB): raise join.memory_limit",
+                bytes >> 20, share >> 20);
+    j->memory_warned = bytes > share;
+}
+
 static void
 finish_job(struct bh_join *j)
 {
@@ -1175,6 +1598,7 @@ finish_job(struct bh_join *j)
     enum job_result result = t->result;
     char why[sizeof(t->why)];
     snprintf(why, sizeof(why), "%s", t->why);
+    int store_failed = 0;
     if (kind == JOB_COMMIT && result == RESULT_OK) {
         for (int i = 0; i < t->offsets->cnt; i++) {
             const rd_kafka_topic_partition_t *o = &t->offsets->elems[i];
@@ -1185,9 +1609,47 @@ finish_job(struct bh_join *j)
         }
         uint64_t ns = t->ended_ns - t->started_ns;
         j->stats.commits++;
+        if (j->stats.commits % 512 == 1)
+            check_memory(j);
         j->stats.commit_ns_last = ns;
         j->stats.commit_ns_max = ns > j->stats.commit_ns_max ? ns : j->stats.commit_ns_max;
+        if (t->sbatch != NULL) {
+            /* The memory store: written here, on the loop that reads it. */
+            uint64_t start = bh_join_now_ns();
+            t->store_rc = bh_jstore_write(j->store, t->sbatch);
+            t->sbatch = NULL;
+            t->store_ns = bh_join_now_ns() - start;
+        }
+        if (t->store_rc < 0) {
+            store_failed = 1;
+        } else {
+            j->stats.store_writes++;
+            j->stats.store_flushes += t->flush;
+            j->stats.store_ns_last = t->store_ns;
+            if (t->store_ns > j->stats.store_ns_max)
+                j->stats.store_ns_max = t->store_ns;
+            if (t->flush) {
+                j->flushed_ns = bh_join_now_ns();
+                if (!j->stopping)
+                    uv_idle_start(&j->more, on_more); /* input may have waited for it */
+            }
+            for (int32_t p = 0; p < j->nparts; p++) {
+                /* where the changelog of commits since the last flush ends: its checkpoint */
+                if (t->flush)
+                    j->held_ck[p] = -1;
+                else if (j->commit_ck[p] >= 0)
+                    j->held_ck[p] = j->commit_ck[p];
+                /* After a flush the store has the remembered events: memory lets them go. */
+                if (j->parts[p].st == PART_LIVE && j->parts[p].in_commit)
+                    bh_jstate_commit_done(j->parts[p].state, 1, t->flush);
+            }
+        }
     }
+    if (kind != JOB_INIT)
+        for (int32_t p = 0; p < j->nparts; p++)
+            j->parts[p].in_commit = 0;
+    bh_jstore_batch_free(t->sbatch);
+    t->sbatch = NULL;
     if (t->offsets != NULL)
         rd_kafka_topic_partition_list_destroy(t->offsets);
     if (t->cgmd != NULL)
@@ -1215,6 +1677,8 @@ finish_job(struct bh_join *j)
     } else if (result == RESULT_FATAL) {
         replace_producer(j, why);
     }
+    if (store_failed)
+        recover(j, "the state store could not be written");
     if (j->recover_wanted && !j->revoking && !job_busy(j)) {
         j->recover_wanted = 0;
         rewind_and_restore(j);
@@ -1227,8 +1691,18 @@ static void
 on_tick(uv_timer_t *t)
 {
     struct bh_join *j = t->data;
+    /*
+     * The consumer is served when its queue wakes the loop; an idle one is
+     * polled here too, or it would leave the group after max.poll.interval.ms.
+     */
+    if (!j->failed && !j->stopping && !j->run.active)
+        serve(j);
     if (j->failed || j->stopping || j->revoking || !j->producer_ready || j->run.active ||
-        job_busy(j) || !has_work(j))
+        job_busy(j))
+        return;
+    /* Idle: a commit only to flush what the store does not have, once FLUSH_MS passed. */
+    if (!has_work(j) &&
+        (bh_join_now_ns() - j->flushed_ns < (uint64_t)FLUSH_MS * 1000000 || !needs_flush(j)))
         return;
     if (commit_begin(j) < 0)
         return;
@@ -1317,7 +1791,9 @@ revoke_step(struct bh_join *j)
             uv_idle_start(&j->more, on_more); /* serve produces the rest and posts it */
         return;
     }
-    if (!j->revoke_committed && !j->revoke_lost && !j->failed && j->producer_ready && has_work(j)) {
+    /* the final commit, with a flush: the store gets everything before the partitions go */
+    if (!j->revoke_committed && !j->revoke_lost && !j->failed && j->producer_ready &&
+        (has_work(j) || needs_flush(j))) {
         j->revoke_committed = 1;
         if (commit_begin(j) == 0) {
             if (!j->stopping)
@@ -1408,12 +1884,27 @@ serve(struct bh_join *j)
             k = max;
     }
     j->now_ms = bh_now_ms();
-    while (!j->run.active && j->consumer != NULL && !j->stopped && !j->failed && k < max &&
-           (m = rd_kafka_consumer_poll(j->consumer, 0)) != NULL) {
-        if (!j->revoking) /* else of a partition being revoked: its next owner reads it */
-            on_input(j, m);
-        rd_kafka_message_destroy(m);
-        k++;
+    /*
+     * The store is behind (its writes take longer than the input comes):
+     * input waits until the next flush is written, so that memory stays
+     * bounded (twice the flush size; librdkafka holds the input meanwhile).
+     */
+    int behind = bh_jstore_is_disk(j->store) && staged_events(j) >= j->conf->memory_limit / 1024;
+    while (!behind && !j->run.active && j->consumer != NULL && !j->stopped && !j->failed &&
+           k < max) {
+        size_t got = 0;
+        while (got < INPUT_BATCH && k < max &&
+               (m = rd_kafka_consumer_poll(j->consumer, 0)) != NULL) {
+            k++;
+            if (j->revoking) { /* of a partition being revoked: its next owner reads it */
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            j->batch[got++].m = m;
+        }
+        if (got == 0)
+            break;
+        on_inputs(j, got);
     }
     /* A full batch may have left more: go on next loop turn, after other I/O. */
     if ((n == max || k == max) && !j->stopping)
@@ -1573,12 +2064,25 @@ bh_join_free(struct bh_join *j)
     if (j == NULL)
         return;
     bh_join_http_free(j); /* first: it runs the loop until its connections close */
-    for (int32_t p = 0; p < j->nparts; p++) {
+    for (int32_t p = 0; j->parts != NULL && p < j->nparts; p++) {
         bh_jstate_free(j->parts[p].state);
+        bh_jstore_batch_free(j->parts[p].rbatch);
         free(j->parts[p].consumed);
         free(j->parts[p].committed);
     }
     free(j->parts);
+    bh_jstore_batch_free(j->run.sbatch);
+    bh_jstore_batch_free(j->txn.sbatch);
+    /* After the states (they read it) and the transaction thread (it writes it). */
+    bh_jstore_close(j->store);
+    free(j->track);
+    free(j->produced);
+    free(j->commit_ck);
+    free(j->held_ck);
+    free(j->batch);
+    free(j->lookups);
+    free(j->found);
+    free(j->found_at);
     for (size_t i = 0; i < j->ninputs; i++) {
         for (size_t k = 0; k < j->inputs[i].nplans; k++) {
             bh_jplan_free(j->inputs[i].plans[k].plan);
@@ -1609,11 +2113,8 @@ check_conf(struct bh_join *j, char *errstr, size_t n)
         snprintf(errstr, n, "join.inputs: at least one input is required");
         return -EINVAL;
     }
-    if (c->window > c->dedup_horizon) {
-        snprintf(errstr, n,
-                 "join.window (%" PRId64 " ms) must not be longer than join.dedup_horizon "
-                 "(%" PRId64 " ms): the window's events are rebuilt from the dedup memory",
-                 c->window, c->dedup_horizon);
+    if (strcmp(c->state_store, "disk") != 0 && strcmp(c->state_store, "memory") != 0) {
+        snprintf(errstr, n, "join.state_store: '%s' is neither disk nor memory", c->state_store);
         return -EINVAL;
     }
     for (size_t i = 0; i < c->inputs.n; i++) {
@@ -1739,6 +2240,7 @@ make_clients(struct bh_join *j, char *errstr, size_t n)
     j->producer_template = client_conf(j, 1, pdef, ppin, errstr, n);
     if (j->producer_template == NULL)
         return -EINVAL;
+    rd_kafka_conf_set_dr_msg_cb(j->producer_template, on_delivery);
     rd_kafka_conf_t *cc = client_conf(j, 0, cdef, cpin, errstr, n);
     if (cc == NULL)
         return -EINVAL;
@@ -1819,8 +2321,44 @@ setup(struct bh_join *j, char *errstr, size_t n)
     if (rc < 0)
         return rc;
     j->parts = calloc((size_t)j->nparts, sizeof(*j->parts));
-    if (j->parts == NULL)
+    j->track = calloc((size_t)j->nparts, sizeof(*j->track));
+    j->produced = calloc((size_t)j->nparts, sizeof(*j->produced));
+    j->commit_ck = malloc((size_t)j->nparts * sizeof(*j->commit_ck));
+    j->held_ck = malloc((size_t)j->nparts * sizeof(*j->held_ck));
+    if (j->parts == NULL || j->track == NULL || j->produced == NULL || j->commit_ck == NULL ||
+        j->held_ck == NULL)
         return -ENOMEM;
+    for (int32_t p = 0; p < j->nparts; p++) {
+        atomic_init(&j->track[p].last_offset, -1);
+        atomic_init(&j->track[p].delivered, 0);
+        j->commit_ck[p] = j->held_ck[p] = -1;
+    }
+    j->flushed_ns = bh_join_now_ns();
+    j->batch = calloc(INPUT_BATCH, sizeof(*j->batch));
+    j->lookups = calloc(INPUT_BATCH, sizeof(*j->lookups));
+    j->found = calloc(INPUT_BATCH, sizeof(*j->found));
+    j->found_at = calloc(INPUT_BATCH, sizeof(*j->found_at));
+    if (j->batch == NULL || j->lookups == NULL || j->found == NULL || j->found_at == NULL)
+        return -ENOMEM;
+    atomic_init(&j->generation, 1);
+    /* What the store is for: a store made for another changelog or layout is emptied. */
+    char identity[2048];
+    int w = snprintf(identity, sizeof(identity), "brokers %s, changelog %s, %d partitions, inputs",
+                     j->hub->conf->kafka.brokers, c->state_topic, (int)j->nparts);
+    for (size_t i = 0; i < j->ninputs && w > 0 && (size_t)w < sizeof(identity); i++)
+        w += snprintf(identity + w, sizeof(identity) - (size_t)w, " %s", j->depts[i]);
+    struct bh_jstore_conf sc = {
+        .disk = strcmp(c->state_store, "disk") == 0,
+        .dir = c->state_dir,
+        .memory_limit = c->memory_limit,
+        .nparts = j->nparts,
+        .ndepts = j->ninputs,
+        .depts = j->depts,
+        .identity = identity,
+    };
+    rc = bh_jstore_open(&j->store, &sc, errstr, n);
+    if (rc < 0)
+        return rc;
     for (int32_t p = 0; p < j->nparts; p++) {
         j->parts[p].consumed = malloc(j->ninputs * sizeof(int64_t));
         j->parts[p].committed = malloc(j->ninputs * sizeof(int64_t));
@@ -1907,12 +2445,18 @@ bh_join_start(struct bh_join **out, struct bh_hub *hub,
     uv_poll_start(&j->poll, UV_READABLE, on_readable);
     uv_timer_start(&j->tick, on_tick, (uint64_t)j->conf->commit_interval,
                    (uint64_t)j->conf->commit_interval);
+    char store[600];
+    if (bh_jstore_is_disk(j->store))
+        snprintf(store, sizeof(store), "state store on disk in %s (memory limit %" PRIu64 " MiB)",
+                 j->conf->state_dir, j->conf->memory_limit >> 20);
+    else
+        snprintf(store, sizeof(store), "state store in memory");
     bh_info("join",
             "%zu input(s) -> %s (changelog %s), %d partitions, group %s, instance %s%s%s, "
-            "window %" PRId64 " ms, dedup horizon %" PRId64 " ms",
+            "window %" PRId64 " ms, dedup retention %" PRId64 " ms, %s",
             j->ninputs, j->conf->view_topic, j->conf->state_topic, j->nparts, j->conf->group,
             j->instance, j->http_on ? ", admin API " : "", j->http_on ? j->advertise : "",
-            j->conf->window, j->conf->dedup_horizon);
+            j->conf->window, j->conf->dedup_retention, store);
     serve(j);
     *out = j;
     return 0;
@@ -2042,15 +2586,46 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .min = 1,
      .max = 3650LL * 86400000,
      .doc = "window_total counts the events whose event time is within this of the newest "
-            "event time of the block and department. At most dedup_horizon."},
-    {.name = "dedup_horizon",
+            "event time of the block and department."},
+    {.name = "dedup_retention",
      .type = BH_CONF_DURATION,
-     .offset = JKEY(dedup_horizon),
-     .def = "7d",
+     .offset = JKEY(dedup_retention),
+     .def = "400d",
      .min = 1,
      .max = 3650LL * 86400000,
-     .doc = "A copy of an event arriving while the event is within this of the newest event "
-            "time of its block and department changes nothing; older ids are forgotten."},
+     .doc = "Every event counted is remembered until its event time is this much older than "
+            "the newest event time of its department in its partition (the same for a quiet "
+            "block as for a busy one): a copy arriving until then changes nothing. An event "
+            "older than that is not counted but dead-lettered as too_late, since a copy of it "
+            "could no longer be told apart."},
+    {.name = "state_store",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(state_store),
+     .def = "disk",
+     .doc = "Where the remembered events live: disk (RocksDB in state_dir; a process that "
+            "restarts on the same machine goes on from its local checkpoint and replays only "
+            "the changelog after it) or memory (every restore reads the whole changelog)."},
+    {.name = "state_dir",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(state_dir),
+     .def = "blockhub-join-state",
+     .doc = "Directory of the on-disk state store, created if missing (a relative path is "
+            "taken from the working directory); one process at a time. Losing it costs a "
+            "rebuild from the changelog, nothing else."},
+    {.name = "memory_limit",
+     .type = BH_CONF_SIZE,
+     .offset = JKEY(memory_limit),
+     .def = "256MiB",
+     .min = 16LL << 20,
+     .max = 1LL << 40,
+     .doc = "Memory of the join's state: half is the on-disk store's block cache, a quarter "
+            "its write buffers (remembered events beyond them stay on disk; the index and "
+            "filters of its files, about 1.3 bytes per remembered event, are held beside); "
+            "the last quarter holds the blocks' counts and windows and the events remembered "
+            "since the store last took them (it takes them when there is one for every 2048 "
+            "bytes of the limit, or every 10 s; input waits while there are twice as many): "
+            "GET /join shows them against it, and a warning is logged when they outgrow it. "
+            "The memory store is not bounded by it."},
     {.name = "transactional_id",
      .type = BH_CONF_STRING,
      .offset = JKEY(transactional_id),

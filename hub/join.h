@@ -17,19 +17,30 @@
  *   - Consumer: librdkafka's high-level consumer, read_committed, no
  *     auto-commit, served from the loop through its queue's I/O event (no
  *     polling timer), in bounded batches per loop turn.
- *   - State: hub/join_state.h, one table per assigned partition, rebuilt on
- *     every assignment from the compacted state changelog (read_committed, to
- *     its end) while the partition's inputs are paused, and dropped on revoke.
+ *   - State: hub/join_state.h, one table per assigned partition, restored on
+ *     every assignment while the partition's inputs are paused, and dropped on
+ *     revoke. The remembered events (for dedup, join.dedup_retention of event
+ *     time) live in the local store (hub/join_store.h: RocksDB in
+ *     join.state_dir, or memory); the compacted state changelog stays the
+ *     source of truth: a restore loads the partition's blocks from the store
+ *     and reads the changelog (read_committed, to its end) from the store's
+ *     checkpoint on, or from its beginning when the store has nothing usable.
+ *     An event older than the retention is dead-lettered as too_late.
  *   - Exactly once: a transactional producer (transactional.id = prefix +
  *     instance id). Every commit interval: begin; for every changed block its
  *     view (at most one per block per interval) and its changelog records,
  *     produced in slices per loop turn while input waits; the consumed
- *     offsets (EOS v2: the consumer's group metadata); commit. The blocking
- *     transaction calls run on a thread of the join's own so the loop (which
- *     the adapters share) never waits on Kafka. An abortable error aborts and
- *     rebuilds every partition from the changelog with the consumer rewound
- *     to the last commit; a fatal one also replaces the producer. On revoke
- *     the open work is committed (the loop waits) before the partitions go.
+ *     offsets (EOS v2: the consumer's group metadata); commit; then, on the
+ *     same thread, the commit's store writes (every so often with the
+ *     remembered events of the commits since the last such flush, and the
+ *     checkpoints: where each partition's changelog records of it ended,
+ *     from the delivery reports). The blocking transaction calls run on a
+ *     thread of the join's own so the loop (which the adapters share) never
+ *     waits on Kafka. An abortable error aborts (its store writes are
+ *     dropped) and restores every partition (store and changelog) with the
+ *     consumer rewound to the last commit; a fatal one also replaces the
+ *     producer. On revoke the open work is committed, with a flush, before
+ *     the partitions go (a posted job: the loop does not wait for it).
  *   - Queries: GET /blocks/{id} on admin.listen (hub/join_http.c).
  *
  * Inputs that cannot be used (no key, a key on the wrong partition, an

@@ -363,10 +363,9 @@ status_json(struct bh_join *j)
             struct bh_jstate_usage u;
             bh_jstate_usage(pt->state, &u);
             total.blocks += u.blocks;
-            total.remembered += u.remembered;
             total.windowed += u.windowed;
+            total.staged += u.staged;
             total.bytes += u.bytes;
-            total.set_bytes += u.set_bytes;
         } else if (pt->st == PART_RESTORING) {
             json_array_append_new(restoring, json_integer(p));
         }
@@ -377,8 +376,7 @@ status_json(struct bh_join *j)
                   "group", j->conf->group, "client_id", j->client_id, "transactional_id", j->txn_id,
                   "running", !j->failed && !j->stopping, "failure", j->failed ? j->failure : NULL,
                   "partition_count", (int)j->nparts, "live", live, "restoring", restoring);
-    json_object_set_new(
-        o, "stats",
+    json_t *st =
         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "consumed",
                   (json_int_t)s->consumed, "counted", (json_int_t)s->counted, "duplicates",
                   (json_int_t)s->duplicates, "dead_letters", (json_int_t)s->dead_letters, "commits",
@@ -386,16 +384,33 @@ status_json(struct bh_join *j)
                   (json_int_t)s->producer_restarts, "restores", (json_int_t)s->restores, "views",
                   (json_int_t)s->views, "changelog_records", (json_int_t)s->changelog_records,
                   "commit_ms_last", (double)s->commit_ns_last / 1e6, "commit_ms_max",
-                  (double)s->commit_ns_max / 1e6));
+                  (double)s->commit_ns_max / 1e6);
+    json_object_set_new(st, "too_late", json_integer((json_int_t)s->too_late));
+    json_object_set_new(st, "restores_from_checkpoint", json_integer((json_int_t)s->resumes));
+    json_object_set_new(st, "restores_from_changelog", json_integer((json_int_t)s->rebuilds));
+    json_object_set_new(st, "changelog_tombstones", json_integer((json_int_t)s->tombstones));
+    json_object_set_new(st, "store_writes", json_integer((json_int_t)s->store_writes));
+    json_object_set_new(st, "store_write_ms_last", json_real((double)s->store_ns_last / 1e6));
+    json_object_set_new(st, "store_write_ms_max", json_real((double)s->store_ns_max / 1e6));
+    json_object_set_new(o, "stats", st);
+    struct bh_jstore_usage su = {0};
+    if (j->store != NULL)
+        bh_jstore_usage(j->store, &su);
+    int disk = j->store != NULL && bh_jstore_is_disk(j->store);
+    json_t *state =
+        json_pack("{s:I, s:I, s:I, s:I, s:f, s:I}", "blocks", (json_int_t)total.blocks,
+                  "windowed_events", (json_int_t)total.windowed, "staged_events",
+                  (json_int_t)total.staged, "bytes", (json_int_t)total.bytes, "bytes_per_block",
+                  total.blocks ? (double)total.bytes / (double)total.blocks : 0.0, "memory_limit",
+                  (json_int_t)j->conf->memory_limit);
     json_object_set_new(
-        o, "state",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "blocks", (json_int_t)total.blocks,
-                  "remembered_events", (json_int_t)total.remembered, "windowed_events",
-                  (json_int_t)total.windowed, "bytes", (json_int_t)total.bytes, "dedup_bytes",
-                  (json_int_t)total.set_bytes, "bytes_per_block",
-                  total.blocks ? (double)total.bytes / (double)total.blocks : 0.0,
-                  "dedup_bytes_per_remembered_event",
-                  total.remembered ? (double)total.set_bytes / (double)total.remembered : 0.0));
+        state, "store",
+        json_pack("{s:s, s:s?, s:I, s:I, s:I, s:I, s:I}", "kind", disk ? "disk" : "memory", "dir",
+                  disk ? j->conf->state_dir : NULL, disk ? "keys_estimate" : "remembered_events",
+                  (json_int_t)su.ids, "memory_bytes", (json_int_t)su.bytes, "index_bytes",
+                  (json_int_t)su.index_bytes, "disk_bytes", (json_int_t)su.disk_bytes,
+                  "cache_bytes", (json_int_t)su.cache_bytes));
+    json_object_set_new(o, "state", state);
     return o;
 }
 

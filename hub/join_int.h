@@ -7,15 +7,18 @@
 #define BH_JOIN_INT_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "adapter.h"
+#include "dlq.h"
 #include "http.h"
 #include "hub.h"
 #include "join.h"
 #include "join_avro.h"
 #include "join_state.h"
+#include "join_store.h"
 
 #define JOIN_PLANS 8 /* writer schemas remembered per input */
 
@@ -48,6 +51,20 @@ struct part {
     int64_t *committed; /* per input: where a rewind goes (last commit or first seen), -1 unknown */
     int64_t restore_started;
     size_t restore_records;
+    struct bh_jstore_batch *rbatch; /* what the restore read, on its way to the store */
+    int64_t resumed_at;             /* the local checkpoint the restore went on from, -1 none */
+    int in_commit;                  /* the running commit carries this partition's work */
+};
+
+/*
+ * Where the changelog records of the running commit landed, per partition:
+ * delivery reports (on whichever thread serves the producer) raise them; the
+ * transaction thread reads them once the commit is through. Reports of an
+ * earlier commit (another generation) are ignored.
+ */
+struct changelog_track {
+    _Atomic int64_t last_offset; /* -1: none yet */
+    _Atomic uint64_t delivered;
 };
 
 enum job_kind { JOB_COMMIT, JOB_ABORT, JOB_INIT };
@@ -71,6 +88,18 @@ struct txn {
     enum job_result result;
     char why[512];
     uint64_t started_ns, ended_ns;
+    /* a commit's store writes: done here after the commit when the store is on disk */
+    struct bh_jstore *store;
+    struct bh_jstore_batch *sbatch;
+    struct changelog_track *track; /* per partition */
+    uint64_t *produced;            /* per partition: changelog records of this commit */
+    int64_t *ck;                   /* per partition: the offset after them (-1 unknown) */
+    const int64_t *held_ck;        /* per partition: the same of earlier commits not flushed */
+    int32_t nparts;
+    int flush; /* the batch carries the remembered events and the checkpoints */
+    int store_rc;
+    int checkpoints; /* partitions whose checkpoint the write moved */
+    uint64_t store_ns;
 };
 
 struct join_stats {
@@ -85,6 +114,26 @@ struct join_stats {
     uint64_t views;
     uint64_t changelog_records;
     uint64_t commit_ns_last, commit_ns_max;
+    uint64_t too_late;
+    uint64_t resumes;  /* restores that went on from a local checkpoint */
+    uint64_t rebuilds; /* restores from the changelog's beginning */
+    uint64_t tombstones;
+    uint64_t store_writes;
+    uint64_t store_flushes;
+    uint64_t store_ns_last, store_ns_max;
+};
+
+/* An input record on its way through a batch (hub/join.c, on_inputs). */
+struct pending_input {
+    rd_kafka_message_t *m;
+    struct input *in; /* NULL: not to be applied */
+    struct part *pt;
+    struct bh_jblock *b;
+    struct bh_jfields f;
+    uint32_t type;
+    enum bh_dlq_reason r; /* BH_DLQ_REASON_COUNT: usable */
+    int lookup;           /* its store lookup in the batch's, -1 none */
+    char why[700];
 };
 
 /* The commit being produced (hub/join.c, commit_begin). */
@@ -93,6 +142,7 @@ struct commit_run {
     int32_t p; /* the partition being produced */
     int rc;
     rd_kafka_topic_partition_list_t *offsets;
+    struct bh_jstore_batch *sbatch; /* the commit's writes to the local store */
 };
 
 struct owner_query; /* join_http.c */
@@ -110,6 +160,13 @@ struct bh_join {
     int32_t nparts;
     struct part *parts;
     struct bh_jtypes *types;
+    struct bh_jstore *store;
+    struct changelog_track *track; /* per partition */
+    uint64_t *produced;            /* per partition: changelog records of the running commit */
+    int64_t *commit_ck;            /* per partition: where they end (the transaction thread) */
+    int64_t *held_ck;    /* per partition: where the changelog of commits not flushed ends */
+    uint64_t flushed_ns; /* when the store last took the remembered events */
+    _Atomic uint64_t generation; /* of the running commit, in its records' opaque */
     struct bh_jview_layout *layout;
     const struct bh_schema *view_schema, *state_schema, *batch_schema;
     char instance[256];
@@ -137,11 +194,17 @@ struct bh_join {
     int producer_ready;
     int producer_broken; /* a fatal error: a new producer is on its way */
 
+    struct pending_input *batch; /* INPUT_BATCH of them */
+    struct bh_jstore_key *lookups;
+    int *found;
+    int64_t *found_at;
+
     struct bh_jbuf buf, key, view;
     struct bh_jview_dept *vdepts;
     struct bh_jview_type *vtypes;
     size_t capvtypes;
 
+    int memory_warned; /* the state outgrew its share of join.memory_limit */
     int stopping, stopped, failed;
     char failure[600];
     struct join_stats stats;

@@ -176,6 +176,106 @@ bh_jtypes_name(const struct bh_jtypes *t, size_t dept, uint32_t id, size_t *len)
     return d->names[id].name;
 }
 
+/* --- staging: remembered events not yet in the store ---------------------------
+ *
+ * One table: every event remembered since the last flush, tagged with the
+ * generation of the transaction that carries it (the running one, the one
+ * being committed, or one committed since), so that a lookup costs one probe.
+ */
+
+struct sent {
+    uint64_t bh, ih;
+    int64_t at;
+    uint32_t dept1; /* dept + 1; 0: an empty slot */
+    uint32_t gen;
+};
+
+struct stage {
+    struct sent *e;
+    size_t n, cap; /* cap: 0 or a power of two */
+};
+
+static size_t
+stage_slot(uint64_t bh, size_t dept, uint64_t ih)
+{
+    uint64_t x = bh ^ ih * 0x9E3779B97F4A7C15ULL ^ (uint64_t)dept << 56;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static struct sent *
+stage_find(const struct stage *t, uint64_t bh, size_t dept, uint64_t ih)
+{
+    if (t->n == 0)
+        return NULL;
+    for (size_t k = stage_slot(bh, dept, ih) & (t->cap - 1); t->e[k].dept1 != 0;
+         k = (k + 1) & (t->cap - 1)) {
+        const struct sent *e = &t->e[k];
+        if (e->ih == ih && e->bh == bh && e->dept1 == dept + 1)
+            return &t->e[k];
+    }
+    return NULL;
+}
+
+static void
+stage_place(struct sent *e, size_t cap, const struct sent *x)
+{
+    size_t k = stage_slot(x->bh, x->dept1 - 1, x->ih) & (cap - 1);
+    while (e[k].dept1 != 0)
+        k = (k + 1) & (cap - 1);
+    e[k] = *x;
+}
+
+/*
+ * Rebuild the table with all its entries (KEEP_ALL) or those of a generation
+ * after KEEP_AFTER only, sized for EXTRA more at a load of at most one half.
+ */
+static int
+stage_rebuild(struct stage *t, int keep_all, uint32_t keep_after, size_t extra)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < t->cap; i++)
+        live += t->e[i].dept1 != 0 && (keep_all || t->e[i].gen > keep_after);
+    size_t cap = 256;
+    while (cap < 2 * (live + extra))
+        cap *= 2;
+    if (cap == t->cap && live < 4096) {
+        /* The same size, few kept (after a flush): cleared in place, no new pages to touch. */
+        struct sent keep[4096];
+        size_t n = 0;
+        for (size_t i = 0; i < t->cap && n < live; i++)
+            if (t->e[i].dept1 != 0 && (keep_all || t->e[i].gen > keep_after))
+                keep[n++] = t->e[i];
+        memset(t->e, 0, t->cap * sizeof(*t->e));
+        for (size_t i = 0; i < n; i++)
+            stage_place(t->e, t->cap, &keep[i]);
+        t->n = n;
+        return 0;
+    }
+    struct sent *e = calloc(cap, sizeof(*e));
+    if (e == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->e[i].dept1 != 0 && (keep_all || t->e[i].gen > keep_after))
+            stage_place(e, cap, &t->e[i]);
+    free(t->e);
+    t->e = e;
+    t->cap = cap;
+    t->n = live;
+    return 0;
+}
+
+/* Room for one more at a load of at most one half. */
+static int
+stage_reserve(struct stage *t)
+{
+    if ((t->n + 1) * 2 <= t->cap)
+        return 0;
+    return stage_rebuild(t, 1, 0, t->n + 1);
+}
+
 /* --- the block table ------------------------------------------------------- */
 
 struct bh_jstate {
@@ -185,6 +285,13 @@ struct bh_jstate {
     struct bh_jblock **list; /* every block, in order of creation */
     size_t n, caplist;
     struct bh_jblock *dirty;
+    int64_t *pn;                 /* per department: the partition's newest event time */
+    int64_t *pn_commit;          /* the same when the transaction being committed began */
+    struct stage stage;          /* remembered since the last flush */
+    uint32_t gen;                /* the generation of the running transaction */
+    int committing;              /* a transaction (generation gen - 1) is being committed */
+    struct bh_jblock *unflushed; /* blocks changed since the last flush */
+    struct bh_jstore_batch *sb;  /* where store writes go (bh_jstate_set_batch) */
 };
 
 int
@@ -194,6 +301,17 @@ bh_jstate_new(struct bh_jstate **out, const struct bh_jstate_conf *conf)
     if (s == NULL)
         return -ENOMEM;
     s->conf = *conf;
+    size_t n = conf->ndepts ? conf->ndepts : 1;
+    s->pn = malloc(n * sizeof(*s->pn));
+    s->pn_commit = malloc(n * sizeof(*s->pn_commit));
+    if (s->pn == NULL || s->pn_commit == NULL) {
+        free(s->pn);
+        free(s->pn_commit);
+        free(s);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        s->pn[i] = s->pn_commit[i] = NO_TIME;
     *out = s;
     return 0;
 }
@@ -204,11 +322,7 @@ dept_free(struct bh_jdept *d)
     free(d->last_id);
     free(d->types);
     free(d->win);
-    free(d->set);
     free(d->fresh);
-    for (uint32_t i = 0; i < d->nbatches; i++)
-        free(d->batches[i].events);
-    free(d->batches);
 }
 
 void
@@ -223,6 +337,9 @@ bh_jstate_free(struct bh_jstate *s)
     }
     free(s->list);
     free(s->slots);
+    free(s->pn);
+    free(s->pn_commit);
+    free(s->stage.e);
     free(s);
 }
 
@@ -277,10 +394,8 @@ bh_jstate_block(struct bh_jstate *s, const char *id, size_t len, int create)
     memcpy(b->id, id, len);
     b->id_len = (uint32_t)len;
     b->hash = h;
-    for (size_t d = 0; d < s->conf.ndepts; d++) {
+    for (size_t d = 0; d < s->conf.ndepts; d++)
         b->dept[d].newest = NO_TIME;
-        b->dept[d].pruned_at = NO_TIME;
-    }
     size_t k = (size_t)h & (s->nslots - 1);
     while (s->slots[k] != NULL)
         k = (k + 1) & (s->nslots - 1);
@@ -299,6 +414,12 @@ struct bh_jblock *
 bh_jstate_at(const struct bh_jstate *s, size_t i)
 {
     return i < s->n ? s->list[i] : NULL;
+}
+
+int64_t
+bh_jstate_newest(const struct bh_jstate *s, size_t dept)
+{
+    return dept < s->conf.ndepts ? s->pn[dept] : NO_TIME;
 }
 
 static void
@@ -325,75 +446,6 @@ int
 bh_jstate_has_dirty(const struct bh_jstate *s)
 {
     return s->dirty != NULL;
-}
-
-/* --- the dedup memory ------------------------------------------------------ */
-
-static struct bh_jremember *
-set_find(const struct bh_jdept *d, uint64_t h)
-{
-    if (d->capset == 0)
-        return NULL;
-    for (uint32_t k = (uint32_t)h & (d->capset - 1); d->set[k].hash != 0;
-         k = (k + 1) & (d->capset - 1))
-        if (d->set[k].hash == h)
-            return &d->set[k];
-    return NULL;
-}
-
-static void
-set_place(struct bh_jremember *set, uint32_t cap, uint64_t h, int64_t at)
-{
-    uint32_t k = (uint32_t)h & (cap - 1);
-    while (set[k].hash != 0)
-        k = (k + 1) & (cap - 1);
-    set[k].hash = h;
-    set[k].at = at;
-}
-
-/*
- * Rebuild the table without the events beyond the horizon, sized so that
- * EXTRA more fit at a load of at most one half: pruning, growing and
- * shrinking in one pass.
- */
-static int
-set_rebuild(struct bh_jdept *d, int64_t horizon, uint32_t extra)
-{
-    uint32_t live = 0;
-    for (uint32_t i = 0; i < d->capset; i++)
-        live += d->set[i].hash != 0 && !older_than(d->newest, d->set[i].at, horizon);
-    uint32_t cap = 8;
-    while (cap < 2 * (live + extra))
-        cap *= 2;
-    struct bh_jremember *n = calloc(cap, sizeof(*n));
-    if (n == NULL)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < d->capset; i++)
-        if (d->set[i].hash != 0 && !older_than(d->newest, d->set[i].at, horizon))
-            set_place(n, cap, d->set[i].hash, d->set[i].at);
-    free(d->set);
-    d->set = n;
-    d->capset = cap;
-    d->nset = live;
-    d->pruned_at = d->newest;
-    return 0;
-}
-
-static int
-remember(struct bh_jdept *d, uint64_t h, int64_t at, int64_t horizon)
-{
-    if (d->capset == 0 || (d->nset + 1) * 4 > d->capset * 3) {
-        if (set_rebuild(d, horizon, 1) < 0)
-            return -ENOMEM;
-    }
-    if (grow((void **)&d->fresh, &d->capfresh, d->nfresh + 1, sizeof(*d->fresh)) < 0)
-        return -ENOMEM;
-    set_place(d->set, d->capset, h, at);
-    d->nset++;
-    d->fresh[d->nfresh].hash = h;
-    d->fresh[d->nfresh].at = at;
-    d->nfresh++;
-    return 0;
 }
 
 /* --- the window ------------------------------------------------------------ */
@@ -493,14 +545,21 @@ set_last(struct bh_jdept *d, const char *id, size_t len, int64_t at)
     return 0;
 }
 
+static int64_t
+type_count_of(const struct bh_jdept *d, uint32_t type)
+{
+    for (uint32_t i = 0; i < d->ntypes; i++)
+        if (d->types[i].type == type)
+            return d->types[i].count;
+    return 0;
+}
+
 static int
 count_type(struct bh_jdept *d, uint32_t type, int64_t n)
 {
     for (uint32_t i = 0; i < d->ntypes; i++) {
         if (d->types[i].type == type) {
-            /* a changelog listing a type twice: add without overflowing */
-            if (__builtin_add_overflow(d->types[i].count, n, &d->types[i].count))
-                return -EBADMSG;
+            d->types[i].count += n;
             return 0;
         }
     }
@@ -512,49 +571,204 @@ count_type(struct bh_jdept *d, uint32_t type, int64_t n)
     return 0;
 }
 
+/* Beyond the retention of department DEPT: older than the partition's newest by it or more. */
+static int
+too_late(const struct bh_jstate *s, size_t dept, int64_t at)
+{
+    int64_t pn = s->pn[dept];
+    return pn != NO_TIME && older_than(pn, at, s->conf.retention_ms);
+}
+
+static uint64_t
+id_hash(const char *id, size_t len)
+{
+    uint64_t h = bh_jstate_hash(id, len);
+    return h ? h : 1;
+}
+
+int
+bh_jstate_wants_lookup(const struct bh_jstate *s, const struct bh_jblock *b, size_t dept,
+                       const char *id, size_t id_len, int64_t at, struct bh_jstore_key *key)
+{
+    if (s->conf.store == NULL || too_late(s, dept, at))
+        return 0;
+    uint64_t h = id_hash(id, id_len);
+    if (stage_find(&s->stage, b->hash, dept, h) != NULL)
+        return 0;
+    key->partition = s->conf.partition;
+    key->dept = (unsigned)dept;
+    key->block_hash = b->hash;
+    key->id_hash = h;
+    return 1;
+}
+
 int
 bh_jstate_apply(struct bh_jstate *s, struct bh_jblock *b, size_t dept, const char *id,
                 size_t id_len, uint32_t type, int64_t at, int64_t now)
 {
+    return bh_jstate_apply_seen(s, b, dept, id, id_len, type, at, now, NULL);
+}
+
+int
+bh_jstate_apply_seen(struct bh_jstate *s, struct bh_jblock *b, size_t dept, const char *id,
+                     size_t id_len, uint32_t type, int64_t at, int64_t now,
+                     const struct bh_jseen *seen)
+{
     struct bh_jdept *d = &b->dept[dept];
-    const int64_t horizon = s->conf.horizon_ms, window = s->conf.window_ms;
-    uint64_t h = bh_jstate_hash(id, id_len);
-    if (h == 0)
-        h = 1;
-    if (d->newest != NO_TIME) {
-        const struct bh_jremember *r = set_find(d, h);
-        /* Only what is within the horizon counts as remembered: a restore keeps no more. */
-        if (r != NULL && !older_than(d->newest, r->at, horizon))
-            return 0;
+    const int64_t window = s->conf.window_ms;
+    if (too_late(s, dept, at))
+        return BH_JSTATE_TOO_LATE;
+    uint64_t h = id_hash(id, id_len);
+    /*
+     * Remembered: in a staging table or in the store. A remembered event whose
+     * time has since fallen beyond the retention is forgotten, whether or not
+     * the store dropped it yet, so that the answer does not depend on when the
+     * store compacts.
+     */
+    const struct sent *e = stage_find(&s->stage, b->hash, dept, h);
+    if (e != NULL) {
+        if (!too_late(s, dept, e->at))
+            return BH_JSTATE_COPY;
+    } else {
+        int64_t seen_at = seen != NULL ? seen->at : 0;
+        int rc = seen != NULL            ? seen->found
+                 : s->conf.store == NULL ? 0
+                                         : bh_jstore_lookup(s->conf.store, s->conf.partition,
+                                                            b->hash, (unsigned)dept, h, &seen_at);
+        if (rc < 0)
+            return rc;
+        if (rc == 1 && !too_late(s, dept, seen_at))
+            return BH_JSTATE_COPY;
     }
     /* Everything that can fail first, so a failure changes nothing visible. */
-    if (grow((void **)&d->types, &d->captypes, d->ntypes + 1, sizeof(*d->types)) < 0)
+    if (grow((void **)&d->types, &d->captypes, d->ntypes + 1, sizeof(*d->types)) < 0 ||
+        grow((void **)&d->fresh, &d->capfresh, d->nfresh + 1, sizeof(*d->fresh)) < 0 ||
+        stage_reserve(&s->stage) < 0)
         return -ENOMEM;
     int64_t old_newest = d->newest;
     if (d->newest == NO_TIME || at > d->newest)
         d->newest = at;
-    if (!older_than(d->newest, at, horizon) && remember(d, h, at, horizon) < 0)
-        goto oom;
-    if (!older_than(d->newest, at, window) && win_insert(d, at) < 0)
-        goto oom;
+    if (!older_than(d->newest, at, window) && win_insert(d, at) < 0) {
+        d->newest = old_newest;
+        return -ENOMEM;
+    }
     if ((d->last_id == NULL || at > d->last_at ||
          (at == d->last_at && id_greater(id, id_len, d->last_id, d->last_id_len))) &&
-        set_last(d, id, id_len, at) < 0)
-        goto oom;
+        set_last(d, id, id_len, at) < 0) {
+        /* Counted in the window but not below: the caller rebuilds the state. */
+        d->newest = old_newest;
+        return -ENOMEM;
+    }
     count_type(d, type, 1);
     d->total++;
     win_evict(d, window);
-    if (d->pruned_at == NO_TIME)
-        d->pruned_at = d->newest;
-    else if (older_than(d->newest, d->pruned_at, horizon / 8 > 0 ? horizon / 8 : 1))
-        set_rebuild(d, horizon, 0); /* on failure the table just stays as it is */
+    d->fresh[d->nfresh].hash = h;
+    d->fresh[d->nfresh].at = at;
+    d->nfresh++;
+    struct sent *x = stage_find(&s->stage, b->hash, dept, h);
+    if (x != NULL) {
+        /* remembered again after it had fallen beyond the retention: this transaction's */
+        x->at = at;
+        x->gen = s->gen;
+    } else {
+        const struct sent n = {b->hash, h, at, (uint32_t)dept + 1, s->gen};
+        stage_place(s->stage.e, s->stage.cap, &n);
+        s->stage.n++;
+    }
+    if (s->pn[dept] == NO_TIME || at > s->pn[dept])
+        s->pn[dept] = at;
     b->updated_at = now;
     mark_dirty(s, b);
-    return 1;
-oom:
-    /* The event was not counted, but it may be remembered: the caller rebuilds the state. */
-    d->newest = old_newest;
-    return -ENOMEM;
+    return BH_JSTATE_COUNTED;
+}
+
+/* --- committing -------------------------------------------------------------- */
+
+int
+bh_jstate_commit_begin(struct bh_jstate *s)
+{
+    /* The last commit must be done before the next begins. */
+    if (s->committing)
+        return -EBUSY;
+    s->committing = 1;
+    s->gen++; /* what is remembered from now on belongs to the next transaction */
+    memcpy(s->pn_commit, s->pn, s->conf.ndepts * sizeof(*s->pn));
+    return 0;
+}
+
+void
+bh_jstate_set_batch(struct bh_jstate *s, struct bh_jstore_batch *sb)
+{
+    s->sb = sb;
+}
+
+/* The remembered events of the transaction being committed and of those before it. */
+static int
+stage_write(struct bh_jstate *s)
+{
+    const struct stage *t = &s->stage;
+    int rc = 0;
+    for (size_t i = 0; i < t->cap && rc == 0; i++)
+        if (t->e[i].dept1 != 0 && t->e[i].gen < s->gen)
+            rc = bh_jstore_put_id(s->sb, s->conf.partition, t->e[i].bh, t->e[i].dept1 - 1,
+                                  t->e[i].ih, t->e[i].at);
+    return rc;
+}
+
+static int encode_state(struct bh_jstate *s, const struct bh_jblock *b, struct bh_jbuf *buf);
+
+int
+bh_jstate_flush(struct bh_jstate *s, struct bh_jbuf *buf)
+{
+    if (s->sb == NULL)
+        return 0;
+    int rc = stage_write(s);
+    /*
+     * The blocks as this transaction leaves them (nothing is applied while it
+     * is produced), the same bytes as their last BlockState in the changelog.
+     */
+    for (struct bh_jblock *b = bh_jstore_is_disk(s->conf.store) ? s->unflushed : NULL;
+         b != NULL && rc == 0; b = b->next_unflushed) {
+        rc = encode_state(s, b, buf);
+        if (rc == 0)
+            rc = bh_jstore_put_block(s->sb, s->conf.partition, b->id, b->id_len, buf->p, buf->len);
+    }
+    return rc;
+}
+
+void
+bh_jstate_commit_done(struct bh_jstate *s, int ok, int flushed)
+{
+    s->committing = 0;
+    if (!ok || !flushed)
+        return; /* not OK: the engine rebuilds the partition from the store and the changelog */
+    /*
+     * In the store now: memory lets them go (those of the next transaction
+     * stay), keeping the table's size for the next as many.
+     */
+    if (stage_rebuild(&s->stage, 0, s->gen - 1, s->stage.n) < 0) {
+        s->committing = 1; /* the next commit cannot begin: the partition is rebuilt */
+        return;
+    }
+    for (struct bh_jblock *b = s->unflushed, *n; b != NULL; b = n) {
+        n = b->next_unflushed;
+        b->unflushed = 0;
+        b->next_unflushed = NULL;
+    }
+    s->unflushed = NULL;
+    /* What the store now holds up to this commit: the ids beyond its retention may go. */
+    for (size_t d = 0; d < s->conf.ndepts; d++) {
+        int64_t pn = s->pn_commit[d];
+        if (pn != NO_TIME && pn > INT64_MIN + s->conf.retention_ms && s->conf.store != NULL)
+            bh_jstore_set_floor(s->conf.store, s->conf.partition, (unsigned)d,
+                                pn - s->conf.retention_ms + 1);
+    }
+}
+
+size_t
+bh_jstate_staged(const struct bh_jstate *s)
+{
+    return s->stage.n;
 }
 
 /* --- views ----------------------------------------------------------------- */
@@ -599,133 +813,67 @@ bh_jstate_view(const struct bh_jstate *s, const struct bh_jblock *b, struct bh_j
 /* --- writing the changelog --------------------------------------------------- */
 
 static void
-batch_key(struct bh_jbuf *k, const struct bh_jblock *b, const char *dept, int64_t seq)
+batch_key(struct bh_jbuf *k, const char *block, size_t block_len, const char *dept, int64_t seq)
 {
     char num[24];
     const char sep = BH_JSTATE_KEY_SEP;
     int n = snprintf(num, sizeof(num), "%" PRId64, seq);
     bh_jbuf_reset(k);
-    bh_jbuf_raw(k, b->id, b->id_len);
+    bh_jbuf_raw(k, block, block_len);
     bh_jbuf_raw(k, &sep, 1);
     bh_jbuf_raw(k, dept, strlen(dept));
     bh_jbuf_raw(k, &sep, 1);
     bh_jbuf_raw(k, num, (size_t)n);
 }
 
-/* A DedupBatch of EVENTS (those beyond the horizon left out when WHOLE_SET). */
+/* A DedupBatch of the department's fresh events. */
 static int
-write_batch(struct bh_jstate *s, struct bh_jblock *b, size_t di, const struct bh_jremember *ev,
-            uint32_t n, int whole_set, struct bh_jbuf *buf, struct bh_jbuf *key, bh_jemit_fn emit,
-            void *ctx)
+write_batch(struct bh_jstate *s, struct bh_jblock *b, size_t di, struct bh_jbuf *buf,
+            struct bh_jbuf *key, bh_jemit_fn emit, void *ctx)
 {
+    struct bh_jstore_batch *sb = s->sb;
     struct bh_jdept *d = &b->dept[di];
     const char *dept = s->conf.depts[di];
     int64_t seq = d->next_batch, newest = NO_TIME;
-    uint32_t live = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        if (ev[i].hash == 0 || (whole_set && older_than(d->newest, ev[i].at, s->conf.horizon_ms)))
-            continue;
-        live++;
-        newest = ev[i].at > newest ? ev[i].at : newest;
-    }
-    if (live == 0)
-        return 0;
-    if (grow((void **)&d->batches, &d->capbatches, d->nbatches + 1, sizeof(*d->batches)) < 0)
-        return -ENOMEM;
     bh_jbuf_reset(buf);
     bh_jbuf_header(buf, s->conf.batch_fp);
     bh_jbuf_string(buf, b->id, b->id_len);
     bh_jbuf_string(buf, dept, strlen(dept));
     bh_jbuf_long(buf, seq);
-    bh_jbuf_long(buf, live);
-    for (uint32_t i = 0; i < n; i++) {
-        if (ev[i].hash == 0 || (whole_set && older_than(d->newest, ev[i].at, s->conf.horizon_ms)))
-            continue;
-        bh_jbuf_long(buf, (int64_t)ev[i].hash);
-        bh_jbuf_long(buf, ev[i].at);
+    bh_jbuf_long(buf, d->nfresh);
+    for (uint32_t i = 0; i < d->nfresh; i++) {
+        bh_jbuf_long(buf, (int64_t)d->fresh[i].hash);
+        bh_jbuf_long(buf, d->fresh[i].at);
+        newest = d->fresh[i].at > newest ? d->fresh[i].at : newest;
     }
     bh_jbuf_long(buf, 0);
-    batch_key(key, b, dept, seq);
+    batch_key(key, b->id, b->id_len, dept, seq);
     if (buf->oom || key->oom)
         return -ENOMEM;
     int rc = emit(ctx, key->p, key->len, buf->p, buf->len);
+    if (rc == 0 && sb != NULL)
+        rc = bh_jstore_put_dedup(sb, s->conf.partition, b->hash, (unsigned)di, seq, newest, b->id,
+                                 b->id_len);
     if (rc < 0)
         return rc;
-    d->batches[d->nbatches].seq = seq;
-    d->batches[d->nbatches].newest = newest;
-    d->batches[d->nbatches].events = NULL;
-    d->batches[d->nbatches].nevents = 0;
-    d->nbatches++;
     d->next_batch++;
+    d->nfresh = 0;
+    if (d->capfresh > 4 * BH_JSTATE_RECENT) {
+        /* A burst's list is not kept for the next one. */
+        free(d->fresh);
+        d->fresh = NULL;
+        d->capfresh = 0;
+    }
     return 0;
 }
 
+/* Block B's BlockState record into BUF. */
 static int
-tombstone(struct bh_jstate *s, struct bh_jblock *b, size_t di, int64_t seq, struct bh_jbuf *key,
-          bh_jemit_fn emit, void *ctx)
+encode_state(struct bh_jstate *s, const struct bh_jblock *b, struct bh_jbuf *buf)
 {
-    batch_key(key, b, s->conf.depts[di], seq);
-    if (key->oom)
-        return -ENOMEM;
-    return emit(ctx, key->p, key->len, NULL, 0);
-}
-
-static int
-write_dedup(struct bh_jstate *s, struct bh_jblock *b, size_t di, struct bh_jbuf *buf,
-            struct bh_jbuf *key, bh_jemit_fn emit, void *ctx)
-{
-    struct bh_jdept *d = &b->dept[di];
-    int rc = 0;
-    if (d->nfresh >= BH_JSTATE_RECENT) {
-        /* The block's own record carries the recent ones; enough of them make a batch. */
-        rc = write_batch(s, b, di, d->fresh, d->nfresh, 0, buf, key, emit, ctx);
-        if (rc < 0)
-            return rc;
-        d->nfresh = 0;
-        if (d->capfresh > 4 * BH_JSTATE_RECENT) {
-            /* A burst's list is not kept for the next one. */
-            free(d->fresh);
-            d->fresh = NULL;
-            d->capfresh = 0;
-        }
-    }
-    for (uint32_t i = 0; i < d->nbatches && rc == 0;) {
-        if (!older_than(d->newest, d->batches[i].newest, s->conf.horizon_ms)) {
-            i++;
-            continue;
-        }
-        rc = tombstone(s, b, di, d->batches[i].seq, key, emit, ctx);
-        d->batches[i] = d->batches[--d->nbatches];
-    }
-    if (rc == 0 && d->nbatches > BH_JSTATE_MAX_BATCHES) {
-        /* One batch with the whole memory replaces the others. */
-        uint32_t old = d->nbatches;
-        rc = write_batch(s, b, di, d->set, d->capset, 1, buf, key, emit, ctx);
-        for (uint32_t i = 0; rc == 0 && i < old; i++)
-            rc = tombstone(s, b, di, d->batches[i].seq, key, emit, ctx);
-        if (rc == 0) {
-            memmove(d->batches, d->batches + old, (d->nbatches - old) * sizeof(*d->batches));
-            d->nbatches -= old;
-            d->nfresh = 0; /* the merged batch holds them too */
-        }
-    }
-    return rc;
-}
-
-int
-bh_jstate_write(struct bh_jstate *s, struct bh_jblock *b, struct bh_jbuf *buf, struct bh_jbuf *key,
-                bh_jemit_fn emit, void *ctx)
-{
-    int rc = 0;
     size_t active = 0;
-    for (size_t i = 0; i < s->conf.ndepts && rc == 0; i++) {
-        if (b->dept[i].newest == NO_TIME)
-            continue;
-        active++;
-        rc = write_dedup(s, b, i, buf, key, emit, ctx);
-    }
-    if (rc < 0)
-        return rc;
+    for (size_t i = 0; i < s->conf.ndepts; i++)
+        active += b->dept[i].newest != NO_TIME;
     bh_jbuf_reset(buf);
     bh_jbuf_header(buf, s->conf.state_fp);
     bh_jbuf_string(buf, b->id, b->id_len);
@@ -760,12 +908,88 @@ bh_jstate_write(struct bh_jstate *s, struct bh_jblock *b, struct bh_jbuf *buf, s
                 }
             }
             bh_jbuf_long(buf, 0);
+            /* the window: ascending, the first time as is, then differences */
+            uint32_t nw = d->wend - d->whead;
+            if (nw > 0) {
+                bh_jbuf_long(buf, nw);
+                int64_t prev = 0;
+                for (uint32_t k = d->whead; k < d->wend; k++) {
+                    bh_jbuf_long(buf, k == d->whead ? d->win[k] : d->win[k] - prev);
+                    prev = d->win[k];
+                }
+            }
+            bh_jbuf_long(buf, 0);
         }
     }
     bh_jbuf_long(buf, 0);
-    if (buf->oom)
+    return buf->oom ? -ENOMEM : 0;
+}
+
+int
+bh_jstate_write(struct bh_jstate *s, struct bh_jblock *b, struct bh_jbuf *buf, struct bh_jbuf *key,
+                bh_jemit_fn emit, void *ctx)
+{
+    int rc = 0;
+    for (size_t i = 0; i < s->conf.ndepts && rc == 0; i++) {
+        /* The block's own record carries the recent ones; enough of them make a batch. */
+        if (b->dept[i].newest != NO_TIME && b->dept[i].nfresh >= BH_JSTATE_RECENT)
+            rc = write_batch(s, b, i, buf, key, emit, ctx);
+    }
+    if (rc == 0)
+        rc = encode_state(s, b, buf);
+    if (rc == 0)
+        rc = emit(ctx, b->id, b->id_len, buf->p, buf->len);
+    if (rc == 0 && !b->unflushed) {
+        b->unflushed = 1;
+        b->next_unflushed = s->unflushed;
+        s->unflushed = b;
+    }
+    return rc;
+}
+
+/* --- the sweep of batches beyond the retention -------------------------------------- */
+
+struct sweep_ctx {
+    struct bh_jstate *s;
+    struct bh_jbuf *key;
+    bh_jemit_fn emit;
+    void *ctx;
+    long deleted;
+};
+
+static int
+sweep_one(void *ctx, const char *id, size_t len, uint64_t bh, unsigned dept, int64_t seq)
+{
+    struct sweep_ctx *c = ctx;
+    batch_key(c->key, id, len, c->s->conf.depts[dept], seq);
+    if (c->key->oom)
         return -ENOMEM;
-    return emit(ctx, b->id, b->id_len, buf->p, buf->len);
+    int rc = c->emit(c->ctx, c->key->p, c->key->len, NULL, 0);
+    if (rc == 0 && c->s->sb != NULL)
+        rc = bh_jstore_del_dedup(c->s->sb, c->s->conf.partition, bh, dept, seq);
+    c->deleted += rc == 0;
+    return rc;
+}
+
+long
+bh_jstate_sweep(struct bh_jstate *s, struct bh_jbuf *key, bh_jemit_fn emit, void *ctx, size_t max)
+{
+    int64_t floors[256];
+    size_t nd = s->conf.ndepts < 256 ? s->conf.ndepts : 256;
+    int any = 0;
+    for (size_t d = 0; d < nd; d++) {
+        int64_t pn = s->pn[d];
+        /* a batch whose newest event is beyond the retention: every event of it is */
+        floors[d] = pn != NO_TIME && pn > INT64_MIN + s->conf.retention_ms
+                        ? pn - s->conf.retention_ms + 1
+                        : INT64_MIN;
+        any |= floors[d] != INT64_MIN;
+    }
+    if (!any || s->conf.store == NULL)
+        return 0;
+    struct sweep_ctx c = {s, key, emit, ctx, 0};
+    long rc = bh_jstore_sweep(s->conf.store, s->conf.partition, floors, max, sweep_one, &c);
+    return rc < 0 ? rc : c.deleted;
 }
 
 /* --- restoring ------------------------------------------------------------- */
@@ -780,7 +1004,7 @@ dept_index(const struct bh_jstate *s, const char *name, size_t len)
 }
 
 static void
-dept_reset_counts(struct bh_jdept *d)
+dept_reset(struct bh_jdept *d)
 {
     d->nfresh = 0;
     d->total = 0;
@@ -791,40 +1015,56 @@ dept_reset_counts(struct bh_jdept *d)
     d->last_id_len = 0;
     d->last_cap = 0;
     d->last_at = 0;
+    d->whead = d->wend = 0;
 }
 
-/* One department of a BlockState: counts go to D, or nowhere when D is NULL. */
-static int
-restore_dept(struct bh_jstate *s, struct bh_jdept *d, size_t di, struct bh_jreader *r)
+/* The array's next block count (0 at its end); a negative count is followed by a byte size. */
+static int64_t
+array_block(struct bh_jreader *r)
 {
+    int64_t n = bh_jread_long(r);
+    if (n < 0) {
+        bh_jread_long(r);
+        n = n == INT64_MIN ? INT64_MAX : -n;
+    }
+    /* every item takes a byte at least */
+    if (n > r->end - r->p)
+        r->bad = 1;
+    return r->bad ? 0 : n;
+}
+
+/*
+ * One department of a BlockState: counts go to D, or nowhere when D is NULL;
+ * its recent events to SB (when given) for block B.
+ */
+static int
+restore_dept(struct bh_jstate *s, struct bh_jblock *b, struct bh_jdept *d, size_t di,
+             struct bh_jreader *r)
+{
+    struct bh_jstore_batch *sb = s->sb;
     if (d != NULL)
-        dept_reset_counts(d);
+        dept_reset(d);
     int64_t total = bh_jread_long(r);
-    for (;;) {
-        int64_t n = bh_jread_long(r);
-        if (r->bad || n == 0)
-            break;
-        if (n < 0) {
-            bh_jread_long(r); /* block byte size */
-            if (n == INT64_MIN) {
-                r->bad = 1;
-                break;
-            }
-            n = -n;
-        }
+    for (int64_t n; (n = array_block(r)) > 0;) {
         for (int64_t i = 0; i < n && !r->bad; i++) {
             const char *name;
             size_t len;
             bh_jread_string(r, &name, &len);
             int64_t count = bh_jread_long(r);
             uint32_t type;
+            if (count < 0)
+                r->bad = 1; /* a count is never negative */
             if (r->bad || d == NULL)
                 continue;
             if (bh_jtypes_intern(s->conf.types, di, name, len, &type) < 0)
                 return -ENOMEM;
-            int rc = count_type(d, type, count);
-            if (rc < 0)
-                return rc;
+            /* the same type twice in the map (never written so): their sum, if it fits */
+            if (type_count_of(d, type) > INT64_MAX - count) {
+                r->bad = 1;
+                continue;
+            }
+            if (count_type(d, type, count) < 0)
+                return -ENOMEM;
         }
     }
     int64_t newest = bh_jread_long(r);
@@ -833,35 +1073,47 @@ restore_dept(struct bh_jstate *s, struct bh_jdept *d, size_t di, struct bh_jread
     bh_jread_string(r, &last, &last_len);
     int64_t last_at = bh_jread_long(r);
     int64_t next_batch = bh_jread_long(r);
-    if (d != NULL)
-        d->nfresh = 0;
-    for (;;) {
-        int64_t n = bh_jread_long(r);
-        if (r->bad || n == 0)
-            break;
-        if (n < 0) {
-            bh_jread_long(r);
-            if (n == INT64_MIN) {
-                r->bad = 1;
-                break;
-            }
-            n = -n;
-        }
-        if (n > (r->end - r->p) / 2) {
-            r->bad = 1;
-            break;
-        }
+    for (int64_t n; (n = array_block(r)) > 0;) {
         if (d != NULL &&
             grow((void **)&d->fresh, &d->capfresh, d->nfresh + (uint32_t)n, sizeof(*d->fresh)) < 0)
             return -ENOMEM;
         for (int64_t i = 0; i < n && !r->bad; i++) {
             uint64_t h = (uint64_t)bh_jread_long(r);
             int64_t at = bh_jread_long(r);
-            if (d == NULL)
+            if (d == NULL || r->bad)
                 continue;
             d->fresh[d->nfresh].hash = h ? h : 1;
             d->fresh[d->nfresh].at = at;
             d->nfresh++;
+        }
+    }
+    int64_t prev = 0;
+    int have = 0;
+    for (int64_t n; (n = array_block(r)) > 0;) {
+        if (d != NULL && n > UINT32_MAX - d->wend)
+            r->bad = 1;
+        if (r->bad)
+            break;
+        if (d != NULL && d->wend + (uint32_t)n > d->wcap) {
+            uint32_t cap = d->wcap ? d->wcap : 8;
+            while (cap < d->wend + (uint32_t)n)
+                cap *= 2;
+            int64_t *w = realloc(d->win, (size_t)cap * sizeof(*w));
+            if (w == NULL)
+                return -ENOMEM;
+            d->win = w;
+            d->wcap = cap;
+        }
+        for (int64_t i = 0; i < n && !r->bad; i++) {
+            int64_t v = bh_jread_long(r);
+            if (have && (v < 0 || (prev > 0 && v > INT64_MAX - prev)))
+                r->bad = 1; /* not ascending, or past the end of time */
+            if (r->bad)
+                break;
+            prev = have ? prev + v : v;
+            have = 1;
+            if (d != NULL)
+                d->win[d->wend++] = prev;
         }
     }
     if (r->bad)
@@ -871,13 +1123,18 @@ restore_dept(struct bh_jstate *s, struct bh_jdept *d, size_t di, struct bh_jread
     d->total = total;
     d->newest = newest;
     d->next_batch = next_batch > d->next_batch ? next_batch : d->next_batch;
-    return set_last(d, last, last_len, last_at);
+    int rc = set_last(d, last, last_len, last_at);
+    for (uint32_t i = 0; rc == 0 && sb != NULL && i < d->nfresh; i++)
+        rc = bh_jstore_put_id(sb, s->conf.partition, b->hash, (unsigned)di, d->fresh[i].hash,
+                              d->fresh[i].at);
+    return rc;
 }
 
 static int
-restore_state(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jreader *r,
-              size_t *skipped)
+restore_state(struct bh_jstate *s, const char *key, size_t keylen, const void *value, size_t len,
+              struct bh_jreader *r, size_t *skipped)
 {
+    struct bh_jstore_batch *sb = s->sb;
     const char *id;
     size_t id_len;
     bh_jread_string(r, &id, &id_len);
@@ -889,57 +1146,30 @@ restore_state(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jre
         return -ENOMEM;
     b->updated_at = updated_at;
     for (size_t i = 0; i < s->conf.ndepts; i++)
-        dept_reset_counts(&b->dept[i]);
-    for (;;) {
-        int64_t n = bh_jread_long(r);
-        if (r->bad || n == 0)
-            break;
-        if (n < 0) {
-            bh_jread_long(r);
-            if (n == INT64_MIN) {
-                r->bad = 1;
-                break;
-            }
-            n = -n;
-        }
+        dept_reset(&b->dept[i]);
+    for (int64_t n; (n = array_block(r)) > 0;) {
         for (int64_t i = 0; i < n && !r->bad; i++) {
             const char *name;
-            size_t len;
-            bh_jread_string(r, &name, &len);
-            int di = r->bad ? -1 : dept_index(s, name, len);
+            size_t nlen;
+            bh_jread_string(r, &name, &nlen);
+            int di = r->bad ? -1 : dept_index(s, name, nlen);
             if (di < 0)
                 ++*skipped;
-            int rc = restore_dept(s, di >= 0 ? &b->dept[di] : NULL, di >= 0 ? (size_t)di : 0, r);
+            int rc = restore_dept(s, b, di >= 0 ? &b->dept[di] : NULL, di >= 0 ? (size_t)di : 0, r);
             if (rc < 0)
                 return rc;
         }
     }
-    return r->bad || r->p != r->end ? -EBADMSG : 0;
-}
-
-static struct bh_jbatch *
-find_batch(struct bh_jdept *d, int64_t seq)
-{
-    for (uint32_t i = 0; i < d->nbatches; i++)
-        if (d->batches[i].seq == seq)
-            return &d->batches[i];
-    return NULL;
-}
-
-static void
-forget_batch(struct bh_jdept *d, int64_t seq)
-{
-    struct bh_jbatch *x = find_batch(d, seq);
-    if (x == NULL)
-        return;
-    free(x->events);
-    *x = d->batches[--d->nbatches];
+    if (r->bad || r->p != r->end)
+        return -EBADMSG;
+    return sb != NULL ? bh_jstore_put_block(sb, s->conf.partition, id, id_len, value, len) : 0;
 }
 
 static int
 restore_batch(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jreader *r,
               size_t *skipped)
 {
+    struct bh_jstore_batch *sb = s->sb;
     const char *id, *dept;
     size_t id_len, dept_len;
     bh_jread_string(r, &id, &id_len);
@@ -956,55 +1186,36 @@ restore_batch(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jre
     if (b == NULL)
         return -ENOMEM;
     struct bh_jdept *d = &b->dept[di];
-    forget_batch(d, seq);
-    struct bh_jremember *ev = NULL;
-    uint32_t n = 0, cap = 0;
     int64_t newest = NO_TIME;
-    for (;;) {
-        int64_t count = bh_jread_long(r);
-        if (r->bad || count == 0)
-            break;
-        if (count < 0) {
-            bh_jread_long(r);
-            if (count == INT64_MIN) {
-                r->bad = 1;
+    int rc = 0;
+    for (int64_t count; rc == 0 && (count = array_block(r)) > 0;) {
+        for (int64_t i = 0; i < count && !r->bad && rc == 0; i++) {
+            uint64_t h = (uint64_t)bh_jread_long(r);
+            int64_t at = bh_jread_long(r);
+            if (r->bad)
                 break;
-            }
-            count = -count;
-        }
-        if (count > (r->end - r->p) / 2 ||
-            grow((void **)&ev, &cap, n + (uint32_t)count, sizeof(*ev)) < 0) {
-            r->bad = 1;
-            break;
-        }
-        for (int64_t i = 0; i < count && !r->bad; i++) {
-            ev[n].hash = (uint64_t)bh_jread_long(r);
-            ev[n].at = bh_jread_long(r);
-            if (ev[n].hash == 0)
-                ev[n].hash = 1;
-            newest = ev[n].at > newest ? ev[n].at : newest;
-            n++;
+            newest = at > newest ? at : newest;
+            if (sb != NULL)
+                rc = bh_jstore_put_id(sb, s->conf.partition, b->hash, (unsigned)di, h ? h : 1, at);
         }
     }
-    if (r->bad || r->p != r->end ||
-        grow((void **)&d->batches, &d->capbatches, d->nbatches + 1, sizeof(*d->batches)) < 0) {
-        free(ev);
-        return r->bad || r->p != r->end ? -EBADMSG : -ENOMEM;
-    }
-    struct bh_jbatch *x = &d->batches[d->nbatches++];
-    x->seq = seq;
-    x->newest = newest;
-    x->events = ev;
-    x->nevents = n;
+    if (rc < 0)
+        return rc;
+    if (r->bad || r->p != r->end)
+        return -EBADMSG;
     if (seq >= d->next_batch)
         d->next_batch = seq + 1;
-    return 0;
+    if (sb != NULL && newest != NO_TIME)
+        rc = bh_jstore_put_dedup(sb, s->conf.partition, b->hash, (unsigned)di, seq, newest, id,
+                                 id_len);
+    return rc;
 }
 
 /* A tombstone: "block SEP department SEP seq". */
 static int
 restore_tombstone(struct bh_jstate *s, const char *key, size_t keylen)
 {
+    struct bh_jstore_batch *sb = s->sb;
     const char *end = key + keylen, *p2 = NULL, *p1 = NULL;
     for (const char *p = end; p > key; p--) {
         if (p[-1] != BH_JSTATE_KEY_SEP)
@@ -1029,10 +1240,10 @@ restore_tombstone(struct bh_jstate *s, const char *key, size_t keylen)
     if (*stop != '\0')
         return -EBADMSG;
     int di = dept_index(s, p1 + 1, (size_t)(p2 - p1 - 1));
-    struct bh_jblock *b = bh_jstate_block(s, key, (size_t)(p1 - key), 0);
-    if (di >= 0 && b != NULL)
-        forget_batch(&b->dept[di], seq);
-    return 0;
+    if (di < 0 || sb == NULL)
+        return 0;
+    return bh_jstore_del_dedup(sb, s->conf.partition, bh_jstate_hash(key, (size_t)(p1 - key)),
+                               (unsigned)di, seq);
 }
 
 int
@@ -1049,95 +1260,29 @@ bh_jstate_restore(struct bh_jstate *s, const void *key, size_t keylen, const voi
     struct bh_jreader r = {(const uint8_t *)value + BH_SINGLE_OBJECT_HEADER,
                            (const uint8_t *)value + len, 0};
     if (fp == s->conf.state_fp)
-        return restore_state(s, key, keylen, &r, skipped);
+        return restore_state(s, key, keylen, value, len, &r, skipped);
     if (fp == s->conf.batch_fp)
         return restore_batch(s, key, keylen, &r, skipped);
+    if (fp == BH_JSTATE_OLD_STATE_FP)
+        return -EPROTO;
     return -EBADMSG;
-}
-
-static int
-cmp_time(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int
-finish_dept(struct bh_jstate *s, struct bh_jdept *d)
-{
-    const int64_t horizon = s->conf.horizon_ms, window = s->conf.window_ms;
-    int rc = 0;
-    free(d->set);
-    d->set = NULL;
-    d->capset = d->nset = 0;
-    d->whead = d->wend = 0;
-    if (d->newest == NO_TIME) {
-        d->nfresh = 0;
-        /* Batches without the block's own record: nothing was counted. */
-        for (uint32_t i = 0; i < d->nbatches; i++)
-            free(d->batches[i].events);
-        d->nbatches = 0;
-        return 0;
-    }
-    uint32_t total = d->nfresh;
-    for (uint32_t i = 0; i < d->nbatches; i++)
-        total += d->batches[i].nevents;
-    rc = set_rebuild(d, horizon, total);
-    for (uint32_t k = 0; rc == 0 && k < d->nfresh; k++) {
-        const struct bh_jremember *e = &d->fresh[k];
-        if (older_than(d->newest, e->at, horizon) || set_find(d, e->hash) != NULL)
-            continue;
-        set_place(d->set, d->capset, e->hash, e->at);
-        d->nset++;
-    }
-    for (uint32_t i = 0; rc == 0 && i < d->nbatches; i++) {
-        struct bh_jbatch *x = &d->batches[i];
-        for (uint32_t k = 0; k < x->nevents; k++) {
-            const struct bh_jremember *e = &x->events[k];
-            if (older_than(d->newest, e->at, horizon) || set_find(d, e->hash) != NULL)
-                continue;
-            set_place(d->set, d->capset, e->hash, e->at);
-            d->nset++;
-        }
-    }
-    for (uint32_t i = 0; i < d->nbatches; i++) {
-        free(d->batches[i].events);
-        d->batches[i].events = NULL;
-        d->batches[i].nevents = 0;
-    }
-    if (rc < 0)
-        return rc;
-    /* The window is the remembered events within it (window <= horizon). */
-    for (uint32_t i = 0; i < d->capset; i++) {
-        const struct bh_jremember *e = &d->set[i];
-        if (e->hash == 0 || older_than(d->newest, e->at, window))
-            continue;
-        if (d->wend == d->wcap) {
-            uint32_t cap = d->wcap ? d->wcap * 2 : 8;
-            int64_t *w = realloc(d->win, (size_t)cap * sizeof(*w));
-            if (w == NULL)
-                return -ENOMEM;
-            d->win = w;
-            d->wcap = cap;
-        }
-        d->win[d->wend++] = e->at;
-    }
-    if (d->wend > 1)
-        qsort(d->win, d->wend, sizeof(*d->win), cmp_time);
-    d->pruned_at = d->newest;
-    return 0;
 }
 
 int
 bh_jstate_restore_finish(struct bh_jstate *s)
 {
+    for (size_t d = 0; d < s->conf.ndepts; d++)
+        s->pn[d] = NO_TIME;
     for (size_t i = 0; i < s->n; i++) {
         for (size_t d = 0; d < s->conf.ndepts; d++) {
-            int rc = finish_dept(s, &s->list[i]->dept[d]);
-            if (rc < 0)
-                return rc;
+            int64_t t = s->list[i]->dept[d].newest;
+            if (t != NO_TIME && (s->pn[d] == NO_TIME || t > s->pn[d]))
+                s->pn[d] = t;
         }
     }
+    memcpy(s->pn_commit, s->pn, s->conf.ndepts * sizeof(*s->pn));
+    s->gen++;
+    bh_jstate_commit_done(s, 1, 1); /* the store holds everything restored: floors follow */
     bh_jstate_take_dirty(s);
     return 0;
 }
@@ -1149,20 +1294,18 @@ bh_jstate_usage(const struct bh_jstate *s, struct bh_jstate_usage *u)
 {
     memset(u, 0, sizeof(*u));
     u->blocks = s->n;
-    u->bytes = sizeof(*s) + s->nslots * sizeof(*s->slots) + s->caplist * sizeof(*s->list);
+    u->staged = s->stage.n;
+    u->bytes = sizeof(*s) + s->nslots * sizeof(*s->slots) + s->caplist * sizeof(*s->list) +
+               s->stage.cap * sizeof(struct sent);
     for (size_t i = 0; i < s->n; i++) {
         const struct bh_jblock *b = s->list[i];
         u->bytes += sizeof(*b) + s->conf.ndepts * sizeof(b->dept[0]) + b->id_len + 1;
         for (size_t k = 0; k < s->conf.ndepts; k++) {
             const struct bh_jdept *d = &b->dept[k];
-            size_t set = (size_t)d->capset * sizeof(*d->set);
-            u->remembered += d->nset;
             u->windowed += d->wend - d->whead;
-            u->set_bytes += set;
-            u->bytes += set + (size_t)d->capfresh * sizeof(*d->fresh) +
+            u->bytes += (size_t)d->capfresh * sizeof(*d->fresh) +
                         (size_t)d->wcap * sizeof(*d->win) +
-                        (size_t)d->captypes * sizeof(*d->types) +
-                        (size_t)d->capbatches * sizeof(*d->batches) + d->last_cap;
+                        (size_t)d->captypes * sizeof(*d->types) + d->last_cap;
         }
     }
 }

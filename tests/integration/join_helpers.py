@@ -517,8 +517,10 @@ class JoinHub(Hub):
 
     def __init__(self, tmp_path, brokers, schemas, inputs, view_topic, state_topic, group,
                  window="1h", extra=(), partitions=3, fire=False, admin=True,
-                 kafka_properties=None):
+                 kafka_properties=None, state_dir=None, blocks_map=None):
         super().__init__(tmp_path, brokers, fire=fire)
+        # the local state store: one directory per process (RocksDB allows one owner)
+        self.state_dir = state_dir or os.path.join(str(tmp_path), "join-state-%s" % self.tag)
         self.admin_port = free_port() if admin else None
         self.admin = "http://127.0.0.1:%d" % self.admin_port if admin else None
         lines = [
@@ -530,7 +532,7 @@ class JoinHub(Hub):
             lines.append("  properties:")
             lines.extend("    %s: %s" % (k, json.dumps(v)) for k, v in kafka_properties.items())
         lines += [
-            "blocks:", "  map: %s" % os.path.join(WORLD, "blocks.geojson"),
+            "blocks:", "  map: %s" % (blocks_map or os.path.join(WORLD, "blocks.geojson")),
             "schemas:", "  dir: %s" % schemas,
             "dead_letter:", "  topic: %s" % self.dlq_topic,
         ]
@@ -543,7 +545,8 @@ class JoinHub(Hub):
         lines += ["join:", "  enabled: true", "  group: %s" % group,
                   "  view_topic: %s" % view_topic, "  state_topic: %s" % state_topic,
                   "  window: %s" % window, "  session_timeout: 6s",
-                  "  transaction_timeout: 10s", "  inputs:"]
+                  "  transaction_timeout: 10s", "  state_dir: %s" % self.state_dir,
+                  "  memory_limit: 64MiB", "  inputs:"]
         for inp in inputs:
             first = True
             for k, v in inp.items():

@@ -393,15 +393,20 @@ test_changelog_schemas(void **state)
     static const char *const depts[] = {"fire", "traffic"};
     struct bh_jtypes *types;
     struct bh_jstate *st;
+    struct bh_jstore *store;
+    char err[200];
     assert_int_equal(bh_jtypes_new(&types, 2), 0);
+    struct bh_jstore_conf sc = {.nparts = 1, .ndepts = 2, .depts = depts, .identity = "test"};
+    assert_int_equal(bh_jstore_open(&store, &sc, err, sizeof(err)), 0);
     struct bh_jstate_conf conf = {
         .ndepts = 2,
         .depts = depts,
         .types = types,
         .window_ms = 1000,
-        .horizon_ms = 100000,
+        .retention_ms = 100000,
         .state_fp = schema("blockhub.view.BlockState")->fingerprint,
         .batch_fp = schema("blockhub.view.DedupBatch")->fingerprint,
+        .store = store,
     };
     assert_int_equal(bh_jstate_new(&st, &conf), 0);
     uint32_t alarm, drill;
@@ -416,6 +421,8 @@ test_changelog_schemas(void **state)
     }
     struct captured c = {0};
     struct bh_jbuf buf = {0}, key = {0};
+    struct bh_jstore_batch *sb = bh_jstore_batch_new(store);
+    bh_jstate_set_batch(st, sb);
     assert_int_equal(bh_jstate_write(st, b, &buf, &key, capture, &c), 0);
     /* 16 recent events make a batch */
     assert_int_equal(c.n, 2);
@@ -425,6 +432,8 @@ test_changelog_schemas(void **state)
     assert_string_equal(c.key[1], "440303-017");
     assert_int_equal(bh_jstate_apply(st, b, 0, "F-x", 3, alarm, 4000, 800), 1);
     assert_int_equal(bh_jstate_write(st, b, &buf, &key, capture, &c), 0);
+    bh_jstate_set_batch(st, NULL);
+    bh_jstore_batch_free(sb);
     assert_int_equal(c.n, 3);
     assert_string_equal(c.key[2], "440303-017");
 
@@ -469,6 +478,16 @@ test_changelog_schemas(void **state)
     assert_int_equal(avro_value_get_by_index(&recent, 0, &x, NULL), 0);
     assert_int_equal((uint64_t)get_long(&x, "id_hash"), bh_jstate_hash("F-x", 3));
     assert_int_equal(get_long(&x, "at"), 4000);
+    /* the window: 5000 to 5015 (4000 is a window older than the newest): 5000, then +1s */
+    avro_value_t win;
+    get(&item, "window", &win);
+    assert_int_equal(avro_value_get_size(&win, &n), 0);
+    assert_int_equal(n, BH_JSTATE_RECENT);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(avro_value_get_by_index(&win, i, &x, NULL), 0);
+        assert_int_equal(avro_value_get_long(&x, &cnt), 0);
+        assert_int_equal(cnt, i == 0 ? 5000 : 1);
+    }
     avro_value_decref(&rec);
 
     for (size_t i = 0; i < 8; i++)
@@ -476,6 +495,7 @@ test_changelog_schemas(void **state)
     bh_jbuf_free(&buf);
     bh_jbuf_free(&key);
     bh_jstate_free(st);
+    bh_jstore_close(store);
     bh_jtypes_free(types);
 }
 
