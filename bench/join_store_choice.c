@@ -35,6 +35,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "join_store_key.h" /* hub/: the join store's keys */
+
 #define BLOCKS     10000
 #define COMMIT_MAX 2000000
 static size_t COMMIT = 250000; /* new ids per store write (COMMIT_IDS=N) */
@@ -89,15 +91,10 @@ key_of(uint64_t n, unsigned char *k)
     uint64_t h = mix(n + 1);
     int block = (int)(mix(n ^ 0x5bd1e995) % BLOCKS);
     if (fixed_keys) {
-        /* partition, 'I', the block id's hash, the department, the id hash: 20 bytes */
+        /* partition 1, the block id's hash, the department, the id hash */
         uint64_t bh = mix((uint64_t)block * 0x9E3779B97F4A7C15ULL + 1);
-        k[0] = 0, k[1] = 1, k[2] = 'I';
-        for (int i = 0; i < 8; i++)
-            k[3 + i] = (unsigned char)(bh >> (56 - 8 * i));
-        k[11] = (unsigned char)(h % 3);
-        for (int i = 0; i < 8; i++)
-            k[12 + i] = (unsigned char)(h >> (56 - 8 * i));
-        return 20;
+        bh_jstore_id_key(k, 1, bh, (unsigned)(h % 3), h);
+        return BH_JSTORE_ID_KEY;
     }
     int w = sprintf((char *)k, "%c%cI440303-%06d\x1f%c\x1f", 0, 1, block, "mtf"[h % 3]);
     for (int i = 0; i < 8; i++)
@@ -249,7 +246,7 @@ lookup(struct store *s, const unsigned char *k, size_t n)
  * sorted to a table file that the store takes in whole (IngestExternalFile).
  */
 static size_t ingest_every;
-static unsigned char (*ing_k)[20];
+static unsigned char (*ing_k)[BH_JSTORE_ID_KEY];
 static int64_t *ing_at;
 static uint64_t *ing_set; /* event number + 1; 0 empty */
 static size_t ing_n, ing_cap, ing_setcap;
@@ -267,9 +264,9 @@ ing_has(uint64_t n)
 }
 
 static int
-cmp20(const void *a, const void *b)
+cmp_id_key(const void *a, const void *b)
 {
-    return memcmp(a, b, 20);
+    return memcmp(a, b, BH_JSTORE_ID_KEY);
 }
 
 static void
@@ -278,21 +275,21 @@ ingest(struct store *s, const char *dir)
     if (ing_n == 0)
         return;
     /* sort keys with their times: pack the time behind the key */
-    unsigned char(*rec)[28] = malloc(ing_n * 28);
+    unsigned char(*rec)[BH_JSTORE_ID_KEY + 8] = malloc(ing_n * sizeof(*rec));
     for (size_t i = 0; i < ing_n; i++) {
-        memcpy(rec[i], ing_k[i], 20);
-        memcpy(rec[i] + 20, &ing_at[i], 8);
+        memcpy(rec[i], ing_k[i], BH_JSTORE_ID_KEY);
+        memcpy(rec[i] + BH_JSTORE_ID_KEY, &ing_at[i], 8);
     }
-    qsort(rec, ing_n, 28, cmp20);
+    qsort(rec, ing_n, sizeof(*rec), cmp_id_key);
     char path[512], *err = NULL;
     snprintf(path, sizeof(path), "%s/ingest-%d.sst", dir, ing_files++);
     rocksdb_envoptions_t *eo = rocksdb_envoptions_create();
     rocksdb_sstfilewriter_t *w = rocksdb_sstfilewriter_create(eo, s->opt);
     rocksdb_sstfilewriter_open(w, path, &err);
     for (size_t i = 0; i < ing_n && err == NULL; i++)
-        if (i == 0 || memcmp(rec[i], rec[i - 1], 20) != 0)
-            rocksdb_sstfilewriter_put(w, (const char *)rec[i], 20, (const char *)rec[i] + 20, 8,
-                                      &err);
+        if (i == 0 || memcmp(rec[i], rec[i - 1], BH_JSTORE_ID_KEY) != 0)
+            rocksdb_sstfilewriter_put(w, (const char *)rec[i], BH_JSTORE_ID_KEY,
+                                      (const char *)rec[i] + BH_JSTORE_ID_KEY, 8, &err);
     if (err == NULL)
         rocksdb_sstfilewriter_finish(w, &err);
     rocksdb_sstfilewriter_destroy(w);
@@ -318,14 +315,14 @@ ing_add(const unsigned char *k, int64_t at, uint64_t n)
 {
     if (ing_n == ing_cap) {
         ing_cap = ingest_every + COMMIT_MAX;
-        ing_k = malloc(ing_cap * 20);
+        ing_k = malloc(ing_cap * BH_JSTORE_ID_KEY);
         ing_at = malloc(ing_cap * sizeof(*ing_at));
         ing_setcap = 1;
         while (ing_setcap < ing_cap * 2)
             ing_setcap *= 2;
         ing_set = calloc(ing_setcap, sizeof(*ing_set));
     }
-    memcpy(ing_k[ing_n], k, 20);
+    memcpy(ing_k[ing_n], k, BH_JSTORE_ID_KEY);
     ing_at[ing_n++] = at;
     size_t i = mix(n) & (ing_setcap - 1);
     while (ing_set[i] != 0)
@@ -362,7 +359,8 @@ commit(struct store *s, struct pending *p)
     sort_p = p;
     if (getenv("NOSORT") == NULL)
         qsort(order, p->n, sizeof(*order), cmp_staged);
-    const unsigned char ck[20] = {0, 1, 'C'};
+    unsigned char ck[20] = {0};
+    bh_jstore_kind_key(ck, 1, BH_JSTORE_KIND_CKPT);
     int64_t off = (int64_t)p->n;
     if (s->lmdb) {
         MDB_txn *t;

@@ -11,7 +11,7 @@ ids=${1:-20000000}
 mem=${2:-256}
 work=$(mktemp -d "${TMPDIR:-/tmp}/blockhub-store-choice.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cc -O2 -o "$work/choice" "$root/bench/join_store_choice.c" \
+cc -O2 -I"$root/hub" -o "$work/choice" "$root/bench/join_store_choice.c" \
     $(pkg-config --cflags --libs lmdb rocksdb)
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # RocksDB as the join uses it: the new ids taken in as whole sorted table

@@ -10,14 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "join_store_key.h"
 #include "log.h"
 
-#define KIND_ID     'I'
-#define KIND_BLOCK  'B'
-#define KIND_DEDUP  'K'
-#define KIND_CKPT   'C'
-#define ID_KEY      20 /* P(2) 'I' block-hash(8) dept(1) id-hash(8) */
-#define DEDUP_KEY   20 /* P(2) 'K' block-hash(8) dept(1) seq(8) */
 #define META_FORMAT "blockhub join store 2"
 #define CF_META     0 /* blocks, batches, checkpoints, what the store is for */
 #define CF_IDS      1 /* the remembered events */
@@ -67,7 +62,7 @@ struct bh_jstore {
     rocksdb_compactionfilter_t *filter;
     rocksdb_readoptions_t *ro;
     rocksdb_writeoptions_t *wo;
-    unsigned char (*cursors)[DEDUP_KEY]; /* per partition: where the sweep goes on */
+    unsigned char (*cursors)[BH_JSTORE_DEDUP_KEY]; /* per partition: where the sweep goes on */
     uint64_t cache_bytes;
     /* memory */
     struct mpart *mp;
@@ -87,7 +82,7 @@ struct mop {
 
 /* A remembered event on its way to the disk store: its key and value, sorted before the write. */
 struct idop {
-    unsigned char key[ID_KEY];
+    unsigned char key[BH_JSTORE_ID_KEY];
     unsigned char at[8];
 };
 
@@ -114,29 +109,6 @@ mix64(uint64_t x)
 }
 
 static void
-put_be16(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-}
-
-static void
-put_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (56 - 8 * i));
-}
-
-static uint64_t
-get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void
 put_le64(unsigned char *p, int64_t v)
 {
     uint64_t u = (uint64_t)v;
@@ -151,33 +123,6 @@ get_le64(const unsigned char *p)
     for (int i = 7; i >= 0; i--)
         u = u << 8 | p[i];
     return (int64_t)u;
-}
-
-static void
-id_key(unsigned char *k, int32_t p, uint64_t bh, unsigned dept, uint64_t ih)
-{
-    put_be16(k, (uint32_t)p);
-    k[2] = KIND_ID;
-    put_be64(k + 3, bh);
-    k[11] = (unsigned char)dept;
-    put_be64(k + 12, ih);
-}
-
-static void
-dedup_key(unsigned char *k, int32_t p, uint64_t bh, unsigned dept, int64_t seq)
-{
-    put_be16(k, (uint32_t)p);
-    k[2] = KIND_DEDUP;
-    put_be64(k + 3, bh);
-    k[11] = (unsigned char)dept;
-    put_be64(k + 12, (uint64_t)seq);
-}
-
-static void
-kind_key(unsigned char *k, int32_t p, char kind)
-{
-    put_be16(k, (uint32_t)p);
-    k[2] = (unsigned char)kind;
 }
 
 void
@@ -224,7 +169,7 @@ filter_ids(void *state, int level, const char *key, size_t keylen, const char *v
     (void)new_value;
     (void)new_len;
     *changed = 0;
-    if (keylen != ID_KEY || k[2] != KIND_ID || vlen != 8)
+    if (keylen != BH_JSTORE_ID_KEY || k[2] != BH_JSTORE_KIND_ID || vlen != 8)
         return 0;
     int32_t p = (int32_t)(k[0] << 8 | k[1]);
     unsigned dept = k[11];
@@ -675,8 +620,8 @@ bh_jstore_lookup(struct bh_jstore *s, int32_t p, uint64_t bh, unsigned dept, uin
         return 1;
     }
 
-    unsigned char k[ID_KEY];
-    id_key(k, p, bh, dept, ih);
+    unsigned char k[BH_JSTORE_ID_KEY];
+    bh_jstore_id_key(k, p, bh, dept, ih);
     char *e = NULL;
     rocksdb_pinnableslice_t *v =
         rocksdb_get_pinned_cf(s->db, s->ro, s->cf[CF_IDS], (const char *)k, sizeof(k), &e);
@@ -715,7 +660,7 @@ bh_jstore_lookup_many(struct bh_jstore *s, size_t n, const struct bh_jstore_key 
         return 0;
     }
     /* One batched lookup for many keys costs about half as much a key as one lookup each. */
-    unsigned char k[LOOKUP_BATCH][ID_KEY];
+    unsigned char k[LOOKUP_BATCH][BH_JSTORE_ID_KEY];
     const char *kp[LOOKUP_BATCH];
     size_t kl[LOOKUP_BATCH];
     rocksdb_pinnableslice_t *v[LOOKUP_BATCH];
@@ -727,9 +672,9 @@ bh_jstore_lookup_many(struct bh_jstore *s, size_t n, const struct bh_jstore_key 
             const struct bh_jstore_key *x = &keys[off + i];
             if (x->partition < 0 || x->partition >= s->nparts)
                 return -EINVAL;
-            id_key(k[i], x->partition, x->block_hash, x->dept, x->id_hash);
+            bh_jstore_id_key(k[i], x->partition, x->block_hash, x->dept, x->id_hash);
             kp[i] = (const char *)k[i];
-            kl[i] = ID_KEY;
+            kl[i] = BH_JSTORE_ID_KEY;
         }
         rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_IDS], m, kp, kl, v, errs, false);
         for (size_t i = 0; i < m; i++) {
@@ -827,7 +772,7 @@ bh_jstore_put_id(struct bh_jstore_batch *b, int32_t p, uint64_t bh, unsigned dep
             b->capids = cap;
         }
         struct idop *o = &b->ids[b->nids++];
-        id_key(o->key, p, bh, dept, ih);
+        bh_jstore_id_key(o->key, p, bh, dept, ih);
         put_le64(o->at, at);
         return 0;
     }
@@ -849,7 +794,7 @@ bh_jstore_put_block(struct bh_jstore_batch *b, int32_t p, const char *id, size_t
         b->oom = 1;
         return -ENOMEM;
     }
-    kind_key(k, p, KIND_BLOCK);
+    bh_jstore_kind_key(k, p, BH_JSTORE_KIND_BLOCK);
     memcpy(k + 3, id, len);
     rocksdb_writebatch_put(b->wb, (const char *)k, len + 3, value, vlen);
     if (k != stack)
@@ -864,13 +809,13 @@ bh_jstore_put_dedup(struct bh_jstore_batch *b, int32_t p, uint64_t bh, unsigned 
 {
     b->count++;
     if (b->wb != NULL) {
-        unsigned char k[DEDUP_KEY], stack[300];
+        unsigned char k[BH_JSTORE_DEDUP_KEY], stack[300];
         unsigned char *v = len + 8 <= sizeof(stack) ? stack : malloc(len + 8);
         if (v == NULL) {
             b->oom = 1;
             return -ENOMEM;
         }
-        dedup_key(k, p, bh, dept, seq);
+        bh_jstore_dedup_key(k, p, bh, dept, seq);
         put_le64(v, newest);
         memcpy(v + 8, id, len);
         rocksdb_writebatch_put(b->wb, (const char *)k, sizeof(k), (const char *)v, len + 8);
@@ -898,8 +843,8 @@ bh_jstore_del_dedup(struct bh_jstore_batch *b, int32_t p, uint64_t bh, unsigned 
 {
     b->count++;
     if (b->wb != NULL) {
-        unsigned char k[DEDUP_KEY];
-        dedup_key(k, p, bh, dept, seq);
+        unsigned char k[BH_JSTORE_DEDUP_KEY];
+        bh_jstore_dedup_key(k, p, bh, dept, seq);
         rocksdb_writebatch_delete(b->wb, (const char *)k, sizeof(k));
         return 0;
     }
@@ -915,8 +860,8 @@ bh_jstore_put_checkpoint(struct bh_jstore_batch *b, int32_t p, int64_t offset)
 {
     if (b->wb == NULL)
         return 0;
-    unsigned char k[3], v[8];
-    kind_key(k, p, KIND_CKPT);
+    unsigned char k[BH_JSTORE_KIND_KEY], v[8];
+    bh_jstore_kind_key(k, p, BH_JSTORE_KIND_CKPT);
     put_le64(v, offset);
     rocksdb_writebatch_put(b->wb, (const char *)k, sizeof(k), (const char *)v, sizeof(v));
     b->count++;
@@ -926,7 +871,7 @@ bh_jstore_put_checkpoint(struct bh_jstore_batch *b, int32_t p, int64_t offset)
 static int
 cmp_idop(const void *a, const void *b)
 {
-    int c = memcmp(a, b, ID_KEY);
+    int c = memcmp(a, b, BH_JSTORE_ID_KEY);
     if (c != 0)
         return c;
     /* the same id twice (a restore reads it in several records): the later time last */
@@ -951,9 +896,9 @@ ingest_ids(struct bh_jstore *s, struct bh_jstore_batch *b)
     rocksdb_sstfilewriter_t *w = rocksdb_sstfilewriter_create(s->env, s->idopt);
     rocksdb_sstfilewriter_open(w, path, &e);
     for (size_t i = 0; i < b->nids && e == NULL; i++) {
-        if (i + 1 < b->nids && memcmp(b->ids[i].key, b->ids[i + 1].key, ID_KEY) == 0)
+        if (i + 1 < b->nids && memcmp(b->ids[i].key, b->ids[i + 1].key, BH_JSTORE_ID_KEY) == 0)
             continue; /* the latest of the same id */
-        rocksdb_sstfilewriter_put(w, (const char *)b->ids[i].key, ID_KEY,
+        rocksdb_sstfilewriter_put(w, (const char *)b->ids[i].key, BH_JSTORE_ID_KEY,
                                   (const char *)b->ids[i].at, 8, &e);
     }
     if (e == NULL)
@@ -1022,8 +967,8 @@ bh_jstore_checkpoint(struct bh_jstore *s, int32_t p, int64_t *offset)
 {
     if (!s->disk)
         return -ENOENT;
-    unsigned char k[3];
-    kind_key(k, p, KIND_CKPT);
+    unsigned char k[BH_JSTORE_KIND_KEY];
+    bh_jstore_kind_key(k, p, BH_JSTORE_KIND_CKPT);
     char *e = NULL;
     size_t len;
     char *v = rocksdb_get(s->db, s->ro, (const char *)k, sizeof(k), &len, &e);
@@ -1053,8 +998,8 @@ bh_jstore_drop(struct bh_jstore *s, int32_t p)
         return 0;
     }
     unsigned char lo[2], hi[2];
-    put_be16(lo, (uint32_t)p);
-    put_be16(hi, (uint32_t)p + 1);
+    bh_jstore_put_be16(lo, (uint32_t)p);
+    bh_jstore_put_be16(hi, (uint32_t)p + 1);
     memset(s->cursors[p], 0, sizeof(s->cursors[p]));
     /* Nothing of the partition (a first start): nothing to delete. */
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -1092,8 +1037,8 @@ static rocksdb_iterator_t *
 kind_iter(struct bh_jstore *s, int32_t p, char kind, rocksdb_readoptions_t **ro, unsigned char *lo,
           unsigned char *hi)
 {
-    kind_key(lo, p, kind);
-    kind_key(hi, p, (char)(kind + 1));
+    bh_jstore_kind_key(lo, p, kind);
+    bh_jstore_kind_key(hi, p, (char)(kind + 1));
     *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(*ro, (const char *)lo, 3);
     rocksdb_readoptions_set_iterate_upper_bound(*ro, (const char *)hi, 3);
@@ -1120,9 +1065,9 @@ bh_jstore_blocks(struct bh_jstore *s, int32_t p,
 {
     if (!s->disk)
         return 0;
-    unsigned char lo[3], hi[3];
+    unsigned char lo[BH_JSTORE_KIND_KEY], hi[BH_JSTORE_KIND_KEY];
     rocksdb_readoptions_t *ro;
-    rocksdb_iterator_t *it = kind_iter(s, p, KIND_BLOCK, &ro, lo, hi);
+    rocksdb_iterator_t *it = kind_iter(s, p, BH_JSTORE_KIND_BLOCK, &ro, lo, hi);
     int rc = 0;
     for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo)); rc == 0 && rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
@@ -1170,22 +1115,22 @@ bh_jstore_sweep(struct bh_jstore *s, int32_t p, const int64_t *floors, size_t ma
         return -EINVAL;
     if (!s->disk)
         return sweep_memory(s, p, floors, max, fn, ctx);
-    unsigned char lo[3], hi[3], start[DEDUP_KEY];
+    unsigned char lo[BH_JSTORE_KIND_KEY], hi[BH_JSTORE_KIND_KEY], start[BH_JSTORE_DEDUP_KEY];
     rocksdb_readoptions_t *ro;
-    rocksdb_iterator_t *it = kind_iter(s, p, KIND_DEDUP, &ro, lo, hi);
+    rocksdb_iterator_t *it = kind_iter(s, p, BH_JSTORE_KIND_DEDUP, &ro, lo, hi);
     unsigned char *cur = s->cursors[p];
-    int from_first = cur[2] != KIND_DEDUP;
-    memcpy(start, cur, DEDUP_KEY);
+    int from_first = cur[2] != BH_JSTORE_KIND_DEDUP;
+    memcpy(start, cur, BH_JSTORE_DEDUP_KEY);
     if (from_first)
         rocksdb_iter_seek(it, (const char *)lo, sizeof(lo));
     else
-        rocksdb_iter_seek(it, (const char *)cur, DEDUP_KEY);
+        rocksdb_iter_seek(it, (const char *)cur, BH_JSTORE_DEDUP_KEY);
     long visited = 0;
     int wrapped = 0, rc = 0;
     while (rc == 0 && (size_t)visited < max) {
         if (!rocksdb_iter_valid(it)) {
             if (from_first || wrapped) {
-                memset(cur, 0, DEDUP_KEY); /* the next call starts from the first */
+                memset(cur, 0, BH_JSTORE_DEDUP_KEY); /* the next call starts from the first */
                 break;
             }
             wrapped = 1; /* round again from the first, up to where this call began */
@@ -1194,20 +1139,21 @@ bh_jstore_sweep(struct bh_jstore *s, int32_t p, const int64_t *floors, size_t ma
         }
         size_t klen, vlen;
         const unsigned char *k = (const unsigned char *)rocksdb_iter_key(it, &klen);
-        if (wrapped && klen == DEDUP_KEY && memcmp(k, start, DEDUP_KEY) >= 0)
+        if (wrapped && klen == BH_JSTORE_DEDUP_KEY && memcmp(k, start, BH_JSTORE_DEDUP_KEY) >= 0)
             break;
         const unsigned char *v = (const unsigned char *)rocksdb_iter_value(it, &vlen);
         visited++;
-        if (klen == DEDUP_KEY && vlen >= 8 && k[11] < s->ndepts && get_le64(v) < floors[k[11]])
-            rc = fn(ctx, (const char *)v + 8, vlen - 8, get_be64(k + 3), k[11],
-                    (int64_t)get_be64(k + 12));
+        if (klen == BH_JSTORE_DEDUP_KEY && vlen >= 8 && k[11] < s->ndepts &&
+            get_le64(v) < floors[k[11]])
+            rc = fn(ctx, (const char *)v + 8, vlen - 8, bh_jstore_get_be64(k + 3), k[11],
+                    (int64_t)bh_jstore_get_be64(k + 12));
         rocksdb_iter_next(it);
         if (rocksdb_iter_valid(it)) {
             const char *nk = rocksdb_iter_key(it, &klen);
-            if (klen == DEDUP_KEY)
-                memcpy(cur, nk, DEDUP_KEY);
+            if (klen == BH_JSTORE_DEDUP_KEY)
+                memcpy(cur, nk, BH_JSTORE_DEDUP_KEY);
         } else {
-            memset(cur, 0, DEDUP_KEY);
+            memset(cur, 0, BH_JSTORE_DEDUP_KEY);
         }
     }
     if (rc == 0)
