@@ -2610,7 +2610,7 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .offset = JKEY(state_dir),
      .def = "blockhub-join-state",
      .doc = "Directory of the on-disk state store, created if missing (a relative path is "
-            "taken from the working directory); one process at a time. Losing it costs a "
+            "taken from the config file's directory); one process at a time. Losing it costs a "
             "rebuild from the changelog, nothing else."},
     {.name = "memory_limit",
      .type = BH_CONF_SIZE,

@@ -189,6 +189,11 @@ final_check(const void *out, const char **key, char *why, size_t n)
         snprintf(why, n, "the path is too long");
         return -ENAMETOOLONG;
     }
+    if (resolve_path(&cf->join.state_dir, config_file) < 0) {
+        *key = "join.state_dir";
+        snprintf(why, n, "the path is too long");
+        return -ENAMETOOLONG;
+    }
     *key = "schemas.dir";
     rc = bh_schemas_load(&hub.schemas, cf->schemas.dir, why, n);
     if (rc < 0)

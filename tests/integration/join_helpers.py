@@ -519,8 +519,10 @@ class JoinHub(Hub):
                  window="1h", extra=(), partitions=3, fire=False, admin=True,
                  kafka_properties=None, state_dir=None, blocks_map=None):
         super().__init__(tmp_path, brokers, fire=fire)
-        # the local state store: one directory per process (RocksDB allows one owner)
-        self.state_dir = state_dir or os.path.join(str(tmp_path), "join-state-%s" % self.tag)
+        # the local state store: one directory per process (RocksDB allows one owner), given
+        # relative (taken from the config file's directory) unless STATE_DIR is absolute
+        conf_state_dir = state_dir or "join-state-%s" % self.tag
+        self.state_dir = os.path.join(os.path.dirname(self.config), conf_state_dir)
         self.admin_port = free_port() if admin else None
         self.admin = "http://127.0.0.1:%d" % self.admin_port if admin else None
         lines = [
@@ -545,7 +547,7 @@ class JoinHub(Hub):
         lines += ["join:", "  enabled: true", "  group: %s" % group,
                   "  view_topic: %s" % view_topic, "  state_topic: %s" % state_topic,
                   "  window: %s" % window, "  session_timeout: 6s",
-                  "  transaction_timeout: 10s", "  state_dir: %s" % self.state_dir,
+                  "  transaction_timeout: 10s", "  state_dir: %s" % conf_state_dir,
                   "  memory_limit: 64MiB", "  inputs:"]
         for inp in inputs:
             first = True

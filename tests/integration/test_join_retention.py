@@ -9,10 +9,11 @@
 - Past the retention (join.dedup_retention, measured from the partition's newest event of the
   department): an old copy, and an old event never seen, go to the dead-letter topic as too_late
   with their department, id and time; no count moves; a copy inside the retention is recognised.
-- The local store: a clean restart goes on from the checkpoint with nothing to replay; a restart
-  on a store left behind the changelog (an older copy of the directory, as after a lost write)
-  replays only the changelog after its checkpoint; a lost disk rebuilds from the whole changelog;
-  after each, copies of events from before are recognised and the views are exact.
+- The local store (join.state_dir, relative to the config file's directory): a clean restart
+  goes on from the checkpoint with nothing to replay; a restart on a store left behind the
+  changelog (an older copy of the directory, as after a lost write) replays only the changelog
+  after its checkpoint; a lost disk rebuilds from the whole changelog; after each, copies of
+  events from before are recognised and the views are exact.
 - The memory store (join.state_store: memory) keeps the same promises within a process's life
   and rebuilds from the changelog after kill -9.
 """
@@ -209,9 +210,14 @@ def copies_of(events, fraction, seed):
 
 def test_restart_resumes_from_the_local_checkpoint(world):
     jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    # join.state_dir relative: taken from the config file's directory, not the working one
+    hub = world.hub(state_dir="join-state-restarts").start()
     state = os.path.join(str(world.tmp), "join-state-restarts")
-    hub = world.hub(state_dir=state).start()
+    assert hub.state_dir == state and os.path.dirname(hub.config) == str(world.tmp)
+    assert os.getcwd() != str(world.tmp)
     hub.wait_live(n=3)
+    assert os.path.isdir(state) and hub.status()["state"]["store"]["dir"] == state
+    assert not os.path.exists(os.path.join(os.getcwd(), "join-state-restarts"))
     e1 = jh.make_events(world.depts, 4000, seed=51, blocks=world.names)
     jh.produce(world.kafka, world.topics, world.depts, jh.with_copies(e1, 0.1, seed=52))
     jh.wait_views(world.kafka, world.view, world.decoder,
