@@ -120,10 +120,7 @@ struct bh_jstate_conf {
     const char *const *depts; /* department names (changelog records carry them) */
     struct bh_jtypes *types;
     int64_t window_ms;
-    union {
-        int64_t retention_ms;
-        int64_t horizon_ms; /* its name before the retention was the partition's */
-    };
+    int64_t retention_ms;
     uint64_t state_fp; /* fingerprints of BlockState and DedupBatch */
     uint64_t batch_fp;
     int32_t partition;

@@ -17,7 +17,12 @@
  *     that refuse anything else); a view of a state restored from bytes the
  *     join did not write must decode, and with BH_FUZZ_STRICT_UTF8=1 hold
  *     valid UTF-8 too;
- *   - changelog records written from the state restore into a fresh state.
+ *   - changelog records written from the state restore into a fresh state,
+ *     with the local store (a memory one) taking what they say is remembered,
+ *     and that state then recognises a copy of the event;
+ *   - an event counted twice in one state is counted once.
+ * The state's store writes (a commit's, a restore's) go to a store batch, as
+ * in the join; a restore's batch of arbitrary bytes is written to the store.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -28,6 +33,7 @@
 #include "fuzz_common.h"
 #include "join_avro.h"
 #include "join_state.h"
+#include "join_store.h"
 #include "utf8.h"
 
 #define NDEPTS      3
@@ -86,17 +92,31 @@ init(void)
         bh_fuzz_fail("the view layout: %s", err);
 }
 
+/* A memory store of one partition, one per input (nothing carries over to the next). */
+static struct bh_jstore *
+new_store(void)
+{
+    struct bh_jstore_conf c = {.nparts = 1, .ndepts = NDEPTS, .depts = depts, .identity = "fuzz"};
+    struct bh_jstore *st;
+    char err[256];
+    if (bh_jstore_open(&st, &c, err, sizeof(err)) < 0)
+        bh_fuzz_fail("the memory store: %s", err);
+    return st;
+}
+
+/* A state of partition 0 whose committed remembered events are in STORE (NULL: none). */
 static struct bh_jstate *
-new_state(void)
+new_state(struct bh_jstore *store)
 {
     struct bh_jstate_conf c = {
         .ndepts = NDEPTS,
         .depts = depts,
         .types = types,
         .window_ms = 24LL * 3600 * 1000,
-        .horizon_ms = 7LL * 24 * 3600 * 1000,
+        .retention_ms = 400LL * 24 * 3600 * 1000,
         .state_fp = state_schema->fingerprint,
         .batch_fp = batch_schema->fingerprint,
+        .store = store,
     };
     struct bh_jstate *s;
     if (bh_jstate_new(&s, &c) < 0)
@@ -351,27 +371,51 @@ count(int d, const struct bh_jfields *f)
     uint32_t type;
     if (bh_jtypes_intern(types, (size_t)d, f->type, f->type_len, &type) < 0)
         bh_fuzz_fail("out of memory");
-    struct bh_jstate *s = new_state();
+    struct bh_jstore *store = new_store();
+    struct bh_jstate *s = new_state(NULL);
     struct bh_jblock *b = bh_jstate_block(s, BLOCK, strlen(BLOCK), 1);
     if (b == NULL)
         bh_fuzz_fail("out of memory");
     int64_t now = 1795741387000LL;
-    if (bh_jstate_apply(s, b, (size_t)d, f->id, f->id_len, type, f->at, now) < 0 ||
-        bh_jstate_apply(s, b, (size_t)d, f->id, f->id_len, type, f->at, now + 1) < 0)
+    int first = bh_jstate_apply(s, b, (size_t)d, f->id, f->id_len, type, f->at, now);
+    int again = bh_jstate_apply(s, b, (size_t)d, f->id, f->id_len, type, f->at, now + 1);
+    if (first < 0 || again < 0)
         bh_fuzz_fail("out of memory");
+    if (first != BH_JSTATE_COUNTED || again != BH_JSTATE_COPY || b->dept[d].total != 1)
+        bh_fuzz_fail("an event counted twice: %d, then %d", first, again);
     check_view(s, b, 1);
 
-    struct replay r = {new_state()};
+    /* the commit's store writes to a batch, as the join's; dropped here */
+    struct bh_jstore_batch *wb = bh_jstore_batch_new(store);
+    struct replay r = {new_state(store)};
+    struct bh_jstore_batch *rb = bh_jstore_batch_new(store);
+    if (wb == NULL || rb == NULL)
+        bh_fuzz_fail("out of memory");
+    bh_jstate_set_batch(s, wb);
+    bh_jstate_set_batch(r.into, rb);
     bh_jbuf_reset(&buf);
     bh_jbuf_reset(&keybuf);
     if (bh_jstate_write(s, b, &buf, &keybuf, on_changelog, &r) < 0)
         bh_fuzz_fail("the changelog could not be written");
     if (bh_jstate_restore_finish(r.into) < 0)
         bh_fuzz_fail("the changelog does not restore");
+    bh_jstate_set_batch(s, NULL);
+    bh_jstore_batch_free(wb);
+    bh_jstate_set_batch(r.into, NULL);
+    if (bh_jstore_write(store, rb) < 0)
+        bh_fuzz_fail("the restore's store writes failed");
     for (size_t i = 0; i < bh_jstate_count(r.into); i++)
         check_view(r.into, bh_jstate_at(r.into, i), 1);
+    /* restored, the state (its store) still knows the event: a copy changes nothing */
+    struct bh_jblock *rbk = bh_jstate_block(r.into, BLOCK, strlen(BLOCK), 0);
+    if (rbk == NULL || rbk->dept[d].total != 1)
+        bh_fuzz_fail("the restored block lost its count");
+    int copy = bh_jstate_apply(r.into, rbk, (size_t)d, f->id, f->id_len, type, f->at, now + 2);
+    if (copy != BH_JSTATE_COPY || rbk->dept[d].total != 1)
+        bh_fuzz_fail("a copy after the restore is not recognised (%d)", copy);
     bh_jstate_free(r.into);
     bh_jstate_free(s);
+    bh_jstore_close(store);
 }
 
 /* The bytes as changelog records, as a rebuild after a rebalance reads them. */
@@ -381,25 +425,36 @@ restore(const uint8_t *data, size_t size)
     static const char batch_key[] = BLOCK "\x1f"
                                           "fire\x1f"
                                           "0";
-    struct bh_jstate *s = new_state();
+    struct bh_jstore *store = new_store();
+    struct bh_jstore_batch *sb = bh_jstore_batch_new(store);
+    if (sb == NULL)
+        bh_fuzz_fail("out of memory");
+    struct bh_jstate *s = new_state(store);
     size_t skipped = 0;
+    bh_jstate_set_batch(s, sb);
     bh_jstate_restore(s, BLOCK, strlen(BLOCK), data, size, &skipped);
     bh_jstate_restore(s, batch_key, sizeof(batch_key) - 1, data, size, &skipped);
     if (size > 0)
         bh_jstate_restore(s, data, size, NULL, 0, &skipped);
-    if (bh_jstate_restore_finish(s) == 0)
+    int rc = bh_jstate_restore_finish(s);
+    bh_jstate_set_batch(s, NULL);
+    /* what the records said is remembered, into the store: whatever the bytes, no failure */
+    if (bh_jstore_write(store, sb) < 0)
+        bh_fuzz_fail("the store refused a restore's writes");
+    if (rc == 0)
         for (size_t i = 0; i < bh_jstate_count(s); i++)
             check_view(s, bh_jstate_at(s, i), strict);
     bh_jstate_free(s);
+    bh_jstore_close(store);
 }
 
 /* For make-seeds.py: changelog records with dedup batches, from many events of one block. */
 static void
 emit_batches(void)
 {
-    struct bh_jstate *s = new_state();
+    struct bh_jstate *s = new_state(NULL);
     struct bh_jblock *b = bh_jstate_block(s, BLOCK, strlen(BLOCK), 1);
-    struct replay r = {new_state()};
+    struct replay r = {new_state(NULL)};
     for (int i = 0; i < 3 * BH_JSTATE_RECENT; i++) {
         char id[32];
         uint32_t type;
