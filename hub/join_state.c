@@ -1073,6 +1073,8 @@ restore_dept(struct bh_jstate *s, struct bh_jblock *b, struct bh_jdept *d, size_
     bh_jread_string(r, &last, &last_len);
     int64_t last_at = bh_jread_long(r);
     int64_t next_batch = bh_jread_long(r);
+    if (next_batch < 0 || next_batch == INT64_MAX)
+        r->bad = 1; /* never written so: the next batch's number must fit */
     for (int64_t n; (n = array_block(r)) > 0;) {
         if (d != NULL &&
             grow((void **)&d->fresh, &d->capfresh, d->nfresh + (uint32_t)n, sizeof(*d->fresh)) < 0)
@@ -1175,7 +1177,8 @@ restore_batch(struct bh_jstate *s, const char *key, size_t keylen, struct bh_jre
     bh_jread_string(r, &id, &id_len);
     bh_jread_string(r, &dept, &dept_len);
     int64_t seq = bh_jread_long(r);
-    if (r->bad || keylen <= id_len || memcmp(key, id, id_len) != 0)
+    /* a sequence number is never negative, and the next one must fit */
+    if (r->bad || seq < 0 || seq == INT64_MAX || keylen <= id_len || memcmp(key, id, id_len) != 0)
         return -EBADMSG;
     int di = dept_index(s, dept, dept_len);
     if (di < 0) {

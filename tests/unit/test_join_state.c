@@ -9,6 +9,7 @@
  * gives the same views and the same answers to later events; an aborted
  * commit leaves nothing in the store.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -772,6 +773,29 @@ test_restore_refuses_garbage(void **state)
     const char old[] = "\xC3\x01\xe4\x28\x3d\x37\xd6\x83\xff\xa9\x02"
                        "B\x00\x00";
     assert_int_equal(bh_jstate_restore(g->s, "B", 1, old, sizeof(old) - 1, &skipped), -EPROTO);
+    /* a DedupBatch numbered INT64_MAX or below 0 (the next number would not fit); 5 is fine */
+    struct bh_jbuf bad = {0};
+    const int64_t seqs[] = {5, INT64_MAX, -1};
+    for (size_t i = 0; i < 3; i++) {
+        char bkey[64];
+        int bl = snprintf(bkey, sizeof(bkey),
+                          "B\x1f"
+                          "fire\x1f%" PRId64,
+                          seqs[i]);
+        bh_jbuf_reset(&bad);
+        bh_jbuf_header(&bad, g->conf.batch_fp);
+        bh_jbuf_string(&bad, "B", 1);
+        bh_jbuf_string(&bad, "fire", 4);
+        bh_jbuf_long(&bad, seqs[i]);
+        bh_jbuf_long(&bad, 1);
+        bh_jbuf_long(&bad, 77);
+        bh_jbuf_long(&bad, 10);
+        bh_jbuf_long(&bad, 0);
+        assert_false(bad.oom);
+        assert_int_equal(bh_jstate_restore(g->s, bkey, (size_t)bl, bad.p, bad.len, &skipped),
+                         i == 0 ? 0 : -EBADMSG);
+    }
+    bh_jbuf_free(&bad);
     /* every truncation of a good record is refused, none crashes */
     struct bh_jstore_batch *sb = bh_jstore_batch_new(g->store);
     bh_jstate_set_batch(g->s, sb);
