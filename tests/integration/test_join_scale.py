@@ -117,7 +117,7 @@ def test_kill_one_then_a_third_joins(world):
     assert not failure, failure
 
     # What b restored of a's partitions is what a had committed: the blocks and the distinct
-    # events (all within the dedup horizon) of the inputs below the committed offsets.
+    # events (all within the dedup retention) of the inputs below the committed offsets.
     inputs = {t: jh.read_committed(world.kafka, t) for t in world.topics.values()}
     for p in sorted(a_parts):
         below = [(t, m) for t, ms in inputs.items() for m in ms
