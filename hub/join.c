@@ -1162,9 +1162,9 @@ finish_restore(struct bh_join *j, int32_t p, int64_t end)
         snprintf(from, sizeof(from), "the changelog's beginning");
     bh_info("join",
             "partition %" PRId32 " restored: %zu blocks from %s and %zu changelog records in "
-            "%.0f ms; consuming",
+            "%.0f ms, %" PRId64 " events counted in them; consuming",
             p, u.blocks, from, pt->restore_records,
-            (double)((int64_t)bh_join_now_ns() - pt->restore_started) / 1e6);
+            (double)((int64_t)bh_join_now_ns() - pt->restore_started) / 1e6, u.counted);
     int left = 0;
     for (int32_t k = 0; k < j->nparts; k++)
         left |= j->parts[k].st == PART_RESTORING;

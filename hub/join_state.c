@@ -1306,6 +1306,7 @@ bh_jstate_usage(const struct bh_jstate *s, struct bh_jstate_usage *u)
         for (size_t k = 0; k < s->conf.ndepts; k++) {
             const struct bh_jdept *d = &b->dept[k];
             u->windowed += d->wend - d->whead;
+            u->counted += d->total;
             u->bytes += (size_t)d->capfresh * sizeof(*d->fresh) +
                         (size_t)d->wcap * sizeof(*d->win) +
                         (size_t)d->captypes * sizeof(*d->types) + d->last_cap;

@@ -268,6 +268,7 @@ int bh_jstate_restore_finish(struct bh_jstate *s);
 struct bh_jstate_usage {
     size_t blocks;
     size_t windowed; /* event times held for windows */
+    int64_t counted; /* the blocks' totals: the distinct events counted */
     size_t staged;   /* remembered events not yet in the store */
     size_t bytes;    /* heap bytes of the state (the table, blocks, their arrays, staging) */
 };

@@ -1,10 +1,11 @@
 """The join scaled out over a consumer group (issue 4, "Scale-out"): two processes share
 the partitions; one is killed and its blocks move to the other, which rebuilds their
-state (its log's restored blocks and remembered events equal those of the inputs below the
-offsets the dead one committed) and carries on; a third joining mid-run takes a share (its admin API says which
+state (its log's restored blocks and the distinct events counted in them equal those of the
+inputs below the offsets the dead one committed) and carries on; a third joining mid-run takes a share (its admin API says which
 partitions it owns); the final views equal the ground truth. The admin API of one process
 redirects a query for a block another process owns to that process.
 """
+import re
 import threading
 import time
 
@@ -34,14 +35,12 @@ def wait_for(cond, timeout, what):
 
 
 def restored_lines(text):
-    """{partition: (blocks, remembered events)} of the first "partition P restored" line of each
-    partition in TEXT, a join's log."""
+    """{partition: (blocks, distinct events counted in them)} of the first "partition P restored"
+    line of each partition in TEXT, a join's log."""
     out = {}
-    for line in text.splitlines():
-        if "join: partition " in line and " restored: " in line:
-            head, tail = line.split(" restored: ")
-            words = tail.split()
-            out.setdefault(int(head.split()[-1]), (int(words[0]), int(words[2])))
+    for m in re.finditer(r"join: partition (\d+) restored: (\d+) blocks from .*? changelog "
+                         r"records in \d+ ms, (\d+) events counted in them", text):
+        out.setdefault(int(m.group(1)), (int(m.group(2)), int(m.group(3))))
     return out
 
 

@@ -5,6 +5,7 @@ used after it was freed by a close callback only shows here. Runs in the plain
 build only (tests/integration/CMakeLists.txt leaves it out of the ASan build).
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +47,15 @@ def test_daemon_start_feed_sigterm(tmp_path):
                 proc.wait()
     report = log.read_text()
     assert rc == 0 and report.strip() == "", "exit %d:\n%s\n%s" % (rc, report, hub.logtext())
+
+
+def without_rw_hint_warnings(report):
+    """REPORT without valgrind's warning about fcntl F_SET_RW_HINT (1036): RocksDB, the join's
+    state store, gives its files a write-lifetime hint, a command valgrind does not know; it
+    warns and fails the call, which RocksDB ignores (a hint). Not an error of blockhub's."""
+    return "\n".join(line for line in report.splitlines()
+                     if not re.fullmatch(r"==\d+== Warning: unimplemented fcntl command: 1036",
+                                         line))
 
 
 def test_every_part_closes_its_handles_at_exit(kafka, tmp_path):
@@ -120,7 +130,7 @@ def test_every_part_closes_its_handles_at_exit(kafka, tmp_path):
             for h in held:
                 h.close()
     text = logpath.read_text(errors="replace")
-    report = vlog.read_text()
+    report = without_rw_hint_warnings(vlog.read_text())
     assert rc == 0 and report.strip() == "", "exit %d:\n%s\n%s" % (rc, report, text)
     assert "hub: stopped" in text, text
     for bad in ("still open at exit", "handle is still"):
