@@ -201,7 +201,7 @@ class ClusterHub(jh.JoinHub):
         lines += ["join:", "  enabled: true", "  group: %s" % w.group,
                   "  view_topic: %s" % w.view, "  state_topic: %s" % w.state,
                   "  window: 1h", "  session_timeout: 6s", "  transaction_timeout: 10s",
-                  "  inputs:"]
+                  "  state_dir: %s" % self.state_dir, "  memory_limit: 64MiB", "  inputs:"]
         for inp in inputs:
             first = True
             for k, v in inp.items():
