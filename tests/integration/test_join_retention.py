@@ -132,6 +132,8 @@ def test_a_year_of_copies_at_city_scale(world):
     jh.produce(world.kafka, world.topics, world.depts, sent)
     jh.wait_views(world.kafka, world.view, world.decoder, expected, window_ms, timeout=600,
                   partitions=3)
+    # the replayed lines come last: the views are right before the last of them are read
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
     s = hub.status()["stats"]
     assert s["counted"] == len(events)
     assert s["duplicates"] == copies
@@ -190,6 +192,8 @@ def test_older_than_the_retention_is_dead_lettered_as_too_late(world):
     for detail in by_id.values():
         assert "join.dedup_retention (30d)" in detail
         assert "newest fire event of partition 0 (2026-02-01T00:00:00.000Z)" in detail
+    # every late record applied (its offset committed with its effects): then the counters
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
     s = hub.status()["stats"]
     assert s["too_late"] == 2 and s["dead_letters"] == 2
     assert s["duplicates"] == 1
@@ -276,6 +280,7 @@ def test_restart_resumes_from_the_local_checkpoint(world):
     jh.wait_views(world.kafka, world.view, world.decoder,
                   jh.truth(e1 + e2 + e3 + e4, jh.WINDOW_MS, world.names), jh.WINDOW_MS,
                   partitions=3)
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())  # the copies too
     s = hub.status()["stats"]
     assert s["counted"] == len(e4) and s["duplicates"] == len(again)
     assert s["restores_from_changelog"] == 3
