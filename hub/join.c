@@ -866,6 +866,10 @@ prepare(struct bh_join *j, struct pending_input *pe, char *why, size_t n)
         snprintf(why, n, "%s: empty", in->c->id_field);
         return BH_DLQ_MISSING_FIELD;
     }
+    if (pe->f.at == BH_JSTATE_NO_TIME) { /* the state's "no event yet" */
+        snprintf(why, n, "%s: %" PRId64 " is not a time", in->c->time_field, pe->f.at);
+        return BH_DLQ_INVALID_FIELD;
+    }
     if (pe->f.type_symbol >= 0) {
         pe->type = p->symbol_types[pe->f.type_symbol];
     } else if (bh_jtypes_intern(j->types, di, pe->f.type, pe->f.type_len, &pe->type) < 0) {

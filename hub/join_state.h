@@ -154,7 +154,8 @@ enum {
  * One event of department DEPT for block B: BH_JSTATE_COUNTED, BH_JSTATE_COPY
  * or BH_JSTATE_TOO_LATE; -ENOMEM or -EIO (the store could not be read): then
  * the partition's state is no longer trustworthy, rebuild it. NOW is the wall
- * clock (updated_at).
+ * clock (updated_at). AT is never BH_JSTATE_NO_TIME (the engine refuses such
+ * an event).
  */
 int bh_jstate_apply(struct bh_jstate *s, struct bh_jblock *b, size_t dept, const char *id,
                     size_t id_len, uint32_t type, int64_t at, int64_t now);

@@ -368,6 +368,8 @@ count(int d, const struct bh_jfields *f)
 {
     if (f->id_len == 0)
         return; /* missing_field */
+    if (f->at == BH_JSTATE_NO_TIME)
+        return; /* invalid_field: the state's "no event yet" is not a time */
     uint32_t type;
     if (bh_jtypes_intern(types, (size_t)d, f->type, f->type_len, &type) < 0)
         bh_fuzz_fail("out of memory");

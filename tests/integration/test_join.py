@@ -81,8 +81,8 @@ def test_resent_events_give_the_same_views(world):
 
 
 def test_unusable_input_is_dead_lettered(world):
-    """No key, a key on the wrong partition, unknown bytes, a schema without the fields: dead
-    letters with reasons; the rest flows on."""
+    """No key, a key on the wrong partition, unknown bytes, a schema without the fields, the
+    least long as event time: dead letters with reasons; the rest flows on."""
     from confluent_kafka import Producer
     jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
     hub = world.hub().start()
@@ -107,6 +107,8 @@ def test_unusable_input_is_dead_lettered(world):
     p.produce(topic, key=b"440303-017", value=b'{"id": "json"}', partition=right)  # not Avro
     p.produce(topic, key=b"440303-017", value=buf.getvalue(), partition=right)  # no fields
     p.produce(topic, key=b"440303-017", value=good[:-5], partition=right)      # truncated
+    p.produce(topic, key=b"440303-017", partition=right,
+              value=fire.encode(fire.record("F-no-time", "440303-017", "alarm", -2 ** 63)))
     p.produce(topic, key=b"440303-017", value=good, partition=right)           # good
     assert p.flush(30) == 0
     expected = jh.truth([("fire", "F-good", "440303-017", "alarm", 1795738500000)], WINDOW_MS,
@@ -115,24 +117,26 @@ def test_unusable_input_is_dead_lettered(world):
     deadline = time.monotonic() + 60
     while True:
         dead = [dl.decode(m["value"])[1] for m in jh.read_committed(world.kafka, hub.dlq_topic)]
-        if len(dead) >= 6 or time.monotonic() > deadline:
+        if len(dead) >= 7 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     reasons = sorted((d["reason"], d["detail"]) for d in dead)
     assert [r for r, _ in reasons] == ["invalid_encoding", "invalid_encoding", "invalid_encoding",
-                                       "invalid_field", "invalid_field", "missing_field"], reasons
+                                       "invalid_field", "invalid_field", "invalid_field",
+                                       "missing_field"], reasons
     details = " | ".join(d for _, d in reasons)
     assert "no key" in details
     assert "murmur2 places it on %d" % right in details
     assert "unknown schema fingerprint" in details
     assert "not Avro single-object encoding" in details
     assert "blockhub.DeadLetter" in details and "'event_id'" in details
+    assert "occurred_at: -9223372036854775808 is not a time" in details
     for d in dead:
         assert d["adapter"] == "join" and d["adapter_type"] == "join"
         assert d["origin"]["transport"] == "kafka"
         assert d["origin"]["source"].startswith(topic + "[")
         assert d["origin"]["position"] is not None
-    assert hub.status()["stats"]["dead_letters"] == 6
+    assert hub.status()["stats"]["dead_letters"] == 7
     assert hub.stop() == 0
 
 
