@@ -1002,35 +1002,6 @@ new_state(struct bh_join *j, struct part *pt, int32_t p)
     return bh_jstate_new(&pt->state, &c);
 }
 
-/*
- * Whether partition P's local checkpoint CK can be gone on from: the
- * changelog must still hold every record from CK on (its start not past
- * CK) and not end before it (a topic deleted and made again).
- */
-static int
-checkpoint_usable(struct bh_join *j, int32_t p, int64_t ck)
-{
-    int64_t lo, hi;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(j->restorer, j->conf->state_topic, p,
-                                                             &lo, &hi, METADATA_TIMEOUT);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        bh_warn("join",
-                "partition %" PRId32 ": changelog offsets unknown (%s): the local "
-                "checkpoint is not used",
-                p, rd_kafka_err2str(e));
-        return 0;
-    }
-    if (ck < lo || ck > hi) {
-        bh_warn("join",
-                "partition %" PRId32 ": the local checkpoint (offset %" PRId64
-                ") is outside the changelog (%" PRId64 " to %" PRId64 "): rebuilding from the "
-                "changelog",
-                p, ck, lo, hi);
-        return 0;
-    }
-    return 1;
-}
-
 struct load_ctx {
     struct bh_jstate *state;
     size_t skipped;
@@ -1052,7 +1023,15 @@ static int64_t
 load_local(struct bh_join *j, struct part *pt, int32_t p)
 {
     int64_t ck;
-    if (bh_jstore_checkpoint(j->store, p, &ck) == 0 && checkpoint_usable(j, p, ck)) {
+    /*
+     * Whether the changelog still holds every record from the checkpoint on
+     * is not asked here (that would wait for Kafka on the loop): the restorer
+     * starts there, and a checkpoint outside the changelog (its start moved
+     * past it, or a topic made again) comes back as an offset error
+     * (auto.offset.reset "error"): then the partition is rebuilt from the
+     * changelog's beginning (rebuild_from_beginning).
+     */
+    if (bh_jstore_checkpoint(j->store, p, &ck) == 0) {
         struct load_ctx c = {pt->state, 0};
         int rc = bh_jstore_blocks(j->store, p, load_block, &c);
         if (rc == 0)
@@ -1176,6 +1155,46 @@ finish_restore(struct bh_join *j, int32_t p, int64_t end)
         rd_kafka_assign(j->restorer, NULL);
 }
 
+/*
+ * The restorer could not start where partition P's restore began (the local
+ * checkpoint is outside the changelog): forget what the store has of the
+ * partition and read the whole changelog instead.
+ */
+static void
+rebuild_from_beginning(struct bh_join *j, struct part *pt, int32_t p, const char *why)
+{
+    bh_warn("join",
+            "partition %" PRId32 ": the changelog cannot be read from offset %" PRId64
+            " (%s): rebuilding from the changelog's beginning",
+            p, pt->resumed_at, why);
+    bh_jstate_set_batch(pt->state, NULL);
+    bh_jstore_batch_free(pt->rbatch);
+    pt->rbatch = NULL;
+    int rc = new_state(j, pt, p);
+    if (rc == 0)
+        rc = bh_jstore_drop(j->store, p);
+    if (rc == 0 && (pt->rbatch = bh_jstore_batch_new(j->store)) == NULL)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        fail(j, "join: the state store cannot be used for partition %" PRId32 ": %s", p,
+             strerror(-rc));
+        return;
+    }
+    bh_jstate_set_batch(pt->state, pt->rbatch);
+    pt->resumed_at = -1;
+    pt->restore_records = 0;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, j->conf->state_topic, p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(j->restorer, l, 0); /* 0: not waited for */
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != NULL) {
+        fail(j, "join: cannot read the changelog %s[%" PRId32 "] from its beginning: %s",
+             j->conf->state_topic, p, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+}
+
 static void
 on_changelog(struct bh_join *j, rd_kafka_message_t *m)
 {
@@ -1192,6 +1211,10 @@ on_changelog(struct bh_join *j, rd_kafka_message_t *m)
                 RD_KAFKA_RESP_ERR_NO_ERROR &&
             m->offset >= hi)
             finish_restore(j, p, m->offset);
+        return;
+    }
+    if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+        rebuild_from_beginning(j, pt, p, rd_kafka_message_errstr(m));
         return;
     }
     if (m->err) {
@@ -2235,7 +2258,7 @@ make_clients(struct bh_join *j, char *errstr, size_t n)
                           "enable.auto.offset.store",
                           "false",
                           "auto.offset.reset",
-                          "earliest",
+                          "error",
                           "enable.partition.eof",
                           "true",
                           "log.queue",
