@@ -1183,16 +1183,29 @@ rebuild_from_beginning(struct bh_join *j, struct part *pt, int32_t p, const char
     bh_jstate_set_batch(pt->state, pt->rbatch);
     pt->resumed_at = -1;
     pt->restore_records = 0;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, j->conf->state_topic, p)->offset =
-        RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(j->restorer, l, 0); /* 0: not waited for */
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e != NULL) {
-        fail(j, "join: cannot read the changelog %s[%" PRId32 "] from its beginning: %s",
-             j->conf->state_topic, p, rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+    /*
+     * The restorer stopped fetching the partition (an offset error): assign
+     * again, this partition from the beginning, the others restoring from
+     * where they are (the next record, else where they began).
+     */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(j->nparts);
+    for (int32_t k = 0; k < j->nparts; k++)
+        if (j->parts[k].st == PART_RESTORING)
+            rd_kafka_topic_partition_list_add(l, j->conf->state_topic, k);
+    rd_kafka_position(j->restorer, l);
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *t = &l->elems[i];
+        const struct part *o = &j->parts[t->partition];
+        if (t->partition == p)
+            t->offset = RD_KAFKA_OFFSET_BEGINNING;
+        else if (t->offset < 0)
+            t->offset = o->resumed_at >= 0 ? o->resumed_at : RD_KAFKA_OFFSET_BEGINNING;
     }
+    rd_kafka_resp_err_t e = rd_kafka_assign(j->restorer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        fail(j, "join: cannot read the changelog %s[%" PRId32 "] from its beginning: %s",
+             j->conf->state_topic, p, rd_kafka_err2str(e));
 }
 
 static void

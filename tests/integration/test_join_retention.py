@@ -14,6 +14,7 @@
   changelog (an older copy of the directory, as after a lost write) replays only the changelog
   after its checkpoint; a lost disk rebuilds from the whole changelog; after each, copies of
   events from before are recognised and the views are exact.
+- A checkpoint outside the changelog (the topic made again): rebuilt from its beginning.
 - The memory store (join.state_store: memory) keeps the same promises within a process's life
   and rebuilds from the changelog after kill -9.
 """
@@ -24,6 +25,8 @@ import shutil
 import subprocess
 import sys
 import time
+
+from confluent_kafka.admin import AdminClient
 
 import join_helpers as jh
 from join_helpers import world  # noqa: F401 (a fixture)
@@ -311,4 +314,41 @@ def test_memory_store(world):
                   jh.truth(e1 + e2, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3)
     s = hub.status()["stats"]
     assert s["counted"] == len(e2) and s["duplicates"] == len(again)
+    assert hub.stop() == 0
+
+
+def test_checkpoint_outside_the_changelog(world):
+    """The changelog made again (empty) behind a store whose checkpoints point past its end:
+    the restorer's offset error rebuilds each partition from the changelog's beginning, with
+    none of the store's blocks, and the join goes on."""
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    hub = world.hub().start()
+    hub.wait_live(n=3)
+    e1 = jh.make_events(world.depts, 2000, seed=71, blocks=world.names)
+    jh.produce(world.kafka, world.topics, world.depts, e1)
+    jh.wait_views(world.kafka, world.view, world.decoder, jh.truth(e1, jh.WINDOW_MS, world.names),
+                  jh.WINDOW_MS, partitions=3)
+    assert hub.stop() == 0
+    a = AdminClient({"bootstrap.servers": world.kafka})
+    for f in a.delete_topics([world.state]).values():
+        f.result(30)
+    deadline = time.monotonic() + 60
+    while True:  # until the broker lets the name be used again
+        try:
+            jh.create_topics(world.kafka, {world.state: 3}, compact=(world.state,))
+            break
+        except Exception as e:  # noqa: BLE001 (the deletion still under way)
+            assert time.monotonic() < deadline, e
+            time.sleep(0.5)
+    hub.start()
+    hub.wait_live(n=3)
+    text = last_run(hub)
+    assert text.count("the changelog cannot be read from offset") == 3, text
+    lines = restored_lines(text)
+    assert sorted(p for p, *_ in lines) == [0, 1, 2], lines
+    assert all(w == "the changelog's beginning" and b == 0 for _, b, w, _ in lines), lines
+    e2 = jh.make_events(world.depts, 300, seed=72, blocks=world.names, base_ms=LATER + DAY)
+    jh.produce(world.kafka, world.topics, world.depts, e2)
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    assert hub.status()["stats"]["counted"] == len(e2)
     assert hub.stop() == 0
