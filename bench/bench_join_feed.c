@@ -25,21 +25,12 @@
 #include <string.h>
 #include <time.h>
 
-static uint64_t
-mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
+#include "mix64.h" /* hub/ */
 
 static unsigned
 block_of(uint64_t i, unsigned blocks)
 {
-    return (unsigned)(mix(i * 0x9E3779B97F4A7C15ULL + 7) % blocks);
+    return (unsigned)(bh_mix64(i * 0x9E3779B97F4A7C15ULL + 7) % blocks);
 }
 
 static int64_t

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "join_store_key.h" /* hub/: the join store's keys */
+#include "mix64.h"
 
 #define BLOCKS     10000
 #define COMMIT_MAX 2000000
@@ -71,28 +72,17 @@ rss(long *anon_kb, long *file_kb)
         fclose(f);
 }
 
-static uint64_t
-mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 /* Event number N: its block, department and id hash (a copy has the same N). */
 static int fixed_keys;
 
 static size_t
 key_of(uint64_t n, unsigned char *k)
 {
-    uint64_t h = mix(n + 1);
-    int block = (int)(mix(n ^ 0x5bd1e995) % BLOCKS);
+    uint64_t h = bh_mix64(n + 1);
+    int block = (int)(bh_mix64(n ^ 0x5bd1e995) % BLOCKS);
     if (fixed_keys) {
         /* partition 1, the block id's hash, the department, the id hash */
-        uint64_t bh = mix((uint64_t)block * 0x9E3779B97F4A7C15ULL + 1);
+        uint64_t bh = bh_mix64((uint64_t)block * 0x9E3779B97F4A7C15ULL + 1);
         bh_jstore_id_key(k, 1, bh, (unsigned)(h % 3), h);
         return BH_JSTORE_ID_KEY;
     }
@@ -257,7 +247,7 @@ ing_has(uint64_t n)
 {
     if (ing_setcap == 0)
         return 0;
-    for (size_t i = mix(n) & (ing_setcap - 1); ing_set[i] != 0; i = (i + 1) & (ing_setcap - 1))
+    for (size_t i = bh_mix64(n) & (ing_setcap - 1); ing_set[i] != 0; i = (i + 1) & (ing_setcap - 1))
         if (ing_set[i] == n + 1)
             return 1;
     return 0;
@@ -324,7 +314,7 @@ ing_add(const unsigned char *k, int64_t at, uint64_t n)
     }
     memcpy(ing_k[ing_n], k, BH_JSTORE_ID_KEY);
     ing_at[ing_n++] = at;
-    size_t i = mix(n) & (ing_setcap - 1);
+    size_t i = bh_mix64(n) & (ing_setcap - 1);
     while (ing_set[i] != 0)
         i = (i + 1) & (ing_setcap - 1);
     ing_set[i] = n + 1;

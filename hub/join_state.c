@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mix64.h"
+
 #define NO_TIME INT64_MIN
 
 /* --- hashing --------------------------------------------------------------- */
@@ -20,12 +22,7 @@ bh_jstate_hash(const void *data, size_t len)
         h ^= p[i];
         h *= 0x100000001b3ULL;
     }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
-    return h;
+    return bh_mix64(h);
 }
 
 /* NEWEST - AT >= SPAN, without overflow (false when AT is not older than NEWEST). */

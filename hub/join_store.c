@@ -12,6 +12,7 @@
 
 #include "join_store_key.h"
 #include "log.h"
+#include "mix64.h"
 
 #define META_FORMAT "blockhub join store 2"
 #define CF_META     0 /* blocks, batches, checkpoints, what the store is for */
@@ -96,17 +97,6 @@ struct bh_jstore_batch {
     size_t count;
     int oom;
 };
-
-static uint64_t
-mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
 
 static void
 put_le64(unsigned char *p, int64_t v)
@@ -454,7 +444,7 @@ bh_jstore_close(struct bh_jstore *s)
 static size_t
 mid_slot(uint64_t bh, unsigned dept, uint64_t ih)
 {
-    return (size_t)mix64(bh ^ ih * 0x9E3779B97F4A7C15ULL ^ (uint64_t)dept << 56);
+    return (size_t)bh_mix64(bh ^ ih * 0x9E3779B97F4A7C15ULL ^ (uint64_t)dept << 56);
 }
 
 static struct mid *
@@ -523,7 +513,7 @@ mid_put(struct bh_jstore *s, int32_t p, uint64_t bh, unsigned dept, uint64_t ih,
 static size_t
 ded_slot(uint64_t bh, unsigned dept, int64_t seq)
 {
-    return (size_t)mix64(bh ^ (uint64_t)seq * 0x9E3779B97F4A7C15ULL ^ (uint64_t)dept << 56);
+    return (size_t)bh_mix64(bh ^ (uint64_t)seq * 0x9E3779B97F4A7C15ULL ^ (uint64_t)dept << 56);
 }
 
 static size_t
