@@ -447,8 +447,16 @@ def assert_views_equal_truth(views, expected, window_ms, partitions=None):
     assert not bad, "%d of %d views differ; first: %s" % (len(bad), len(expected), bad[0])
 
 
-def wait_views(bootstrap, topic, decoder, expected, window_ms, timeout=180, partitions=None):
-    """Wait until the last views equal the truth (the join catches up), then assert it."""
+def wait_views(bootstrap, topic, decoder, expected, window_ms, timeout=180, partitions=None,
+               group=None, inputs=None):
+    """Wait until the last views equal the truth (the join catches up), then assert it.
+    With GROUP and INPUTS: wait until the group has consumed the inputs to their end (the
+    views are final then) and compare once, so wrong views fail at once."""
+    if group is not None:
+        wait_consumed_up_to_end(bootstrap, group, inputs, timeout)
+        views = last_views(bootstrap, topic, decoder)
+        assert_views_equal_truth(views, expected, window_ms, partitions)
+        return views
     deadline = time.monotonic() + timeout
     while True:
         views = last_views(bootstrap, topic, decoder)

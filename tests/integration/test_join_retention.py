@@ -227,7 +227,8 @@ def test_restart_resumes_from_the_local_checkpoint(world):
     e1 = jh.make_events(world.depts, 4000, seed=51, blocks=world.names)
     jh.produce(world.kafka, world.topics, world.depts, jh.with_copies(e1, 0.1, seed=52))
     jh.wait_views(world.kafka, world.view, world.decoder,
-                  jh.truth(e1, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3)
+                  jh.truth(e1, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3,
+                  group=world.group, inputs=world.topics.values())
     assert hub.stop() == 0
 
     # A clean restart: every partition goes on from its checkpoint, nothing to replay.
@@ -245,7 +246,8 @@ def test_restart_resumes_from_the_local_checkpoint(world):
     again = copies_of(e1, 0.2, seed=54)
     jh.produce(world.kafka, world.topics, world.depts, jh.with_copies(e2, 0.1, seed=55) + again)
     jh.wait_views(world.kafka, world.view, world.decoder,
-                  jh.truth(e1 + e2, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3)
+                  jh.truth(e1 + e2, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3,
+                  group=world.group, inputs=world.topics.values())
     s = hub.status()["stats"]
     assert s["counted"] == len(e2) and s["restores_from_checkpoint"] == 3
     assert jh.consumed_up_to_end(world.kafka, world.group, world.topics.values())
@@ -265,7 +267,8 @@ def test_restart_resumes_from_the_local_checkpoint(world):
     again = copies_of(e1, 0.1, seed=57) + copies_of(e2, 0.3, seed=58)
     jh.produce(world.kafka, world.topics, world.depts, again + e3)
     jh.wait_views(world.kafka, world.view, world.decoder,
-                  jh.truth(e1 + e2 + e3, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3)
+                  jh.truth(e1 + e2 + e3, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3,
+                  group=world.group, inputs=world.topics.values())
     s = hub.status()["stats"]
     assert s["counted"] == len(e3) and s["duplicates"] == len(again), s
 
@@ -282,7 +285,7 @@ def test_restart_resumes_from_the_local_checkpoint(world):
     jh.produce(world.kafka, world.topics, world.depts, e4 + again)
     jh.wait_views(world.kafka, world.view, world.decoder,
                   jh.truth(e1 + e2 + e3 + e4, jh.WINDOW_MS, world.names), jh.WINDOW_MS,
-                  partitions=3)
+                  partitions=3, group=world.group, inputs=world.topics.values())
     jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())  # the copies too
     s = hub.status()["stats"]
     assert s["counted"] == len(e4) and s["duplicates"] == len(again)
