@@ -23,7 +23,7 @@ import sys
 import time
 
 import fastavro
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 
 class Decoder:
@@ -85,7 +85,15 @@ def consume_all(bootstrap, topic, timeout=30.0):
             return []
         ends = {}
         for p in tmd.partitions:
-            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            while True:  # a topic just made may not have its leaders known yet: ask again
+                try:
+                    lo, hi = c.get_watermark_offsets(TopicPartition(topic, p),
+                                                     timeout=max(deadline - time.monotonic(), 1))
+                    break
+                except KafkaException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             if hi > lo:
                 ends[p] = hi
         if not ends:
