@@ -24,3 +24,14 @@ for p in range(20000, 60000, 2):
     own_broker=1
     bs=$("$root/deploy/kafka/local-kafka" start "$dir/kafka" "$port" | tail -n 1)
 }
+
+# bench_wait_ready PID LOG: until blockhub PID logs "hub: ready" in LOG (60 s at
+# most); if it exits first, its log goes to stderr and the script fails.
+bench_wait_ready() {
+    local pid=$1 log=$2
+    for _ in $(seq 1 600); do
+        grep -q "hub: ready" "$log" && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+        sleep 0.1
+    done
+}

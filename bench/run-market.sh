@@ -74,11 +74,7 @@ adapters:
 YAML
 "$blockhub" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
 hub_pid=$!
-for _ in $(seq 1 600); do
-    grep -q "hub: ready" "$tmp/blockhub.log" && break
-    kill -0 "$hub_pid" 2>/dev/null || { cat "$tmp/blockhub.log" >&2; exit 1; }
-    sleep 0.1
-done
+bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
 
 cpu0=$(cpu_s "$hub_pid")
 t0=$(date +%s.%N)
