@@ -12,9 +12,9 @@
  * join does: lookups 256 events at a time (RocksDB: one batched lookup; LMDB
  * has none, its lookups are one B-tree walk each in a read transaction), and
  * the new ids go to the store 250,000 at a time in one write, in key order,
- * with a checkpoint key. Keys are the join's (hub/join_store.h): the
+ * with a checkpoint key. Keys are the join's (join/join_store.h): the
  * partition, 'I', the block id's hash, the department, the id hash (20
- * bytes); values the event time. RocksDB is configured as hub/join_store.c
+ * bytes); values the event time. RocksDB is configured as join/join_store.c
  * configures it for MEMORY_MB (default 256). Prints lookups+inserts per
  * second per million ids, the RSS (anonymous and file-backed), and the time
  * to reopen the store and answer 100,000 lookups (a restart).

@@ -42,13 +42,13 @@ struct bh_dead_letter_conf {
     uint64_t max_payload;
 };
 
-/* The admin HTTP API (hub/join_http.c serves it). */
+/* The admin HTTP API (join/join_http.c serves it). */
 struct bh_admin_conf {
     char *listen;
     char *advertise;
 };
 
-/* One input of the join: the department is the entry's name (hub/join.c). */
+/* One input of the join: the department is the entry's name (join/join.c). */
 struct bh_join_input_conf {
     char *topic;
     char *id_field;
@@ -56,7 +56,7 @@ struct bh_join_input_conf {
     char *time_field;
 };
 
-/* The join stage (hub/join.c). */
+/* The join stage (join/join.c). */
 struct bh_join_conf {
     bool enabled;
     char *group;

@@ -1,5 +1,5 @@
 /*
- * The join's input decoding (hub/join_avro.h) and what it leads to: the
+ * The join's input decoding (join/join_avro.h) and what it leads to: the
  * input is one message value of a department topic. It is read as the join
  * reads it (bh_jread_header, the schema by fingerprint, the field plan of
  * each department input of the example config: market, traffic, fire),

@@ -1,5 +1,5 @@
 /*
- * The join's Avro (hub/join_avro.c): field plans read what avro-c wrote, for
+ * The join's Avro (join/join_avro.c): field plans read what avro-c wrote, for
  * enum and string type fields, at any field position, and refuse truncated or
  * malformed bodies; the hand-written view and changelog records decode with
  * avro-c against the schemas in schemas/ (block_view.avsc, block_state.avsc,

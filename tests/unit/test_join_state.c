@@ -1,5 +1,5 @@
 /*
- * The join's state logic (hub/join_state.c): window counting at its
+ * The join's state logic (join/join_state.c): window counting at its
  * boundary, out-of-order event times, the choice of the last event, the
  * retention measured from the partition's newest event (not the block's),
  * too-late events, copies recognised whether they wait in memory or are in

@@ -1,5 +1,5 @@
 /*
- * The join's local state store (hub/join_store.c), on disk (RocksDB) and in
+ * The join's local state store (join/join_store.c), on disk (RocksDB) and in
  * memory: remembered ids written by batches only, checkpoints, forgetting a
  * partition, the blocks read back in order, the sweep of dedup batches
  * (each one visited once a round, round and round), the retention floors

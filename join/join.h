@@ -17,10 +17,10 @@
  *   - Consumer: librdkafka's high-level consumer, read_committed, no
  *     auto-commit, served from the loop through its queue's I/O event (no
  *     polling timer), in bounded batches per loop turn.
- *   - State: hub/join_state.h, one table per assigned partition, restored on
+ *   - State: join/join_state.h, one table per assigned partition, restored on
  *     every assignment while the partition's inputs are paused, and dropped on
  *     revoke. The remembered events (for dedup, join.dedup_retention of event
- *     time) live in the local store (hub/join_store.h: RocksDB in
+ *     time) live in the local store (join/join_store.h: RocksDB in
  *     join.state_dir, or memory); the compacted state changelog stays the
  *     source of truth: a restore loads the partition's blocks from the store
  *     and reads the changelog (read_committed, to its end) from the store's
@@ -41,7 +41,7 @@
  *     consumer rewound to the last commit; a fatal one also replaces the
  *     producer. On revoke the open work is committed, with a flush, before
  *     the partitions go (a posted job: the loop does not wait for it).
- *   - Queries: GET /blocks/{id} on admin.listen (hub/join_http.c).
+ *   - Queries: GET /blocks/{id} on admin.listen (join/join_http.c).
  *
  * Inputs that cannot be used (no key, a key on the wrong partition, an
  * unknown schema, a record without the configured fields) go to the

@@ -22,7 +22,7 @@
  *     copy of a remembered event (same block, department and id, whatever
  *     its type or time) changes nothing. A quiet block forgets no sooner
  *     than a busy one.
- * Remembered events live in the local store (hub/join_store.h), committed
+ * Remembered events live in the local store (join/join_store.h), committed
  * ones only; those of the transaction being produced and of the one being
  * committed wait in two in-memory tables (struct stage) until the store has
  * them. A copy never enters the window twice: it is recognised first.

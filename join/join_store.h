@@ -12,12 +12,12 @@
  *   memory  the ids and batches in hash tables; nothing survives the process
  *           (every restore reads the whole changelog).
  *
- * The changelog (hub/join_state.h) stays the source of truth: the store only
+ * The changelog (join/join_state.h) stays the source of truth: the store only
  * ever holds what a committed transaction wrote to the changelog. A commit's
  * writes are collected in a struct bh_jstore_batch while the transaction is
  * produced and written once Kafka has committed it; an aborted transaction's
  * batch is dropped. The remembered events of several commits go in one batch
- * (a flush, hub/join.c), with the checkpoints. A write that is lost (kill -9
+ * (a flush, join/join.c), with the checkpoints. A write that is lost (kill -9
  * before it) leaves the store behind its changelog, never ahead: replaying the
  * changelog from the checkpoint brings it up to date, since applying a
  * changelog record twice changes nothing.

@@ -1,6 +1,6 @@
 /*
- * The join stage's internals, shared by hub/join.c (the engine) and
- * hub/join_http.c (the admin API). Everything here is used on the loop thread
+ * The join stage's internals, shared by join/join.c (the engine) and
+ * join/join_http.c (the admin API). Everything here is used on the loop thread
  * only, except struct txn, which the transaction thread shares under its mutex.
  */
 #ifndef BH_JOIN_INT_H
@@ -123,7 +123,7 @@ struct join_stats {
     uint64_t store_ns_last, store_ns_max;
 };
 
-/* An input record on its way through a batch (hub/join.c, on_inputs). */
+/* An input record on its way through a batch (join/join.c, on_inputs). */
 struct pending_input {
     rd_kafka_message_t *m;
     struct input *in; /* NULL: not to be applied */
@@ -136,7 +136,7 @@ struct pending_input {
     char why[700];
 };
 
-/* The commit being produced (hub/join.c, commit_begin). */
+/* The commit being produced (join/join.c, commit_begin). */
 struct commit_run {
     int active;
     int32_t p; /* the partition being produced */

@@ -1,5 +1,5 @@
 /*
- * The keys of the join's on-disk state store (hub/join_store.h describes
+ * The keys of the join's on-disk state store (join/join_store.h describes
  * them), in one place for the store and for the benchmark that measures it
  * with the same keys (bench/join_store_choice.c). Integers in keys are
  * big-endian, so that a partition's keys of one kind are one range.
