@@ -52,7 +52,7 @@ orphan_done(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, i
 }
 
 static int
-fill(avro_value_t *rec, const struct bh_adapter *a, enum bh_dlq_reason reason, const char *detail,
+fill(avro_value_t *rec, const struct bh_component *a, enum bh_dlq_reason reason, const char *detail,
      const struct bh_dlq_origin *origin, const void *payload, size_t len, size_t max)
 {
     avro_value_t o;
@@ -73,7 +73,7 @@ fill(avro_value_t *rec, const struct bh_adapter *a, enum bh_dlq_reason reason, c
 }
 
 int
-bh_dlq_publish(struct bh_hub *hub, const struct bh_adapter *a, enum bh_dlq_reason reason,
+bh_dlq_publish(struct bh_hub *hub, const struct bh_component *a, enum bh_dlq_reason reason,
                const char *detail, const struct bh_dlq_origin *origin, const void *payload,
                size_t len, struct bh_delivery *d)
 {

@@ -49,7 +49,7 @@ struct bh_dlq_origin {
  * Publish one dead letter. D (may be NULL) hears the delivery result; with
  * NULL, a failed delivery is logged. Returns 0 or a negative errno.
  */
-int bh_dlq_publish(struct bh_hub *hub, const struct bh_adapter *a, enum bh_dlq_reason reason,
+int bh_dlq_publish(struct bh_hub *hub, const struct bh_component *a, enum bh_dlq_reason reason,
                    const char *detail, const struct bh_dlq_origin *origin, const void *payload,
                    size_t len, struct bh_delivery *d);
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "adapter.h"
+#include "component.h"
 #include "avro_codec.h"
 #include "blockmap.h"
 #include "config.h"
@@ -99,9 +99,9 @@ struct bh_hub {
     struct bh_schemas *schemas;
     struct bh_encoder *encoder;
     const struct bh_schema *dead_letter_schema;
-    struct bh_adapter *adapters;
-    size_t nadapters;
-    size_t running; /* adapters not yet stopped */
+    struct bh_component *components; /* the adapters of the config, then the join */
+    size_t ncomponents;
+    size_t running; /* components started and not yet stopped */
     void (*on_all_stopped)(struct bh_hub *hub);
 };
 

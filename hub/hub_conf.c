@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "adapter.h"
+#include "component.h"
 #include "hub.h"
 #include "join.h"
 

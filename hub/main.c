@@ -1,7 +1,8 @@
 /*
  * blockhub: the daemon. Loads the config, the schemas and the block map,
- * connects the Kafka producer to the loop, starts every configured adapter,
- * and runs until SIGTERM/SIGINT. Shutdown stops intake, lets in-flight work
+ * connects the Kafka producer to the loop, starts every component (each
+ * configured adapter, then the join when enabled) through the component
+ * interface, and runs until SIGTERM/SIGINT. Shutdown stops intake, lets in-flight work
  * finish, flushes Kafka and exits 0; exit 1 if anything was left undelivered.
  */
 #include <assert.h>
@@ -23,7 +24,6 @@
 
 static struct bh_hub hub;
 static struct bh_hub_conf conf;
-static struct bh_join *join;
 static uv_signal_t sigterm, sigint;
 static int exit_code;
 
@@ -61,6 +61,9 @@ resolve_path(char **p, const char *config_path)
 static void
 on_all_stopped(struct bh_hub *h)
 {
+    for (size_t i = 0; i < h->ncomponents; i++)
+        if (h->components[i].failed)
+            exit_code = 1;
     bh_info("hub", "intake stopped; flushing %zu message(s) in flight",
             bh_kafka_in_flight(h->kafka));
     size_t left = bh_kafka_close(h->kafka, (int)h->conf->kafka.flush_timeout);
@@ -69,16 +72,6 @@ on_all_stopped(struct bh_hub *h)
         exit_code = 1;
     bh_info("hub", "stopped%s", left ? " with undelivered messages" : "");
     uv_stop(h->loop);
-}
-
-/* The join counts as one of the running parts; a failed one makes the exit code 1. */
-static void
-on_join_stopped(struct bh_hub *h, int failed)
-{
-    if (failed)
-        exit_code = 1;
-    if (--h->running == 0 && h->on_all_stopped != NULL)
-        h->on_all_stopped(h);
 }
 
 static void
@@ -121,28 +114,29 @@ on_signal(uv_signal_t *s, int signum)
         hub.on_all_stopped(&hub);
         return;
     }
-    for (size_t i = 0; i < hub.nadapters; i++)
-        hub.adapters[i].type->stop(&hub.adapters[i]);
-    if (join != NULL)
-        bh_join_stop(join);
+    for (size_t i = 0; i < hub.ncomponents; i++)
+        bh_component_stop(&hub.components[i]);
 }
 
-/* The adapters of the config, not started. */
+/* The components of the config, not started: the adapters in their order, then the join. */
 static int
-setup_adapters(void)
+setup_components(void)
 {
-    hub.nadapters = conf.adapters.n;
-    hub.adapters = calloc(hub.nadapters ? hub.nadapters : 1, sizeof(*hub.adapters));
-    if (hub.adapters == NULL)
+    size_t n = conf.adapters.n + (conf.join.enabled ? 1 : 0);
+    hub.components = calloc(n ? n : 1, sizeof(*hub.components));
+    if (hub.components == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < hub.nadapters; i++) {
+    for (size_t i = 0; i < conf.adapters.n; i++) {
         struct bh_variant *v = &conf.adapters.v[i];
-        struct bh_adapter *a = &hub.adapters[i];
-        a->type = bh_adapter_type_find(v->type);
-        a->hub = &hub;
-        a->name = v->name;
-        a->settings = v->settings;
+        hub.components[i] = (struct bh_component){.type = bh_adapter_type_find(v->type),
+                                                  .hub = &hub,
+                                                  .name = v->name,
+                                                  .settings = v->settings};
     }
+    if (conf.join.enabled)
+        hub.components[conf.adapters.n] = (struct bh_component){
+            .type = &bh_join_type, .hub = &hub, .name = "join", .settings = &conf.join};
+    hub.ncomponents = n;
     return 0;
 }
 
@@ -152,9 +146,9 @@ collect_topics(const char **topics, size_t *n, int with_dlq)
 {
     if (with_dlq)
         topics[(*n)++] = conf.dead_letter.topic;
-    for (size_t i = 0; i < hub.nadapters; i++) {
-        const char *t[8] = {0};
-        hub.adapters[i].type->topics(&hub.adapters[i], t, 8);
+    for (size_t i = 0; i < hub.ncomponents; i++) {
+        const char *t[9];
+        bh_component_topics(&hub.components[i], t, 9);
         for (size_t k = 0; t[k] != NULL && *n < MAX_TOPICS; k++) {
             int dup = 0;
             for (size_t j = 0; j < *n; j++)
@@ -204,7 +198,7 @@ final_check(const void *out, const char **key, char *why, size_t n)
         return -ENOENT;
     }
     for (size_t i = 0; i < cf->adapters.n; i++) {
-        const struct bh_adapter_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
+        const struct bh_component_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
         if (t != NULL && t->schema != NULL && bh_schemas_find(hub.schemas, t->schema) == NULL) {
             snprintf(why, n, "schema %s of adapter '%s' not found in %s", t->schema,
                      cf->adapters.v[i].name, cf->schemas.dir);
@@ -212,13 +206,13 @@ final_check(const void *out, const char **key, char *why, size_t n)
         }
     }
     for (size_t i = 0; i < cf->adapters.n; i++) {
-        const struct bh_adapter_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
-        struct bh_adapter a = {
+        const struct bh_component_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
+        struct bh_component a = {
             .type = t, .name = cf->adapters.v[i].name, .settings = cf->adapters.v[i].settings};
-        const char *topics[9] = {0};
-        if (t == NULL || t->topics == NULL)
+        const char *topics[9];
+        if (t == NULL)
             continue;
-        t->topics(&a, topics, 8);
+        bh_component_topics(&a, topics, 9);
         for (size_t k = 0; topics[k] != NULL; k++) {
             if (strcmp(topics[k], cf->dead_letter.topic) == 0) {
                 *key = "dead_letter.topic";
@@ -260,7 +254,7 @@ start(char *err, size_t errlen)
     if (rc < 0)
         return rc;
 
-    rc = setup_adapters();
+    rc = setup_components();
     if (rc < 0)
         return rc;
     collect_topics(topics, &ntopics, 1);
@@ -279,21 +273,17 @@ start(char *err, size_t errlen)
             return rc;
     }
 
-    for (size_t i = 0; i < hub.nadapters; i++) {
-        struct bh_adapter *a = &hub.adapters[i];
-        char aerr[400];
-        rc = a->type->start(a, aerr, sizeof(aerr));
+    for (size_t i = 0; i < hub.ncomponents; i++) {
+        struct bh_component *c = &hub.components[i];
+        char cerr[400];
+        rc = bh_component_start(c, cerr, sizeof(cerr));
         if (rc < 0) {
-            snprintf(err, errlen, "adapter '%s' (%s): %s", a->name, a->type->name, aerr);
+            if (c->type == &bh_join_type)
+                snprintf(err, errlen, "%s", cerr);
+            else
+                snprintf(err, errlen, "adapter '%s' (%s): %s", c->name, c->type->name, cerr);
             return rc;
         }
-        hub.running++;
-    }
-    if (conf.join.enabled) {
-        rc = bh_join_start(&join, &hub, on_join_stopped, err, errlen);
-        if (rc < 0)
-            return rc;
-        hub.running++;
     }
     hub.on_all_stopped = on_all_stopped;
     return 0;
@@ -325,7 +315,7 @@ check_cluster(char *err, size_t errlen)
     int rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, errlen);
     if (rc < 0)
         return rc == -EINVAL ? -EIO : rc;
-    rc = setup_adapters();
+    rc = setup_components();
     if (rc == 0) {
         collect_topics(topics, &ntopics, 0);
         rc = bh_kafka_check_partitions(hub.kafka, topics, ntopics, (int)conf.kafka.create_timeout,
@@ -334,8 +324,8 @@ check_cluster(char *err, size_t errlen)
     bh_kafka_close(hub.kafka, 0);
     hub.kafka = NULL;
     uv_run(hub.loop, UV_RUN_NOWAIT); /* the producer's handles finish closing */
-    free(hub.adapters);
-    hub.adapters = NULL;
+    free(hub.components);
+    hub.components = NULL;
     return rc;
 }
 
@@ -426,9 +416,9 @@ main(int argc, char **argv)
     uv_signal_init(hub.loop, &sigint);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
-    bh_info("hub", "ready: %zu adapter(s)%s, kafka %s", hub.nadapters, join ? ", join" : "",
-            bh_kafka_bootstrap(hub.kafka));
-    if (hub.nadapters == 0 && join == NULL)
+    bh_info("hub", "ready: %zu adapter(s)%s, kafka %s", conf.adapters.n,
+            conf.join.enabled ? ", join" : "", bh_kafka_bootstrap(hub.kafka));
+    if (hub.ncomponents == 0)
         bh_warn("hub", "no adapters configured");
 
     uv_run(hub.loop, UV_RUN_DEFAULT);
@@ -438,9 +428,9 @@ main(int argc, char **argv)
     /* The close callbacks of what the parts closed while stopping run before they are freed. */
     for (int i = 0; i < 10; i++)
         uv_run(hub.loop, UV_RUN_NOWAIT);
-    for (size_t i = 0; i < hub.nadapters; i++)
-        hub.adapters[i].type->destroy(&hub.adapters[i]);
-    bh_join_free(join);
+    for (size_t i = 0; i < hub.ncomponents; i++)
+        bh_component_destroy(&hub.components[i]);
+    free(hub.components);
     bh_encoder_free(hub.encoder);
     bh_blockmap_free(hub.blocks);
     bh_schemas_free(hub.schemas);

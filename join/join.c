@@ -28,8 +28,6 @@
 #define FLUSH_MS          10000 /* the store takes the remembered events at least this often */
 #define INPUT_BATCH       256   /* input records decoded, looked up and applied together */
 
-static const struct bh_adapter_type dlq_type = {.name = "join"};
-
 static void recover(struct bh_join *j, const char *why);
 static void on_more(uv_idle_t *h);
 static void serve(struct bh_join *j);
@@ -699,7 +697,7 @@ dead_letter(struct bh_join *j, const rd_kafka_message_t *m, enum bh_dlq_reason r
     snprintf(source, sizeof(source), "%s[%" PRId32 "]", rd_kafka_topic_name(m->rkt), m->partition);
     struct bh_dlq_origin o = {"kafka", source, NULL, m->offset};
     j->stats.dead_letters++;
-    bh_dlq_publish(j->hub, &j->dlq_as, r, why, &o, m->payload, m->len, NULL);
+    bh_dlq_publish(j->hub, j->comp, r, why, &o, m->payload, m->len, NULL);
 }
 
 /* --- applying input ------------------------------------------------------------ */
@@ -1982,8 +1980,10 @@ on_handle_closed(uv_handle_t *h)
         close(j->pipefd[1]);
         j->pipefd[0] = j->pipefd[1] = -1;
         j->stopped = 1;
-        if (j->on_stopped != NULL)
-            j->on_stopped(j->hub, j->failed);
+        if (j->failed)
+            bh_component_failed(j->comp);
+        else
+            bh_component_stopped(j->comp);
     }
 }
 
@@ -2088,8 +2088,8 @@ fail(struct bh_join *j, const char *fmt, ...)
     uv_timer_start(&j->later, on_later, 0, 0);
 }
 
-void
-bh_join_stop(struct bh_join *j)
+static void
+join_stop(struct bh_join *j)
 {
     if (j->stopping)
         return;
@@ -2098,8 +2098,8 @@ bh_join_stop(struct bh_join *j)
     teardown(j);
 }
 
-void
-bh_join_free(struct bh_join *j)
+static void
+join_free(struct bh_join *j)
 {
     if (j == NULL)
         return;
@@ -2410,10 +2410,10 @@ setup(struct bh_join *j, char *errstr, size_t n)
     return 0;
 }
 
-int
-bh_join_start(struct bh_join **out, struct bh_hub *hub,
-              void (*on_stopped)(struct bh_hub *hub, int failed), char *errstr, size_t n)
+static int
+join_start(struct bh_join **out, struct bh_component *comp, char *errstr, size_t n)
 {
+    struct bh_hub *hub = comp->hub;
     struct bh_join *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return -ENOMEM;
@@ -2421,11 +2421,8 @@ bh_join_start(struct bh_join **out, struct bh_hub *hub,
     j->hub = hub;
     j->conf = &hub->conf->join;
     j->admin = &hub->conf->admin;
-    j->on_stopped = on_stopped;
+    j->comp = comp;
     j->pipefd[0] = j->pipefd[1] = -1;
-    j->dlq_as.type = &dlq_type;
-    j->dlq_as.hub = hub;
-    j->dlq_as.name = "join";
     uv_mutex_init(&j->txn.mu);
     uv_cond_init(&j->txn.cv);
     rc = setup(j, errstr, n);
@@ -2530,9 +2527,67 @@ out:
         close(j->pipefd[0]);
         close(j->pipefd[1]);
     }
-    bh_join_free(j);
+    join_free(j);
     return rc;
 }
+
+/* --- the join as a component of the hub ------------------------------------------- */
+
+static int
+component_start(struct bh_component *c, char *errstr, size_t errstr_size)
+{
+    struct bh_join *j = NULL;
+    int rc = join_start(&j, c, errstr, errstr_size);
+    c->priv = j;
+    return rc;
+}
+
+static void
+component_stop(struct bh_component *c)
+{
+    if (c->priv != NULL)
+        join_stop(c->priv);
+}
+
+static void
+component_destroy(struct bh_component *c)
+{
+    join_free(c->priv);
+    c->priv = NULL;
+}
+
+static void
+component_stats(const struct bh_component *c, struct bh_stats *out)
+{
+    const struct bh_join *j = c->priv;
+    if (j == NULL)
+        return;
+    const struct join_stats *s = &j->stats;
+    bh_stats_add(out, "consumed", "input records read", false, s->consumed);
+    bh_stats_add(out, "counted", "events counted into a view", false, s->counted);
+    bh_stats_add(out, "duplicates", "events already counted (resent copies)", false, s->duplicates);
+    bh_stats_add(out, "too_late", "events older than the dedup retention, dead-lettered", false,
+                 s->too_late);
+    bh_stats_add(out, "join_dead_letters", "input records the join dead-lettered", false,
+                 s->dead_letters);
+    bh_stats_add(out, "views", "block views published", false, s->views);
+    bh_stats_add(out, "commits", "transactions committed", false, s->commits);
+    bh_stats_add(out, "aborts", "transactions aborted", false, s->aborts);
+    bh_stats_add(out, "restores", "partition states restored", false, s->restores);
+    bh_stats_add(out, "failed", "1 once the join has stopped on an error", true,
+                 (uint64_t)(j->failed != 0));
+}
+
+/* The join creates and checks its own topics (the view and the changelog are
+ * co-partitioned with its inputs, the changelog compacted): no topics hook. */
+const struct bh_component_type bh_join_type = {
+    .name = "join",
+    .doc = "The join stage: department topics in, the joined view per block out.",
+    .start = component_start,
+    .stop = component_stop,
+    .destroy = component_destroy,
+    .stats = component_stats,
+};
 
 /* --- configuration ---------------------------------------------------------------- */
 

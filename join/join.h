@@ -1,6 +1,6 @@
 /*
  * The join stage: reads the department topics and publishes every block's
- * view (FEEDS.md, "What blockhub publishes"; schemas/block_view.avsc) to the
+ * view (docs/feeds.md, "What blockhub publishes"; schemas/block_view.avsc) to the
  * compacted view topic, exactly once, spread over a consumer group.
  *
  * How it works, in one place:
@@ -62,20 +62,8 @@ extern const struct bh_conf_key bh_admin_conf_keys[];
 const struct bh_conf_variant *bh_join_input_variant(const char *type);
 extern const char bh_join_input_types[];
 
-struct bh_join;
-
-/*
- * Start the join of HUB with its conf->join and conf->admin: create missing
- * topics, check co-partitioning, start the transactional producer (blocking
- * until it is ready) and subscribe. ON_STOPPED runs once on the loop when the
- * join has stopped, after bh_join_stop or after a failure (FAILED non-zero).
- */
-int bh_join_start(struct bh_join **out, struct bh_hub *hub,
-                  void (*on_stopped)(struct bh_hub *hub, int failed), char *errstr,
-                  size_t errstr_size);
-/* Commit what is done, leave the group, close the admin server. */
-void bh_join_stop(struct bh_join *j);
-/* Free what is left once the loop has ended. */
-void bh_join_free(struct bh_join *j);
+/* The join as a component of the hub (hub/component.h): its settings are the
+ * hub config's join section, its name "join". */
+extern const struct bh_component_type bh_join_type;
 
 #endif

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "adapter.h"
+#include "component.h"
 #include "dlq.h"
 #include "http.h"
 #include "hub.h"
@@ -151,8 +151,7 @@ struct bh_join {
     struct bh_hub *hub;
     const struct bh_join_conf *conf;
     const struct bh_admin_conf *admin;
-    void (*on_stopped)(struct bh_hub *hub, int failed);
-    struct bh_adapter dlq_as; /* how dead letters name the join */
+    struct bh_component *comp; /* the join as the hub's component: stopped, dead letters' name */
 
     size_t ninputs;
     struct input *inputs;

@@ -9,6 +9,9 @@
  * the request produced; if that does not happen within ack_timeout (or a
  * delivery fails), the answer is 503 with Retry-After and nothing of that
  * request is reported accepted.
+ *
+ * Paused (bh_component_pause), a POST is answered 503 with Retry-After before
+ * anything of it is read: the sender keeps its events and sends them again.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -17,11 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dlq.h"
 #include "fire_event.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "publish.h"
 #include "record.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -40,13 +43,15 @@ struct fire_conf {
 };
 
 struct fire {
-    struct bh_adapter *a;
+    struct bh_component *a;
     const struct fire_conf *conf;
     const struct bh_schema *schema;
     struct bh_http http;
     avro_value_t rec;
     size_t live; /* deferred requests not yet released by h2o */
     int stopping;
+    /* Counters (stats): requests by outcome. */
+    uint64_t requests, answered_ok, answered_503, refused;
 };
 
 struct batch;
@@ -101,9 +106,18 @@ error_json(h2o_req_t *req, int status, const char *reason, const char *msg)
     json_decref(o);
 }
 
+/* A request refused as a whole (4xx), counted. */
+static void
+refuse(struct fire *f, h2o_req_t *req, int status, const char *reason, const char *msg)
+{
+    f->refused++;
+    error_json(req, status, reason, msg);
+}
+
 static void
 send_503(struct fire *f, h2o_req_t *req, const char *why)
 {
+    f->answered_503++;
     char ra[24];
     int n = snprintf(ra, sizeof(ra), "%lld", (long long)((f->conf->retry_after + 999) / 1000));
     h2o_iovec_t v = h2o_strdup(&req->pool, ra, (size_t)n);
@@ -137,12 +151,14 @@ answer(struct batch *b, const char *unavailable)
             ? NULL
             : json_pack("{s:I, s:O}", "accepted", (json_int_t)b->accepted, "rejected", b->rejected);
     char *text = resp != NULL ? json_dumps(resp, JSON_COMPACT) : NULL;
-    if (text != NULL)
+    if (text != NULL) {
+        b->f->answered_ok++;
         bh_http_send_json(b->req, 200, "OK", text);
-    else
+    } else {
         bh_http_send_json(b->req, 500, "Internal Server Error",
                           "{\"error\":\"the answer could not be built; the accepted events are in "
                           "Kafka and the rejected ones in the dead-letter topic\"}");
+    }
     free(text);
     json_decref(resp);
 }
@@ -161,8 +177,7 @@ too_large_after_all(struct batch *b, struct item *it)
     bh_http_peer(b->req, peer, sizeof(peer));
     struct bh_dlq_origin origin = {"http", f->conf->path, peer, (int64_t)it->index};
     it->dead_letter = 1;
-    if (bh_dlq_publish(f->a->hub, f->a, BH_DLQ_TOO_LARGE, why, &origin, it->raw, it->raw_len,
-                       &it->d) < 0)
+    if (bh_publish_dead(f->a, BH_DLQ_TOO_LARGE, why, &origin, it->raw, it->raw_len, &it->d) < 0)
         return -1;
     b->accepted--;
     reject(b, it->index, BH_DLQ_TOO_LARGE, why);
@@ -176,6 +191,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     struct batch *b = it->b;
     (void)partition;
     (void)offset;
+    bh_published(b->f->a, err);
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !it->dead_letter && !b->answered &&
         too_large_after_all(b, it) == 0)
         return; /* the dead letter's delivery comes back here */
@@ -202,7 +218,7 @@ on_request_released(void *arg)
     b->req = NULL;
     f->live--;
     if (f->stopping && f->live == 0)
-        bh_adapter_stopped(f->a);
+        bh_component_stopped(f->a);
     batch_unref(b);
 }
 
@@ -225,14 +241,8 @@ produce_event(struct fire *f, struct item *it, const struct bh_fire_event *ev,
     int rc = encode(f, ev, blk, now, &data, &len);
     if (rc < 0)
         return rc;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-    rd_kafka_header_add(h, "blockhub.event_id", -1, ev->id, (ssize_t)ev->id_len);
-    rd_kafka_header_add(h, "blockhub.adapter", -1, f->a->name, -1);
-    rc = bh_kafka_produce(f->a->hub->kafka, f->conf->topic, blk->id, strlen(blk->id), data, len, h,
-                          &it->d);
-    if (rc < 0)
-        rd_kafka_headers_destroy(h);
-    return rc;
+    return bh_publish(f->a, f->conf->topic, blk->id, strlen(blk->id), data, len, ev->id, ev->id_len,
+                      &it->d);
 }
 
 static void
@@ -304,7 +314,7 @@ process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const 
             reject(b, i, r, why);
             origin.position = (int64_t)i;
             it->dead_letter = 1;
-            rc = bh_dlq_publish(hub, f->a, r, why, &origin, in->raw, in->raw_len, &it->d);
+            rc = bh_publish_dead(f->a, r, why, &origin, in->raw, in->raw_len, &it->d);
         }
         if (rc < 0)
             return rc;
@@ -367,34 +377,39 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         return -1; /* h2o answers 404 */
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        error_json(req, 405, "Method Not Allowed", "only POST is accepted");
+        refuse(f, req, 405, "Method Not Allowed", "only POST is accepted");
         return 0;
     }
+    f->requests++;
     if (f->stopping) {
         send_503(f, req, "shutting down");
+        return 0;
+    }
+    if (f->a->paused) {
+        send_503(f, req, "paused by an operator");
         return 0;
     }
     if (!authorized(c, req)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
                        H2O_STRLIT("Bearer"));
-        error_json(req, 401, "Unauthorized", "a valid bearer token is required");
+        refuse(f, req, 401, "Unauthorized", "a valid bearer token is required");
         return 0;
     }
     if (!is_json(req)) {
-        error_json(req, 415, "Unsupported Media Type", "Content-Type must be application/json");
+        refuse(f, req, 415, "Unsupported Media Type", "Content-Type must be application/json");
         return 0;
     }
     if (req->entity.len > c->body_limit) {
         snprintf(msg, sizeof(msg), "body of %zu bytes exceeds the limit of %llu", req->entity.len,
                  (unsigned long long)c->body_limit);
-        error_json(req, 413, "Payload Too Large", msg);
+        refuse(f, req, 413, "Payload Too Large", msg);
         return 0;
     }
     struct bh_fire_body body;
     int status = bh_fire_body_parse(req->entity.base, req->entity.len, (size_t)c->max_items, &body,
                                     msg, sizeof(msg));
     if (status == 413) {
-        error_json(req, 413, "Payload Too Large", msg);
+        refuse(f, req, 413, "Payload Too Large", msg);
         return 0;
     }
     if (status == 503) {
@@ -402,7 +417,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         return 0;
     }
     if (status != 0) {
-        error_json(req, 400, "Bad Request", msg);
+        refuse(f, req, 400, "Bad Request", msg);
         return 0;
     }
     size_t n = body.n;
@@ -444,7 +459,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
 /* --- the adapter ----------------------------------------------------------- */
 
 static int
-start(struct bh_adapter *a, char *errstr, size_t errstr_size)
+start(struct bh_component *a, char *errstr, size_t errstr_size)
 {
     const struct fire_conf *c = a->settings;
     struct fire *f = calloc(1, sizeof(*f));
@@ -495,19 +510,19 @@ out:
 }
 
 static void
-stop(struct bh_adapter *a)
+stop(struct bh_component *a)
 {
     struct fire *f = a->priv;
     f->stopping = 1;
     bh_http_stop(&f->http);
     if (f->live == 0)
-        bh_adapter_stopped(a);
+        bh_component_stopped(a);
     else
         bh_info(a->name, "intake stopped; answering the %zu request(s) in flight first", f->live);
 }
 
 static void
-destroy(struct bh_adapter *a)
+destroy(struct bh_component *a)
 {
     struct fire *f = a->priv;
     if (f == NULL)
@@ -519,8 +534,38 @@ destroy(struct bh_adapter *a)
     /* else a connection never closed: h2o keeps f; the process is exiting. */
 }
 
+/* Paused, a POST gets 503 with Retry-After (on_req); requests already taken finish. */
+static int
+pause_intake(struct bh_component *a)
+{
+    bh_info(a->name, "paused: POSTs are answered 503 with Retry-After");
+    return 0;
+}
+
+static int
+resume_intake(struct bh_component *a)
+{
+    bh_info(a->name, "resumed");
+    return 0;
+}
+
 static void
-topics(const struct bh_adapter *a, const char **out, size_t cap)
+stats(const struct bh_component *a, struct bh_stats *out)
+{
+    const struct fire *f = a->priv;
+    if (f == NULL)
+        return;
+    bh_stats_add(out, "requests", "POSTs to the webhook path", false, f->requests);
+    bh_stats_add(out, "answered_ok", "requests answered 200 (all of them in Kafka)", false,
+                 f->answered_ok);
+    bh_stats_add(out, "answered_503", "requests answered 503 (to be sent again)", false,
+                 f->answered_503);
+    bh_stats_add(out, "refused", "requests refused as a whole (4xx)", false, f->refused);
+    bh_stats_add(out, "requests_open", "requests waiting for Kafka", true, f->live);
+}
+
+static void
+topics(const struct bh_component *a, const char **out, size_t cap)
 {
     const struct fire_conf *c = a->settings;
     if (cap > 1) {
@@ -603,7 +648,7 @@ static const struct bh_conf_key fire_keys[] = {
     {0},
 };
 
-const struct bh_adapter_type bh_adapter_type_fire = {
+const struct bh_component_type bh_adapter_type_fire = {
     .name = "fire",
     .doc = "Fire department webhooks over HTTP (docs/feeds.md, section 3).",
     .schema = SCHEMA,
@@ -612,4 +657,7 @@ const struct bh_adapter_type bh_adapter_type_fire = {
     .stop = stop,
     .destroy = destroy,
     .topics = topics,
+    .pause = pause_intake,
+    .resume = resume_intake,
+    .stats = stats,
 };

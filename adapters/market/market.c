@@ -55,6 +55,7 @@
 #include "fields.h"
 #include "hub.h"
 #include "log.h"
+#include "publish.h"
 #include "spool.h"
 #include "uscc.h"
 #include "utf8.h"
@@ -156,7 +157,7 @@ struct file {
 };
 
 struct market {
-    struct bh_adapter *a;
+    struct bh_component *a;
     const struct market_conf *conf;
     struct bh_market_writer *writer;
     char *state_path;
@@ -179,7 +180,8 @@ struct market {
     ssize_t read_result;
     uint64_t read_at;
     int stopping;
-    int paused;
+    int held; /* process() stopped for the operator's pause (flow.operator_pause) */
+    uint64_t files_done, files_failed, rows_read; /* counters (stats) */
 
     struct bh_decoder dec;
     struct bh_csv csv;
@@ -191,6 +193,7 @@ struct market {
     size_t cap;
     uint64_t head, tail; /* slots handed out / retired (index = n % cap) */
     size_t in_flight;
+    struct bh_flow flow;        /* rows in the ring (read, not yet retired in order) */
     struct bh_checkpoint acked; /* the rows acknowledged in order */
     int64_t since_ckpt;
 
@@ -241,6 +244,7 @@ push_slot(struct market *m, uint64_t end)
     s->lines = m->f.lines;
     s->state = SLOT_PENDING;
     m->in_flight++;
+    bh_flow_hold(&m->flow, 0);
     return s;
 }
 
@@ -250,6 +254,7 @@ unpush_slot(struct market *m)
 {
     m->head--;
     m->in_flight--;
+    bh_flow_release(&m->flow, 0);
 }
 
 static void
@@ -274,6 +279,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     struct market *m = s->m;
     (void)partition;
     (void)offset;
+    bh_published(m->a, err);
     m->in_flight--;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         s->state = SLOT_FAILED;
@@ -292,6 +298,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     }
     while (m->tail != m->head && m->ring[m->tail % m->cap].state == SLOT_DONE) {
         struct slot *t = &m->ring[m->tail++ % m->cap];
+        bh_flow_release(&m->flow, 0);
         m->acked.offset = t->end;
         m->acked.row = t->row;
         m->acked.line = t->lines;
@@ -299,7 +306,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     }
     if (m->since_ckpt >= m->conf->checkpoint_rows)
         checkpoint(m);
-    if (m->in_flight == 0 || (m->paused && occupied(m) < m->cap / 2))
+    if (m->in_flight == 0 || (m->flow.full && m->flow.held <= m->flow.max / 2))
         kick(m);
 }
 
@@ -655,12 +662,12 @@ dead_letter(struct market *m, struct slot *s, enum bh_dlq_reason r, const char *
         len = room;
     }
     s->bytes = len;
-    rc = bh_dlq_publish(m->a->hub, m->a, r, detail, &origin, m->raw, len, &s->d);
+    rc = bh_publish_dead(m->a, r, detail, &origin, m->raw, len, &s->d);
     if (rc == -EMSGSIZE && len > 0) {
         snprintf(detail + k, sizeof(detail) - k,
                  " (payload left out: it does not fit under message.max.bytes)");
         s->bytes = 0;
-        rc = bh_dlq_publish(m->a->hub, m->a, r, detail, &origin, m->raw, 0, &s->d);
+        rc = bh_publish_dead(m->a, r, detail, &origin, m->raw, 0, &s->d);
     }
     if (rc == -EMSGSIZE) {
         skip_row(m, s, detail);
@@ -839,6 +846,7 @@ row_done(struct market *m, uint64_t end)
         header_row(m, end);
     } else if (!p->blank || f->bad_encoding) {
         f->row++;
+        m->rows_read++;
         data_row(m, end, line);
     }
     bh_csv_next_row(p);
@@ -1018,10 +1026,9 @@ end_of_input(struct market *m)
 static void
 pause_reading(struct market *m)
 {
-    if (!m->paused)
+    if (bh_flow_stop(&m->flow))
         bh_debug(m->a->name, "%s: %zu rows out, reading paused after row %lld", m->f.shown,
                  occupied(m), (long long)m->f.row);
-    m->paused = 1;
 }
 
 /*
@@ -1040,9 +1047,13 @@ process(struct market *m)
                 break;
             return; /* starved: on_read comes back */
         }
-        if (occupied(m) >= m->cap) {
+        if (bh_flow_at_limit(&m->flow)) {
             pause_reading(m);
             return; /* on_delivered comes back below half */
+        }
+        if (m->flow.operator_pause) {
+            m->held = 1;
+            return; /* resume_intake comes back */
         }
         if (f->eof) {
             end_of_input(m);
@@ -1069,7 +1080,9 @@ reset_file(struct market *m)
     f->fd = -1;
     m->head = m->tail = 0;
     m->in_flight = 0;
-    m->paused = 0;
+    m->flow.held = 0;
+    m->flow.full = false;
+    m->held = 0;
     m->starved = 0;
     m->read_ready = 0;
     m->read_discard = 0;
@@ -1211,6 +1224,10 @@ finish_file(struct market *m)
         retry_later(m);
         return;
     }
+    if (f->bad_header)
+        m->files_failed++;
+    else
+        m->files_done++;
     bh_info(m->a->name, "%s: %zu records, %zu dead letters -> %s", f->shown, f->records, f->dead,
             show_dest(m, dest, shown, sizeof(shown)));
     close(f->fd);
@@ -1277,8 +1294,9 @@ reject_entry(struct market *m, struct bh_spool_entry *e, const char *what)
              where);
     bh_error(m->a->name, "%s", detail);
     struct bh_dlq_origin origin = {"file", shown, NULL, -1};
-    rc = bh_dlq_publish(m->a->hub, m->a, BH_DLQ_INVALID_HEADER, detail, &origin, "", 0, NULL);
+    rc = bh_publish_dead(m->a, BH_DLQ_INVALID_HEADER, detail, &origin, "", 0, NULL);
     e->reported = rc == 0; /* else: again at the next scan */
+    m->files_failed++;
 }
 
 static void
@@ -1428,7 +1446,7 @@ on_closed(uv_handle_t *h)
 {
     struct market *m = h->data;
     if (--m->handles == 0)
-        bh_adapter_stopped(m->a);
+        bh_component_stopped(m->a);
 }
 
 /*
@@ -1442,10 +1460,10 @@ step(struct market *m)
     struct file *f = &m->f;
     int reading = f->fd >= 0 && !f->failed && !f->input_done && !m->stopping;
     if (reading || (f->fd >= 0 && m->in_flight > 0)) {
-        if (reading && m->paused && occupied(m) < m->cap / 2) {
+        if (reading && !m->flow.operator_pause && (bh_flow_room(&m->flow) || m->held)) {
             bh_debug(m->a->name, "%s: %zu rows out, reading on after row %lld", f->shown,
                      occupied(m), (long long)f->row);
-            m->paused = 0;
+            m->held = 0;
             process(m);
         }
         return; /* a delivery or a read comes back here */
@@ -1567,6 +1585,7 @@ setup(struct market *m, char *errstr, size_t errstr_size)
     if (bh_csv_init(&m->csv, c->max_row_bytes) < 0)
         return -ENOMEM;
     m->cap = (size_t)c->max_in_flight;
+    bh_flow_init(&m->flow, m->cap, UINT64_MAX);
     m->outcap = (size_t)c->read_size * 2 + 64;
     m->rawcap = c->max_row_bytes < 4096 ? c->max_row_bytes : 4096;
     m->ring = calloc(m->cap, sizeof(*m->ring));
@@ -1608,7 +1627,7 @@ free_market(struct market *m)
 }
 
 static int
-start(struct bh_adapter *a, char *errstr, size_t errstr_size)
+start(struct bh_component *a, char *errstr, size_t errstr_size)
 {
     const struct market_conf *c = a->settings;
     struct market *m = calloc(1, sizeof(*m));
@@ -1659,7 +1678,7 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
 }
 
 static void
-stop(struct bh_adapter *a)
+stop(struct bh_component *a)
 {
     struct market *m = a->priv;
     m->stopping = 1;
@@ -1672,7 +1691,7 @@ stop(struct bh_adapter *a)
 }
 
 static void
-destroy(struct bh_adapter *a)
+destroy(struct bh_component *a)
 {
     struct market *m = a->priv;
     if (m == NULL)
@@ -1683,8 +1702,44 @@ destroy(struct bh_adapter *a)
     a->priv = NULL;
 }
 
+/* Paused, no row is read (the file stays where it is, its checkpoint too);
+ * the rows already out finish. */
+static int
+pause_intake(struct bh_component *a)
+{
+    struct market *m = a->priv;
+    if (m->stopping)
+        return -ESHUTDOWN;
+    m->flow.operator_pause = true;
+    bh_info(a->name, "paused%s%s", m->f.fd >= 0 ? " in " : "", m->f.fd >= 0 ? m->f.shown : "");
+    return 0;
+}
+
+static int
+resume_intake(struct bh_component *a)
+{
+    struct market *m = a->priv;
+    m->flow.operator_pause = false;
+    bh_info(a->name, "resumed");
+    if (!m->stopping)
+        kick(m);
+    return 0;
+}
+
 static void
-topics(const struct bh_adapter *a, const char **out, size_t cap)
+stats(const struct bh_component *a, struct bh_stats *out)
+{
+    const struct market *m = a->priv;
+    if (m == NULL)
+        return;
+    bh_flow_stats(&m->flow, out);
+    bh_stats_add(out, "files_done", "files published to the end", false, m->files_done);
+    bh_stats_add(out, "files_failed", "files moved to failed/", false, m->files_failed);
+    bh_stats_add(out, "rows_read", "data rows read (again after a rewind)", false, m->rows_read);
+}
+
+static void
+topics(const struct bh_component *a, const char **out, size_t cap)
 {
     const struct market_conf *c = a->settings;
     if (cap > 1) {
@@ -1797,7 +1852,7 @@ static const struct bh_conf_key market_keys[] = {
     {0},
 };
 
-const struct bh_adapter_type bh_adapter_type_market = {
+const struct bh_component_type bh_adapter_type_market = {
     .name = "market",
     .doc = "Market regulation CSV files in a spool directory (docs/feeds.md, section 5).",
     .schema = SCHEMA,
@@ -1806,4 +1861,7 @@ const struct bh_adapter_type bh_adapter_type_market = {
     .stop = stop,
     .destroy = destroy,
     .topics = topics,
+    .pause = pause_intake,
+    .resume = resume_intake,
+    .stats = stats,
 };

@@ -48,7 +48,7 @@
  * max_in_flight: one connection at a time, going on as Kafka acknowledges),
  * then its cut-off line goes on and it is closed. Once every connection is
  * drained and every pending line acknowledged (at most kafka.flush_timeout),
- * the timers close and bh_adapter_stopped() follows. blockhub never writes
+ * the timers close and bh_component_stopped() follows. blockhub never writes
  * to a gateway.
  */
 #include <arpa/inet.h>
@@ -61,10 +61,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dlq.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "publish.h"
 #include "traffic_avro.h"
 #include "traffic_event.h"
 #include "traffic_lines.h"
@@ -147,7 +147,7 @@ struct peer {
 };
 
 struct traffic {
-    struct bh_adapter *a;
+    struct bh_component *a;
     const struct traffic_conf *conf;
     const struct bh_schema *schema;
     struct bh_traffic_parser *parser;
@@ -164,10 +164,9 @@ struct traffic {
     struct peer **peers; /* connections per address, a hash table (peer_slot) */
     size_t peer_mask;    /* buckets - 1 */
     uint32_t peer_seed;
-    size_t draining; /* stopping: connections not yet drained */
-    size_t handles;  /* open uv handles, the listener and timers included */
-    size_t in_flight;
-    uint64_t in_flight_bytes;
+    size_t draining;     /* stopping: connections not yet drained */
+    size_t handles;      /* open uv handles, the listener and timers included */
+    struct bh_flow flow; /* the lines read and not yet done with, and their bytes */
     struct pending *retry_head, *retry_tail;
     size_t retry_count;
     struct pending *suspect_head, *suspect_tail; /* "too large": waiting to be tried alone */
@@ -178,8 +177,6 @@ struct traffic {
     uint64_t refused_log_ms;
     uint64_t refused_quiet; /* refusals not logged since the last line about one */
     uint64_t refused;       /* connections refused in all */
-    uint64_t pauses;        /* times back-pressure paused reading */
-    bool paused;
     bool stopping;
     bool in_drain; /* drain_all() is running */
     bool closing_all;
@@ -206,8 +203,7 @@ pending_new(struct traffic *t, const char *data, size_t len)
     pd->t = t;
     pd->len = len;
     memcpy(pd->data, data, len);
-    t->in_flight++;
-    t->in_flight_bytes += len;
+    bh_flow_hold(&t->flow, len);
     return pd;
 }
 
@@ -215,19 +211,11 @@ static void resume_all(struct traffic *t);
 static void drain_all(struct traffic *t);
 static void close_all(struct traffic *t);
 
-/* As many lines in flight as back-pressure allows. */
-static bool
-full(const struct traffic *t)
-{
-    return t->in_flight >= (size_t)t->conf->max_in_flight ||
-           t->in_flight_bytes >= t->conf->max_in_flight_bytes;
-}
-
 /* Stopping, every connection drained and every line acknowledged: close the rest. */
 static void
 maybe_stopped(struct traffic *t)
 {
-    if (t->stopping && !t->closing_all && !t->in_drain && t->draining == 0 && t->in_flight == 0)
+    if (t->stopping && !t->closing_all && !t->in_drain && t->draining == 0 && t->flow.held == 0)
         close_all(t);
 }
 
@@ -236,16 +224,14 @@ static void
 pending_done(struct pending *pd)
 {
     struct traffic *t = pd->t;
-    t->in_flight--;
-    t->in_flight_bytes -= pd->len;
+    bh_flow_release(&t->flow, pd->len);
     if (pd->len <= SLOT_DATA) {
         pd->next = t->free_slots;
         t->free_slots = pd;
     } else {
         free(pd);
     }
-    if (t->paused && !t->closing_all && t->in_flight <= (size_t)t->conf->max_in_flight / 2 &&
-        t->in_flight_bytes <= t->conf->max_in_flight_bytes / 2) {
+    if (!t->closing_all && bh_flow_room(&t->flow)) {
         if (t->stopping)
             drain_all(t);
         else
@@ -308,14 +294,8 @@ produce_record(struct traffic *t, struct pending *pd, const struct bh_traffic_ev
     if (rc < 0)
         return rc;
     pd->record_len = len;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-    rd_kafka_header_add(h, "blockhub.event_id", -1, ev->event_id.s, (ssize_t)ev->event_id.len);
-    rd_kafka_header_add(h, "blockhub.adapter", -1, t->a->name, -1);
-    rc = bh_kafka_produce(t->a->hub->kafka, t->conf->topic, blk->id, strlen(blk->id), data, len, h,
-                          &pd->d);
-    if (rc < 0)
-        rd_kafka_headers_destroy(h);
-    return rc;
+    return bh_publish(t->a, t->conf->topic, blk->id, strlen(blk->id), data, len, ev->event_id.s,
+                      ev->event_id.len, &pd->d);
 }
 
 static int
@@ -331,7 +311,7 @@ dead_letter(struct traffic *t, struct pending *pd, enum bh_dlq_reason r, const c
      * letter keeps; its full length makes payload_truncated true. */
     size_t len = pd->too_long ? (size_t)pd->full_len : pd->len;
     pd->dead = true;
-    return bh_dlq_publish(t->a->hub, t->a, r, detail, &origin, pd->data, len, &pd->d);
+    return bh_publish_dead(t->a, r, detail, &origin, pd->data, len, &pd->d);
 }
 
 /*
@@ -459,6 +439,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     bool alone = pd->alone;
     (void)partition;
     (void)offset;
+    bh_published(t->a, err);
     pd->alone = false;
     if (alone)
         t->suspect_out = false;
@@ -624,7 +605,7 @@ on_conn_closed(uv_handle_t *h)
     bh_lines_free(&c->lines);
     free(c);
     if (--t->handles == 0 && t->closing_all)
-        bh_adapter_stopped(t->a);
+        bh_component_stopped(t->a);
 }
 
 /* The line the connection was in the middle of, if any, goes on with CUT. */
@@ -695,29 +676,33 @@ start_reading(struct conn *c)
 /* --- back-pressure ------------------------------------------------------------------ */
 
 static void
-check_pressure(struct traffic *t)
+stop_reading_all(struct traffic *t)
 {
-    if (t->paused || (t->in_flight < (size_t)t->conf->max_in_flight &&
-                      t->in_flight_bytes < t->conf->max_in_flight_bytes))
-        return;
-    t->paused = true;
     for (struct conn *c = t->conns; c != NULL; c = c->next) {
         if (c->reading)
             uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
     }
-    t->pauses++;
-    bh_debug(t->a->name, "%zu line(s) in flight: reading paused on %zu connection(s)", t->in_flight,
+}
+
+static void
+check_pressure(struct traffic *t)
+{
+    if (!bh_flow_stop(&t->flow))
+        return;
+    stop_reading_all(t);
+    bh_debug(t->a->name, "%zu line(s) in flight: reading paused on %zu connection(s)", t->flow.held,
              t->nconns);
 }
 
 static void
 resume_all(struct traffic *t)
 {
-    t->paused = false;
+    if (!bh_flow_reading(&t->flow))
+        return; /* paused by an operator: resume_intake reads again */
     for (struct conn *c = t->conns; c != NULL; c = c->next)
         start_reading(c);
-    bh_debug(t->a->name, "%zu line(s) in flight: reading again", t->in_flight);
+    bh_debug(t->a->name, "%zu line(s) in flight: reading again", t->flow.held);
 }
 
 /* --- the listener -------------------------------------------------------------------- */
@@ -809,7 +794,7 @@ on_connection(uv_stream_t *server, int status)
     if (!admit(t, c, (struct sockaddr *)&sa, !t->stopping))
         return;
     bh_info(t->a->name, "gateway %s connected (%zu connection(s))", c->peer, t->nconns);
-    if (!t->paused && !t->stopping)
+    if (bh_flow_reading(&t->flow) && !t->stopping)
         start_reading(c);
 }
 
@@ -858,7 +843,7 @@ on_handle_closed(uv_handle_t *h)
 {
     struct traffic *t = h->data;
     if (--t->handles == 0 && t->closing_all)
-        bh_adapter_stopped(t->a);
+        bh_component_stopped(t->a);
 }
 
 static void
@@ -923,7 +908,7 @@ on_drain_timeout(uv_timer_t *timer)
     bh_warn(t->a->name,
             "%zu connection(s) not drained and %zu line(s) still unacknowledged after %lld ms: "
             "leaving them to the hub's flush",
-            t->draining, t->in_flight, (long long)t->a->hub->conf->kafka.flush_timeout);
+            t->draining, t->flow.held, (long long)t->a->hub->conf->kafka.flush_timeout);
     close_all(t);
 }
 
@@ -954,7 +939,7 @@ drain_conn(struct conn *c)
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
         return true;
     while (c->drain_left > 0) {
-        if (full(t))
+        if (bh_flow_at_limit(&t->flow))
             return false;
         size_t want =
             c->drain_left < sizeof(t->readbuf) ? (size_t)c->drain_left : sizeof(t->readbuf);
@@ -990,12 +975,12 @@ drain_all(struct traffic *t)
     if (t->in_drain || t->closing_all)
         return;
     t->in_drain = true;
-    t->paused = false;
+    t->flow.full = false;
     for (struct conn *c = t->conns; c != NULL && t->draining > 0; c = c->next) {
         if (!c->draining)
             continue;
         if (!drain_conn(c)) {
-            t->paused = true; /* pending_done() goes on once half is acknowledged */
+            t->flow.full = true; /* pending_done() goes on once half is acknowledged */
             break;
         }
         drained(c);
@@ -1010,7 +995,7 @@ drain_all(struct traffic *t)
  * not take, and whether their dead letters fit.
  */
 static void
-warn_sizes(const struct bh_adapter *a)
+warn_sizes(const struct bh_component *a)
 {
     const struct traffic_conf *c = a->settings;
     size_t max = bh_kafka_max_message(a->hub->kafka);
@@ -1037,7 +1022,7 @@ free_listener_owner(uv_handle_t *h)
 }
 
 static int
-start(struct bh_adapter *a, char *errstr, size_t errstr_size)
+start(struct bh_component *a, char *errstr, size_t errstr_size)
 {
     const struct traffic_conf *c = a->settings;
     uv_loop_t *loop = a->hub->loop;
@@ -1092,6 +1077,7 @@ start(struct bh_adapter *a, char *errstr, size_t errstr_size)
     uv_tcp_getsockname(&t->listener, (struct sockaddr *)&addr, &len);
     bh_sockaddr_format((struct sockaddr *)&addr, t->source, sizeof(t->source));
     warn_sizes(a);
+    bh_flow_init(&t->flow, (size_t)c->max_in_flight, c->max_in_flight_bytes);
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->idle_timer);
     uv_timer_init(loop, &t->drain_timer);
@@ -1112,7 +1098,7 @@ out:
 }
 
 static void
-stop(struct bh_adapter *a)
+stop(struct bh_component *a)
 {
     struct traffic *t = a->priv;
     t->stopping = true;
@@ -1138,7 +1124,7 @@ stop(struct bh_adapter *a)
     bh_info(a->name,
             "stopping: draining %zu connection(s), %zu line(s) in flight; back-pressure paused "
             "reading %llu time(s); %llu connection(s) refused",
-            t->draining, t->in_flight, (unsigned long long)t->pauses,
+            t->draining, t->flow.held, (unsigned long long)t->flow.pauses,
             (unsigned long long)t->refused);
     drain_all(t);
     if (!t->closing_all)
@@ -1147,7 +1133,7 @@ stop(struct bh_adapter *a)
 }
 
 static void
-destroy(struct bh_adapter *a)
+destroy(struct bh_component *a)
 {
     struct traffic *t = a->priv;
     if (t == NULL)
@@ -1171,8 +1157,47 @@ destroy(struct bh_adapter *a)
     a->priv = NULL;
 }
 
+/* Paused, no connection reads: the gateways' own buffers and the sockets hold
+ * their lines (TCP back-pressure), nothing is dropped; connections are still
+ * accepted, and the idle timeout does not count the time paused. */
+static int
+pause_intake(struct bh_component *a)
+{
+    struct traffic *t = a->priv;
+    if (t->stopping)
+        return -ESHUTDOWN;
+    t->flow.operator_pause = true;
+    stop_reading_all(t);
+    bh_info(a->name, "paused: %zu connection(s) not read", t->nconns);
+    return 0;
+}
+
+static int
+resume_intake(struct bh_component *a)
+{
+    struct traffic *t = a->priv;
+    t->flow.operator_pause = false;
+    if (!t->stopping)
+        resume_all(t);
+    bh_info(a->name, "resumed");
+    return 0;
+}
+
 static void
-topics(const struct bh_adapter *a, const char **out, size_t cap)
+stats(const struct bh_component *a, struct bh_stats *out)
+{
+    const struct traffic *t = a->priv;
+    if (t == NULL)
+        return;
+    bh_flow_stats(&t->flow, out);
+    bh_stats_add(out, "connections", "gateway connections open", true, t->nconns);
+    bh_stats_add(out, "connections_refused", "connections refused (limits, shutdown)", false,
+                 t->refused);
+    bh_stats_add(out, "retry_queue", "lines waiting to be produced again", true, t->retry_count);
+}
+
+static void
+topics(const struct bh_component *a, const char **out, size_t cap)
 {
     const struct traffic_conf *c = a->settings;
     if (cap > 1) {
@@ -1250,7 +1275,7 @@ static const struct bh_conf_key traffic_keys[] = {
     {0},
 };
 
-const struct bh_adapter_type bh_adapter_type_traffic = {
+const struct bh_component_type bh_adapter_type_traffic = {
     .name = "traffic",
     .doc = "Traffic gateway events: JSON lines over TCP (docs/feeds.md, section 4).",
     .schema = SCHEMA,
@@ -1259,4 +1284,7 @@ const struct bh_adapter_type bh_adapter_type_traffic = {
     .stop = stop,
     .destroy = destroy,
     .topics = topics,
+    .pause = pause_intake,
+    .resume = resume_intake,
+    .stats = stats,
 };

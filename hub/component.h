@@ -1,0 +1,126 @@
+/*
+ * The component interface. Every part that runs on the hub's loop is a
+ * component: each configured adapter (department feeds in) and the join
+ * (the joined view out). main.c starts, stops, pauses, resumes, reloads and
+ * reads the counters of all of them through this one interface.
+ *
+ * An adapter type is one folder under adapters/ that defines one
+ * `const struct bh_component_type bh_adapter_type_<folder>`; the build finds
+ * it there, so a new department needs its folder, its schema and a config
+ * block, and no edit anywhere else (docs/architecture.md walks through one).
+ *
+ * Life of a component: its settings are parsed by conf.keys into a struct of
+ * conf.size bytes; start() opens its intake on the hub's loop; stop() closes
+ * the intake and lets in-flight work finish (a drain), after which the
+ * component calls bh_component_stopped() once; destroy() frees what is left.
+ * start, stop and destroy are required; every other hook may be NULL, and the
+ * bh_component_* calls below give its default.
+ */
+#ifndef BH_COMPONENT_H
+#define BH_COMPONENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct bh_hub;
+struct bh_component;
+
+/* --- counters, for GET /components and the metrics ------------------------- */
+
+/* One named counter (monotonic) or gauge (a current value). NAME is a
+ * metric-style name (lower case, underscores), HELP one line; both static. */
+struct bh_stat {
+    const char *name;
+    const char *help;
+    uint64_t value;
+    bool gauge;
+};
+
+#define BH_STATS_MAX 32
+
+struct bh_stats {
+    size_t n;
+    struct bh_stat v[BH_STATS_MAX];
+};
+
+/* Add one counter or gauge to S (ignored past BH_STATS_MAX). */
+void bh_stats_add(struct bh_stats *s, const char *name, const char *help, bool gauge,
+                  uint64_t value);
+/* The value named NAME in S, or UINT64_MAX. */
+uint64_t bh_stats_get(const struct bh_stats *s, const char *name);
+
+/* --- the type -------------------------------------------------------------- */
+
+struct bh_component_type {
+    const char *name; /* the config's "type" */
+    const char *doc;
+    const char *schema;          /* full name of the record schema it publishes (checked at load) */
+    struct bh_conf_variant conf; /* .user is set to the type by the registry */
+    int (*start)(struct bh_component *c, char *errstr, size_t errstr_size);
+    void (*stop)(struct bh_component *c);
+    void (*destroy)(struct bh_component *c);
+    /* The topics it publishes to, NULL-terminated (created at start when missing). */
+    void (*topics)(const struct bh_component *c, const char **out, size_t cap);
+    /* Stop taking input without dropping any: back-pressure to senders that can
+     * wait, 503 to those that can retry. 0, or -errno. */
+    int (*pause)(struct bh_component *c);
+    int (*resume)(struct bh_component *c);
+    /* Its own counters, beside the common ones (bh_component_stats). */
+    void (*stats)(const struct bh_component *c, struct bh_stats *out);
+    /* Take new SETTINGS (parsed by conf.keys, owned by the caller's config) while
+     * running: 0 taken; -ENOTSUP it cannot (the caller drains and replaces it);
+     * another -errno refused, with the reason in ERRSTR. */
+    int (*reload)(struct bh_component *c, const void *settings, char *errstr, size_t errstr_size);
+};
+
+struct bh_component {
+    const struct bh_component_type *type;
+    struct bh_hub *hub;
+    const char *name;
+    const void *settings;
+    void *priv;
+    bool stopped;
+    bool failed; /* it stopped because of an error: the process exits 1 */
+    bool paused; /* by bh_component_pause */
+    /* The common counters, kept by bh_publish (hub/publish.h) for adapters. */
+    uint64_t published;       /* records handed to Kafka */
+    uint64_t acknowledged;    /* records Kafka acknowledged */
+    uint64_t dead_lettered;   /* dead letters handed to Kafka */
+    uint64_t delivery_errors; /* deliveries that failed (retried or given up by the component) */
+};
+
+/* --- what the hub calls ---------------------------------------------------- */
+
+int bh_component_start(struct bh_component *c, char *errstr, size_t errstr_size);
+void bh_component_stop(struct bh_component *c);
+void bh_component_destroy(struct bh_component *c);
+/* -ENOTSUP when the type cannot pause; 0 when already paused. */
+int bh_component_pause(struct bh_component *c);
+int bh_component_resume(struct bh_component *c);
+/* The common counters, then the type's own. */
+void bh_component_stats(const struct bh_component *c, struct bh_stats *out);
+/* See bh_component_type.reload; -ENOTSUP without a reload hook. */
+int bh_component_reload(struct bh_component *c, const void *settings, char *errstr,
+                        size_t errstr_size);
+/* Its topics into OUT (at most CAP - 1), NULL-terminated; returns how many. */
+size_t bh_component_topics(const struct bh_component *c, const char **out, size_t cap);
+
+/* --- what a component calls ------------------------------------------------ */
+
+/* stop() has finished its in-flight work (call once; later calls are ignored). */
+void bh_component_stopped(struct bh_component *c);
+/* It cannot go on (logged by the caller): it counts as stopped, and the process exits 1. */
+void bh_component_failed(struct bh_component *c);
+
+/* --- the registry of adapter types, generated by the build from adapters/ --- */
+
+const struct bh_component_type *bh_adapter_type_find(const char *name);
+/* For the config engine: the settings table of a type, NULL if unknown. */
+const struct bh_conf_variant *bh_adapter_variant(const char *type);
+/* Space-separated list of the known types. */
+extern const char bh_adapter_type_names[];
+
+#endif

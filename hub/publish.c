@@ -1,0 +1,41 @@
+/* Publishing an adapter's records and dead letters (publish.h). */
+#include "publish.h"
+
+#include <string.h>
+
+int
+bh_publish(struct bh_component *c, const char *topic, const char *block, size_t block_len,
+           const void *data, size_t len, const char *event_id, size_t event_id_len,
+           struct bh_delivery *d)
+{
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "blockhub.event_id", -1, event_id, (ssize_t)event_id_len);
+    rd_kafka_header_add(h, "blockhub.adapter", -1, c->name, -1);
+    int rc = bh_kafka_produce(c->hub->kafka, topic, block, block_len, data, len, h, d);
+    if (rc < 0)
+        rd_kafka_headers_destroy(h);
+    else
+        c->published++;
+    return rc;
+}
+
+int
+bh_publish_dead(struct bh_component *c, enum bh_dlq_reason reason, const char *detail,
+                const struct bh_dlq_origin *origin, const void *payload, size_t len,
+                struct bh_delivery *d)
+{
+    int rc = bh_dlq_publish(c->hub, c, reason, detail, origin, payload, len, d);
+    if (rc == 0)
+        c->dead_lettered++;
+    return rc;
+}
+
+void
+bh_flow_stats(const struct bh_flow *f, struct bh_stats *out)
+{
+    bh_stats_add(out, "in_flight", "units read and not yet acknowledged", true, f->held);
+    bh_stats_add(out, "in_flight_bytes", "their bytes", true, f->held_bytes);
+    bh_stats_add(out, "back_pressure", "1 while reading waits for acknowledgements", true, f->full);
+    bh_stats_add(out, "back_pressure_pauses", "times reading waited for acknowledgements", false,
+                 f->pauses);
+}
