@@ -110,7 +110,9 @@ size_t bh_component_topics(const struct bh_component *c, const char **out, size_
 
 /* --- what a component calls ------------------------------------------------ */
 
-/* stop() has finished its in-flight work (call once; later calls are ignored). */
+/* stop() has finished its in-flight work (call once; later calls are ignored).
+ * Safe from anywhere, a Kafka delivery callback included: the hub flushes and
+ * closes the producer on a later turn of the loop. */
 void bh_component_stopped(struct bh_component *c);
 /* It cannot go on (logged by the caller): it counts as stopped, and the process exits 1. */
 void bh_component_failed(struct bh_component *c);

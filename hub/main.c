@@ -25,6 +25,7 @@
 static struct bh_hub hub;
 static struct bh_hub_conf conf;
 static uv_signal_t sigterm, sigint;
+static uv_timer_t finish_timer; /* the flush, on the turn after the last component stopped */
 static int exit_code;
 
 static void
@@ -59,8 +60,9 @@ resolve_path(char **p, const char *config_path)
 
 /* The signal handlers stay: a second SIGTERM while exiting must not kill us. */
 static void
-on_all_stopped(struct bh_hub *h)
+finish(uv_timer_t *t)
 {
+    struct bh_hub *h = t->data;
     for (size_t i = 0; i < h->ncomponents; i++)
         if (h->components[i].failed)
             exit_code = 1;
@@ -72,6 +74,16 @@ on_all_stopped(struct bh_hub *h)
         exit_code = 1;
     bh_info("hub", "stopped%s", left ? " with undelivered messages" : "");
     uv_stop(h->loop);
+}
+
+/* The last component may say it stopped from inside a Kafka delivery
+ * callback: the producer is flushed and closed on the next turn of the loop,
+ * outside of librdkafka. */
+static void
+on_all_stopped(struct bh_hub *h)
+{
+    finish_timer.data = h;
+    uv_timer_start(&finish_timer, finish, 0, 0);
 }
 
 static void
@@ -285,6 +297,7 @@ start(char *err, size_t errlen)
             return rc;
         }
     }
+    uv_timer_init(hub.loop, &finish_timer);
     hub.on_all_stopped = on_all_stopped;
     return 0;
 }
@@ -423,6 +436,7 @@ main(int argc, char **argv)
 
     uv_run(hub.loop, UV_RUN_DEFAULT);
 
+    uv_close((uv_handle_t *)&finish_timer, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     /* The close callbacks of what the parts closed while stopping run before they are freed. */

@@ -161,13 +161,14 @@ class Hub:
             f.write("\n".join(lines) + "\n")
         self.sets = list(extra_sets)
         self.proc = None
+        self.binary = BLOCKHUB
 
     def topic(self, base):
         """A topic name of this test's own."""
         return "%s.%s" % (base, self.tag)
 
     def start(self, timeout=60):
-        args = [BLOCKHUB, "--config", self.config]
+        args = [self.binary, "--config", self.config]
         for s in self.sets:
             args += ["--set", s]
         self.log = open(self.logpath, "ab")
@@ -322,7 +323,7 @@ def wait_log(hub, text, timeout=60, count=1):
 def start_refused(hub, timeout=60):
     """Starts HUB's daemon expecting it to refuse: asserts that it exited with a non-zero code
     without ever being ready (so it never listened), and returns (exit code, its stderr)."""
-    args = [BLOCKHUB, "--config", hub.config]
+    args = [hub.binary, "--config", hub.config]
     for s in hub.sets:
         args += ["--set", s]
     errpath = hub.logpath + ".stderr"
