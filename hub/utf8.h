@@ -8,9 +8,72 @@
 #define BH_UTF8_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-/* Length of the valid UTF-8 sequence at S (1 to 4), or 0 if S[0..LEN) does not start with one. */
-size_t bh_utf8_seq(const char *s, size_t len);
+/*
+ * Length of the valid UTF-8 sequence at S (1 to 4), or 0 if S[0..LEN) does not
+ * start with one. Inline: the JSON scanner and bh_utf8_valid call it for every
+ * character that is not ASCII.
+ */
+static inline size_t
+bh_utf8_seq(const char *s, size_t len)
+{
+    const unsigned char *q = (const unsigned char *)s;
+    unsigned char c;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    size_t n;
+
+    if (len == 0)
+        return 0;
+    c = q[0];
+    if (c < 0x80)
+        return 1;
+    if (c < 0xc2 || c > 0xf4)
+        return 0;
+    n = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    if (c == 0xe0)
+        lo = 0xa0; /* no overlong forms */
+    else if (c == 0xed)
+        hi = 0x9f; /* no surrogates */
+    else if (c == 0xf0)
+        lo = 0x90; /* no overlong forms */
+    else if (c == 0xf4)
+        hi = 0x8f; /* nothing past U+10FFFF */
+    if (len < n || q[1] < lo || q[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if ((q[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return n;
+}
+
+/* Writes the code point CP (a Unicode scalar value) as UTF-8 at OUT; returns its length (1 to 4).
+ */
+static inline size_t
+bh_utf8_put(char *out, uint32_t cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
 
 /* 1 if S[0..LEN) is entirely valid UTF-8. */
 int bh_utf8_valid(const char *s, size_t len);

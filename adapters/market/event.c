@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "avro_write.h"
 #include "decimal.h"
 
 /* The fields the writer knows, and the shape each must have in the schema. */
@@ -50,47 +51,6 @@ struct bh_market_writer {
     size_t cap;
 };
 
-/* --- the Avro binary encoding --------------------------------------------- */
-
-static unsigned char *
-put_long(unsigned char *p, int64_t v)
-{
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); /* zigzag */
-    while (z >= 0x80) {
-        *p++ = (unsigned char)(z | 0x80);
-        z >>= 7;
-    }
-    *p++ = (unsigned char)z;
-    return p;
-}
-
-static unsigned char *
-put_bytes(unsigned char *p, const void *s, size_t len)
-{
-    p = put_long(p, (int64_t)len);
-    memcpy(p, s, len);
-    return p + len;
-}
-
-static unsigned char *
-put_double(unsigned char *p, double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof(u));
-    for (int i = 0; i < 8; i++) /* little-endian whatever the host */
-        *p++ = (unsigned char)(u >> (8 * i));
-    return p;
-}
-
-static unsigned char *
-put_opt_text(unsigned char *p, const struct bh_text *t)
-{
-    if (t->s == NULL)
-        return put_long(p, 0);
-    p = put_long(p, 1);
-    return put_bytes(p, t->s, t->len);
-}
-
 static const struct bh_text *
 text_of(const struct bh_market_event *ev, enum field f)
 {
@@ -133,25 +93,25 @@ write_body(const struct bh_market_writer *w, const struct bh_market_event *ev, u
         enum field f = w->plan[i];
         switch (fields[f].shape) {
         case STRING:
-            p = put_bytes(p, text_of(ev, f)->s, text_of(ev, f)->len);
+            p = bh_avro_put_bytes(p, text_of(ev, f)->s, text_of(ev, f)->len);
             break;
         case OPT_STRING:
-            p = put_opt_text(p, text_of(ev, f));
+            p = bh_avro_put_opt_bytes(p, text_of(ev, f)->s, text_of(ev, f)->len);
             break;
         case OPT_BYTES:
-            p = put_long(p, ev->has_fine);
+            p = bh_avro_put_long(p, ev->has_fine);
             if (ev->has_fine)
-                p = put_bytes(p, fine, bh_decimal_to_bytes(ev->fine_fen, fine));
+                p = bh_avro_put_bytes(p, fine, bh_decimal_to_bytes(ev->fine_fen, fine));
             break;
         case OPT_POINT:
-            p = put_long(p, ev->has_location);
+            p = bh_avro_put_long(p, ev->has_location);
             if (ev->has_location) {
-                p = put_double(p, w->lat_first ? ev->lat : ev->lon);
-                p = put_double(p, w->lat_first ? ev->lon : ev->lat);
+                p = bh_avro_put_double(p, w->lat_first ? ev->lat : ev->lon);
+                p = bh_avro_put_double(p, w->lat_first ? ev->lon : ev->lat);
             }
             break;
         case LONG:
-            p = put_long(p, long_of(ev, f));
+            p = bh_avro_put_long(p, long_of(ev, f));
             break;
         }
     }
@@ -296,11 +256,8 @@ check_bytes(struct bh_market_writer *w, const struct bh_schemas *set, const stru
         bh_encode(enc, s, &rec, &data, &len) < 0)
         goto out;
     body = (size_t)(write_body(w, &ev, mine) - mine);
-    if (len < body || len - body > sizeof(w->header) ||
-        memcmp(mine, (const char *)data + len - body, body) != 0)
+    if (bh_avro_write_split(data, len, mine, body, w->header, sizeof(w->header), &w->hlen) < 0)
         goto out;
-    w->hlen = len - body;
-    memcpy(w->header, data, w->hlen);
 
     static const char name[] = "深圳市\"老字号\",百货有限公司";
     ev = (struct bh_market_event){.record_id = {"SCJG-2026-000007", 16},

@@ -4,56 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "avro_write.h"
 #include "record.h"
-
-/* int and long: zigzag, then base-128 varint, low group first. */
-static size_t
-put_long(uint8_t *p, int64_t v)
-{
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    size_t n = 0;
-    while (z >= 0x80) {
-        p[n++] = (uint8_t)(z | 0x80);
-        z >>= 7;
-    }
-    p[n++] = (uint8_t)z;
-    return n;
-}
-
-/* double: the IEEE 754 bits, little-endian. */
-static size_t
-put_double(uint8_t *p, double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof(u));
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(u >> (8 * i));
-    return 8;
-}
-
-/* string: its length as a long, then its bytes. */
-static size_t
-put_string(uint8_t *p, const char *s, size_t len)
-{
-    size_t n = put_long(p, (int64_t)len);
-    memcpy(p + n, s, len);
-    return n + len;
-}
-
-/* ["null", "string"]: the branch index as a long, then the string if any. */
-static size_t
-put_optional(uint8_t *p, const struct bh_traffic_str *s)
-{
-    size_t n = put_long(p, s->s != NULL);
-    return s->s != NULL ? n + put_string(p + n, s->s, s->len) : n;
-}
 
 size_t
 bh_traffic_avro_bound(const struct bh_traffic_event *ev, const struct bh_traffic_extra *x)
 {
     /* 12 fields, none longer than a 10-byte varint plus its string */
-    return 12 * 10 + ev->event_id.len + ev->device.len + ev->plate.len + ev->road.len +
-           strlen(x->block_id) + strlen(x->peer);
+    return 12 * BH_AVRO_LONG_MAX + ev->event_id.len + ev->device.len + ev->plate.len +
+           ev->road.len + strlen(x->block_id) + strlen(x->peer);
 }
 
 size_t
@@ -61,18 +20,18 @@ bh_traffic_avro_write(uint8_t *out, const struct bh_traffic_event *ev,
                       const struct bh_traffic_extra *x)
 {
     uint8_t *p = out;
-    p += put_string(p, ev->event_id.s, ev->event_id.len);
-    p += put_string(p, x->block_id, strlen(x->block_id));
-    p += put_string(p, ev->device.s, ev->device.len);
-    p += put_long(p, ev->type);
-    p += put_double(p, ev->lon);
-    p += put_double(p, ev->lat);
-    p += put_long(p, ev->severity);
-    p += put_long(p, ev->ts);
-    p += put_optional(p, &ev->plate);
-    p += put_optional(p, &ev->road);
-    p += put_long(p, x->received_at);
-    p += put_string(p, x->peer, strlen(x->peer));
+    p = bh_avro_put_bytes(p, ev->event_id.s, ev->event_id.len);
+    p = bh_avro_put_bytes(p, x->block_id, strlen(x->block_id));
+    p = bh_avro_put_bytes(p, ev->device.s, ev->device.len);
+    p = bh_avro_put_long(p, ev->type);
+    p = bh_avro_put_double(p, ev->lon);
+    p = bh_avro_put_double(p, ev->lat);
+    p = bh_avro_put_long(p, ev->severity);
+    p = bh_avro_put_long(p, ev->ts);
+    p = bh_avro_put_opt_bytes(p, ev->plate.s, ev->plate.len);
+    p = bh_avro_put_opt_bytes(p, ev->road.s, ev->road.len);
+    p = bh_avro_put_long(p, x->received_at);
+    p = bh_avro_put_bytes(p, x->peer, strlen(x->peer));
     return (size_t)(p - out);
 }
 
@@ -120,21 +79,20 @@ bh_traffic_avro_check(const struct bh_schema *s, struct bh_encoder *enc, uint8_t
         };
         struct bh_traffic_extra x = {"440303-017", 1795737637123LL, "[::1]:65535"};
         const void *data;
-        size_t len, n = bh_traffic_avro_write(body, &ev, &x);
+        size_t len, hlen, n = bh_traffic_avro_write(body, &ev, &x);
         avro_value_reset(&rec);
         rc = fill(&rec, &ev, &x);
         rc = rc ?: bh_encode(enc, s, &rec, &data, &len);
         if (rc < 0) {
             snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
-        } else if (len < n || len - n > 16 || (i > 0 && len - n != *frame_len) ||
-                   memcmp((const uint8_t *)data + (len - n), body, n) != 0) {
+        } else if (bh_avro_write_split(data, len, body, n, frame, 16, &hlen) < 0 ||
+                   (i > 0 && hlen != *frame_len)) {
             snprintf(errstr, errstr_size,
                      "%s (%s) is not the record traffic_avro.c writes: update one or the other",
                      s->name, s->path);
             rc = -EPROTO;
         } else {
-            *frame_len = len - n;
-            memcpy(frame, data, *frame_len);
+            *frame_len = hlen;
         }
     }
     avro_value_decref(&rec);

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "json_scan.h"
+
 const char *const bh_traffic_type_names[BH_TRAFFIC_TYPE_COUNT] = {
     "accident",        "congestion",   "ebike_violation", "motorcycle_violation",
     "illegal_parking", "signal_fault", "red_light",
@@ -170,84 +172,32 @@ arena_realloc(void *ctx, void *ptr, size_t size)
     return n;
 }
 
-/* --- UTF-8 and escapes ------------------------------------------------------- */
-
-static unsigned
-hex4(const char *s)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned c = (unsigned char)s[i];
-        v = v << 4 | (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-    }
-    return v;
-}
-
-static size_t
-put_utf8(char *out, unsigned cp)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
+/* --- escapes ------------------------------------------------------------------ */
 
 /*
- * Decode the body of a JSON string whose syntax yajl has already checked.
- * The output is never longer than the input. V_BAD_STRING for a lone
- * surrogate, V_NUL_STRING for U+0000, else V_STRING.
+ * Decode the body of a JSON string whose syntax yajl has already checked,
+ * with the block map's escape decoder (json_scan.h), so that both refuse the
+ * same escapes. The output is never longer than the input. V_BAD_STRING for
+ * a lone surrogate, V_NUL_STRING for U+0000, else V_STRING.
  */
 static enum value
 unescape(const char *s, size_t n, char *out, size_t *out_len)
 {
+    const unsigned char *q = (const unsigned char *)s, *end = q + n;
     size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        if (s[i] != '\\') {
-            out[o++] = s[i++];
+    while (q < end) {
+        if (*q != '\\') {
+            out[o++] = (char)*q++;
             continue;
         }
-        char e = s[i + 1];
-        i += 2;
-        if (e != 'u') {
-            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-            const char *k = strchr(from, e);
-            if (k == NULL)
-                return V_BAD_STRING;
-            out[o++] = to[k - from];
-            continue;
-        }
-        unsigned cp = hex4(s + i);
-        i += 4;
-        if (cp == 0)
+        uint32_t cp;
+        int len = end - q >= 2 ? bh_json_escape(q, end, &cp) : BH_JSON_ESCAPE_INVALID;
+        if (len == BH_JSON_ESCAPE_NUL)
             return V_NUL_STRING;
-        if (cp >= 0xDC00 && cp <= 0xDFFF)
+        if (len < 0)
             return V_BAD_STRING;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (i + 6 > n || s[i] != '\\' || s[i + 1] != 'u')
-                return V_BAD_STRING;
-            unsigned low = hex4(s + i + 2);
-            if (low < 0xDC00 || low > 0xDFFF)
-                return V_BAD_STRING;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-            i += 6;
-        }
-        o += put_utf8(out + o, cp);
+        q += len;
+        o += bh_utf8_put(out + o, cp);
     }
     *out_len = o;
     return V_STRING;
