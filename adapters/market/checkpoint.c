@@ -39,7 +39,7 @@ sync_dir(const char *path)
 }
 
 int
-bh_checkpoint_write(const char *path, const struct bh_checkpoint *c)
+bh_market_checkpoint_write(const char *path, const struct bh_market_checkpoint *c)
 {
     char tmp[PATH_MAX], text[NAME_MAX * 4 + 256];
     int fd = -1, rc;
@@ -69,7 +69,7 @@ bh_checkpoint_write(const char *path, const struct bh_checkpoint *c)
 }
 
 int
-bh_checkpoint_read(const char *path, struct bh_checkpoint *c)
+bh_market_checkpoint_read(const char *path, struct bh_market_checkpoint *c)
 {
     char text[NAME_MAX * 4 + 256];
     int fd = open(path, O_RDONLY | O_CLOEXEC);

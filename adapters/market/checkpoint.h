@@ -22,7 +22,7 @@
 #include <limits.h>
 #include <stdint.h>
 
-struct bh_checkpoint {
+struct bh_market_checkpoint {
     uint64_t dev, ino, size; /* the file's identity, with its name */
     uint64_t offset;
     int64_t row, line;
@@ -30,8 +30,8 @@ struct bh_checkpoint {
 };
 
 /* 0 or a negative errno. Blocking (open, write, fsync, rename): run it off the loop. */
-int bh_checkpoint_write(const char *path, const struct bh_checkpoint *c);
+int bh_market_checkpoint_write(const char *path, const struct bh_market_checkpoint *c);
 /* 0, -ENOENT (no checkpoint) or -EINVAL (not a checkpoint). */
-int bh_checkpoint_read(const char *path, struct bh_checkpoint *c);
+int bh_market_checkpoint_read(const char *path, struct bh_market_checkpoint *c);
 
 #endif

@@ -13,7 +13,7 @@ enum {
 };
 
 int
-bh_csv_init(struct bh_csv *p, size_t max_row)
+bh_market_csv_init(struct bh_market_csv *p, size_t max_row)
 {
     memset(p, 0, sizeof(*p));
     p->max_row = max_row;
@@ -22,14 +22,14 @@ bh_csv_init(struct bh_csv *p, size_t max_row)
     p->buf = malloc(p->cap ? p->cap : 1);
     p->ends = malloc(p->ecap * sizeof(*p->ends));
     if (p->buf == NULL || p->ends == NULL) {
-        bh_csv_free(p);
+        bh_market_csv_free(p);
         return -ENOMEM;
     }
     return 0;
 }
 
 void
-bh_csv_free(struct bh_csv *p)
+bh_market_csv_free(struct bh_market_csv *p)
 {
     free(p->buf);
     free(p->ends);
@@ -39,16 +39,16 @@ bh_csv_free(struct bh_csv *p)
 
 /* Whether the row still keeps its bytes; flags it when it stops doing so. */
 static int
-keeping(struct bh_csv *p)
+keeping(struct bh_market_csv *p)
 {
     if (p->row_bytes <= p->max_row)
         return 1;
-    p->flags |= BH_CSV_TOO_LARGE;
+    p->flags |= BH_MARKET_CSV_TOO_LARGE;
     return 0;
 }
 
 static void
-append(struct bh_csv *p, const char *s, size_t n)
+append(struct bh_market_csv *p, const char *s, size_t n)
 {
     if (!keeping(p))
         return;
@@ -61,7 +61,7 @@ append(struct bh_csv *p, const char *s, size_t n)
         char *b = cap >= p->len + n ? realloc(p->buf, cap) : NULL;
         if (b == NULL) {
             p->row_bytes = p->max_row + 1; /* out of memory: the row is too large for us */
-            p->flags |= BH_CSV_TOO_LARGE;
+            p->flags |= BH_MARKET_CSV_TOO_LARGE;
             return;
         }
         p->buf = b;
@@ -72,7 +72,7 @@ append(struct bh_csv *p, const char *s, size_t n)
 }
 
 static void
-end_field(struct bh_csv *p)
+end_field(struct bh_market_csv *p)
 {
     if (!keeping(p))
         return;
@@ -80,7 +80,7 @@ end_field(struct bh_csv *p)
         size_t *e = realloc(p->ends, p->ecap * 2 * sizeof(*e));
         if (e == NULL) {
             p->row_bytes = p->max_row + 1;
-            p->flags |= BH_CSV_TOO_LARGE;
+            p->flags |= BH_MARKET_CSV_TOO_LARGE;
             return;
         }
         p->ends = e;
@@ -91,7 +91,7 @@ end_field(struct bh_csv *p)
 }
 
 static void
-end_row(struct bh_csv *p)
+end_row(struct bh_market_csv *p)
 {
     /* An empty line: no separator, no quote, no byte of data. */
     p->blank = p->nfields == 0 && p->len == 0 && !p->quoted;
@@ -114,7 +114,7 @@ run(const char *s, size_t n, int quoted)
 }
 
 size_t
-bh_csv_feed(struct bh_csv *p, const char *s, size_t n)
+bh_market_csv_feed(struct bh_market_csv *p, const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n && !p->complete) {
@@ -154,7 +154,7 @@ bh_csv_feed(struct bh_csv *p, const char *s, size_t n)
                 p->quoted = 1;
             } else {
                 if (c == '"')
-                    p->flags |= BH_CSV_BAD_QUOTE;
+                    p->flags |= BH_MARKET_CSV_BAD_QUOTE;
                 append(p, &c, 1);
                 p->state = S_PLAIN;
             }
@@ -177,7 +177,7 @@ bh_csv_feed(struct bh_csv *p, const char *s, size_t n)
             } else if (c == '\r') {
                 p->state = S_CR;
             } else {
-                p->flags |= BH_CSV_BAD_QUOTE; /* text after the closing quote */
+                p->flags |= BH_MARKET_CSV_BAD_QUOTE; /* text after the closing quote */
                 append(p, &c, 1);
                 p->state = S_PLAIN;
             }
@@ -188,12 +188,12 @@ bh_csv_feed(struct bh_csv *p, const char *s, size_t n)
 }
 
 int
-bh_csv_finish(struct bh_csv *p)
+bh_market_csv_finish(struct bh_market_csv *p)
 {
     if (p->complete || p->row_bytes == 0)
         return p->complete;
     if (p->state == S_QUOTED)
-        p->flags |= BH_CSV_UNCLOSED;
+        p->flags |= BH_MARKET_CSV_UNCLOSED;
     if (p->state == S_CR)
         append(p, "\r", 1);
     end_row(p);
@@ -202,13 +202,13 @@ bh_csv_finish(struct bh_csv *p)
 }
 
 int
-bh_csv_in_row(const struct bh_csv *p)
+bh_market_csv_in_row(const struct bh_market_csv *p)
 {
     return p->row_bytes > 0 && !p->complete;
 }
 
 void
-bh_csv_next_row(struct bh_csv *p)
+bh_market_csv_next_row(struct bh_market_csv *p)
 {
     p->len = 0;
     p->nfields = 0;
@@ -222,7 +222,7 @@ bh_csv_next_row(struct bh_csv *p)
 }
 
 const char *
-bh_csv_field(const struct bh_csv *p, size_t i, size_t *len)
+bh_market_csv_field(const struct bh_market_csv *p, size_t i, size_t *len)
 {
     size_t start = i == 0 ? 0 : p->ends[i - 1];
     *len = p->ends[i] - start;

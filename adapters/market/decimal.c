@@ -3,7 +3,7 @@
 #include <errno.h>
 
 int
-bh_decimal_parse_fen(const char *s, size_t len, int max_digits, int64_t *fen)
+bh_market_decimal_parse_fen(const char *s, size_t len, int max_digits, int64_t *fen)
 {
     size_t i = 0;
     int64_t v = 0;
@@ -33,7 +33,7 @@ bh_decimal_parse_fen(const char *s, size_t len, int max_digits, int64_t *fen)
 }
 
 size_t
-bh_decimal_to_bytes(int64_t unscaled, unsigned char out[8])
+bh_market_decimal_to_bytes(int64_t unscaled, unsigned char out[8])
 {
     uint64_t u = (uint64_t)unscaled;
     size_t n = 8;

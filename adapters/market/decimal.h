@@ -14,12 +14,12 @@
  * spaces, at least one digit on each side of a point. 0 or -EINVAL (-ERANGE
  * when there are too many digits before the point).
  */
-int bh_decimal_parse_fen(const char *s, size_t len, int max_digits, int64_t *fen);
+int bh_market_decimal_parse_fen(const char *s, size_t len, int max_digits, int64_t *fen);
 
 /*
  * The Avro decimal encoding of an unscaled value: big-endian two's complement
  * in the fewest bytes (at least one). OUT needs 8 bytes; returns the length.
  */
-size_t bh_decimal_to_bytes(int64_t unscaled, unsigned char out[8]);
+size_t bh_market_decimal_to_bytes(int64_t unscaled, unsigned char out[8]);
 
 #endif

@@ -7,7 +7,7 @@
 #include "utf8.h"
 
 int
-bh_decoder_open(struct bh_decoder *d, const char *encoding)
+bh_market_decoder_open(struct bh_market_decoder *d, const char *encoding)
 {
     memset(d, 0, sizeof(*d));
     d->cd = iconv_open("UTF-8", encoding);
@@ -23,7 +23,7 @@ bh_decoder_open(struct bh_decoder *d, const char *encoding)
     iconv(d->cd, NULL, NULL, NULL, NULL);
     if (r == (size_t)-1 || inlen != 0 || (size_t)(o - out) != sizeof(ascii) ||
         memcmp(out, ascii, sizeof(ascii)) != 0) {
-        bh_decoder_close(d);
+        bh_market_decoder_close(d);
         return -ENOTSUP;
     }
     d->utf8 = strcasecmp(encoding, "UTF-8") == 0 || strcasecmp(encoding, "UTF8") == 0;
@@ -31,7 +31,7 @@ bh_decoder_open(struct bh_decoder *d, const char *encoding)
 }
 
 void
-bh_decoder_close(struct bh_decoder *d)
+bh_market_decoder_close(struct bh_market_decoder *d)
 {
     if (d->cd != (iconv_t)-1 && d->cd != NULL)
         iconv_close(d->cd);
@@ -39,7 +39,7 @@ bh_decoder_close(struct bh_decoder *d)
 }
 
 void
-bh_decoder_reset(struct bh_decoder *d)
+bh_market_decoder_reset(struct bh_market_decoder *d)
 {
     d->ncarry = 0;
     iconv(d->cd, NULL, NULL, NULL, NULL);
@@ -51,8 +51,8 @@ bh_decoder_reset(struct bh_decoder *d)
  * input bytes either completes it, proves it invalid, or takes all the input.
  */
 static int
-complete_carry(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
-               bool final)
+complete_carry(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out,
+               size_t *outleft, bool final)
 {
     char tmp[sizeof(d->carry) * 2];
     size_t take = *inlen < sizeof(d->carry) ? *inlen : sizeof(d->carry);
@@ -116,7 +116,7 @@ copy_ascii(const char **in, size_t *inlen, char **out, size_t *outleft)
 
 /* iconv over *IN: 0, -E2BIG, -EINVAL (a sequence cut at the end), or an invalid byte skipped. */
 static int
-convert(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft)
+convert(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft)
 {
     char *p = (char *)*in;
     size_t r = iconv(d->cd, &p, inlen, out, outleft);
@@ -173,7 +173,7 @@ put(const char *s, size_t n, char **out, size_t *outleft)
 
 /* The carried start of a sequence, completed with the first bytes of *IN. */
 static int
-utf8_carry(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
+utf8_carry(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
            bool final)
 {
     size_t need = utf8_lead((unsigned char)d->carry[0]);
@@ -212,7 +212,7 @@ utf8_carry(struct bh_decoder *d, const char **in, size_t *inlen, char **out, siz
 }
 
 static int
-utf8_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
+utf8_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
          bool final)
 {
     while (d->ncarry > 0) {
@@ -267,8 +267,8 @@ utf8_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_
  * CSV rows of the market feed that is half of the bytes.
  */
 int
-bh_decoder_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
-               bool final)
+bh_market_decoder_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out,
+                      size_t *outleft, bool final)
 {
     if (d->utf8)
         return utf8_run(d, in, inlen, out, outleft, final);

@@ -20,7 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct bh_decoder {
+struct bh_market_decoder {
     iconv_t cd;
     char carry[8]; /* the start of a sequence cut at the end of the last chunk */
     size_t ncarry;
@@ -32,10 +32,10 @@ struct bh_decoder {
  * does not know it) or -ENOTSUP (not ASCII-compatible, such as UTF-16: the
  * ASCII bytes must stand for themselves).
  */
-int bh_decoder_open(struct bh_decoder *d, const char *encoding);
-void bh_decoder_close(struct bh_decoder *d);
+int bh_market_decoder_open(struct bh_market_decoder *d, const char *encoding);
+void bh_market_decoder_close(struct bh_market_decoder *d);
 /* Forget any carried bytes (before reading from another position). */
-void bh_decoder_reset(struct bh_decoder *d);
+void bh_market_decoder_reset(struct bh_market_decoder *d);
 
 #define BH_DECODE_INVALID 1
 
@@ -48,7 +48,7 @@ void bh_decoder_reset(struct bh_decoder *d);
  *                      after them); call again for the rest;
  *   -E2BIG             *OUT is full.
  */
-int bh_decoder_run(struct bh_decoder *d, const char **in, size_t *inlen, char **out,
-                   size_t *outleft, bool final);
+int bh_market_decoder_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out,
+                          size_t *outleft, bool final);
 
 #endif

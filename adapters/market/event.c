@@ -101,7 +101,7 @@ write_body(const struct bh_market_writer *w, const struct bh_market_event *ev, u
         case OPT_BYTES:
             p = bh_avro_put_long(p, ev->has_fine);
             if (ev->has_fine)
-                p = bh_avro_put_bytes(p, fine, bh_decimal_to_bytes(ev->fine_fen, fine));
+                p = bh_avro_put_bytes(p, fine, bh_market_decimal_to_bytes(ev->fine_fen, fine));
             break;
         case OPT_POINT:
             p = bh_avro_put_long(p, ev->has_location);

@@ -148,7 +148,7 @@ struct file {
     int col[NCOL];      /* field index of each column, -1 if absent */
     size_t nheader;     /* fields in the header */
     int64_t row, lines; /* data rows handed out, lines consumed */
-    struct bh_checkpoint resume;
+    struct bh_market_checkpoint resume;
     int resuming;
     int bad_encoding; /* the current row has undecodable bytes */
     uint64_t bad_at;
@@ -165,8 +165,8 @@ struct market {
 
     uv_fs_event_t watch;
     uv_timer_t rescan, kick, ckpt_timer, backoff, settle;
-    struct bh_spool spool; /* the *.csv entries of the last listing */
-    size_t handles;        /* handles still closing, for stop */
+    struct bh_market_spool spool; /* the *.csv entries of the last listing */
+    size_t handles;               /* handles still closing, for stop */
     int closing;
     uv_fs_t scan_req, read_req;
     int scan_busy, backoff_busy;
@@ -183,8 +183,8 @@ struct market {
     int held; /* process() stopped for the operator's pause (flow.operator_pause) */
     uint64_t files_done, files_failed, rows_read; /* counters (stats) */
 
-    struct bh_decoder dec;
-    struct bh_csv csv;
+    struct bh_market_decoder dec;
+    struct bh_market_csv csv;
     char *out, *raw;
     size_t outcap, rawcap;
     struct file f;
@@ -193,14 +193,14 @@ struct market {
     size_t cap;
     uint64_t head, tail; /* slots handed out / retired (index = n % cap) */
     size_t in_flight;
-    struct bh_flow flow;        /* rows in the ring (read, not yet retired in order) */
-    struct bh_checkpoint acked; /* the rows acknowledged in order */
+    struct bh_flow flow;               /* rows in the ring (read, not yet retired in order) */
+    struct bh_market_checkpoint acked; /* the rows acknowledged in order */
     int64_t since_ckpt;
 
-    struct bh_checkpoint ck; /* the latest checkpoint (maybe not on disk yet) */
+    struct bh_market_checkpoint ck; /* the latest checkpoint (maybe not on disk yet) */
     int ck_valid;
     uv_work_t ck_work;
-    struct bh_checkpoint ck_job;
+    struct bh_market_checkpoint ck_job;
     int ck_busy, ck_dirty, ck_rc;
 
     /*
@@ -316,7 +316,7 @@ static void
 ck_run(uv_work_t *w)
 {
     struct market *m = w->data;
-    m->ck_rc = bh_checkpoint_write(m->state_path, &m->ck_job);
+    m->ck_rc = bh_market_checkpoint_write(m->state_path, &m->ck_job);
 }
 
 static void
@@ -414,7 +414,7 @@ excerpt(char *buf, size_t size, const char *s, size_t len, size_t max)
 static enum bh_dlq_reason
 validate(struct market *m, struct event *ev, char *why, size_t n)
 {
-    const struct bh_csv *p = &m->csv;
+    const struct bh_market_csv *p = &m->csv;
     const struct file *f = &m->f;
     char x1[EXCERPT_MAX + 8], x2[EXCERPT_MAX + 8];
     memset(ev, 0, sizeof(*ev));
@@ -423,17 +423,17 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
                  (unsigned long long)f->bad_at, m->conf->encoding);
         return BH_DLQ_INVALID_ENCODING;
     }
-    if (p->flags & BH_CSV_TOO_LARGE) {
+    if (p->flags & BH_MARKET_CSV_TOO_LARGE) {
         snprintf(why, n,
                  "the row is longer than max_row_bytes (%llu bytes; the payload is its start)",
                  (unsigned long long)m->conf->max_row_bytes);
         return BH_DLQ_TOO_LARGE;
     }
-    if (p->flags & BH_CSV_UNCLOSED) {
+    if (p->flags & BH_MARKET_CSV_UNCLOSED) {
         snprintf(why, n, "a quoted field is still open at the end of the file");
         return BH_DLQ_INVALID_CSV;
     }
-    if (p->flags & BH_CSV_BAD_QUOTE) {
+    if (p->flags & BH_MARKET_CSV_BAD_QUOTE) {
         snprintf(why, n, "a quote inside an unquoted field, or text after a closing quote");
         return BH_DLQ_INVALID_CSV;
     }
@@ -443,7 +443,7 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
     }
     for (int c = 0; c < NCOL; c++) {
         if (f->col[c] >= 0)
-            ev->v[c] = bh_csv_field(p, (size_t)f->col[c], &ev->len[c]);
+            ev->v[c] = bh_market_csv_field(p, (size_t)f->col[c], &ev->len[c]);
         if (ev->len[c] == 0)
             ev->v[c] = NULL;
         if (columns[c].required && ev->v[c] == NULL) {
@@ -452,7 +452,7 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
         }
     }
     char expected;
-    if (bh_uscc_check(ev->v[C_USCC], ev->len[C_USCC], &expected) < 0) {
+    if (bh_market_uscc_check(ev->v[C_USCC], ev->len[C_USCC], &expected) < 0) {
         if (expected != '\0')
             snprintf(why, n, "%s: %s has check character '%c', GB 32100-2015 gives '%c'",
                      columns[C_USCC].name,
@@ -475,7 +475,8 @@ validate(struct market *m, struct event *ev, char *why, size_t n)
         return BH_DLQ_INVALID_FIELD;
     }
     if (ev->v[C_FINE] != NULL) {
-        if (bh_decimal_parse_fen(ev->v[C_FINE], ev->len[C_FINE], FINE_MAX_DIGITS, &ev->fen) < 0) {
+        if (bh_market_decimal_parse_fen(ev->v[C_FINE], ev->len[C_FINE], FINE_MAX_DIGITS, &ev->fen) <
+            0) {
             snprintf(why, n, "%s: %s is not an amount in yuan with at most 2 decimals",
                      columns[C_FINE].name,
                      excerpt(x1, sizeof(x1), ev->v[C_FINE], ev->len[C_FINE], EXCERPT_MAX));
@@ -748,18 +749,19 @@ data_row(struct market *m, uint64_t end, int64_t line)
 static int
 map_header(struct market *m, char *why, size_t n)
 {
-    const struct bh_csv *p = &m->csv;
+    const struct bh_market_csv *p = &m->csv;
     struct file *f = &m->f;
     if (f->bad_encoding) {
         snprintf(why, n, "the header is not valid %s (bytes at offset %llu)", m->conf->encoding,
                  (unsigned long long)f->bad_at);
         return -EINVAL;
     }
-    if (p->flags & (BH_CSV_TOO_LARGE | BH_CSV_UNCLOSED | BH_CSV_BAD_QUOTE) || p->blank) {
+    if (p->flags & (BH_MARKET_CSV_TOO_LARGE | BH_MARKET_CSV_UNCLOSED | BH_MARKET_CSV_BAD_QUOTE) ||
+        p->blank) {
         snprintf(why, n, "the header row is %s",
-                 p->blank                      ? "empty"
-                 : p->flags & BH_CSV_TOO_LARGE ? "longer than max_row_bytes"
-                                               : "not valid RFC 4180 CSV");
+                 p->blank                             ? "empty"
+                 : p->flags & BH_MARKET_CSV_TOO_LARGE ? "longer than max_row_bytes"
+                                                      : "not valid RFC 4180 CSV");
         return -EINVAL;
     }
     for (int c = 0; c < NCOL; c++)
@@ -767,7 +769,7 @@ map_header(struct market *m, char *why, size_t n)
     f->nheader = p->nfields;
     for (size_t i = 0; i < p->nfields; i++) {
         size_t len;
-        const char *s = bh_csv_field(p, i, &len);
+        const char *s = bh_market_csv_field(p, i, &len);
         while (len > 0 && (*s == ' ' || *s == '\t'))
             s++, len--;
         while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
@@ -839,7 +841,7 @@ static void
 row_done(struct market *m, uint64_t end)
 {
     struct file *f = &m->f;
-    struct bh_csv *p = &m->csv;
+    struct bh_market_csv *p = &m->csv;
     int64_t line = f->lines + 1; /* the line it starts on */
     f->lines += (int64_t)p->row_lines;
     if (!f->header_done) {
@@ -849,7 +851,7 @@ row_done(struct market *m, uint64_t end)
         m->rows_read++;
         data_row(m, end, line);
     }
-    bh_csv_next_row(p);
+    bh_market_csv_next_row(p);
     f->rawlen = 0;
     f->bad_encoding = 0;
 }
@@ -888,7 +890,7 @@ parse(struct market *m, const char *s, size_t n, uint64_t end)
         }
     }
     while (n > 0) {
-        size_t k = bh_csv_feed(&m->csv, s, n);
+        size_t k = bh_market_csv_feed(&m->csv, s, n);
         s += k;
         n -= k;
         if (m->csv.complete)
@@ -909,7 +911,7 @@ segment(struct market *m, const char *seg, size_t n, uint64_t off, int final)
     for (;;) {
         char *out = m->out;
         size_t left = m->outcap;
-        int rc = bh_decoder_run(&m->dec, &in, &inlen, &out, &left, final);
+        int rc = bh_market_decoder_run(&m->dec, &in, &inlen, &out, &left, final);
         if (rc == BH_DECODE_INVALID && !m->f.bad_encoding) {
             m->f.bad_encoding = 1;
             m->f.bad_at = off + (uint64_t)(in - seg) - (in > seg);
@@ -1002,7 +1004,7 @@ jump(struct market *m)
     if (m->read_busy)
         m->read_discard = 1;
     m->read_ready = 0;
-    bh_decoder_reset(&m->dec);
+    bh_market_decoder_reset(&m->dec);
 }
 
 /* The end of the file: a last row without a line end, or bytes cut short. */
@@ -1012,7 +1014,7 @@ end_of_input(struct market *m)
     struct file *f = &m->f;
     uint64_t end = f->chunk_off;
     segment(m, "", 0, end, 1);
-    if (bh_csv_finish(&m->csv) || (f->bad_encoding && f->header_done))
+    if (bh_market_csv_finish(&m->csv) || (f->bad_encoding && f->header_done))
         row_done(m, end);
     f->input_done = 1;
     if (!f->header_done && !f->bad_header) {
@@ -1088,8 +1090,8 @@ reset_file(struct market *m)
     m->read_discard = 0;
     m->since_ckpt = 0;
     memset(&m->acked, 0, sizeof(m->acked));
-    bh_csv_next_row(&m->csv);
-    bh_decoder_reset(&m->dec);
+    bh_market_csv_next_row(&m->csv);
+    bh_market_decoder_reset(&m->dec);
 }
 
 /* Move NAME from the spool into SUBDIR without replacing a file already there. */
@@ -1117,7 +1119,7 @@ move_to(struct market *m, const char *name, const char *subdir, char *dest, size
  * open's error.
  */
 static int
-open_file(struct market *m, struct bh_spool_entry *e)
+open_file(struct market *m, struct bh_market_spool_entry *e)
 {
     struct file *f = &m->f;
     char path[PATH_MAX];
@@ -1135,7 +1137,7 @@ open_file(struct market *m, struct bh_spool_entry *e)
     if ((uint64_t)st.st_dev != e->dev || (uint64_t)st.st_ino != e->ino ||
         (uint64_t)st.st_size != e->size || mtime != e->mtime_ns) {
         close(fd);
-        bh_spool_note(&m->spool, e->name, &st, uv_now(m->a->hub->loop));
+        bh_market_spool_note(&m->spool, e->name, &st, uv_now(m->a->hub->loop));
         return -EAGAIN;
     }
     f->fd = fd;
@@ -1243,7 +1245,7 @@ finish_file(struct market *m)
 
 /* What entry E is, for a reason: "a directory", "a symbolic link to 'x'"... */
 static const char *
-describe(const struct market *m, const struct bh_spool_entry *e, char *buf, size_t size)
+describe(const struct market *m, const struct bh_market_spool_entry *e, char *buf, size_t size)
 {
     switch (e->mode & S_IFMT) {
     case S_IFDIR:
@@ -1278,7 +1280,7 @@ describe(const struct market *m, const struct bh_spool_entry *e, char *buf, size
  * not reported again while it stays as it is.
  */
 static void
-reject_entry(struct market *m, struct bh_spool_entry *e, const char *what)
+reject_entry(struct market *m, struct bh_market_spool_entry *e, const char *what)
 {
     char shown[BH_MARKET_SHOWN_MAX], detail[BH_MARKET_SHOWN_MAX + 600];
     char dest[PATH_MAX + 2 * NAME_MAX];
@@ -1314,14 +1316,14 @@ on_settle(uv_timer_t *t)
 static void
 take(struct market *m)
 {
-    struct bh_spool *sp = &m->spool;
+    struct bh_market_spool *sp = &m->spool;
     uint64_t now = uv_now(m->a->hub->loop), settle = (uint64_t)m->conf->settle_time;
     uint64_t wait = UINT64_MAX;
-    struct bh_spool_entry *first = NULL, *interrupted = NULL;
+    struct bh_market_spool_entry *first = NULL, *interrupted = NULL;
     char shown[BH_MARKET_SHOWN_MAX], what[300];
     for (size_t i = 0; i < sp->n; i++) {
-        struct bh_spool_entry *e = &sp->v[i];
-        if (e->kind != BH_SPOOL_FILE) {
+        struct bh_market_spool_entry *e = &sp->v[i];
+        if (e->kind != BH_MARKET_SPOOL_FILE) {
             if (!e->reported)
                 reject_entry(m, e, describe(m, e, what, sizeof(what)));
             continue;
@@ -1332,7 +1334,7 @@ take(struct market *m)
         int ck = m->ck_valid && strcmp(shown, m->ck.file) == 0;
         if (ck)
             interrupted = e;
-        if (!bh_spool_settled(e, now, settle)) {
+        if (!bh_market_spool_settled(e, now, settle)) {
             uint64_t left = e->since + settle > now ? e->since + settle - now : 1;
             if (left < wait)
                 wait = left;
@@ -1343,10 +1345,10 @@ take(struct market *m)
         if (first == NULL || strcmp(e->name, first->name) < 0)
             first = e;
     }
-    struct bh_spool_entry *pick = interrupted;
+    struct bh_market_spool_entry *pick = interrupted;
     if (pick == NULL)
         pick = first;
-    else if (!bh_spool_settled(pick, now, settle))
+    else if (!bh_market_spool_settled(pick, now, settle))
         pick = NULL;
     if (pick == NULL) {
         if (wait != UINT64_MAX)
@@ -1390,7 +1392,7 @@ on_scandir(uv_fs_t *req)
                  uv_strerror((int)req->result));
     } else {
         uint64_t now = uv_now(m->a->hub->loop);
-        bh_spool_begin(&m->spool);
+        bh_market_spool_begin(&m->spool);
         while (uv_fs_scandir_next(req, &ent) != UV_EOF) {
             size_t len = strlen(ent.name);
             char path[PATH_MAX];
@@ -1400,10 +1402,10 @@ on_scandir(uv_fs_t *req)
             snprintf(path, sizeof(path), "%s/%s", m->conf->spool_dir, ent.name);
             if (lstat(path, &st) < 0)
                 continue; /* gone since */
-            if (bh_spool_note(&m->spool, ent.name, &st, now) == NULL)
+            if (bh_market_spool_note(&m->spool, ent.name, &st, now) == NULL)
                 bh_error(m->a->name, "out of memory listing %s", m->conf->spool_dir);
         }
-        bh_spool_end(&m->spool);
+        bh_market_spool_end(&m->spool);
     }
     uv_fs_req_cleanup(req);
     if (m->stopping) {
@@ -1517,10 +1519,10 @@ static int
 check_encoding(const void *value, char *why, size_t n)
 {
     const char *enc = *(char *const *)value;
-    struct bh_decoder d;
-    int rc = bh_decoder_open(&d, enc);
+    struct bh_market_decoder d;
+    int rc = bh_market_decoder_open(&d, enc);
     if (rc == 0) {
-        bh_decoder_close(&d);
+        bh_market_decoder_close(&d);
         return 0;
     }
     int k = (int)bh_utf8_cut(enc, strlen(enc), 64);
@@ -1574,7 +1576,7 @@ setup(struct market *m, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "schema %s not found in the schemas directory", SCHEMA);
         return -ENOENT;
     }
-    rc = bh_decoder_open(&m->dec, c->encoding);
+    rc = bh_market_decoder_open(&m->dec, c->encoding);
     if (rc < 0) {
         snprintf(errstr, errstr_size,
                  rc == -ENOTSUP ? "encoding: '%s' is not ASCII-compatible (GB18030, GBK, UTF-8 are)"
@@ -1582,7 +1584,7 @@ setup(struct market *m, char *errstr, size_t errstr_size)
                  c->encoding);
         return rc;
     }
-    if (bh_csv_init(&m->csv, c->max_row_bytes) < 0)
+    if (bh_market_csv_init(&m->csv, c->max_row_bytes) < 0)
         return -ENOMEM;
     m->cap = (size_t)c->max_in_flight;
     bh_flow_init(&m->flow, m->cap, UINT64_MAX);
@@ -1601,7 +1603,7 @@ setup(struct market *m, char *errstr, size_t errstr_size)
     if (rc < 0)
         return rc;
     /* The latest checkpoint: where a file interrupted by a crash resumes. */
-    rc = bh_checkpoint_read(m->state_path, &m->ck);
+    rc = bh_market_checkpoint_read(m->state_path, &m->ck);
     m->ck_valid = rc == 0;
     if (rc == -EINVAL)
         bh_warn(m->a->name, "%s is not a checkpoint; ignoring it", m->state_path);
@@ -1613,8 +1615,8 @@ free_market(struct market *m)
 {
     bh_market_writer_free(m->writer);
     if (m->dec.cd != NULL)
-        bh_decoder_close(&m->dec);
-    bh_csv_free(&m->csv);
+        bh_market_decoder_close(&m->dec);
+    bh_market_csv_free(&m->csv);
     free(m->state_path);
     free(m->ring);
     free(m->chunk[0]);
@@ -1622,7 +1624,7 @@ free_market(struct market *m)
     free(m->out);
     free(m->raw);
     free(m->big);
-    bh_spool_free(&m->spool);
+    bh_market_spool_free(&m->spool);
     free(m);
 }
 

@@ -37,14 +37,14 @@ bh_market_show_name(char *dst, size_t size, const char *name)
 }
 
 void
-bh_spool_begin(struct bh_spool *s)
+bh_market_spool_begin(struct bh_market_spool *s)
 {
     for (size_t i = 0; i < s->n; i++)
         s->v[i].seen = 0;
 }
 
-struct bh_spool_entry *
-bh_spool_find(struct bh_spool *s, const char *name)
+struct bh_market_spool_entry *
+bh_market_spool_find(struct bh_market_spool *s, const char *name)
 {
     for (size_t i = 0; i < s->n; i++)
         if (strcmp(s->v[i].name, name) == 0)
@@ -52,18 +52,20 @@ bh_spool_find(struct bh_spool *s, const char *name)
     return NULL;
 }
 
-struct bh_spool_entry *
-bh_spool_note(struct bh_spool *s, const char *name, const struct stat *st, uint64_t now)
+struct bh_market_spool_entry *
+bh_market_spool_note(struct bh_market_spool *s, const char *name, const struct stat *st,
+                     uint64_t now)
 {
-    struct bh_spool_entry *e = bh_spool_find(s, name);
-    enum bh_spool_kind kind = S_ISREG(st->st_mode) ? BH_SPOOL_FILE : BH_SPOOL_OTHER;
+    struct bh_market_spool_entry *e = bh_market_spool_find(s, name);
+    enum bh_market_spool_kind kind =
+        S_ISREG(st->st_mode) ? BH_MARKET_SPOOL_FILE : BH_MARKET_SPOOL_OTHER;
     int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
     if (e == NULL) {
         if (strlen(name) >= sizeof(e->name))
             return NULL;
         if (s->n == s->cap) {
             size_t cap = s->cap ? s->cap * 2 : 16;
-            struct bh_spool_entry *v = realloc(s->v, cap * sizeof(*v));
+            struct bh_market_spool_entry *v = realloc(s->v, cap * sizeof(*v));
             if (v == NULL)
                 return NULL;
             s->v = v;
@@ -76,7 +78,7 @@ bh_spool_note(struct bh_spool *s, const char *name, const struct stat *st, uint6
     } else {
         int same = e->kind == kind && (e->mode & S_IFMT) == (st->st_mode & S_IFMT) &&
                    e->dev == (uint64_t)st->st_dev && e->ino == (uint64_t)st->st_ino;
-        if (same && kind == BH_SPOOL_FILE)
+        if (same && kind == BH_MARKET_SPOOL_FILE)
             same = e->size == (uint64_t)st->st_size && e->mtime_ns == mtime;
         if (!same) {
             e->since = now;
@@ -94,7 +96,7 @@ bh_spool_note(struct bh_spool *s, const char *name, const struct stat *st, uint6
 }
 
 void
-bh_spool_end(struct bh_spool *s)
+bh_market_spool_end(struct bh_market_spool *s)
 {
     size_t k = 0;
     for (size_t i = 0; i < s->n; i++)
@@ -104,13 +106,13 @@ bh_spool_end(struct bh_spool *s)
 }
 
 int
-bh_spool_settled(const struct bh_spool_entry *e, uint64_t now, uint64_t settle)
+bh_market_spool_settled(const struct bh_market_spool_entry *e, uint64_t now, uint64_t settle)
 {
-    return e->kind == BH_SPOOL_FILE && now >= e->since && now - e->since >= settle;
+    return e->kind == BH_MARKET_SPOOL_FILE && now >= e->since && now - e->since >= settle;
 }
 
 void
-bh_spool_free(struct bh_spool *s)
+bh_market_spool_free(struct bh_market_spool *s)
 {
     free(s->v);
     memset(s, 0, sizeof(*s));

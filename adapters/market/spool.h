@@ -28,14 +28,14 @@
  */
 size_t bh_market_show_name(char *dst, size_t size, const char *name);
 
-enum bh_spool_kind {
-    BH_SPOOL_FILE,  /* a regular file */
-    BH_SPOOL_OTHER, /* a directory, a symbolic link, a FIFO, a socket, a device */
+enum bh_market_spool_kind {
+    BH_MARKET_SPOOL_FILE,  /* a regular file */
+    BH_MARKET_SPOOL_OTHER, /* a directory, a symbolic link, a FIFO, a socket, a device */
 };
 
-struct bh_spool_entry {
+struct bh_market_spool_entry {
     char name[NAME_MAX + 1];
-    enum bh_spool_kind kind;
+    enum bh_market_spool_kind kind;
     mode_t mode;
     uint64_t dev, ino, size;
     int64_t mtime_ns;
@@ -44,13 +44,13 @@ struct bh_spool_entry {
     int seen;       /* seen in the current listing */
 };
 
-struct bh_spool {
-    struct bh_spool_entry *v;
+struct bh_market_spool {
+    struct bh_market_spool_entry *v;
     size_t n, cap;
 };
 
-/* A listing begins: every entry not noted again before bh_spool_end is forgotten. */
-void bh_spool_begin(struct bh_spool *s);
+/* A listing begins: every entry not noted again before bh_market_spool_end is forgotten. */
+void bh_market_spool_begin(struct bh_market_spool *s);
 
 /*
  * NAME is in the directory with status ST (from lstat) at time NOW. Returns its
@@ -58,18 +58,18 @@ void bh_spool_begin(struct bh_spool *s);
  * device, inode, size, modification time; for another entry: its type, device
  * and inode), or NULL when out of memory.
  */
-struct bh_spool_entry *bh_spool_note(struct bh_spool *s, const char *name, const struct stat *st,
-                                     uint64_t now);
+struct bh_market_spool_entry *bh_market_spool_note(struct bh_market_spool *s, const char *name,
+                                                   const struct stat *st, uint64_t now);
 
 /* The listing is complete: forget the entries it did not note. */
-void bh_spool_end(struct bh_spool *s);
+void bh_market_spool_end(struct bh_market_spool *s);
 
 /* The entry of NAME, or NULL. */
-struct bh_spool_entry *bh_spool_find(struct bh_spool *s, const char *name);
+struct bh_market_spool_entry *bh_market_spool_find(struct bh_market_spool *s, const char *name);
 
 /* Whether a file entry has been as it is for SETTLE ms at NOW (0 settles at once). */
-int bh_spool_settled(const struct bh_spool_entry *e, uint64_t now, uint64_t settle);
+int bh_market_spool_settled(const struct bh_market_spool_entry *e, uint64_t now, uint64_t settle);
 
-void bh_spool_free(struct bh_spool *s);
+void bh_market_spool_free(struct bh_market_spool *s);
 
 #endif

@@ -21,7 +21,7 @@ value(char c)
 }
 
 int
-bh_uscc_check(const char *s, size_t len, char *expected)
+bh_market_uscc_check(const char *s, size_t len, char *expected)
 {
     *expected = '\0';
     if (len != 18)

@@ -13,6 +13,6 @@
  * to the check character the first 17 call for ('\0' when the length or a
  * character is already wrong).
  */
-int bh_uscc_check(const char *s, size_t len, char *expected);
+int bh_market_uscc_check(const char *s, size_t len, char *expected);
 
 #endif

@@ -127,7 +127,7 @@ struct conn {
     uv_tcp_t tcp;
     struct traffic *t;
     struct conn *prev, *next;
-    struct bh_lines lines;
+    struct bh_traffic_lines lines;
     char peer[PEER_MAX];
     uint8_t addr[16];     /* the peer's address (IPv4 as ::ffff:a.b.c.d), for the per-peer count */
     uint64_t last_active; /* uv_now() of the last read */
@@ -494,7 +494,7 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void
-on_line(void *arg, const struct bh_line *line)
+on_line(void *arg, const struct bh_traffic_line *line)
 {
     struct conn *c = arg;
     struct traffic *t = c->t;
@@ -602,7 +602,7 @@ on_conn_closed(uv_handle_t *h)
         t->nconns--;
         peer_remove(t, c->addr);
     }
-    bh_lines_free(&c->lines);
+    bh_traffic_lines_free(&c->lines);
     free(c);
     if (--t->handles == 0 && t->closing_all)
         bh_component_stopped(t->a);
@@ -612,11 +612,11 @@ on_conn_closed(uv_handle_t *h)
 static void
 cut_line(struct conn *c, enum cut cut)
 {
-    if (!bh_lines_pending(&c->lines))
+    if (!bh_traffic_lines_pending(&c->lines))
         return;
     c->t->read_ms = bh_now_ms();
     c->cut = (uint8_t)cut;
-    bh_lines_finish(&c->lines, on_line, c);
+    bh_traffic_lines_finish(&c->lines, on_line, c);
 }
 
 static void
@@ -641,7 +641,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         c->last_active = uv_now(t->a->hub->loop);
         t->read_ms = bh_now_ms();
-        if (bh_lines_feed(&c->lines, buf->base, (size_t)nread, on_line, c) < 0) {
+        if (bh_traffic_lines_feed(&c->lines, buf->base, (size_t)nread, on_line, c) < 0) {
             bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
                      c->peer);
             close_conn(c, CUT_NONE);
@@ -757,7 +757,7 @@ admit(struct traffic *t, struct conn *c, const struct sockaddr *sa, bool limits)
         refuse(t, c, "out of memory");
         return false;
     }
-    bh_lines_init(&c->lines, t->conf->max_line, t->max_payload);
+    bh_traffic_lines_init(&c->lines, t->conf->max_line, t->max_payload);
     c->listed = true;
     c->next = t->conns;
     if (t->conns != NULL)
@@ -955,7 +955,7 @@ drain_conn(struct conn *c)
         }
         c->drain_left -= (uint64_t)n;
         t->read_ms = bh_now_ms();
-        if (bh_lines_feed(&c->lines, t->readbuf, (size_t)n, on_line, c) < 0) {
+        if (bh_traffic_lines_feed(&c->lines, t->readbuf, (size_t)n, on_line, c) < 0) {
             bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
                      c->peer);
             break;

@@ -8,7 +8,7 @@
 #define KEEP_ALLOCATED (16 * 1024)
 
 void
-bh_lines_init(struct bh_lines *l, size_t max_line, size_t keep)
+bh_traffic_lines_init(struct bh_traffic_lines *l, size_t max_line, size_t keep)
 {
     memset(l, 0, sizeof(*l));
     l->max_line = max_line;
@@ -17,7 +17,7 @@ bh_lines_init(struct bh_lines *l, size_t max_line, size_t keep)
 }
 
 void
-bh_lines_free(struct bh_lines *l)
+bh_traffic_lines_free(struct bh_traffic_lines *l)
 {
     free(l->buf);
     l->buf = NULL;
@@ -26,14 +26,14 @@ bh_lines_free(struct bh_lines *l)
 }
 
 bool
-bh_lines_pending(const struct bh_lines *l)
+bh_traffic_lines_pending(const struct bh_traffic_lines *l)
 {
     return l->total > 0;
 }
 
 /* Add K bytes of the current line; what is past HOLD is only counted. */
 static int
-store(struct bh_lines *l, const char *p, size_t k)
+store(struct bh_traffic_lines *l, const char *p, size_t k)
 {
     l->total += k;
     l->last = p[k - 1];
@@ -60,13 +60,13 @@ store(struct bh_lines *l, const char *p, size_t k)
 }
 
 static void
-clear(struct bh_lines *l)
+clear(struct bh_traffic_lines *l)
 {
     l->len = 0;
     l->total = 0;
     l->last = 0;
     if (l->cap > KEEP_ALLOCATED)
-        bh_lines_free(l);
+        bh_traffic_lines_free(l);
 }
 
 static bool
@@ -80,8 +80,8 @@ blank(const char *s, size_t n)
 
 /* One line ended: drop a "\r" before its "\n", skip it if blank, else hand it over. */
 static void
-emit(struct bh_lines *l, const char *data, size_t len, uint64_t total, char last, bool unterminated,
-     bh_lines_cb cb, void *arg)
+emit(struct bh_traffic_lines *l, const char *data, size_t len, uint64_t total, char last,
+     bool unterminated, bh_traffic_lines_cb cb, void *arg)
 {
     if (total > 0 && last == '\r') {
         total--;
@@ -89,7 +89,7 @@ emit(struct bh_lines *l, const char *data, size_t len, uint64_t total, char last
             len = (size_t)total;
     }
     l->number++;
-    struct bh_line line = {
+    struct bh_traffic_line line = {
         .data = data,
         .len = len,
         .full_len = total,
@@ -103,7 +103,8 @@ emit(struct bh_lines *l, const char *data, size_t len, uint64_t total, char last
 }
 
 int
-bh_lines_feed(struct bh_lines *l, const char *data, size_t n, bh_lines_cb cb, void *arg)
+bh_traffic_lines_feed(struct bh_traffic_lines *l, const char *data, size_t n,
+                      bh_traffic_lines_cb cb, void *arg)
 {
     const char *p = data, *end = data + n;
     while (p < end) {
@@ -126,7 +127,7 @@ bh_lines_feed(struct bh_lines *l, const char *data, size_t n, bh_lines_cb cb, vo
 }
 
 void
-bh_lines_finish(struct bh_lines *l, bh_lines_cb cb, void *arg)
+bh_traffic_lines_finish(struct bh_traffic_lines *l, bh_traffic_lines_cb cb, void *arg)
 {
     if (l->total > 0)
         emit(l, l->buf, l->len, l->total, l->last, true, cb, arg);

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct bh_line {
+struct bh_traffic_line {
     const char *data;  /* the line without its terminator; valid during the callback */
     size_t len;        /* bytes at DATA: all of the line, or for a too long one its */
                        /* first min(full_len, keep) bytes at least */
@@ -28,9 +28,9 @@ struct bh_line {
     bool unterminated; /* the stream ended before the line's newline */
 };
 
-typedef void (*bh_lines_cb)(void *arg, const struct bh_line *line);
+typedef void (*bh_traffic_lines_cb)(void *arg, const struct bh_traffic_line *line);
 
-struct bh_lines {
+struct bh_traffic_lines {
     char *buf; /* the part of the current line seen in earlier chunks */
     size_t len, cap;
     size_t max_line, keep, hold; /* hold = max(max_line + 1, keep) */
@@ -39,20 +39,21 @@ struct bh_lines {
     int64_t number;              /* lines ended so far */
 };
 
-void bh_lines_init(struct bh_lines *l, size_t max_line, size_t keep);
-void bh_lines_free(struct bh_lines *l);
+void bh_traffic_lines_init(struct bh_traffic_lines *l, size_t max_line, size_t keep);
+void bh_traffic_lines_free(struct bh_traffic_lines *l);
 
 /*
  * Frame DATA[0..N): CB(ARG, line) for every line it completes. 0, or -ENOMEM
  * when the buffer for a split line cannot grow (the line is then reported as
  * too long, with what could be kept).
  */
-int bh_lines_feed(struct bh_lines *l, const char *data, size_t n, bh_lines_cb cb, void *arg);
+int bh_traffic_lines_feed(struct bh_traffic_lines *l, const char *data, size_t n,
+                          bh_traffic_lines_cb cb, void *arg);
 
 /* The stream ended: the line it cut off, if any, goes to CB with .unterminated. */
-void bh_lines_finish(struct bh_lines *l, bh_lines_cb cb, void *arg);
+void bh_traffic_lines_finish(struct bh_traffic_lines *l, bh_traffic_lines_cb cb, void *arg);
 
 /* True when part of a line is waiting for its end. */
-bool bh_lines_pending(const struct bh_lines *l);
+bool bh_traffic_lines_pending(const struct bh_traffic_lines *l);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * A market spool file, from bytes to records: split into reads and line
- * segments as the adapter reads a file, decoded to UTF-8 (bh_decoder), cut
- * into RFC 4180 rows (bh_csv), the header mapped by column name and every
+ * segments as the adapter reads a file, decoded to UTF-8 (bh_market_decoder), cut
+ * into RFC 4180 rows (bh_market_csv), the header mapped by column name and every
  * data row checked by the rules of docs/feeds.md, section 5.3 (USCC, the
  * closed lists, the fine, the coordinates, the time), resolved to a block and
  * written by the market writer.
@@ -62,7 +62,7 @@ static const size_t max_rows[4] = {256, 1024, 64 * 1024, 1024 * 1024};
 
 static const struct bh_schema *schema;
 static struct bh_market_writer *writer;
-static struct bh_decoder decoders[4][2];
+static struct bh_market_decoder decoders[4][2];
 
 /* A growable byte buffer. */
 struct buf {
@@ -96,8 +96,8 @@ put_size(struct buf *b, uint64_t v)
 
 /* One pass over the file: decoding, rows, and (for the adapter's pass) the records. */
 struct pass {
-    struct bh_decoder *dec;
-    struct bh_csv csv;
+    struct bh_market_decoder *dec;
+    struct bh_market_csv csv;
     struct buf text; /* everything decoded */
     struct buf rows; /* every row, as a trace */
     size_t invalid;  /* invalid stretches the decoder reported */
@@ -118,7 +118,7 @@ free_state(void)
     bh_market_writer_free(writer);
     for (int e = 0; e < 4; e++)
         for (int k = 0; k < 2; k++)
-            bh_decoder_close(&decoders[e][k]);
+            bh_market_decoder_close(&decoders[e][k]);
 }
 
 static void
@@ -137,7 +137,7 @@ init(void)
         bh_fuzz_fail("the market writer refuses the schema: %s", err);
     for (int e = 0; e < 4; e++)
         for (int k = 0; k < 2; k++)
-            if (bh_decoder_open(&decoders[e][k], encodings[e]) < 0)
+            if (bh_market_decoder_open(&decoders[e][k], encodings[e]) < 0)
                 bh_fuzz_fail("iconv does not know %s", encodings[e]);
 }
 
@@ -161,14 +161,15 @@ reject(struct pass *p, enum bh_dlq_reason r, const char *why)
 static void
 header(struct pass *p)
 {
-    const struct bh_csv *c = &p->csv;
+    const struct bh_market_csv *c = &p->csv;
     p->header_done = 1;
     p->header_bad = 1;
     if (p->bad_encoding) {
         reject(p, BH_DLQ_INVALID_HEADER, "the header does not decode");
         return;
     }
-    if ((c->flags & (BH_CSV_TOO_LARGE | BH_CSV_UNCLOSED | BH_CSV_BAD_QUOTE)) || c->blank) {
+    if ((c->flags & (BH_MARKET_CSV_TOO_LARGE | BH_MARKET_CSV_UNCLOSED | BH_MARKET_CSV_BAD_QUOTE)) ||
+        c->blank) {
         reject(p, BH_DLQ_INVALID_HEADER, "the header row is empty or not RFC 4180");
         return;
     }
@@ -177,7 +178,7 @@ header(struct pass *p)
     p->nheader = c->nfields;
     for (size_t i = 0; i < c->nfields; i++) {
         size_t len;
-        const char *s = bh_csv_field(c, i, &len);
+        const char *s = bh_market_csv_field(c, i, &len);
         while (len > 0 && (*s == ' ' || *s == '\t'))
             s++, len--;
         while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
@@ -222,24 +223,24 @@ check_coord(const char *s, size_t len, double v)
 static void
 data_row(struct pass *p, int64_t line)
 {
-    const struct bh_csv *c = &p->csv;
+    const struct bh_market_csv *c = &p->csv;
     const char *v[NCOL] = {0};
     size_t len[NCOL] = {0};
     if (p->bad_encoding) {
         reject(p, BH_DLQ_INVALID_ENCODING, "bytes that do not decode");
         return;
     }
-    if (c->flags & BH_CSV_TOO_LARGE) {
+    if (c->flags & BH_MARKET_CSV_TOO_LARGE) {
         reject(p, BH_DLQ_TOO_LARGE, "the row is longer than max_row_bytes");
         return;
     }
-    if (c->flags & (BH_CSV_UNCLOSED | BH_CSV_BAD_QUOTE) || c->nfields != p->nheader) {
+    if (c->flags & (BH_MARKET_CSV_UNCLOSED | BH_MARKET_CSV_BAD_QUOTE) || c->nfields != p->nheader) {
         reject(p, BH_DLQ_INVALID_CSV, "not RFC 4180, or not as many fields as the header");
         return;
     }
     for (int k = 0; k < NCOL; k++) {
         if (p->col[k] >= 0)
-            v[k] = bh_csv_field(c, (size_t)p->col[k], &len[k]);
+            v[k] = bh_market_csv_field(c, (size_t)p->col[k], &len[k]);
         if (len[k] == 0)
             v[k] = NULL;
         if (col_required[k] && v[k] == NULL) {
@@ -251,11 +252,11 @@ data_row(struct pass *p, int64_t line)
     int64_t fen = 0, at;
     double lon = 0, lat = 0;
     int has_point = 0;
-    if (bh_uscc_check(v[C_USCC], len[C_USCC], &expected) < 0 ||
+    if (bh_market_uscc_check(v[C_USCC], len[C_USCC], &expected) < 0 ||
         !in_list(v[C_TYPE], len[C_TYPE], event_types) ||
         !in_list(v[C_OUTCOME], len[C_OUTCOME], outcomes) ||
         (v[C_FINE] != NULL &&
-         bh_decimal_parse_fen(v[C_FINE], len[C_FINE], FINE_DIGITS, &fen) < 0)) {
+         bh_market_decimal_parse_fen(v[C_FINE], len[C_FINE], FINE_DIGITS, &fen) < 0)) {
         reject(p, BH_DLQ_INVALID_FIELD, "a field breaks its rule");
         return;
     }
@@ -316,15 +317,15 @@ data_row(struct pass *p, int64_t line)
 static void
 row_done(struct pass *p)
 {
-    struct bh_csv *c = &p->csv;
+    struct bh_market_csv *c = &p->csv;
     put_size(&p->rows, c->flags);
     put_size(&p->rows, (uint64_t)c->blank);
     put_size(&p->rows, c->row_lines);
-    if (!(c->flags & BH_CSV_TOO_LARGE)) { /* a too long row keeps no fields */
+    if (!(c->flags & BH_MARKET_CSV_TOO_LARGE)) { /* a too long row keeps no fields */
         put_size(&p->rows, c->nfields);
         for (size_t i = 0; i < c->nfields; i++) {
             size_t len;
-            const char *s = bh_csv_field(c, i, &len);
+            const char *s = bh_market_csv_field(c, i, &len);
             put_size(&p->rows, len);
             put(&p->rows, s, len);
         }
@@ -337,7 +338,7 @@ row_done(struct pass *p)
         p->row++;
         data_row(p, line);
     }
-    bh_csv_next_row(c);
+    bh_market_csv_next_row(c);
     p->bad_encoding = 0;
 }
 
@@ -359,7 +360,7 @@ parse(struct pass *p, const char *s, size_t n)
             s += 3, n -= 3;
     }
     while (n > 0) {
-        size_t k = bh_csv_feed(&p->csv, s, n);
+        size_t k = bh_market_csv_feed(&p->csv, s, n);
         s += k;
         n -= k;
         if (p->csv.complete)
@@ -389,7 +390,7 @@ segment(struct pass *p, const char *seg, size_t n, size_t room, int final)
         char *o = out;
         size_t left = room;
         const char *was = in;
-        int rc = bh_decoder_run(p->dec, &in, &inlen, &o, &left, final);
+        int rc = bh_market_decoder_run(p->dec, &in, &inlen, &o, &left, final);
         if (rc == BH_DECODE_INVALID) {
             p->bad_encoding = 1;
             p->invalid++;
@@ -407,26 +408,26 @@ segment(struct pass *p, const char *seg, size_t n, size_t room, int final)
 static void
 finish(struct pass *p)
 {
-    if (bh_csv_finish(&p->csv))
+    if (bh_market_csv_finish(&p->csv))
         row_done(p);
 }
 
 static void
-pass_init(struct pass *p, struct bh_decoder *dec, size_t max_row, int records)
+pass_init(struct pass *p, struct bh_market_decoder *dec, size_t max_row, int records)
 {
     memset(p, 0, sizeof(*p));
     p->dec = dec;
     p->at_start = 1;
     p->records = records;
-    bh_decoder_reset(dec);
-    if (bh_csv_init(&p->csv, max_row) < 0)
+    bh_market_decoder_reset(dec);
+    if (bh_market_csv_init(&p->csv, max_row) < 0)
         bh_fuzz_fail("out of memory");
 }
 
 static void
 pass_free(struct pass *p)
 {
-    bh_csv_free(&p->csv);
+    bh_market_csv_free(&p->csv);
     free(p->text.p);
     free(p->rows.p);
 }

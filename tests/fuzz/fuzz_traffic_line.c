@@ -1,6 +1,6 @@
 /*
  * The traffic stream, from bytes to records: the input is a gateway's
- * stream, framed into lines (bh_lines, fed in three pieces cut where the
+ * stream, framed into lines (bh_traffic_lines, fed in three pieces cut where the
  * input's length says), and every line goes the adapter's way: bh_traffic_parse,
  * the block lookup by coordinates, the direct Avro writer behind the framing
  * header bh_encode uses.
@@ -127,7 +127,7 @@ struct stream {
 };
 
 static void
-on_line(void *arg, const struct bh_line *line)
+on_line(void *arg, const struct bh_traffic_line *line)
 {
     struct stream *st = arg;
     if (line->number <= st->last)
@@ -177,17 +177,17 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     init();
-    struct bh_lines l;
+    struct bh_traffic_lines l;
     struct stream st = {0};
-    bh_lines_init(&l, MAX_LINE, KEEP);
+    bh_traffic_lines_init(&l, MAX_LINE, KEEP);
     /* Three pieces, so that lines are also gathered across reads. */
     size_t cut1 = size / 3, cut2 = size - size / 5;
     const char *s = (const char *)data;
-    if (bh_lines_feed(&l, s, cut1, on_line, &st) < 0 ||
-        bh_lines_feed(&l, s + cut1, cut2 - cut1, on_line, &st) < 0 ||
-        bh_lines_feed(&l, s + cut2, size - cut2, on_line, &st) < 0)
+    if (bh_traffic_lines_feed(&l, s, cut1, on_line, &st) < 0 ||
+        bh_traffic_lines_feed(&l, s + cut1, cut2 - cut1, on_line, &st) < 0 ||
+        bh_traffic_lines_feed(&l, s + cut2, size - cut2, on_line, &st) < 0)
         bh_fuzz_fail("the framer ran out of memory");
-    bh_lines_finish(&l, on_line, &st);
-    bh_lines_free(&l);
+    bh_traffic_lines_finish(&l, on_line, &st);
+    bh_traffic_lines_free(&l);
     return 0;
 }

@@ -32,29 +32,29 @@ put(struct sink *k, const char *p, size_t n)
 }
 
 static void
-take_row(struct bh_csv *p, struct sink *k)
+take_row(struct bh_market_csv *p, struct sink *k)
 {
     char head[64];
     int n = snprintf(head, sizeof(head), "%u|%llu|%d|", p->flags, (unsigned long long)p->row_lines,
                      p->blank);
     put(k, head, (size_t)n);
-    for (size_t i = 0; i < p->nfields && !(p->flags & BH_CSV_TOO_LARGE); i++) {
+    for (size_t i = 0; i < p->nfields && !(p->flags & BH_MARKET_CSV_TOO_LARGE); i++) {
         size_t len;
-        const char *f = bh_csv_field(p, i, &len);
+        const char *f = bh_market_csv_field(p, i, &len);
         put(k, f, len);
         put(k, "\x1f", 1);
     }
     put(k, "\x1e", 1);
-    bh_csv_next_row(p);
+    bh_market_csv_next_row(p);
 }
 
 /* Parse IN in chunks: sizes from NEXT (0 = all at once). */
 static char *
 parse(const char *in, size_t len, size_t max_row, size_t (*next)(void))
 {
-    struct bh_csv p;
+    struct bh_market_csv p;
     struct sink k = {0};
-    assert_int_equal(bh_csv_init(&p, max_row), 0);
+    assert_int_equal(bh_market_csv_init(&p, max_row), 0);
     put(&k, "", 0);
     size_t i = 0;
     while (i < len) {
@@ -64,7 +64,7 @@ parse(const char *in, size_t len, size_t max_row, size_t (*next)(void))
         const char *c = in + i;
         size_t left = n;
         while (left > 0) {
-            size_t used = bh_csv_feed(&p, c, left);
+            size_t used = bh_market_csv_feed(&p, c, left);
             c += used;
             left -= used;
             if (p.complete)
@@ -72,10 +72,10 @@ parse(const char *in, size_t len, size_t max_row, size_t (*next)(void))
         }
         i += n;
     }
-    if (bh_csv_finish(&p))
+    if (bh_market_csv_finish(&p))
         take_row(&p, &k);
     assert_true(p.cap <= (max_row > 64 ? max_row : 64));
-    bh_csv_free(&p);
+    bh_market_csv_free(&p);
     return k.s;
 }
 
@@ -161,7 +161,7 @@ test_bad_quotes_are_flagged_and_the_next_row_is_fine(void **state)
              "%u|1|0|xy\x1fz\x1f\x1e"
              "0|1|0|ok\x1f"
              "fine\x1f\x1e",
-             BH_CSV_BAD_QUOTE, BH_CSV_BAD_QUOTE);
+             BH_MARKET_CSV_BAD_QUOTE, BH_MARKET_CSV_BAD_QUOTE);
     assert_string_equal(got, want);
     free(got);
 }
@@ -178,7 +178,7 @@ test_unclosed_quote_at_the_end(void **state)
     snprintf(want, sizeof(want),
              "0|1|0|r1\x1f"
              "a\x1f\x1e%u|2|0|r2\x1fnever closed,\nstill inside\n\x1f\x1e",
-             BH_CSV_UNCLOSED);
+             BH_MARKET_CSV_UNCLOSED);
     assert_string_equal(whole, want);
     assert_string_equal(chunked, want);
     free(whole);
@@ -203,7 +203,7 @@ test_row_cap_bounds_memory_and_resynchronises(void **state)
     snprintf(want, sizeof(want),
              "0|1|0|h1\x1fh2\x1f\x1e%u|1|0|\x1e"
              "0|1|0|next\x1frow\x1f\x1e",
-             BH_CSV_TOO_LARGE);
+             BH_MARKET_CSV_TOO_LARGE);
     assert_string_equal(got, want);
     free(got);
 
@@ -211,7 +211,7 @@ test_row_cap_bounds_memory_and_resynchronises(void **state)
     in[n - strlen("\",tail\nnext,row\n")] = '\0';
     got = parse(in, strlen(in), 4096, random_big);
     snprintf(want, sizeof(want), "0|1|0|h1\x1fh2\x1f\x1e%u|0|0|\x1e",
-             BH_CSV_TOO_LARGE | BH_CSV_UNCLOSED);
+             BH_MARKET_CSV_TOO_LARGE | BH_MARKET_CSV_UNCLOSED);
     assert_string_equal(got, want);
     free(got);
     free(in);

@@ -23,8 +23,8 @@ static size_t
 decode(const char *enc, const char *in, size_t len, const size_t *cuts, size_t ncuts, char *out,
        int *invalid)
 {
-    struct bh_decoder d;
-    assert_int_equal(bh_decoder_open(&d, enc), 0);
+    struct bh_market_decoder d;
+    assert_int_equal(bh_market_decoder_open(&d, enc), 0);
     char *o = out;
     size_t room = 256;
     size_t from = 0;
@@ -35,13 +35,13 @@ decode(const char *enc, const char *in, size_t len, const size_t *cuts, size_t n
         size_t n = cuts[c] - from;
         int final = c == ncuts - 1;
         int rc;
-        while ((rc = bh_decoder_run(&d, &p, &n, &o, &room, final)) == BH_DECODE_INVALID)
+        while ((rc = bh_market_decoder_run(&d, &p, &n, &o, &room, final)) == BH_DECODE_INVALID)
             (*invalid)++;
         assert_int_equal(rc, 0);
         assert_int_equal(n, 0);
         from = cuts[c];
     }
-    bh_decoder_close(&d);
+    bh_market_decoder_close(&d);
     return (size_t)(o - out);
 }
 
@@ -206,8 +206,8 @@ test_same_as_plain_iconv(void **state)
             if (rand() % 7 == 0)
                 cuts[ncuts++] = i;
         cuts[ncuts++] = len;
-        struct bh_decoder d;
-        assert_int_equal(bh_decoder_open(&d, "GB18030"), 0);
+        struct bh_market_decoder d;
+        assert_int_equal(bh_market_decoder_open(&d, "GB18030"), 0);
         char *o = got;
         size_t room = sizeof(got), from = 0;
         got_invalid = 0;
@@ -215,13 +215,13 @@ test_same_as_plain_iconv(void **state)
             const char *p = in + from;
             size_t n = cuts[c] - from;
             int rc;
-            while ((rc = bh_decoder_run(&d, &p, &n, &o, &room, c == ncuts - 1)) ==
+            while ((rc = bh_market_decoder_run(&d, &p, &n, &o, &room, c == ncuts - 1)) ==
                    BH_DECODE_INVALID)
                 got_invalid++;
             assert_int_equal(rc, 0);
             from = cuts[c];
         }
-        bh_decoder_close(&d);
+        bh_market_decoder_close(&d);
         assert_int_equal((size_t)(o - got), wn);
         assert_memory_equal(got, want, wn);
         assert_int_equal(got_invalid > 0, want_invalid > 0);
@@ -281,35 +281,35 @@ static void
 test_utf8_output_full(void **state)
 {
     (void)state;
-    struct bh_decoder d;
-    assert_int_equal(bh_decoder_open(&d, "UTF-8"), 0);
+    struct bh_market_decoder d;
+    assert_int_equal(bh_market_decoder_open(&d, "UTF-8"), 0);
     const char *in = "ab\xe4\xb8\xad\xf0\x9f\x98\x80"
                      "c";
     const char *p = in;
     size_t n = strlen(in);
     char out[64], *o = out;
     size_t room = 3;
-    assert_int_equal(bh_decoder_run(&d, &p, &n, &o, &room, true), -E2BIG);
+    assert_int_equal(bh_market_decoder_run(&d, &p, &n, &o, &room, true), -E2BIG);
     assert_int_equal(o - out, 2); /* "ab": 中 did not fit in the one byte left */
     room = 5;
-    assert_int_equal(bh_decoder_run(&d, &p, &n, &o, &room, true), -E2BIG);
+    assert_int_equal(bh_market_decoder_run(&d, &p, &n, &o, &room, true), -E2BIG);
     assert_int_equal(o - out, 5);
     room = 10;
-    assert_int_equal(bh_decoder_run(&d, &p, &n, &o, &room, true), 0);
+    assert_int_equal(bh_market_decoder_run(&d, &p, &n, &o, &room, true), 0);
     assert_int_equal(o - out, (long)strlen(in));
     assert_memory_equal(out, in, strlen(in));
-    bh_decoder_close(&d);
+    bh_market_decoder_close(&d);
 }
 
 static void
 test_unknown_encoding(void **state)
 {
     (void)state;
-    struct bh_decoder d;
-    assert_int_equal(bh_decoder_open(&d, "NO-SUCH-ENCODING-42"), -EINVAL);
-    assert_int_equal(bh_decoder_open(&d, "UTF-16"), -ENOTSUP);
-    assert_int_equal(bh_decoder_open(&d, "GBK"), 0);
-    bh_decoder_close(&d);
+    struct bh_market_decoder d;
+    assert_int_equal(bh_market_decoder_open(&d, "NO-SUCH-ENCODING-42"), -EINVAL);
+    assert_int_equal(bh_market_decoder_open(&d, "UTF-16"), -ENOTSUP);
+    assert_int_equal(bh_market_decoder_open(&d, "GBK"), 0);
+    bh_market_decoder_close(&d);
 }
 
 int

@@ -17,7 +17,7 @@
 static int
 uscc(const char *s, char *expected)
 {
-    return bh_uscc_check(s, strlen(s), expected);
+    return bh_market_uscc_check(s, strlen(s), expected);
 }
 
 static void
@@ -67,7 +67,7 @@ static int64_t
 fen(const char *s)
 {
     int64_t v = -1;
-    assert_int_equal(bh_decimal_parse_fen(s, strlen(s), 12, &v), 0);
+    assert_int_equal(bh_market_decimal_parse_fen(s, strlen(s), 12, &v), 0);
     return v;
 }
 
@@ -87,9 +87,9 @@ test_fines(void **state)
                                       " 1",    "1 ", "+1",  "1,000", "1.2.3", "0x10", "１"};
     int64_t v = 42;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(bh_decimal_parse_fen(bad[i], strlen(bad[i]), 12, &v), -EINVAL);
+        assert_int_equal(bh_market_decimal_parse_fen(bad[i], strlen(bad[i]), 12, &v), -EINVAL);
     assert_int_equal(v, 42);
-    assert_int_equal(bh_decimal_parse_fen("1000000000000", 13, 12, &v), -ERANGE);
+    assert_int_equal(bh_market_decimal_parse_fen("1000000000000", 13, 12, &v), -ERANGE);
 }
 
 static void
@@ -109,7 +109,7 @@ test_decimal_bytes(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         unsigned char out[8];
-        size_t n = bh_decimal_to_bytes(cases[i].v, out);
+        size_t n = bh_market_decimal_to_bytes(cases[i].v, out);
         assert_int_equal(n, cases[i].n);
         assert_memory_equal(out, cases[i].b, n);
     }

@@ -64,110 +64,111 @@ static void
 test_settling(void **state)
 {
     (void)state;
-    struct bh_spool sp = {0};
+    struct bh_market_spool sp = {0};
     const uint64_t settle = 2000;
 
-    bh_spool_begin(&sp);
+    bh_market_spool_begin(&sp);
     struct stat a = file_stat(S_IFREG, 1, 100, 1000);
-    struct bh_spool_entry *e = bh_spool_note(&sp, "a.csv", &a, 10000);
+    struct bh_market_spool_entry *e = bh_market_spool_note(&sp, "a.csv", &a, 10000);
     assert_non_null(e);
-    assert_int_equal(e->kind, BH_SPOOL_FILE);
-    assert_false(bh_spool_settled(e, 10000, settle)); /* just seen */
-    assert_true(bh_spool_settled(e, 10000, 0));       /* 0: at once */
-    bh_spool_end(&sp);
+    assert_int_equal(e->kind, BH_MARKET_SPOOL_FILE);
+    assert_false(bh_market_spool_settled(e, 10000, settle)); /* just seen */
+    assert_true(bh_market_spool_settled(e, 10000, 0));       /* 0: at once */
+    bh_market_spool_end(&sp);
 
     /* unchanged at 11 s: not yet; it grows at 11.5 s: counted again from there */
-    bh_spool_begin(&sp);
-    e = bh_spool_note(&sp, "a.csv", &a, 11000);
-    assert_false(bh_spool_settled(e, 11000, settle));
-    bh_spool_end(&sp);
+    bh_market_spool_begin(&sp);
+    e = bh_market_spool_note(&sp, "a.csv", &a, 11000);
+    assert_false(bh_market_spool_settled(e, 11000, settle));
+    bh_market_spool_end(&sp);
     a = file_stat(S_IFREG, 1, 200, 1001);
-    bh_spool_begin(&sp);
-    e = bh_spool_note(&sp, "a.csv", &a, 11500);
+    bh_market_spool_begin(&sp);
+    e = bh_market_spool_note(&sp, "a.csv", &a, 11500);
     assert_int_equal(e->since, 11500);
-    assert_false(bh_spool_settled(e, 13000, settle));
-    bh_spool_end(&sp);
+    assert_false(bh_market_spool_settled(e, 13000, settle));
+    bh_market_spool_end(&sp);
     /* the same size with another modification time (rewritten): not settled either */
     a = file_stat(S_IFREG, 1, 200, 1002);
-    bh_spool_begin(&sp);
-    e = bh_spool_note(&sp, "a.csv", &a, 13000);
+    bh_market_spool_begin(&sp);
+    e = bh_market_spool_note(&sp, "a.csv", &a, 13000);
     assert_int_equal(e->since, 13000);
-    bh_spool_end(&sp);
+    bh_market_spool_end(&sp);
     /* unchanged for 2 s as observed: settled */
-    bh_spool_begin(&sp);
-    e = bh_spool_note(&sp, "a.csv", &a, 15000);
-    assert_true(bh_spool_settled(e, 15000, settle));
-    bh_spool_end(&sp);
+    bh_market_spool_begin(&sp);
+    e = bh_market_spool_note(&sp, "a.csv", &a, 15000);
+    assert_true(bh_market_spool_settled(e, 15000, settle));
+    bh_market_spool_end(&sp);
     /* replaced by another file of the same size and time (another inode): anew */
     a = file_stat(S_IFREG, 2, 200, 1002);
-    bh_spool_begin(&sp);
-    e = bh_spool_note(&sp, "a.csv", &a, 15100);
-    assert_false(bh_spool_settled(e, 15100, settle));
-    bh_spool_end(&sp);
-    bh_spool_free(&sp);
+    bh_market_spool_begin(&sp);
+    e = bh_market_spool_note(&sp, "a.csv", &a, 15100);
+    assert_false(bh_market_spool_settled(e, 15100, settle));
+    bh_market_spool_end(&sp);
+    bh_market_spool_free(&sp);
 }
 
 static void
 test_entries_that_are_not_files(void **state)
 {
     (void)state;
-    struct bh_spool sp = {0};
-    bh_spool_begin(&sp);
+    struct bh_market_spool sp = {0};
+    bh_market_spool_begin(&sp);
     struct stat d = file_stat(S_IFDIR, 5, 4096, 1000);
     struct stat l = file_stat(S_IFLNK, 6, 12, 1000);
     struct stat f = file_stat(S_IFREG, 7, 10, 1000);
-    assert_int_equal(bh_spool_note(&sp, "d.csv", &d, 0)->kind, BH_SPOOL_OTHER);
-    assert_int_equal(bh_spool_note(&sp, "l.csv", &l, 0)->kind, BH_SPOOL_OTHER);
-    assert_non_null(bh_spool_note(&sp, "f.csv", &f, 0));
-    bh_spool_end(&sp);
-    assert_false(bh_spool_settled(bh_spool_find(&sp, "d.csv"), 100000, 0)); /* never taken */
+    assert_int_equal(bh_market_spool_note(&sp, "d.csv", &d, 0)->kind, BH_MARKET_SPOOL_OTHER);
+    assert_int_equal(bh_market_spool_note(&sp, "l.csv", &l, 0)->kind, BH_MARKET_SPOOL_OTHER);
+    assert_non_null(bh_market_spool_note(&sp, "f.csv", &f, 0));
+    bh_market_spool_end(&sp);
+    assert_false(
+        bh_market_spool_settled(bh_market_spool_find(&sp, "d.csv"), 100000, 0)); /* never taken */
 
     /* reported stays while the entry is the same, even as its contents change */
-    bh_spool_find(&sp, "d.csv")->reported = 1;
-    bh_spool_find(&sp, "l.csv")->reported = 1;
+    bh_market_spool_find(&sp, "d.csv")->reported = 1;
+    bh_market_spool_find(&sp, "l.csv")->reported = 1;
     d.st_mtim.tv_sec = 2000;
     d.st_size = 8192;
-    bh_spool_begin(&sp);
-    bh_spool_note(&sp, "d.csv", &d, 10);
-    bh_spool_note(&sp, "f.csv", &f, 10); /* l.csv is gone */
-    bh_spool_end(&sp);
+    bh_market_spool_begin(&sp);
+    bh_market_spool_note(&sp, "d.csv", &d, 10);
+    bh_market_spool_note(&sp, "f.csv", &f, 10); /* l.csv is gone */
+    bh_market_spool_end(&sp);
     assert_int_equal(sp.n, 2);
-    assert_null(bh_spool_find(&sp, "l.csv"));
-    assert_true(bh_spool_find(&sp, "d.csv")->reported);
+    assert_null(bh_market_spool_find(&sp, "l.csv"));
+    assert_true(bh_market_spool_find(&sp, "d.csv")->reported);
     /* another entry under the name (a new directory): reported anew */
     d.st_ino = 50;
-    bh_spool_begin(&sp);
-    bh_spool_note(&sp, "d.csv", &d, 20);
-    bh_spool_end(&sp);
-    assert_false(bh_spool_find(&sp, "d.csv")->reported);
-    bh_spool_free(&sp);
+    bh_market_spool_begin(&sp);
+    bh_market_spool_note(&sp, "d.csv", &d, 20);
+    bh_market_spool_end(&sp);
+    assert_false(bh_market_spool_find(&sp, "d.csv")->reported);
+    bh_market_spool_free(&sp);
 }
 
 static void
 test_many_entries(void **state)
 {
     (void)state;
-    struct bh_spool sp = {0};
+    struct bh_market_spool sp = {0};
     char name[32];
-    bh_spool_begin(&sp);
+    bh_market_spool_begin(&sp);
     for (int i = 0; i < 1000; i++) {
         struct stat st = file_stat(S_IFREG, (uint64_t)i + 1, i, 1000);
         snprintf(name, sizeof(name), "f%04d.csv", i);
-        assert_non_null(bh_spool_note(&sp, name, &st, 0));
+        assert_non_null(bh_market_spool_note(&sp, name, &st, 0));
     }
-    bh_spool_end(&sp);
+    bh_market_spool_end(&sp);
     assert_int_equal(sp.n, 1000);
-    bh_spool_begin(&sp);
+    bh_market_spool_begin(&sp);
     for (int i = 0; i < 1000; i += 2) {
         struct stat st = file_stat(S_IFREG, (uint64_t)i + 1, i, 1000);
         snprintf(name, sizeof(name), "f%04d.csv", i);
-        bh_spool_note(&sp, name, &st, 5000);
+        bh_market_spool_note(&sp, name, &st, 5000);
     }
-    bh_spool_end(&sp);
+    bh_market_spool_end(&sp);
     assert_int_equal(sp.n, 500);
     for (size_t i = 0; i < sp.n; i++)
-        assert_true(bh_spool_settled(&sp.v[i], 5000, 2000)); /* seen at 0, unchanged */
-    bh_spool_free(&sp);
+        assert_true(bh_market_spool_settled(&sp.v[i], 5000, 2000)); /* seen at 0, unchanged */
+    bh_market_spool_free(&sp);
 }
 
 /* The checkpoint keeps the longest shown name. */
@@ -181,12 +182,13 @@ test_checkpoint_of_a_long_shown_name(void **state)
     char name[NAME_MAX + 1];
     memset(name, 0x80, NAME_MAX);
     name[NAME_MAX] = '\0';
-    struct bh_checkpoint c = {.dev = 1, .ino = 2, .size = 30, .offset = 20, .row = 1, .line = 2};
+    struct bh_market_checkpoint c = {
+        .dev = 1, .ino = 2, .size = 30, .offset = 20, .row = 1, .line = 2};
     bh_market_show_name(c.file, sizeof(c.file), name);
     assert_int_equal(strlen(c.file), NAME_MAX * 4);
-    struct bh_checkpoint got;
-    assert_int_equal(bh_checkpoint_write(path, &c), 0);
-    assert_int_equal(bh_checkpoint_read(path, &got), 0);
+    struct bh_market_checkpoint got;
+    assert_int_equal(bh_market_checkpoint_write(path, &c), 0);
+    assert_int_equal(bh_market_checkpoint_read(path, &got), 0);
     assert_string_equal(got.file, c.file);
     unlink(path);
     rmdir(dir);

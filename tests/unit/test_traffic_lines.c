@@ -34,7 +34,7 @@ struct outs {
 
 /* What a line must carry: all of it, or of a too long one its first KEEP bytes. */
 static void
-collect(void *arg, const struct bh_line *line)
+collect(void *arg, const struct bh_traffic_line *line)
 {
     struct outs *o = arg;
     assert_true(o->n < MAX_OUT);
@@ -75,7 +75,7 @@ reference(const char *s, size_t n, size_t max_line, struct outs *o)
             start = i + 1;
             continue;
         }
-        struct bh_line line = {s + start, len, len, number, len > max_line, end};
+        struct bh_traffic_line line = {s + start, len, len, number, len > max_line, end};
         collect(o, &line);
         start = i + 1;
     }
@@ -100,8 +100,8 @@ static void
 feed_chunked(const char *s, size_t n, size_t max_line, size_t keep, unsigned seed, size_t maxchunk,
              struct outs *o)
 {
-    struct bh_lines l;
-    bh_lines_init(&l, max_line, keep);
+    struct bh_traffic_lines l;
+    bh_traffic_lines_init(&l, max_line, keep);
     o->n = 0;
     o->keep = keep;
     srand(seed);
@@ -109,14 +109,14 @@ feed_chunked(const char *s, size_t n, size_t max_line, size_t keep, unsigned see
         size_t k = 1 + (size_t)rand() % maxchunk;
         if (k > n - at)
             k = n - at;
-        assert_int_equal(bh_lines_feed(&l, s + at, k, collect, o), 0);
+        assert_int_equal(bh_traffic_lines_feed(&l, s + at, k, collect, o), 0);
         /* never more than max(max_line + 1, keep) bytes held */
         assert_true(l.len <= (max_line + 1 > keep ? max_line + 1 : keep));
         at += k;
     }
-    bh_lines_finish(&l, collect, o);
-    assert_false(bh_lines_pending(&l));
-    bh_lines_free(&l);
+    bh_traffic_lines_finish(&l, collect, o);
+    assert_false(bh_traffic_lines_pending(&l));
+    bh_traffic_lines_free(&l);
 }
 
 static void
@@ -219,7 +219,7 @@ struct counter {
 };
 
 static void
-count(void *arg, const struct bh_line *line)
+count(void *arg, const struct bh_traffic_line *line)
 {
     struct counter *c = arg;
     c->lines++;
@@ -237,43 +237,43 @@ static void
 test_ten_mebibyte_line_is_never_held(void **state)
 {
     (void)state;
-    struct bh_lines l;
+    struct bh_traffic_lines l;
     struct counter c = {0};
     char chunk[4096];
     const uint64_t total = 10 * 1024 * 1024;
-    bh_lines_init(&l, 64 * 1024, 1024);
+    bh_traffic_lines_init(&l, 64 * 1024, 1024);
     memset(chunk, 'z', sizeof(chunk));
     memcpy(chunk, "{\"event_id\":", 12);
-    assert_int_equal(bh_lines_feed(&l, chunk, sizeof(chunk), count, &c), 0);
+    assert_int_equal(bh_traffic_lines_feed(&l, chunk, sizeof(chunk), count, &c), 0);
     memset(chunk, 'z', 12);
     for (uint64_t fed = sizeof(chunk); fed < total; fed += sizeof(chunk)) {
-        assert_int_equal(bh_lines_feed(&l, chunk, sizeof(chunk), count, &c), 0);
+        assert_int_equal(bh_traffic_lines_feed(&l, chunk, sizeof(chunk), count, &c), 0);
         assert_true(l.cap <= 64 * 1024 + 1);
     }
     assert_int_equal(c.lines, 0);
-    assert_int_equal(bh_lines_feed(&l, "\nnext line\n", 11, count, &c), 0);
+    assert_int_equal(bh_traffic_lines_feed(&l, "\nnext line\n", 11, count, &c), 0);
     assert_int_equal(c.lines, 2);
     assert_int_equal(c.too_long, 1);
     assert_int_equal(c.full_len, total);
     assert_memory_equal(c.head, "{\"event_id\":zzzz", 16);
     assert_string_equal(c.next, "next line");
     assert_true(l.cap <= 16 * 1024); /* the big buffer was given back */
-    bh_lines_free(&l);
+    bh_traffic_lines_free(&l);
 }
 
 static void
 test_unterminated_and_numbers(void **state)
 {
     (void)state;
-    struct bh_lines l;
+    struct bh_traffic_lines l;
     struct outs *o = calloc(1, sizeof(*o));
     o->keep = 10;
-    bh_lines_init(&l, 50, 10);
-    assert_int_equal(bh_lines_feed(&l, "one\n\ntwo\nthr", 12, collect, o), 0);
+    bh_traffic_lines_init(&l, 50, 10);
+    assert_int_equal(bh_traffic_lines_feed(&l, "one\n\ntwo\nthr", 12, collect, o), 0);
     assert_int_equal(o->n, 2);
-    assert_true(bh_lines_pending(&l));
-    assert_int_equal(bh_lines_feed(&l, "ee", 2, collect, o), 0);
-    bh_lines_finish(&l, collect, o);
+    assert_true(bh_traffic_lines_pending(&l));
+    assert_int_equal(bh_traffic_lines_feed(&l, "ee", 2, collect, o), 0);
+    bh_traffic_lines_finish(&l, collect, o);
     assert_int_equal(o->n, 3);
     assert_int_equal(o->v[0].number, 1);
     assert_int_equal(o->v[1].number, 3);
@@ -281,9 +281,9 @@ test_unterminated_and_numbers(void **state)
     assert_true(o->v[2].unterminated);
     assert_memory_equal(o->v[2].data, "three", 5);
     /* nothing pending: finish gives nothing */
-    bh_lines_finish(&l, collect, o);
+    bh_traffic_lines_finish(&l, collect, o);
     assert_int_equal(o->n, 3);
-    bh_lines_free(&l);
+    bh_traffic_lines_free(&l);
     free(o);
 }
 
