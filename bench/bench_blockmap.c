@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "blockmap.h"
+#include "blockmap_test.h"
 
 #define DEFAULT_RUNS 7
 

@@ -32,7 +32,7 @@ BH_VENV="$BH_CACHE/venv"
 BH_APT_PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libavro-dev libuv1-dev libh2o-dev libssl-dev
-  libcurl4-openssl-dev libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
+  libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
   clang libclang-rt-14-dev llvm   # fuzz build: clang, libFuzzer/ASan runtimes, llvm-symbolizer

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "blockmap.h"
+#include "blockmap_test.h"
 #include "json_scan.h"
 
 /*

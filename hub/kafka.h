@@ -93,7 +93,8 @@ int bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, siz
  * produced. */
 size_t bh_kafka_max_message(const struct bh_kafka *k);
 
-/* The current librdkafka handle (it changes after a fatal error), for tests. */
+/* The current librdkafka handle (it changes after a fatal error): the join's
+ * admin requests and the tests use it. */
 rd_kafka_t *bh_kafka_handle(struct bh_kafka *k);
 /* How many times a fatal error made blockhub replace the producer. */
 unsigned bh_kafka_restarts(const struct bh_kafka *k);

@@ -20,6 +20,7 @@
  * every field has passed.
  */
 #include "traffic_event.h"
+#include "traffic_event_test.h"
 
 #include <errno.h>
 #include <math.h>

@@ -78,10 +78,6 @@ struct bh_traffic_parser;
 /* One per thread; it is reused for every line. 0 or -ENOMEM. */
 int bh_traffic_parser_new(struct bh_traffic_parser **out);
 void bh_traffic_parser_free(struct bh_traffic_parser *p);
-/* For tests: with FAST false every line goes through yajl (the default is true). */
-void bh_traffic_parser_set_fast(struct bh_traffic_parser *p, bool fast);
-/* How many lines the flat-line path has read whole. */
-size_t bh_traffic_parser_fast_lines(const struct bh_traffic_parser *p);
 
 /*
  * Map LINE (LEN bytes, without its line terminator). RECORD: *EV is filled;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "blockmap.h"
+#include "blockmap_test.h"
 #include "fuzz_common.h"
 
 #define LATTICE 8 /* probe points per side, less one */

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "adapters/traffic/traffic_avro.h"
-#include "adapters/traffic/traffic_event.h"
+#include "adapters/traffic/traffic_event_test.h"
 #include "adapters/traffic/traffic_lines.h"
 #include "fuzz_common.h"
 

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "blockmap.h"
+#include "blockmap_test.h"
 
 struct world {
     struct bh_blockmap *map;

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "adapters/traffic/traffic_event.h"
+#include "adapters/traffic/traffic_event_test.h"
 
 #define VALID                                                                                      \
     "{\"event_id\": \"JJ-1\", \"device\": \"CAM-LH-0191\", \"type\": \"red_light\", "              \
