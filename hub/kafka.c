@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,96 @@ bh_kafka_check_properties(const struct bh_kvlist *props, char *why, size_t why_s
     return rc;
 }
 
+/*
+ * librdkafka's table of properties (rd_kafka_conf_properties_show), read once:
+ * lines "name | C/P | range | default | importance | description", C/P being
+ * C, P or * (both). A name in both the global and the topic table gets both
+ * scopes. Kept until the process ends; the names point into the text.
+ */
+struct scope_entry {
+    const char *name;
+    int scope; /* enum bh_kafka_scope */
+};
+static struct {
+    char *text;
+    struct scope_entry *v;
+    size_t n;
+} scopes;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+static char *
+trim(char *s, char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+static void
+scope_add(const char *name, int scope)
+{
+    for (size_t i = 0; i < scopes.n; i++) {
+        if (strcmp(scopes.v[i].name, name) == 0) {
+            scopes.v[i].scope |= scope;
+            return;
+        }
+    }
+    void *v = realloc(scopes.v, (scopes.n + 1) * sizeof(*scopes.v));
+    if (v == NULL)
+        return;
+    scopes.v = v;
+    scopes.v[scopes.n].name = name;
+    scopes.v[scopes.n].scope = scope;
+    scopes.n++;
+}
+
+static void
+load_scopes(void)
+{
+    size_t len = 0;
+    FILE *f = open_memstream(&scopes.text, &len);
+    if (f == NULL) {
+        bh_error("kafka", "open_memstream: %s", strerror(errno));
+        return;
+    }
+    rd_kafka_conf_properties_show(f);
+    if (fclose(f) != 0 || scopes.text == NULL) {
+        bh_error("kafka", "reading librdkafka's properties: %s", strerror(errno));
+        return;
+    }
+    for (char *line = scopes.text, *next; *line != '\0'; line = next) {
+        char *nl = strchr(line, '\n');
+        next = nl != NULL ? nl + 1 : line + strlen(line);
+        char *bar1 = memchr(line, '|', (size_t)(next - line));
+        char *bar2 = bar1 != NULL ? memchr(bar1 + 1, '|', (size_t)(next - bar1 - 1)) : NULL;
+        if (bar2 == NULL)
+            continue;
+        char *name = trim(line, bar1);
+        const char *cp = trim(bar1 + 1, bar2);
+        int scope = strcmp(cp, "P") == 0   ? BH_KAFKA_SCOPE_PRODUCER
+                    : strcmp(cp, "C") == 0 ? BH_KAFKA_SCOPE_CONSUMER
+                    : strcmp(cp, "*") == 0 ? BH_KAFKA_SCOPE_BOTH
+                                           : BH_KAFKA_SCOPE_UNKNOWN;
+        if (*name != '\0' && scope != BH_KAFKA_SCOPE_UNKNOWN)
+            scope_add(name, scope);
+    }
+    if (scopes.n == 0)
+        bh_error("kafka", "librdkafka's table of properties has no scopes");
+}
+
+enum bh_kafka_scope
+bh_kafka_property_scope(const char *name)
+{
+    pthread_once(&scopes_once, load_scopes);
+    for (size_t i = 0; i < scopes.n; i++)
+        if (strcmp(scopes.v[i].name, name) == 0)
+            return (enum bh_kafka_scope)scopes.v[i].scope;
+    return BH_KAFKA_SCOPE_UNKNOWN;
+}
+
 int
 bh_kafka_partition_counts(rd_kafka_t *rk, const char *const *topics, size_t n, int *counts,
                           int timeout_ms, const char *who, char *errstr, size_t errstr_size)
@@ -424,7 +515,8 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
                 rc = -EINVAL;
             }
         }
-        if (rc == 0)
+        /* kafka.properties serve the join's consumers too; this producer would warn of theirs. */
+        if (rc == 0 && bh_kafka_property_scope(name) != BH_KAFKA_SCOPE_CONSUMER)
             rc = set_prop(conf, name, value, errstr, errstr_size);
     }
     for (size_t p = 0; rc == 0 && p < sizeof(pinned) / sizeof(pinned[0]); p++)

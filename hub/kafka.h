@@ -117,6 +117,21 @@ int bh_kafka_create_topics(rd_kafka_t *rk, const struct bh_kafka_new_topic *topi
 int bh_kafka_partition_counts(rd_kafka_t *rk, const char *const *topics, size_t n, int *counts,
                               int timeout_ms, const char *who, char *errstr, size_t errstr_size);
 
+/* Which clients a librdkafka property applies to (a bit each). */
+enum bh_kafka_scope {
+    BH_KAFKA_SCOPE_UNKNOWN = 0, /* not a property librdkafka knows */
+    BH_KAFKA_SCOPE_PRODUCER = 1,
+    BH_KAFKA_SCOPE_CONSUMER = 2,
+    BH_KAFKA_SCOPE_BOTH = 3,
+};
+
+/*
+ * The scope of property NAME as librdkafka itself tells it (the C/P column
+ * of its table of properties, read once): the properties of one kind of
+ * client only make the other kind warn. Any thread.
+ */
+enum bh_kafka_scope bh_kafka_property_scope(const char *name);
+
 /*
  * Produce one message; D->cb is called on the loop thread exactly once when
  * this returns 0. HDRS (may be NULL) is taken on success only. Returns

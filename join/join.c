@@ -104,62 +104,11 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     atomic_fetch_add(&t->delivered, 1);
 }
 
-/* kafka.properties serve every client; these only make the other kind warn. */
-static const char *const producer_only[] = {"linger.ms",
-                                            "queue.buffering.max.ms",
-                                            "batch.num.messages",
-                                            "batch.size",
-                                            "compression.type",
-                                            "compression.codec",
-                                            "compression.level",
-                                            "acks",
-                                            "request.required.acks",
-                                            "enable.idempotence",
-                                            "retries",
-                                            "message.send.max.retries",
-                                            "queue.buffering.max.messages",
-                                            "queue.buffering.max.kbytes",
-                                            "delivery.timeout.ms",
-                                            "message.timeout.ms",
-                                            "partitioner",
-                                            "sticky.partitioning.linger.ms",
-                                            NULL};
-static const char *const consumer_only[] = {"group.id",
-                                            "group.instance.id",
-                                            "session.timeout.ms",
-                                            "heartbeat.interval.ms",
-                                            "max.poll.interval.ms",
-                                            "auto.offset.reset",
-                                            "enable.auto.commit",
-                                            "auto.commit.interval.ms",
-                                            "enable.auto.offset.store",
-                                            "isolation.level",
-                                            "queued.min.messages",
-                                            "queued.max.messages.kbytes",
-                                            "fetch.wait.max.ms",
-                                            "fetch.min.bytes",
-                                            "fetch.max.bytes",
-                                            "max.partition.fetch.bytes",
-                                            "fetch.message.max.bytes",
-                                            "fetch.error.backoff.ms",
-                                            "partition.assignment.strategy",
-                                            "enable.partition.eof",
-                                            "check.crcs",
-                                            NULL};
-
-static int
-listed(const char *name, const char *const *list)
-{
-    for (; *list != NULL; list++)
-        if (strcmp(name, *list) == 0)
-            return 1;
-    return 0;
-}
-
 /*
  * DEFAULTS, then kafka.properties (security settings and the like; the other
- * kind of client's own left out), then PINNED: what the join relies on cannot
- * be changed from the config.
+ * kind of client's own left out, as librdkafka tells them: they only make it
+ * warn), then PINNED: what the join relies on cannot be changed from the
+ * config.
  */
 static rd_kafka_conf_t *
 client_conf(struct bh_join *j, int producer, const char *const *defaults, const char *const *pinned,
@@ -171,7 +120,8 @@ client_conf(struct bh_join *j, int producer, const char *const *defaults, const 
     for (size_t i = 0; rc == 0 && defaults[i] != NULL; i += 2)
         rc = set_prop(c, defaults[i], defaults[i + 1], errstr, n);
     for (size_t i = 0; rc == 0 && i < props->n; i++)
-        if (!listed(props->k[i], producer ? consumer_only : producer_only))
+        if (bh_kafka_property_scope(props->k[i]) !=
+            (producer ? BH_KAFKA_SCOPE_CONSUMER : BH_KAFKA_SCOPE_PRODUCER))
             rc = set_prop(c, props->k[i], props->v[i], errstr, n);
     for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
         rc = set_prop(c, pinned[i], pinned[i + 1], errstr, n);
