@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,18 @@ set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errst
     return 0;
 }
 
+/* The bootstrap servers RK was made with, for error texts. */
+static const char *
+bootstrap_of(rd_kafka_t *rk, char *buf, size_t size)
+{
+    size_t len = size;
+    buf[0] = '\0';
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", buf, &len) != RD_KAFKA_CONF_OK)
+        buf[0] = '\0';
+    buf[size - 1] = '\0'; /* a longer list is cut */
+    return buf;
+}
+
 int
 bh_conf_check_topic(const void *value, char *why, size_t why_size)
 {
@@ -216,35 +229,142 @@ bh_kafka_check_properties(const struct bh_kvlist *props, char *why, size_t why_s
     return rc;
 }
 
+/*
+ * librdkafka's table of properties (rd_kafka_conf_properties_show), read once:
+ * lines "name | C/P | range | default | importance | description", C/P being
+ * C, P or * (both). A name in both the global and the topic table gets both
+ * scopes. Kept until the process ends; the names point into the text.
+ */
+struct scope_entry {
+    const char *name;
+    int scope; /* enum bh_kafka_scope */
+};
+static struct {
+    char *text;
+    struct scope_entry *v;
+    size_t n;
+} scopes;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+static char *
+trim(char *s, char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+static void
+scope_add(const char *name, int scope)
+{
+    for (size_t i = 0; i < scopes.n; i++) {
+        if (strcmp(scopes.v[i].name, name) == 0) {
+            scopes.v[i].scope |= scope;
+            return;
+        }
+    }
+    void *v = realloc(scopes.v, (scopes.n + 1) * sizeof(*scopes.v));
+    if (v == NULL)
+        return;
+    scopes.v = v;
+    scopes.v[scopes.n].name = name;
+    scopes.v[scopes.n].scope = scope;
+    scopes.n++;
+}
+
+static void
+load_scopes(void)
+{
+    size_t len = 0;
+    FILE *f = open_memstream(&scopes.text, &len);
+    if (f == NULL) {
+        bh_error("kafka", "open_memstream: %s", strerror(errno));
+        return;
+    }
+    rd_kafka_conf_properties_show(f);
+    if (fclose(f) != 0 || scopes.text == NULL) {
+        bh_error("kafka", "reading librdkafka's properties: %s", strerror(errno));
+        return;
+    }
+    for (char *line = scopes.text, *next; *line != '\0'; line = next) {
+        char *nl = strchr(line, '\n');
+        next = nl != NULL ? nl + 1 : line + strlen(line);
+        char *bar1 = memchr(line, '|', (size_t)(next - line));
+        char *bar2 = bar1 != NULL ? memchr(bar1 + 1, '|', (size_t)(next - bar1 - 1)) : NULL;
+        if (bar2 == NULL)
+            continue;
+        char *name = trim(line, bar1);
+        const char *cp = trim(bar1 + 1, bar2);
+        int scope = strcmp(cp, "P") == 0   ? BH_KAFKA_SCOPE_PRODUCER
+                    : strcmp(cp, "C") == 0 ? BH_KAFKA_SCOPE_CONSUMER
+                    : strcmp(cp, "*") == 0 ? BH_KAFKA_SCOPE_BOTH
+                                           : BH_KAFKA_SCOPE_UNKNOWN;
+        if (*name != '\0' && scope != BH_KAFKA_SCOPE_UNKNOWN)
+            scope_add(name, scope);
+    }
+    if (scopes.n == 0)
+        bh_error("kafka", "librdkafka's table of properties has no scopes");
+}
+
+enum bh_kafka_scope
+bh_kafka_property_scope(const char *name)
+{
+    pthread_once(&scopes_once, load_scopes);
+    for (size_t i = 0; i < scopes.n; i++)
+        if (strcmp(scopes.v[i].name, name) == 0)
+            return (enum bh_kafka_scope)scopes.v[i].scope;
+    return BH_KAFKA_SCOPE_UNKNOWN;
+}
+
+int
+bh_kafka_partition_counts(rd_kafka_t *rk, const char *const *topics, size_t n, int *counts,
+                          int timeout_ms, const char *who, char *errstr, size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    /* All topics: asking for one by name may make a broker auto-create it. */
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char bootstrap[512];
+        snprintf(errstr, errstr_size, "%s: metadata from %s: %s", who,
+                 bootstrap_of(rk, bootstrap, sizeof(bootstrap)), rd_kafka_err2str(e));
+        return -ETIMEDOUT;
+    }
+    for (size_t i = 0; i < n; i++) {
+        counts[i] = 0;
+        for (int t = 0; t < md->topic_cnt; t++) {
+            const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+            if (strcmp(mt->topic, topics[i]) == 0 && mt->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                counts[i] = mt->partition_cnt;
+                break;
+            }
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return 0;
+}
+
 int
 bh_kafka_check_partitions(struct bh_kafka *k, const char *const *topics, size_t n, int timeout_ms,
                           char *errstr, size_t errstr_size)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    /* All topics: asking for one by name may make a broker auto-create it. */
-    rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 1, NULL, &md, timeout_ms);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(errstr, errstr_size, "kafka: metadata from %s: %s", k->bootstrap,
-                 rd_kafka_err2str(e));
-        return -ETIMEDOUT;
-    }
-    int rc = 0;
+    int *counts = calloc(n > 0 ? n : 1, sizeof(*counts));
+    if (counts == NULL)
+        return -ENOMEM;
+    int rc = bh_kafka_partition_counts(k->rk, topics, n, counts, timeout_ms, "kafka", errstr,
+                                       errstr_size);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        for (int t = 0; t < md->topic_cnt; t++) {
-            const rd_kafka_metadata_topic_t *mt = &md->topics[t];
-            if (strcmp(mt->topic, topics[i]) != 0 || mt->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-                continue;
-            if (mt->partition_cnt != k->partitions) {
-                snprintf(errstr, errstr_size,
-                         "topic %s has %d partitions but kafka.partitions is %d: records keyed "
-                         "by block would not be co-partitioned with the other department topics",
-                         topics[i], mt->partition_cnt, k->partitions);
-                rc = -EINVAL;
-            }
-            break;
+        if (counts[i] > 0 && counts[i] != k->partitions) {
+            snprintf(errstr, errstr_size,
+                     "topic %s has %d partitions but kafka.partitions is %d: records keyed "
+                     "by block would not be co-partitioned with the other department topics",
+                     topics[i], counts[i], k->partitions);
+            rc = -EINVAL;
         }
     }
-    rd_kafka_metadata_destroy(md);
+    free(counts);
     return rc;
 }
 
@@ -395,7 +515,8 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
                 rc = -EINVAL;
             }
         }
-        if (rc == 0)
+        /* kafka.properties serve the join's consumers too; this producer would warn of theirs. */
+        if (rc == 0 && bh_kafka_property_scope(name) != BH_KAFKA_SCOPE_CONSUMER)
             rc = set_prop(conf, name, value, errstr, errstr_size);
     }
     for (size_t p = 0; rc == 0 && p < sizeof(pinned) / sizeof(pinned[0]); p++)
@@ -461,28 +582,52 @@ out:
     return rc;
 }
 
-static int
-ensure_real(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
-            size_t errstr_size)
+const char *const bh_kafka_compacted[] = {"cleanup.policy", "compact", NULL};
+
+int
+bh_kafka_create_topics(rd_kafka_t *rk, const struct bh_kafka_new_topic *topics, size_t n,
+                       const struct bh_kafka_create_opts *o, char *errstr, size_t errstr_size)
 {
     int rc = 0;
     char err[256];
+    if (n == 0)
+        return 0;
     rd_kafka_NewTopic_t **nt = calloc(n, sizeof(*nt));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(k->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *ev = NULL;
     if (nt == NULL) {
         rc = -ENOMEM;
         goto out;
     }
-    rd_kafka_AdminOptions_set_request_timeout(opt, k->create_timeout_ms, err, sizeof(err));
-    for (size_t i = 0; i < n; i++)
-        nt[i] = rd_kafka_NewTopic_new(topics[i], k->partitions, k->replication, err, sizeof(err));
-    rd_kafka_CreateTopics(k->rk, nt, n, opt, q);
-    ev = rd_kafka_queue_poll(q, k->create_timeout_ms + 2000);
+    rd_kafka_AdminOptions_set_request_timeout(opt, o->timeout_ms, err, sizeof(err));
+    for (size_t i = 0; i < n; i++) {
+        nt[i] =
+            rd_kafka_NewTopic_new(topics[i].name, o->partitions, o->replication, err, sizeof(err));
+        for (size_t c = 0; nt[i] != NULL && topics[i].config != NULL && topics[i].config[c] != NULL;
+             c += 2) {
+            rd_kafka_resp_err_t e =
+                rd_kafka_NewTopic_set_config(nt[i], topics[i].config[c], topics[i].config[c + 1]);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                snprintf(err, sizeof(err), "%s=%s: %s", topics[i].config[c],
+                         topics[i].config[c + 1], rd_kafka_err2str(e));
+                rd_kafka_NewTopic_destroy(nt[i]);
+                nt[i] = NULL;
+            }
+        }
+        if (nt[i] == NULL) {
+            snprintf(errstr, errstr_size, "%s: topic %s: %s", o->who, topics[i].name, err);
+            rc = -EINVAL;
+            goto out;
+        }
+    }
+    rd_kafka_CreateTopics(rk, nt, n, opt, q);
+    ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
     if (ev == NULL || rd_kafka_event_error(ev)) {
         /* The cluster did not answer: not a reason to refuse, it may come later. */
-        snprintf(errstr, errstr_size, "kafka: creating topics at %s: %s", k->bootstrap,
+        char bootstrap[512];
+        snprintf(errstr, errstr_size, "%s: creating topics at %s: %s", o->who,
+                 bootstrap_of(rk, bootstrap, sizeof(bootstrap)),
                  ev ? rd_kafka_event_error_string(ev) : "timed out");
         rc = -ETIMEDOUT;
         goto out;
@@ -493,10 +638,10 @@ ensure_real(struct bh_kafka *k, const char *const *topics, size_t n, char *errst
     for (size_t i = 0; i < cnt; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            bh_info("kafka", "created topic %s (%d partitions)", rd_kafka_topic_result_name(res[i]),
-                    k->partitions);
+            bh_info(o->who, "created topic %s (%d partitions)", rd_kafka_topic_result_name(res[i]),
+                    o->partitions);
         } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            snprintf(errstr, errstr_size, "kafka: creating topic %s: %s",
+            snprintf(errstr, errstr_size, "%s: creating topic %s: %s", o->who,
                      rd_kafka_topic_result_name(res[i]),
                      rd_kafka_topic_result_error_string(res[i]));
             rc = -EINVAL;
@@ -519,8 +664,20 @@ int
 bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
                        size_t errstr_size)
 {
-    if (k->mock == NULL)
-        return ensure_real(k, topics, n, errstr, errstr_size);
+    if (k->mock == NULL) {
+        const struct bh_kafka_create_opts o = {.partitions = k->partitions,
+                                               .replication = k->replication,
+                                               .timeout_ms = k->create_timeout_ms,
+                                               .who = "kafka"};
+        struct bh_kafka_new_topic *nt = calloc(n > 0 ? n : 1, sizeof(*nt));
+        if (nt == NULL)
+            return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+            nt[i].name = topics[i];
+        int rc = bh_kafka_create_topics(k->rk, nt, n, &o, errstr, errstr_size);
+        free(nt);
+        return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(k->mock, topics[i], k->partitions, 1);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -76,6 +76,63 @@ int bh_kafka_check_partitions(struct bh_kafka *k, const char *const *topics, siz
                               int timeout_ms, char *errstr, size_t errstr_size);
 
 /*
+ * The cluster's side of topics, on any client: the hub's producer uses these,
+ * and so does the join (its topics are made on the same cluster with other
+ * settings).
+ */
+
+/* A topic to create: NAME, and CONFIG as name, value, ..., NULL (NULL: the broker's defaults). */
+struct bh_kafka_new_topic {
+    const char *name;
+    const char *const *config;
+};
+
+/* CONFIG of a topic that keeps the last record of each key. */
+extern const char *const bh_kafka_compacted[];
+
+/* How bh_kafka_create_topics creates topics. */
+struct bh_kafka_create_opts {
+    int partitions;
+    int replication; /* -1: the broker's default */
+    int timeout_ms;  /* how long the cluster has to answer */
+    const char *who; /* the log component and the prefix of errors: "kafka", "join" */
+};
+
+/*
+ * Create TOPICS on RK's cluster; one that exists already is left as it is,
+ * each one created is logged. Blocks up to O->timeout_ms and a little more.
+ * The embedded cluster's topics are made by bh_kafka_ensure_topics instead.
+ * -ETIMEDOUT: the cluster did not answer in time (it may still come); any
+ * other error: the cluster refused (the reason in ERRSTR).
+ */
+int bh_kafka_create_topics(rd_kafka_t *rk, const struct bh_kafka_new_topic *topics, size_t n,
+                           const struct bh_kafka_create_opts *o, char *errstr, size_t errstr_size);
+
+/*
+ * The partition count of each of TOPICS into COUNTS (0: the topic is absent),
+ * from the metadata of all topics: asking for one by name may make a broker
+ * auto-create it. -ETIMEDOUT when the cluster did not answer within
+ * TIMEOUT_MS; WHO prefixes the error.
+ */
+int bh_kafka_partition_counts(rd_kafka_t *rk, const char *const *topics, size_t n, int *counts,
+                              int timeout_ms, const char *who, char *errstr, size_t errstr_size);
+
+/* Which clients a librdkafka property applies to (a bit each). */
+enum bh_kafka_scope {
+    BH_KAFKA_SCOPE_UNKNOWN = 0, /* not a property librdkafka knows */
+    BH_KAFKA_SCOPE_PRODUCER = 1,
+    BH_KAFKA_SCOPE_CONSUMER = 2,
+    BH_KAFKA_SCOPE_BOTH = 3,
+};
+
+/*
+ * The scope of property NAME as librdkafka itself tells it (the C/P column
+ * of its table of properties, read once): the properties of one kind of
+ * client only make the other kind warn. Any thread.
+ */
+enum bh_kafka_scope bh_kafka_property_scope(const char *name);
+
+/*
  * Produce one message; D->cb is called on the loop thread exactly once when
  * this returns 0. HDRS (may be NULL) is taken on success only. Returns
  * -ENOBUFS when the local queue is full, -ESHUTDOWN after a fatal producer

@@ -102,62 +102,11 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     atomic_fetch_add(&t->delivered, 1);
 }
 
-/* kafka.properties serve every client; these only make the other kind warn. */
-static const char *const producer_only[] = {"linger.ms",
-                                            "queue.buffering.max.ms",
-                                            "batch.num.messages",
-                                            "batch.size",
-                                            "compression.type",
-                                            "compression.codec",
-                                            "compression.level",
-                                            "acks",
-                                            "request.required.acks",
-                                            "enable.idempotence",
-                                            "retries",
-                                            "message.send.max.retries",
-                                            "queue.buffering.max.messages",
-                                            "queue.buffering.max.kbytes",
-                                            "delivery.timeout.ms",
-                                            "message.timeout.ms",
-                                            "partitioner",
-                                            "sticky.partitioning.linger.ms",
-                                            NULL};
-static const char *const consumer_only[] = {"group.id",
-                                            "group.instance.id",
-                                            "session.timeout.ms",
-                                            "heartbeat.interval.ms",
-                                            "max.poll.interval.ms",
-                                            "auto.offset.reset",
-                                            "enable.auto.commit",
-                                            "auto.commit.interval.ms",
-                                            "enable.auto.offset.store",
-                                            "isolation.level",
-                                            "queued.min.messages",
-                                            "queued.max.messages.kbytes",
-                                            "fetch.wait.max.ms",
-                                            "fetch.min.bytes",
-                                            "fetch.max.bytes",
-                                            "max.partition.fetch.bytes",
-                                            "fetch.message.max.bytes",
-                                            "fetch.error.backoff.ms",
-                                            "partition.assignment.strategy",
-                                            "enable.partition.eof",
-                                            "check.crcs",
-                                            NULL};
-
-static int
-listed(const char *name, const char *const *list)
-{
-    for (; *list != NULL; list++)
-        if (strcmp(name, *list) == 0)
-            return 1;
-    return 0;
-}
-
 /*
  * DEFAULTS, then kafka.properties (security settings and the like; the other
- * kind of client's own left out), then PINNED: what the join relies on cannot
- * be changed from the config.
+ * kind of client's own left out, as librdkafka tells them: they only make it
+ * warn), then PINNED: what the join relies on cannot be changed from the
+ * config.
  */
 static rd_kafka_conf_t *
 client_conf(struct bh_join *j, int producer, const char *const *defaults, const char *const *pinned,
@@ -169,7 +118,8 @@ client_conf(struct bh_join *j, int producer, const char *const *defaults, const 
     for (size_t i = 0; rc == 0 && defaults[i] != NULL; i += 2)
         rc = set_prop(c, defaults[i], defaults[i + 1], errstr, n);
     for (size_t i = 0; rc == 0 && i < props->n; i++)
-        if (!listed(props->k[i], producer ? consumer_only : producer_only))
+        if (bh_kafka_property_scope(props->k[i]) !=
+            (producer ? BH_KAFKA_SCOPE_CONSUMER : BH_KAFKA_SCOPE_PRODUCER))
             rc = set_prop(c, props->k[i], props->v[i], errstr, n);
     for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
         rc = set_prop(c, pinned[i], pinned[i + 1], errstr, n);
@@ -185,57 +135,45 @@ client_conf(struct bh_join *j, int producer, const char *const *defaults, const 
 
 /* --- topics and the co-partitioning guard ------------------------------------ */
 
-struct topic_count {
-    const char *name;
-    int count; /* 0: absent */
+/* The topics the join reads and writes (at most 64 inputs), and their partition counts. */
+struct topic_counts {
+    const char *name[64 + 2];
+    int count[64 + 2]; /* 0: absent */
+    size_t n;
 };
 
-/* The partition counts of TOPICS (all-topics metadata: it never creates a topic). */
+/* The partition counts of T's topics (all-topics metadata: it never creates a topic). */
 static int
-partition_counts(rd_kafka_t *rk, struct topic_count *t, size_t n, char *errstr, size_t size)
+partition_counts(rd_kafka_t *rk, struct topic_counts *t, char *errstr, size_t size)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, METADATA_TIMEOUT);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(errstr, size, "join: cannot read the topics' metadata: %s", rd_kafka_err2str(e));
-        return -ETIMEDOUT;
-    }
-    for (size_t i = 0; i < n; i++) {
-        t[i].count = 0;
-        for (int k = 0; k < md->topic_cnt; k++)
-            if (strcmp(md->topics[k].topic, t[i].name) == 0 &&
-                md->topics[k].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-                t[i].count = md->topics[k].partition_cnt;
-    }
-    rd_kafka_metadata_destroy(md);
-    return 0;
+    return bh_kafka_partition_counts(rk, t->name, t->n, t->count, METADATA_TIMEOUT, "join", errstr,
+                                     size);
 }
 
-static size_t
-guard_topics(const struct bh_join *j, struct topic_count *t)
+static void
+guard_topics(const struct bh_join *j, struct topic_counts *t)
 {
-    size_t n = 0;
+    t->n = 0;
     for (size_t i = 0; i < j->ninputs; i++)
-        t[n++].name = j->inputs[i].c->topic;
-    t[n++].name = j->conf->view_topic;
-    t[n++].name = j->conf->state_topic;
-    return n;
+        t->name[t->n++] = j->inputs[i].c->topic;
+    t->name[t->n++] = j->conf->view_topic;
+    t->name[t->n++] = j->conf->state_topic;
 }
 
 /* 0 when every count equals the first; else a message naming every topic and count. */
 static int
-check_counts(const struct topic_count *t, size_t n, char *errstr, size_t size)
+check_counts(const struct topic_counts *t, char *errstr, size_t size)
 {
     int same = 1;
-    for (size_t i = 1; i < n; i++)
-        same &= t[i].count == t[0].count && t[i].count > 0;
-    if (same && t[0].count > 0)
+    for (size_t i = 1; i < t->n; i++)
+        same &= t->count[i] == t->count[0] && t->count[i] > 0;
+    if (same && t->count[0] > 0)
         return 0;
     int w = snprintf(errstr, size, "join: co-partitioning: the topics differ in partition count:");
-    for (size_t i = 0; i < n && w > 0 && (size_t)w < size; i++)
-        w += t[i].count > 0
-                 ? snprintf(errstr + w, size - (size_t)w, " %s=%d", t[i].name, t[i].count)
-                 : snprintf(errstr + w, size - (size_t)w, " %s=absent", t[i].name);
+    for (size_t i = 0; i < t->n && w > 0 && (size_t)w < size; i++)
+        w += t->count[i] > 0
+                 ? snprintf(errstr + w, size - (size_t)w, " %s=%d", t->name[i], t->count[i])
+                 : snprintf(errstr + w, size - (size_t)w, " %s=absent", t->name[i]);
     if (w > 0 && (size_t)w < size)
         snprintf(errstr + w, size - (size_t)w,
                  "; every input topic, the view topic and the state topic must have the same "
@@ -243,73 +181,36 @@ check_counts(const struct topic_count *t, size_t n, char *errstr, size_t size)
     return -EINVAL;
 }
 
+/* The absent topics of T, made on the hub's cluster with PARTITIONS partitions. */
 static int
-create_topics(struct bh_join *j, struct topic_count *t, size_t n, int partitions, char *errstr,
+create_topics(struct bh_join *j, const struct topic_counts *t, int partitions, char *errstr,
               size_t size)
 {
-    rd_kafka_t *rk = bh_kafka_handle(j->hub->kafka);
     const struct bh_kafka_section *kc = &j->hub->conf->kafka;
-    rd_kafka_NewTopic_t *nt[64];
+    struct bh_kafka_new_topic nt[64 + 2];
     size_t nn = 0;
-    int rc = 0;
-    char err[256];
-    for (size_t i = 0; i < n && nn < 64; i++) {
-        if (t[i].count > 0)
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->count[i] > 0)
             continue;
         if (bh_kafka_is_embedded(j->hub->kafka)) {
-            const char *one[] = {t[i].name};
-            rc = bh_kafka_ensure_topics(j->hub->kafka, one, 1, errstr, size);
+            int rc = bh_kafka_ensure_topics(j->hub->kafka, &t->name[i], 1, errstr, size);
             if (rc < 0)
                 return rc;
             continue;
         }
-        nt[nn] =
-            rd_kafka_NewTopic_new(t[i].name, partitions, (int)kc->replication, err, sizeof(err));
-        if (nt[nn] == NULL) {
-            snprintf(errstr, size, "join: topic %s: %s", t[i].name, err);
-            rc = -EINVAL;
-            goto out;
-        }
         /* The view and the changelog keep the last record of each key. */
-        if (strcmp(t[i].name, j->conf->view_topic) == 0 ||
-            strcmp(t[i].name, j->conf->state_topic) == 0)
-            rd_kafka_NewTopic_set_config(nt[nn], "cleanup.policy", "compact");
+        nt[nn].name = t->name[i];
+        nt[nn].config = strcmp(t->name[i], j->conf->view_topic) == 0 ||
+                                strcmp(t->name[i], j->conf->state_topic) == 0
+                            ? bh_kafka_compacted
+                            : NULL;
         nn++;
     }
-    if (nn == 0)
-        return 0;
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(o, (int)kc->create_timeout, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, nt, nn, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)kc->create_timeout + 2000);
-    if (ev == NULL || rd_kafka_event_error(ev)) {
-        snprintf(errstr, size, "join: creating topics: %s",
-                 ev ? rd_kafka_event_error_string(ev) : "timed out");
-        rc = -ETIMEDOUT;
-    } else {
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **res =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-        for (size_t i = 0; i < cnt && rc == 0; i++) {
-            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
-            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-                bh_info("join", "created topic %s (%d partitions)",
-                        rd_kafka_topic_result_name(res[i]), partitions);
-            else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-                rc = -EINVAL, snprintf(errstr, size, "join: creating topic %s: %s",
-                                       rd_kafka_topic_result_name(res[i]),
-                                       rd_kafka_topic_result_error_string(res[i]));
-        }
-    }
-    if (ev != NULL)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-out:
-    for (size_t i = 0; i < nn; i++)
-        rd_kafka_NewTopic_destroy(nt[i]);
-    return rc;
+    const struct bh_kafka_create_opts o = {.partitions = partitions,
+                                           .replication = (int)kc->replication,
+                                           .timeout_ms = (int)kc->create_timeout,
+                                           .who = "join"};
+    return bh_kafka_create_topics(bh_kafka_handle(j->hub->kafka), nt, nn, &o, errstr, size);
 }
 
 /*
@@ -320,36 +221,36 @@ out:
 static int
 ensure_topics(struct bh_join *j, char *errstr, size_t size)
 {
-    struct topic_count t[64 + 2];
-    size_t n = guard_topics(j, t);
+    struct topic_counts t;
+    guard_topics(j, &t);
     rd_kafka_t *rk = bh_kafka_handle(j->hub->kafka);
-    int rc = partition_counts(rk, t, n, errstr, size);
+    int rc = partition_counts(rk, &t, errstr, size);
     if (rc < 0)
         return rc;
     int partitions = (int)j->hub->conf->kafka.partitions;
     for (size_t i = 0; i < j->ninputs; i++) {
-        if (t[i].count > 0) {
-            partitions = t[i].count;
+        if (t.count[i] > 0) {
+            partitions = t.count[i];
             break;
         }
     }
-    rc = create_topics(j, t, n, partitions, errstr, size);
+    rc = create_topics(j, &t, partitions, errstr, size);
     if (rc < 0)
         return rc;
     for (int attempt = 0; attempt < 50; attempt++) {
-        rc = partition_counts(rk, t, n, errstr, size);
+        rc = partition_counts(rk, &t, errstr, size);
         if (rc < 0)
             return rc;
         int absent = 0;
-        for (size_t i = 0; i < n; i++)
-            absent |= t[i].count == 0;
+        for (size_t i = 0; i < t.n; i++)
+            absent |= t.count[i] == 0;
         if (!absent)
             break;
         usleep(100 * 1000); /* a new topic takes a moment to show in metadata */
     }
-    rc = check_counts(t, n, errstr, size);
+    rc = check_counts(&t, errstr, size);
     if (rc == 0)
-        j->nparts = t[0].count;
+        j->nparts = t.count[0];
     return rc;
 }
 
@@ -357,19 +258,19 @@ ensure_topics(struct bh_join *j, char *errstr, size_t size)
 static int
 guard(struct bh_join *j, const rd_kafka_topic_partition_list_t *parts, char *errstr, size_t size)
 {
-    struct topic_count t[64 + 2];
-    size_t n = guard_topics(j, t);
-    int rc = partition_counts(j->consumer, t, n, errstr, size);
+    struct topic_counts t;
+    guard_topics(j, &t);
+    int rc = partition_counts(j->consumer, &t, errstr, size);
     if (rc < 0)
         return rc;
-    rc = check_counts(t, n, errstr, size);
+    rc = check_counts(&t, errstr, size);
     if (rc < 0)
         return rc;
-    if (t[0].count != j->nparts) {
+    if (t.count[0] != j->nparts) {
         snprintf(errstr, size,
                  "join: co-partitioning: the topics now have %d partitions, not %d as at start; "
                  "restart the join to use them",
-                 t[0].count, j->nparts);
+                 t.count[0], j->nparts);
         return -EINVAL;
     }
     /* Every partition number assigned must come with every input. */

@@ -166,6 +166,25 @@ test_fatal_error_gets_a_new_producer(void **state)
     close_all(&loop, k);
 }
 
+/* librdkafka's own table tells which clients a property applies to. */
+static void
+test_property_scope(void **state)
+{
+    (void)state;
+    assert_int_equal(bh_kafka_property_scope("linger.ms"), BH_KAFKA_SCOPE_PRODUCER);
+    assert_int_equal(bh_kafka_property_scope("enable.idempotence"), BH_KAFKA_SCOPE_PRODUCER);
+    assert_int_equal(bh_kafka_property_scope("acks"), BH_KAFKA_SCOPE_PRODUCER); /* a topic one */
+    assert_int_equal(bh_kafka_property_scope("group.id"), BH_KAFKA_SCOPE_CONSUMER);
+    assert_int_equal(bh_kafka_property_scope("fetch.min.bytes"), BH_KAFKA_SCOPE_CONSUMER);
+    assert_int_equal(bh_kafka_property_scope("auto.offset.reset"), BH_KAFKA_SCOPE_CONSUMER);
+    assert_int_equal(bh_kafka_property_scope("bootstrap.servers"), BH_KAFKA_SCOPE_BOTH);
+    assert_int_equal(bh_kafka_property_scope("security.protocol"), BH_KAFKA_SCOPE_BOTH);
+    assert_int_equal(bh_kafka_property_scope("blockhub.no.such.property"), BH_KAFKA_SCOPE_UNKNOWN);
+    /* The table's own words are no property. */
+    assert_int_equal(bh_kafka_property_scope("Property"), BH_KAFKA_SCOPE_UNKNOWN);
+    assert_int_equal(bh_kafka_property_scope(""), BH_KAFKA_SCOPE_UNKNOWN);
+}
+
 int
 main(void)
 {
@@ -173,6 +192,7 @@ main(void)
         cmocka_unit_test(test_delivery_reaches_the_loop),
         cmocka_unit_test(test_pinned_properties_refused),
         cmocka_unit_test(test_fatal_error_gets_a_new_producer),
+        cmocka_unit_test(test_property_scope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
