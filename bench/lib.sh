@@ -35,3 +35,19 @@ bench_wait_ready() {
         sleep 0.1
     done
 }
+
+# bench_tmp_broker NAME: a temporary directory `tmp` (removed at exit) and the
+# broker of bench_broker in it (stopped at exit when started here). For the
+# scripts with nothing else to clean up.
+bench_tmp_broker() {
+    tmp=$(mktemp -d "/tmp/blockhub-bench-$1.XXXXXX")
+    own_broker=
+    trap bench_tmp_cleanup EXIT
+    bench_broker "$tmp"
+    echo "broker: $bs${own_broker:+ (started for this run)}"
+}
+
+bench_tmp_cleanup() {
+    [[ -n $own_broker ]] && "$root/deploy/kafka/local-kafka" stop "$tmp/kafka" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}

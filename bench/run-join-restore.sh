@@ -22,15 +22,6 @@ if [[ ! -x $build/blockhub || ! -x $build/bench/bench_join_feed ]]; then
     echo "run-join-restore.sh: build blockhub and bench_join_feed in $build first" >&2
     exit 1
 fi
-tmp=$(mktemp -d /tmp/blockhub-bench-join-restore.XXXXXX)
-own_broker=
-cleanup() {
-    [[ -n $own_broker ]] && "$root/deploy/kafka/local-kafka" stop "$tmp/kafka" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-bench_broker "$tmp"
-echo "broker: $bs${own_broker:+ (started for this run)}"
+bench_tmp_broker join-restore
 BH_KAFKA_BOOTSTRAP=$bs "$python" -u "$root/bench/join_restore_bench.py" --build "$build" --ids "$ids" \
     --blocks "$blocks" "${@:4}"

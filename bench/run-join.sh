@@ -28,15 +28,6 @@ fi
 "$python" -c 'import confluent_kafka, fastavro' 2>/dev/null \
     || { echo "run-join.sh: $python lacks confluent-kafka or fastavro (deploy/install-deps.sh venv)" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/blockhub-bench-join.XXXXXX)
-own_broker=
-cleanup() {
-    [[ -n $own_broker ]] && "$root/deploy/kafka/local-kafka" stop "$tmp/kafka" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-bench_broker "$tmp"
-echo "broker: $bs${own_broker:+ (started for this run)}"
+bench_tmp_broker join
 "$python" "$root/bench/join_bench.py" --bootstrap "$bs" --build "$build" --events "$events" \
     --blocks "$blocks" --partitions "$partitions" "${@:5}"
