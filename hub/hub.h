@@ -42,10 +42,11 @@ struct bh_dead_letter_conf {
     uint64_t max_payload;
 };
 
-/* The admin HTTP API (join/join_http.c serves it). */
+/* The admin HTTP API (hub/admin.h). */
 struct bh_admin_conf {
     char *listen;
     char *advertise;
+    struct bh_strlist tokens;
 };
 
 /* One input of the join: the department is the entry's name (join/join.c). */
@@ -101,7 +102,10 @@ struct bh_hub {
     const struct bh_schema *dead_letter_schema;
     struct bh_component *components; /* the adapters of the config, then the join */
     size_t ncomponents;
-    size_t running; /* components started and not yet stopped */
+    size_t running;         /* components started and not yet stopped */
+    bool ready;             /* every component started */
+    bool stopping;          /* a shutdown was asked for */
+    struct bh_admin *admin; /* NULL without admin.listen */
     void (*on_all_stopped)(struct bh_hub *hub);
 };
 

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "admin.h"
 #include "component.h"
 #include "hub.h"
 #include "join.h"

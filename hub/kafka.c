@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -44,6 +45,10 @@ struct bh_kafka {
     /* Repeated client reports: rate-limited, the count reported by the timer. */
     struct bh_lograte lograte;
     uv_timer_t lograte_timer;
+    /* Is the cluster reachable: from librdkafka's statistics (brokers UP), else from errors. */
+    int stats_seen;
+    int brokers_up;
+    int all_down;
 };
 
 static void on_restart(uv_timer_t *t);
@@ -123,10 +128,46 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         k->fatal = 1;
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        k->all_down = 1;
     /* Transport errors while a broker is away are expected and retried: warnings. */
     char text[BH_LOGRATE_TEXT];
     snprintf(text, sizeof(text), "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
     log_client(k, bh_lograte_kafka_error_level(err), "kafka", text);
+}
+
+/* librdkafka's statistics (statistics.interval.ms): how many brokers are up. */
+static int
+on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    struct bh_kafka *k = opaque;
+    (void)rk;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *brokers = json_object_get(root, "brokers");
+    const char *name;
+    json_t *b;
+    int up = 0;
+    json_object_foreach(brokers, name, b)
+    {
+        json_int_t id = json_integer_value(json_object_get(b, "nodeid"));
+        const char *state = json_string_value(json_object_get(b, "state"));
+        if (id >= 0 && state != NULL && strcmp(state, "UP") == 0)
+            up++;
+    }
+    if (brokers != NULL) {
+        k->stats_seen = 1;
+        k->brokers_up = up;
+        if (up > 0)
+            k->all_down = 0;
+    }
+    json_decref(root);
+    return 0; /* librdkafka frees JSON */
+}
+
+int
+bh_kafka_reachable(const struct bh_kafka *k)
+{
+    return k->stats_seen ? k->brokers_up > 0 : !k->all_down;
 }
 
 static void
@@ -505,6 +546,8 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
         rc = set_prop(conf, "linger.ms", "5", errstr, errstr_size);
     if (rc == 0)
         rc = set_prop(conf, "log.queue", "true", errstr, errstr_size);
+    if (rc == 0) /* for readiness: the brokers that are up (kafka.properties may change it) */
+        rc = set_prop(conf, "statistics.interval.ms", "5000", errstr, errstr_size);
     for (size_t i = 0; rc == 0 && c->properties != NULL && i < c->properties->n; i++) {
         const char *name = c->properties->k[i], *value = c->properties->v[i];
         for (size_t p = 0; p < sizeof(pinned) / sizeof(pinned[0]); p++) {
@@ -534,6 +577,7 @@ bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_conf 
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     k->template = conf;
     conf = NULL;
 

@@ -155,6 +155,9 @@ size_t bh_kafka_max_message(const struct bh_kafka *k);
 rd_kafka_t *bh_kafka_handle(struct bh_kafka *k);
 /* How many times a fatal error made blockhub replace the producer. */
 unsigned bh_kafka_restarts(const struct bh_kafka *k);
+/* 1 when a broker of the cluster is up (librdkafka's statistics, every 5 s; before
+ * the first, unless every broker was reported down). */
+int bh_kafka_reachable(const struct bh_kafka *k);
 /* Messages produced and not yet reported. */
 size_t bh_kafka_in_flight(const struct bh_kafka *k);
 /* The bootstrap address actually used (the mock cluster's when embedded). */

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "admin.h"
 #include "hub.h"
 #include "join.h"
 #include "log.h"
@@ -73,6 +74,7 @@ finish(uv_timer_t *t)
     if (left > 0)
         exit_code = 1;
     bh_info("hub", "stopped%s", left ? " with undelivered messages" : "");
+    bh_admin_stop(h->admin);
     uv_stop(h->loop);
 }
 
@@ -122,6 +124,7 @@ on_signal(uv_signal_t *s, int signum)
         return;
     }
     bh_info("hub", "%s: shutting down", strsignal(signum));
+    hub.stopping = true;
     if (hub.running == 0) {
         hub.on_all_stopped(&hub);
         return;
@@ -285,6 +288,13 @@ start(char *err, size_t errlen)
             return rc;
     }
 
+    /* Before the components: the join puts its routes on it. */
+    char aerr[300];
+    rc = bh_admin_start(&hub, aerr, sizeof(aerr));
+    if (rc < 0) {
+        snprintf(err, errlen, "admin.listen: %s", aerr);
+        return rc;
+    }
     for (size_t i = 0; i < hub.ncomponents; i++) {
         struct bh_component *c = &hub.components[i];
         char cerr[400];
@@ -299,6 +309,7 @@ start(char *err, size_t errlen)
     }
     uv_timer_init(hub.loop, &finish_timer);
     hub.on_all_stopped = on_all_stopped;
+    hub.ready = true;
     return 0;
 }
 
@@ -445,6 +456,7 @@ main(int argc, char **argv)
     for (size_t i = 0; i < hub.ncomponents; i++)
         bh_component_destroy(&hub.components[i]);
     free(hub.components);
+    bh_admin_free(hub.admin);
     bh_encoder_free(hub.encoder);
     bh_blockmap_free(hub.blocks);
     bh_schemas_free(hub.schemas);

@@ -2004,7 +2004,7 @@ join_free(struct bh_join *j)
 {
     if (j == NULL)
         return;
-    bh_join_http_free(j); /* first: it runs the loop until its connections close */
+    bh_join_http_free(j); /* its routes off the admin API, waiting queries answered */
     for (int32_t p = 0; j->parts != NULL && p < j->nparts; p++) {
         bh_jstate_free(j->parts[p].state);
         bh_jstore_batch_free(j->parts[p].rbatch);
@@ -2094,8 +2094,7 @@ name_instance(struct bh_join *j)
     if (j->conf->instance_id != NULL && j->conf->instance_id[0] != '\0')
         snprintf(j->instance, sizeof(j->instance), "%s", j->conf->instance_id);
     else if (j->http_on)
-        snprintf(j->instance, sizeof(j->instance), "%s-%s", host,
-                 strrchr(j->http->bound, ':') ? strrchr(j->http->bound, ':') + 1 : j->http->bound);
+        snprintf(j->instance, sizeof(j->instance), "%s-%s", host, bh_admin_port(j->hub->admin));
     else
         snprintf(j->instance, sizeof(j->instance), "%s-pid%ld", host, (long)getpid());
     snprintf(j->txn_id, sizeof(j->txn_id), "%s-%s", j->conf->transactional_id, j->instance);
@@ -2655,21 +2654,5 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .min = 1,
      .max = 1000000,
      .doc = "Input records handled per loop turn before other work on the loop gets a turn."},
-    {0},
-};
-
-#define AKEY(f) offsetof(struct bh_admin_conf, f)
-
-const struct bh_conf_key bh_admin_conf_keys[] = {
-    {.name = "listen",
-     .type = BH_CONF_STRING,
-     .offset = AKEY(listen),
-     .doc = "Address of the admin HTTP API (GET /blocks/{id}, GET /join); unset: none. Served "
-            "while the join runs."},
-    {.name = "advertise",
-     .type = BH_CONF_STRING,
-     .offset = AKEY(advertise),
-     .doc = "The admin API's URL as other join processes should give it out (default: "
-            "http:// and the bound address, the host name for a wildcard address)."},
     {0},
 };

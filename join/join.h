@@ -57,7 +57,6 @@
 
 /* The config tables of the join and admin sections (for hub_conf.c). */
 extern const struct bh_conf_key bh_join_conf_keys[];
-extern const struct bh_conf_key bh_admin_conf_keys[];
 /* The join.inputs entry table for TYPE ("avro"); NULL for another type. */
 const struct bh_conf_variant *bh_join_input_variant(const char *type);
 extern const char bh_join_input_types[];

@@ -1,5 +1,5 @@
 /*
- * The admin HTTP API of the join (admin.listen), on the hub's loop:
+ * The join's routes on the hub's admin API (hub/admin.h, admin.listen):
  *
  *   GET /blocks/{id}  the block's current view as JSON (the fields of
  *                     block.view), 200 for a block of a partition this
@@ -414,14 +414,14 @@ status_json(struct bh_join *j)
     return o;
 }
 
-static int
-on_req(h2o_handler_t *h, h2o_req_t *req)
+static void
+on_req(void *self, h2o_req_t *req)
 {
-    struct bh_join *j = bh_http_self(h);
+    struct bh_join *j = self;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
         send_error(req, 405, "Method Not Allowed", "only GET is served");
-        return 0;
+        return;
     }
     const char *path = req->path.base;
     size_t len = req->path.len;
@@ -431,20 +431,20 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     static const char prefix[] = "/blocks/";
     if (len == 5 && memcmp(path, "/join", 5) == 0) {
         send_json(req, 200, "OK", status_json(j));
-        return 0;
+        return;
     }
     if (len > sizeof(prefix) - 1 && memcmp(path, prefix, sizeof(prefix) - 1) == 0) {
         char id[MAX_ID];
         ssize_t n = unescape(path + sizeof(prefix) - 1, len - (sizeof(prefix) - 1), id, sizeof(id));
         if (n <= 0 || memchr(id, '/', (size_t)n) != NULL) {
             send_error(req, 400, "Bad Request", "not a block id");
-            return 0;
+            return;
         }
         answer_block(j, req, id, (size_t)n);
-        return 0;
+        return;
     }
     send_error(req, 404, "Not Found", "GET /blocks/{id} or GET /join");
-    return 0;
+    return;
 }
 
 /* --- the server ------------------------------------------------------------------ */
@@ -452,37 +452,18 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
 int
 bh_join_http_start(struct bh_join *j, char *errstr, size_t n)
 {
-    const struct bh_admin_conf *a = j->admin;
+    (void)errstr;
+    (void)n;
     j->owners = calloc((size_t)j->nparts, sizeof(*j->owners));
     if (j->owners == NULL)
         return -ENOMEM;
-    if (a->listen == NULL || a->listen[0] == '\0')
+    struct bh_admin *a = j->hub->admin;
+    if (a == NULL)
         return 0;
-    /* Freed by bh_join_http_free (bh_http_free closes h2o's handles). */
-    j->http = calloc(1, sizeof(*j->http));
-    if (j->http == NULL)
+    if (bh_admin_route(a, "/blocks/", on_req, j) < 0 || bh_admin_route(a, "/join", on_req, j) < 0)
         return -ENOMEM;
-    int rc = bh_http_init(j->http, j->hub->loop, a->listen, 4096, errstr, n);
-    if (rc == 0)
-        rc = bh_http_handle(j->http, "/", on_req, j);
-    if (rc == 0)
-        rc = bh_http_listen(j->http, errstr, n);
-    if (rc < 0)
-        return rc;
     j->http_on = 1;
-    if (a->advertise != NULL && a->advertise[0] != '\0') {
-        snprintf(j->advertise, sizeof(j->advertise), "%s", a->advertise);
-    } else {
-        /* A wildcard address tells others nothing: give the host name instead. */
-        const char *colon = strrchr(j->http->bound, ':');
-        char host[128] = "localhost";
-        if (strncmp(j->http->bound, "0.0.0.0:", 8) == 0 || strncmp(j->http->bound, "[::]:", 5) == 0)
-            gethostname(host, sizeof(host) - 1);
-        else
-            snprintf(host, sizeof(host), "%.*s", (int)(colon - j->http->bound), j->http->bound);
-        snprintf(j->advertise, sizeof(j->advertise), "http://%s%s", host, colon);
-    }
-    bh_info("join", "admin API on http://%s (advertised as %s)", j->http->bound, j->advertise);
+    snprintf(j->advertise, sizeof(j->advertise), "%s", bh_admin_url(a));
     return 0;
 }
 
@@ -492,7 +473,7 @@ bh_join_http_stop(struct bh_join *j)
     if (!j->http_on)
         return;
     j->http_on = 0;
-    bh_http_stop(j->http);
+    bh_admin_unroute(j->hub->admin, j);
     /* Waiting queries get their answer now. */
     struct owner_query *q = j->queries;
     j->queries = NULL;
@@ -509,10 +490,7 @@ bh_join_http_stop(struct bh_join *j)
 void
 bh_join_http_free(struct bh_join *j)
 {
-    if (j->http != NULL && bh_http_free(j->http) == 0) {
-        free(j->http);
-        j->http = NULL;
-    }
+    bh_join_http_stop(j);
     for (int32_t p = 0; j->owners != NULL && p < j->nparts; p++)
         free(j->owners[p]);
     free(j->owners);

@@ -13,6 +13,7 @@
 
 #include "component.h"
 #include "dlq.h"
+#include "admin.h"
 #include "http.h"
 #include "hub.h"
 #include "join.h"
@@ -210,8 +211,7 @@ struct bh_join {
     int64_t now_ms; /* wall clock of the batch being applied (updated_at) */
 
     /* the admin API */
-    struct bh_http *http; /* stays with the loop after a stop, as h2o's context does */
-    int http_on;
+    int http_on; /* its routes are on the hub's admin API */
     char advertise[300];
     char **owners; /* per partition: the owning member's client.id, from the group */
     uint64_t owners_at_ns;
