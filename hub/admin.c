@@ -123,7 +123,7 @@ static struct bh_component *
 find_component(struct bh_hub *hub, const char *name, size_t len)
 {
     for (size_t i = 0; i < hub->ncomponents; i++) {
-        struct bh_component *c = &hub->components[i];
+        struct bh_component *c = hub->components[i];
         if (strlen(c->name) == len && memcmp(c->name, name, len) == 0)
             return c;
     }
@@ -147,7 +147,7 @@ get_components(struct bh_admin *a, h2o_req_t *req)
 {
     json_t *list = json_array();
     for (size_t i = 0; list != NULL && i < a->hub->ncomponents; i++)
-        json_array_append_new(list, component_json(a->hub, &a->hub->components[i]));
+        json_array_append_new(list, component_json(a->hub, a->hub->components[i]));
     send_json(req, 200, "OK", json_pack("{s:o*}", "components", list));
 }
 
@@ -249,7 +249,7 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
         return;
     }
     for (size_t i = 0; i < n; i++)
-        bh_component_stats(&hub->components[i], &st[i]);
+        bh_component_stats(hub->components[i], &st[i]);
     h2o_buffer_t *out;
     h2o_buffer_init(&out, &h2o_socket_buffer_prototype);
     put(&out,
@@ -288,9 +288,9 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
                 if (v == UINT64_MAX)
                     continue;
                 put(&out, "%s{component=\"", name);
-                put_label(req, &out, hub->components[j].name);
+                put_label(req, &out, hub->components[j]->name);
                 put(&out, "\",type=\"");
-                put_label(req, &out, hub->components[j].type->name);
+                put_label(req, &out, hub->components[j]->type->name);
                 put(&out, "\"} %" PRIu64 "\n", v);
             }
         }
@@ -314,9 +314,9 @@ get_readyz(struct bh_admin *a, h2o_req_t *req)
     else if (hub->kafka == NULL || !bh_kafka_reachable(hub->kafka))
         why = "no Kafka broker answers";
     for (size_t i = 0; why == NULL && i < hub->ncomponents; i++) {
-        if (hub->components[i].failed || hub->components[i].stopped) {
-            snprintf(buf, sizeof(buf), "component '%s' has %s", hub->components[i].name,
-                     hub->components[i].failed ? "failed" : "stopped");
+        if (hub->components[i]->failed || hub->components[i]->stopped) {
+            snprintf(buf, sizeof(buf), "component '%s' has %s", hub->components[i]->name,
+                     hub->components[i]->failed ? "failed" : "stopped");
             why = buf;
         }
     }
@@ -353,6 +353,26 @@ put_log_level(h2o_req_t *req)
     bh_log_set_level(l);
     bh_info("admin", "log level now %s", level);
     send_json(req, 200, "OK", json_pack("{s:s}", "level", level));
+}
+
+static void
+post_reload(struct bh_admin *a, h2o_req_t *req)
+{
+    char changes[1000], err[1024];
+    if (a->hub->reload == NULL) {
+        send_error(req, 501, "Not Implemented", "no reload here");
+        return;
+    }
+    int rc = a->hub->reload(a->hub, changes, sizeof(changes), err, sizeof(err));
+    if (rc < 0) {
+        bh_error("hub", "reload refused: %s", err);
+        send_error(req, rc == -ESHUTDOWN ? 409 : 400, rc == -ESHUTDOWN ? "Conflict" : "Bad Request",
+                   err);
+        return;
+    }
+    char clean[1000];
+    bh_utf8_sanitize(clean, sizeof(clean), changes, strlen(changes));
+    send_json(req, 200, "OK", json_pack("{s:s}", "changes", clean));
 }
 
 static bool
@@ -414,6 +434,13 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
             get_metrics(a, req);
         else
             not_allowed(req, "GET");
+        return 0;
+    }
+    if (IS("/admin/reload")) {
+        if (method_is(req, "POST"))
+            post_reload(a, req);
+        else
+            not_allowed(req, "POST");
         return 0;
     }
     if (IS("/admin/log-level")) {
@@ -517,6 +544,13 @@ bh_admin_port(const struct bh_admin *a)
 {
     const char *colon = strrchr(a->http.bound, ':');
     return colon != NULL ? colon + 1 : a->http.bound;
+}
+
+void
+bh_admin_set_conf(struct bh_admin *a, const struct bh_admin_conf *conf)
+{
+    if (a != NULL)
+        a->conf = conf;
 }
 
 void

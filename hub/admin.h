@@ -10,6 +10,8 @@
  *   POST /components/{name}/resume    component cannot)
  *   GET  /metrics                     the counters in the Prometheus text format
  *   PUT  /admin/log-level             body: error, warn, info or debug
+ *   POST /admin/reload                the config file again (as SIGHUP): 200 with what
+ *                                     changed, 400 with why nothing did
  *
  * and what components add with bh_admin_route (the join: GET /blocks/{id},
  * GET /join). With admin.tokens set, every request needs one of them as a
@@ -26,6 +28,7 @@
 
 struct bh_hub;
 struct bh_admin;
+struct bh_admin_conf;
 
 /* The keys of the config's admin section (struct bh_admin_conf, hub.h). */
 extern const struct bh_conf_key bh_admin_conf_keys[];
@@ -43,6 +46,8 @@ void bh_admin_unroute(struct bh_admin *a, void *self);
 const char *bh_admin_url(const struct bh_admin *a);
 /* The port it listens on, as text. */
 const char *bh_admin_port(const struct bh_admin *a);
+/* A reload's new admin section (its listen address is the same): the tokens apply at once. */
+void bh_admin_set_conf(struct bh_admin *a, const struct bh_admin_conf *conf);
 /* Stop accepting; requests in flight are answered. */
 void bh_admin_stop(struct bh_admin *a);
 /* After the loop: close and free. */

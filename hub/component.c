@@ -27,6 +27,7 @@ int
 bh_component_start(struct bh_component *c, char *errstr, size_t errstr_size)
 {
     c->stopped = false;
+    c->stop_called = false;
     c->failed = false;
     c->paused = false;
     int rc = c->type->start(c, errstr, errstr_size);
@@ -38,8 +39,10 @@ bh_component_start(struct bh_component *c, char *errstr, size_t errstr_size)
 void
 bh_component_stop(struct bh_component *c)
 {
-    if (!c->stopped)
+    if (!c->stopped && !c->stop_called) {
+        c->stop_called = true;
         c->type->stop(c);
+    }
 }
 
 void
@@ -122,7 +125,10 @@ bh_component_stopped(struct bh_component *c)
         return;
     c->stopped = true;
     struct bh_hub *hub = c->hub;
-    if (--hub->running == 0 && hub->on_all_stopped != NULL)
+    hub->running--;
+    if (c->retiring && hub->on_retired != NULL && !hub->stopping)
+        hub->on_retired(hub, c);
+    else if (hub->running == 0 && hub->on_all_stopped != NULL)
         hub->on_all_stopped(hub);
 }
 

@@ -83,8 +83,11 @@ struct bh_component {
     const void *settings;
     void *priv;
     bool stopped;
-    bool failed; /* it stopped because of an error: the process exits 1 */
-    bool paused; /* by bh_component_pause */
+    bool stop_called; /* stop() ran: it is draining */
+    bool failed;      /* it stopped because of an error: the process exits 1 */
+    bool paused;      /* by bh_component_pause */
+    bool retiring;    /* stopped by a reload: bh_component_stopped hands it to hub->on_retired */
+    const struct bh_variant *successor; /* retiring: the entry that replaces it, or NULL */
     /* The common counters, kept by bh_publish (hub/publish.h) for adapters. */
     uint64_t published;       /* records handed to Kafka */
     uint64_t acknowledged;    /* records Kafka acknowledged */

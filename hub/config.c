@@ -1512,6 +1512,78 @@ bh_conf_free(const struct bh_conf_key *root, void *out)
     clear_fields(root, out, true, 0);
 }
 
+static bool
+str_equal(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b)
+{
+    for (const struct bh_conf_key *k = keys; k->name != NULL; k++) {
+        const char *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+        switch (k->type) {
+        case BH_CONF_STRING:
+            if (!str_equal(*(char *const *)x, *(char *const *)y))
+                return false;
+            break;
+        case BH_CONF_INT:
+        case BH_CONF_DURATION:
+            if (*(const int64_t *)x != *(const int64_t *)y)
+                return false;
+            break;
+        case BH_CONF_SIZE:
+            if (*(const uint64_t *)x != *(const uint64_t *)y)
+                return false;
+            break;
+        case BH_CONF_BOOL:
+            if (*(const bool *)x != *(const bool *)y)
+                return false;
+            break;
+        case BH_CONF_STRING_LIST: {
+            const struct bh_strlist *l = (const void *)x, *m = (const void *)y;
+            if (l->n != m->n)
+                return false;
+            for (size_t i = 0; i < l->n; i++)
+                if (!str_equal(l->v[i], m->v[i]))
+                    return false;
+            break;
+        }
+        case BH_CONF_MAP: {
+            const struct bh_kvlist *l = (const void *)x, *m = (const void *)y;
+            if (l->n != m->n)
+                return false;
+            for (size_t i = 0; i < l->n; i++)
+                if (!str_equal(l->k[i], m->k[i]) || !str_equal(l->v[i], m->v[i]))
+                    return false;
+            break;
+        }
+        case BH_CONF_SECTION:
+            if (!bh_conf_equal(k->sub, x, y))
+                return false;
+            break;
+        case BH_CONF_VARIANTS: {
+            const struct bh_variant_list *l = (const void *)x, *m = (const void *)y;
+            if (l->n != m->n)
+                return false;
+            for (size_t i = 0; i < l->n; i++)
+                if (!bh_conf_variant_equal(&l->v[i], &m->v[i]))
+                    return false;
+            break;
+        }
+        }
+    }
+    return true;
+}
+
+bool
+bh_conf_variant_equal(const struct bh_variant *a, const struct bh_variant *b)
+{
+    return str_equal(a->name, b->name) && str_equal(a->type, b->type) && a->variant == b->variant &&
+           bh_conf_equal(a->variant->keys, a->settings, b->settings);
+}
+
 /* ----------------------------------------------------------- value parsers -- */
 
 struct unit {

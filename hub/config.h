@@ -126,6 +126,10 @@ int bh_conf_load_string_checked(const char *name, const char *yaml, size_t len,
 
 /* Free everything bh_conf_load allocated inside OUT (not OUT itself). */
 void bh_conf_free(const struct bh_conf_key *root, void *out);
+/* Whether A and B (both bound through KEYS) hold the same values. */
+bool bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b);
+/* Whether two variant entries have the same name, type and settings. */
+bool bh_conf_variant_equal(const struct bh_variant *a, const struct bh_variant *b);
 
 /* Write the Markdown reference of ROOT (every key: path, type, default, range, doc). */
 void bh_conf_write_reference(FILE *f, const struct bh_conf_key *root);

@@ -100,12 +100,18 @@ struct bh_hub {
     struct bh_schemas *schemas;
     struct bh_encoder *encoder;
     const struct bh_schema *dead_letter_schema;
-    struct bh_component *components; /* the adapters of the config, then the join */
+    struct bh_component **components; /* the adapters of the config, then the join */
     size_t ncomponents;
     size_t running;         /* components started and not yet stopped */
     bool ready;             /* every component started */
     bool stopping;          /* a shutdown was asked for */
     struct bh_admin *admin; /* NULL without admin.listen */
+    /* Take the config file again (SIGHUP, POST /admin/reload): 0, or -errno with the
+     * reason in ERR; CHANGES says what was done. Set by main.c. */
+    int (*reload)(struct bh_hub *hub, char *changes, size_t changes_size, char *err,
+                  size_t err_size);
+    /* A component stopped by a reload (c->retiring) has finished its work. */
+    void (*on_retired)(struct bh_hub *hub, struct bh_component *c);
     void (*on_all_stopped)(struct bh_hub *hub);
 };
 

@@ -25,7 +25,7 @@
 
 static struct bh_hub hub;
 static struct bh_hub_conf conf;
-static uv_signal_t sigterm, sigint;
+static uv_signal_t sigterm, sigint, sighup;
 static uv_timer_t finish_timer; /* the flush, on the turn after the last component stopped */
 static int exit_code;
 
@@ -65,7 +65,7 @@ finish(uv_timer_t *t)
 {
     struct bh_hub *h = t->data;
     for (size_t i = 0; i < h->ncomponents; i++)
-        if (h->components[i].failed)
+        if (h->components[i]->failed)
             exit_code = 1;
     bh_info("hub", "intake stopped; flushing %zu message(s) in flight",
             bh_kafka_in_flight(h->kafka));
@@ -130,7 +130,7 @@ on_signal(uv_signal_t *s, int signum)
         return;
     }
     for (size_t i = 0; i < hub.ncomponents; i++)
-        bh_component_stop(&hub.components[i]);
+        bh_component_stop(hub.components[i]);
 }
 
 /* The components of the config, not started: the adapters in their order, then the join. */
@@ -141,15 +141,20 @@ setup_components(void)
     hub.components = calloc(n ? n : 1, sizeof(*hub.components));
     if (hub.components == NULL)
         return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        hub.components[i] = calloc(1, sizeof(**hub.components));
+        if (hub.components[i] == NULL)
+            return -ENOMEM;
+    }
     for (size_t i = 0; i < conf.adapters.n; i++) {
         struct bh_variant *v = &conf.adapters.v[i];
-        hub.components[i] = (struct bh_component){.type = bh_adapter_type_find(v->type),
-                                                  .hub = &hub,
-                                                  .name = v->name,
-                                                  .settings = v->settings};
+        *hub.components[i] = (struct bh_component){.type = bh_adapter_type_find(v->type),
+                                                   .hub = &hub,
+                                                   .name = v->name,
+                                                   .settings = v->settings};
     }
     if (conf.join.enabled)
-        hub.components[conf.adapters.n] = (struct bh_component){
+        *hub.components[conf.adapters.n] = (struct bh_component){
             .type = &bh_join_type, .hub = &hub, .name = "join", .settings = &conf.join};
     hub.ncomponents = n;
     return 0;
@@ -163,7 +168,7 @@ collect_topics(const char **topics, size_t *n, int with_dlq)
         topics[(*n)++] = conf.dead_letter.topic;
     for (size_t i = 0; i < hub.ncomponents; i++) {
         const char *t[9];
-        bh_component_topics(&hub.components[i], t, 9);
+        bh_component_topics(hub.components[i], t, 9);
         for (size_t k = 0; t[k] != NULL && *n < MAX_TOPICS; k++) {
             int dup = 0;
             for (size_t j = 0; j < *n; j++)
@@ -182,6 +187,15 @@ collect_topics(const char **topics, size_t *n, int with_dlq)
  * no department topic is the dead-letter topic. What it loads, start keeps.
  */
 static const char *config_file;
+static const char **set_args; /* the --set overrides, for every load */
+static size_t nset_args;
+
+/* What a config's last check loads: start (or a reload) keeps it. */
+static struct loaded {
+    struct bh_schemas *schemas;
+    const struct bh_schema *dls;
+    struct bh_blockmap *blocks;
+} * into;
 
 static int
 final_check(const void *out, const char **key, char *why, size_t n)
@@ -204,17 +218,17 @@ final_check(const void *out, const char **key, char *why, size_t n)
         return -ENAMETOOLONG;
     }
     *key = "schemas.dir";
-    rc = bh_schemas_load(&hub.schemas, cf->schemas.dir, why, n);
+    rc = bh_schemas_load(&into->schemas, cf->schemas.dir, why, n);
     if (rc < 0)
         return rc;
-    hub.dead_letter_schema = bh_schemas_find(hub.schemas, DEAD_LETTER_SCHEMA);
-    if (hub.dead_letter_schema == NULL) {
+    into->dls = bh_schemas_find(into->schemas, DEAD_LETTER_SCHEMA);
+    if (into->dls == NULL) {
         snprintf(why, n, "schema %s not found in %s", DEAD_LETTER_SCHEMA, cf->schemas.dir);
         return -ENOENT;
     }
     for (size_t i = 0; i < cf->adapters.n; i++) {
         const struct bh_component_type *t = bh_adapter_type_find(cf->adapters.v[i].type);
-        if (t != NULL && t->schema != NULL && bh_schemas_find(hub.schemas, t->schema) == NULL) {
+        if (t != NULL && t->schema != NULL && bh_schemas_find(into->schemas, t->schema) == NULL) {
             snprintf(why, n, "schema %s of adapter '%s' not found in %s", t->schema,
                      cf->adapters.v[i].name, cf->schemas.dir);
             return -ENOENT;
@@ -240,7 +254,262 @@ final_check(const void *out, const char **key, char *why, size_t n)
         }
     }
     *key = "blocks.map";
-    return bh_blockmap_load(&hub.blocks, cf->blocks.map, why, n);
+    return bh_blockmap_load(&into->blocks, cf->blocks.map, why, n);
+}
+
+/* --- reload ---------------------------------------------------------------------- */
+
+/*
+ * What a reload replaced stays allocated until the process exits: components,
+ * records in flight and dead letters may point into an old config or block map.
+ */
+static struct retired {
+    struct bh_hub_conf *conf;
+    struct bh_blockmap *blocks;
+    struct retired *next;
+} * graveyard;
+static uv_timer_t retire_timer; /* components a reload stopped: destroyed on a later turn */
+
+static void
+free_components(void)
+{
+    for (size_t i = 0; i < hub.ncomponents; i++)
+        free(hub.components[i]);
+    free(hub.components);
+    hub.components = NULL;
+    hub.ncomponents = 0;
+}
+
+static int
+add_component(struct bh_component *c)
+{
+    struct bh_component **v = realloc(hub.components, (hub.ncomponents + 1) * sizeof(*v));
+    if (v == NULL)
+        return -ENOMEM;
+    hub.components = v;
+    hub.components[hub.ncomponents++] = c;
+    return 0;
+}
+
+/* Create C's topics if missing, then start it; on failure it is logged and freed. */
+static int
+start_new(struct bh_component *c, char *err, size_t n)
+{
+    const char *topics[9];
+    size_t nt = bh_component_topics(c, topics, 9);
+    int rc = nt > 0 ? bh_kafka_ensure_topics(hub.kafka, topics, nt, err, n) : 0;
+    if (rc == -ETIMEDOUT)
+        rc = 0; /* as at start: requests get 503 until Kafka answers */
+    char cerr[400];
+    if (rc == 0 && (rc = bh_component_start(c, cerr, sizeof(cerr))) < 0)
+        snprintf(err, n, "adapter '%s' (%s): %s", c->name, c->type->name, cerr);
+    return rc;
+}
+
+/* Components a reload stopped: destroyed, and their successors started. */
+static void
+on_retire_timer(uv_timer_t *t)
+{
+    (void)t;
+    size_t k = 0;
+    for (size_t i = 0; i < hub.ncomponents; i++) {
+        struct bh_component *c = hub.components[i];
+        if (!c->retiring || !c->stopped || hub.stopping) {
+            hub.components[k++] = c;
+            continue;
+        }
+        const struct bh_variant *v = c->successor;
+        bh_component_destroy(c);
+        if (v == NULL) {
+            bh_info("hub", "reload: %s closed", c->name);
+            free(c);
+            continue;
+        }
+        *c = (struct bh_component){.type = bh_adapter_type_find(v->type),
+                                   .hub = &hub,
+                                   .name = v->name,
+                                   .settings = v->settings};
+        char err[600];
+        if (start_new(c, err, sizeof(err)) < 0) {
+            bh_error("hub", "reload: %s not started again: %s", v->name, err);
+            free(c);
+            continue;
+        }
+        bh_info("hub", "reload: %s started again with its new settings", c->name);
+        hub.components[k++] = c;
+    }
+    hub.ncomponents = k;
+}
+
+static void
+on_retired(struct bh_hub *h, struct bh_component *c)
+{
+    (void)c;
+    uv_timer_start(&retire_timer, on_retire_timer, 0, 0); /* not from inside its callbacks */
+    (void)h;
+}
+
+/* Sections a running process cannot take: their change is refused, naming them. */
+static int
+restart_only(const struct bh_hub_conf *old, const struct bh_hub_conf *nc, char *err, size_t n)
+{
+    static const char *const sections[] = {"kafka", "schemas", "dead_letter", "join"};
+    char list[200] = "";
+    for (const struct bh_conf_key *k = bh_hub_conf_keys; k->name != NULL; k++) {
+        for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+            if (k->type == BH_CONF_SECTION && strcmp(k->name, sections[i]) == 0 &&
+                !bh_conf_equal(k->sub, (const char *)old + k->offset,
+                               (const char *)nc + k->offset)) {
+                size_t len = strlen(list);
+                snprintf(list + len, sizeof(list) - len, "%s%s", len ? ", " : "", k->name);
+            }
+        }
+    }
+    if (!(old->admin.listen == NULL
+              ? nc->admin.listen == NULL
+              : nc->admin.listen != NULL && strcmp(old->admin.listen, nc->admin.listen) == 0)) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof(list) - len, "%sadmin.listen", len ? ", " : "");
+    }
+    if (list[0] == '\0')
+        return 0;
+    snprintf(err, n, "%s changed: that takes a restart; nothing was changed", list);
+    return -EINVAL;
+}
+
+static const struct bh_variant *
+entry_named(const struct bh_hub_conf *c, const char *name)
+{
+    for (size_t i = 0; i < c->adapters.n; i++)
+        if (strcmp(c->adapters.v[i].name, name) == 0)
+            return &c->adapters.v[i];
+    return NULL;
+}
+
+static void
+note(char *buf, size_t n, const char *fmt, const char *name)
+{
+    size_t len = strlen(buf);
+    if (len < n)
+        snprintf(buf + len, n - len, fmt, len ? ", " : "", name);
+}
+
+/*
+ * The config file again (with the same --set overrides), checked in full
+ * first: a refused one changes nothing. Then per component: one whose entry
+ * did not change is not touched; a changed one takes its new settings when it
+ * can (its reload hook), else it is drained and replaced; a removed one is
+ * drained and closed; an added one starts. The block map is swapped at once:
+ * each record resolves against the old map or the new one. admin.tokens and
+ * log.level apply at once.
+ */
+static int
+reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
+{
+    changes[0] = '\0';
+    if (h->stopping) {
+        snprintf(err, n, "shutting down");
+        return -ESHUTDOWN;
+    }
+    struct bh_hub_conf *nc = calloc(1, sizeof(*nc));
+    struct retired *r = calloc(1, sizeof(*r));
+    struct loaded l = {0};
+    enum bh_log_level level = BH_LOG_INFO;
+    int rc = nc != NULL && r != NULL ? 0 : -ENOMEM;
+    if (rc == 0) {
+        into = &l;
+        rc = bh_conf_load_checked(config_file, set_args, nset_args, bh_hub_conf_keys, final_check,
+                                  nc, err, n);
+        into = NULL;
+    }
+    if (rc == 0 && bh_log_level_parse(nc->log.level, &level) < 0) {
+        snprintf(err, n, "log.level: '%s' is not error, warn, info or debug", nc->log.level);
+        rc = -EINVAL;
+    }
+    if (rc == 0)
+        rc = restart_only(h->conf, nc, err, n);
+    bh_schemas_free(l.schemas); /* schemas.dir did not change: the loaded ones stay */
+    if (rc < 0) {
+        bh_blockmap_free(l.blocks);
+        if (nc != NULL)
+            bh_conf_free(bh_hub_conf_keys, nc);
+        free(nc);
+        free(r);
+        return rc;
+    }
+    /* Checked: from here on it is applied. */
+    r->conf = (struct bh_hub_conf *)h->conf;
+    r->blocks = h->blocks;
+    r->next = graveyard;
+    graveyard = r;
+    h->blocks = l.blocks;
+    h->conf = nc;
+    bh_log_set_level(level);
+    bh_admin_set_conf(h->admin, &nc->admin);
+    size_t before = h->ncomponents;
+    for (size_t i = 0; i < before; i++) {
+        struct bh_component *c = h->components[i];
+        if (c->type == &bh_join_type || c->retiring || c->stopped)
+            continue;
+        const struct bh_variant *v = entry_named(nc, c->name);
+        const struct bh_component_type *t = v != NULL ? bh_adapter_type_find(v->type) : NULL;
+        if (v != NULL && t == c->type && bh_conf_equal(t->conf.keys, c->settings, v->settings)) {
+            c->name = v->name; /* unchanged: not touched */
+            continue;
+        }
+        char why[300];
+        if (v != NULL && t == c->type &&
+            bh_component_reload(c, v->settings, why, sizeof(why)) == 0) {
+            c->name = v->name;
+            c->settings = v->settings;
+            note(changes, cn, "%s%s reloaded", c->name);
+            continue;
+        }
+        c->retiring = true;
+        c->successor = v;
+        note(changes, cn, v != NULL ? "%s%s replaced" : "%s%s removed", c->name);
+        bh_component_stop(c);
+    }
+    for (size_t i = 0; i < nc->adapters.n; i++) {
+        const struct bh_variant *v = &nc->adapters.v[i];
+        bool known = false;
+        for (size_t k = 0; k < before && !known; k++)
+            known = strcmp(h->components[k]->name, v->name) == 0;
+        if (known)
+            continue;
+        struct bh_component *c = calloc(1, sizeof(*c));
+        if (c == NULL || add_component(c) < 0) {
+            free(c);
+            bh_error("hub", "reload: %s not added: out of memory", v->name);
+            continue;
+        }
+        *c = (struct bh_component){.type = bh_adapter_type_find(v->type),
+                                   .hub = h,
+                                   .name = v->name,
+                                   .settings = v->settings};
+        char aerr[600];
+        if (start_new(c, aerr, sizeof(aerr)) < 0) {
+            bh_error("hub", "reload: %s", aerr);
+            h->ncomponents--;
+            free(c);
+            note(changes, cn, "%s%s not started (see the log)", v->name);
+            continue;
+        }
+        note(changes, cn, "%s%s added", v->name);
+    }
+    note(changes, cn, "%s%s", "block map swapped");
+    bh_info("hub", "reload: %s", changes);
+    return 0;
+}
+
+static void
+on_sighup(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    char changes[1000], err[1024];
+    if (hub.reload(&hub, changes, sizeof(changes), err, sizeof(err)) < 0)
+        bh_error("hub", "reload refused: %s", err);
 }
 
 static int
@@ -296,7 +565,7 @@ start(char *err, size_t errlen)
         return rc;
     }
     for (size_t i = 0; i < hub.ncomponents; i++) {
-        struct bh_component *c = &hub.components[i];
+        struct bh_component *c = hub.components[i];
         char cerr[400];
         rc = bh_component_start(c, cerr, sizeof(cerr));
         if (rc < 0) {
@@ -308,7 +577,10 @@ start(char *err, size_t errlen)
         }
     }
     uv_timer_init(hub.loop, &finish_timer);
+    uv_timer_init(hub.loop, &retire_timer);
     hub.on_all_stopped = on_all_stopped;
+    hub.on_retired = on_retired;
+    hub.reload = reload;
     hub.ready = true;
     return 0;
 }
@@ -348,8 +620,7 @@ check_cluster(char *err, size_t errlen)
     bh_kafka_close(hub.kafka, 0);
     hub.kafka = NULL;
     uv_run(hub.loop, UV_RUN_NOWAIT); /* the producer's handles finish closing */
-    free(hub.components);
-    hub.components = NULL;
+    free_components();
     return rc;
 }
 
@@ -398,10 +669,18 @@ main(int argc, char **argv)
         return 2;
     }
     config_file = config_path;
+    set_args = sets;
+    nset_args = nsets;
+    struct loaded first = {0};
+    into = &first;
     int rc = bh_conf_load_checked(config_path, sets, nsets, bh_hub_conf_keys, final_check, &conf,
                                   err, sizeof(err));
-    free(sets);
+    into = NULL;
+    hub.schemas = first.schemas;
+    hub.dead_letter_schema = first.dls;
+    hub.blocks = first.blocks;
     if (rc < 0) {
+        free(sets);
         fprintf(stderr, "blockhub: config refused: %s\n", err);
         return 2;
     }
@@ -440,6 +719,8 @@ main(int argc, char **argv)
     uv_signal_init(hub.loop, &sigint);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_init(hub.loop, &sighup);
+    uv_signal_start(&sighup, on_sighup, SIGHUP);
     bh_info("hub", "ready: %zu adapter(s)%s, kafka %s", conf.adapters.n,
             conf.join.enabled ? ", join" : "", bh_kafka_bootstrap(hub.kafka));
     if (hub.ncomponents == 0)
@@ -450,12 +731,14 @@ main(int argc, char **argv)
     uv_close((uv_handle_t *)&finish_timer, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sighup, NULL);
+    uv_close((uv_handle_t *)&retire_timer, NULL);
     /* The close callbacks of what the parts closed while stopping run before they are freed. */
     for (int i = 0; i < 10; i++)
         uv_run(hub.loop, UV_RUN_NOWAIT);
     for (size_t i = 0; i < hub.ncomponents; i++)
-        bh_component_destroy(&hub.components[i]);
-    free(hub.components);
+        bh_component_destroy(hub.components[i]);
+    free_components();
     bh_admin_free(hub.admin);
     bh_encoder_free(hub.encoder);
     bh_blockmap_free(hub.blocks);

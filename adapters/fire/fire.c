@@ -549,6 +549,26 @@ resume_intake(struct bh_component *a)
     return 0;
 }
 
+/*
+ * New tokens, timeouts and limits are taken at once (the next request sees
+ * them; open connections and requests in flight go on); a new address, path,
+ * body limit or topic needs a new server: the adapter is replaced instead.
+ */
+static int
+reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr_size)
+{
+    struct fire *f = a->priv;
+    const struct fire_conf *n = settings, *o = f->conf;
+    if (strcmp(n->listen, o->listen) != 0 || strcmp(n->path, o->path) != 0 ||
+        n->body_limit != o->body_limit || strcmp(n->topic, o->topic) != 0) {
+        snprintf(errstr, errstr_size, "listen, path, body_limit or topic changed");
+        return -ENOTSUP;
+    }
+    f->conf = n;
+    bh_info(a->name, "new settings taken (%zu token(s))", n->tokens.n);
+    return 0;
+}
+
 static void
 stats(const struct bh_component *a, struct bh_stats *out)
 {
@@ -660,4 +680,5 @@ const struct bh_component_type bh_adapter_type_fire = {
     .pause = pause_intake,
     .resume = resume_intake,
     .stats = stats,
+    .reload = reload,
 };

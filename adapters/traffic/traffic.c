@@ -1183,6 +1183,30 @@ resume_intake(struct bh_component *a)
     return 0;
 }
 
+/*
+ * New limits are taken while every connection stays open; a new address,
+ * topic, line limit or idle timeout needs a new listener or new connection
+ * state: the adapter is replaced instead.
+ */
+static int
+reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr_size)
+{
+    struct traffic *t = a->priv;
+    const struct traffic_conf *n = settings, *o = t->conf;
+    if (strcmp(n->listen, o->listen) != 0 || strcmp(n->topic, o->topic) != 0 ||
+        n->max_line != o->max_line || n->idle_timeout != o->idle_timeout) {
+        snprintf(errstr, errstr_size, "listen, topic, max_line or idle_timeout changed");
+        return -ENOTSUP;
+    }
+    t->conf = n;
+    t->flow.max = (size_t)n->max_in_flight;
+    t->flow.max_bytes = n->max_in_flight_bytes;
+    if (!t->closing_all && !t->stopping && bh_flow_room(&t->flow))
+        resume_all(t);
+    bh_info(a->name, "new limits taken; %zu connection(s) stay open", t->nconns);
+    return 0;
+}
+
 static void
 stats(const struct bh_component *a, struct bh_stats *out)
 {
@@ -1287,4 +1311,5 @@ const struct bh_component_type bh_adapter_type_traffic = {
     .pause = pause_intake,
     .resume = resume_intake,
     .stats = stats,
+    .reload = reload,
 };

@@ -1,0 +1,170 @@
+"""Reload (SIGHUP, POST /admin/reload): the config file again, per component.
+
+A component whose entry did not change is not touched (its TCP connections stay
+open); a changed one takes its new settings when it can, else it is drained and
+replaced; a removed one is drained and closed; an added one starts. A refused
+reload changes nothing and says why, with the file, line and key.
+"""
+import json
+import signal
+import socket
+import threading
+import time
+
+import bhcat
+from conftest import TOKEN, free_port, wait_log, wait_until
+from test_admin import admin_hub, call, component, fire_events, traffic_lines
+
+
+def rewrite(h, old, new):
+    with open(h.config, encoding="utf-8") as f:
+        text = f.read()
+    assert old in text, (old, text)
+    with open(h.config, "w", encoding="utf-8") as f:
+        f.write(text.replace(old, new))
+    return text
+
+
+def restore(h, text):
+    with open(h.config, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def reload(h):
+    return call(h, "POST", "/admin/reload")
+
+
+def test_token_change_keeps_the_stream_and_loses_nothing(kafka, hub_factory, decoder):
+    h = admin_hub(hub_factory, kafka).start()
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    data = traffic_lines("keep", 40000)
+    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+    halfway = threading.Event()
+
+    def stream():
+        for n, c in enumerate(chunks):
+            s.sendall(c)
+            if n == len(chunks) // 2:
+                halfway.set()
+            time.sleep(0.01)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    assert h.post(fire_events("before", 10)).json()["accepted"] == 10
+    assert halfway.wait(60)
+    rewrite(h, json.dumps([TOKEN, "other-token"]), json.dumps(["new-token"]))
+    r = reload(h)
+    assert r.status_code == 200, r.text
+    assert "fire reloaded" in r.json()["changes"] and "traffic" not in r.json()["changes"]
+    assert h.post(fire_events("old", 3)).status_code == 401
+    assert h.post(fire_events("after", 10), token="new-token").json()["accepted"] == 10
+    t.join(120)
+    s.shutdown(socket.SHUT_WR)
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 40000,
+               "every line acknowledged", timeout=120)
+    # The gateway was never disconnected: its one connection carried the whole stream.
+    wait_log(h, "disconnected after 40000 line(s)")
+    assert h.logtext().count("connected (1 connection(s))") == 1
+    ids = [decoder.decode(m["value"])[1]["event_id"]
+           for m in bhcat.consume_all(kafka, h.traffic_topic, timeout=120)]
+    assert len(ids) == 40000 and len(set(ids)) == 40000
+    fire = sorted(decoder.decode(m["value"])[1]["event_id"]
+                  for m in bhcat.consume_all(kafka, h.fire_topic))
+    assert fire == sorted(["XF-before-%04d" % i for i in range(10)] +
+                          ["XF-after-%04d" % i for i in range(10)])
+    s.close()
+    assert h.stop() == 0, h.logtext()
+
+
+def test_refused_reload_changes_nothing(kafka, hub_factory):
+    h = admin_hub(hub_factory, kafka).start()
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    wait_until(lambda: component(h, "traffic")["counters"]["connections"] == 1, "connected")
+    name = h.config.rsplit("/", 1)[1]
+    cases = [
+        ("  partitions: 3", "  partitions: lots", "kafka.partitions"),
+        ("blocks:", "nonsense: 1\nblocks:", "nonsense"),
+        ("blocks.geojson", "no-such-map.geojson", "blocks.map"),
+        ("  partitions: 3", "  partitions: 4", "kafka changed: that takes a restart"),
+    ]
+    for old, new, key in cases:
+        text = rewrite(h, old, new)
+        r = reload(h)
+        assert r.status_code == 400, (key, r.text)
+        assert key in r.json()["error"], (key, r.json())
+        if key != "kafka changed: that takes a restart":
+            assert name in r.json()["error"], r.json()
+        restore(h, text)
+    # SIGHUP with a bad file: refused the same way, in the log.
+    text = rewrite(h, "blocks:", "nonsense: 1\nblocks:")
+    h.proc.send_signal(signal.SIGHUP)
+    wait_log(h, "unknown key 'nonsense'", count=2)
+    restore(h, text)
+    # Everything runs on as before: the old token, the open connection.
+    assert h.post(fire_events("still", 2)).json()["accepted"] == 2
+    s.sendall(traffic_lines("still", 10))
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 10, "the lines")
+    assert component(h, "traffic")["counters"]["connections"] == 1
+    s.close()
+    assert h.stop() == 0, h.logtext()
+
+
+def test_adapters_added_and_removed_while_the_others_run(kafka, hub_factory, decoder):
+    h = admin_hub(hub_factory, kafka).start()
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    wait_until(lambda: component(h, "traffic")["counters"]["connections"] == 1, "connected")
+    port2 = free_port()
+    topic2 = h.traffic_topic + ".two"
+    entry = ('  - name: "traffic2"\n    type: "traffic"\n    listen: "127.0.0.1:%d"\n'
+             '    topic: "%s"\n' % (port2, topic2))
+    with open(h.config, encoding="utf-8") as f:
+        base = f.read()
+    with open(h.config, "w", encoding="utf-8") as f:
+        f.write(base + entry)
+    r = reload(h)
+    assert r.status_code == 200 and "traffic2 added" in r.json()["changes"], r.text
+    assert [c["name"] for c in call(h, "GET", "/components").json()["components"]] == [
+        "fire", "traffic", "traffic2"]
+    s2 = socket.create_connection(("127.0.0.1", port2), timeout=60)
+    s2.sendall(traffic_lines("two", 100))
+    s2.shutdown(socket.SHUT_WR)
+    wait_until(lambda: component(h, "traffic2")["counters"]["acknowledged"] == 100, "traffic2")
+    s2.close()
+    assert len(bhcat.consume_all(kafka, topic2)) == 100
+
+    with open(h.config, "w", encoding="utf-8") as f:
+        f.write(base)
+    r = reload(h)
+    assert r.status_code == 200 and "traffic2 removed" in r.json()["changes"], r.text
+    wait_log(h, "reload: traffic2 closed")
+    assert [c["name"] for c in call(h, "GET", "/components").json()["components"]] == [
+        "fire", "traffic"]
+
+    def refused():
+        try:
+            socket.create_connection(("127.0.0.1", port2), timeout=5).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    wait_until(refused, "traffic2's port closed")
+    # The first traffic adapter never noticed.
+    s.sendall(traffic_lines("one", 50))
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 50, "traffic")
+    assert component(h, "traffic")["counters"]["connections"] == 1
+    s.close()
+    assert h.stop() == 0, h.logtext()
+
+
+def test_a_new_address_replaces_the_adapter(kafka, hub_factory):
+    h = admin_hub(hub_factory, kafka).start()
+    port2 = free_port()
+    rewrite(h, "127.0.0.1:%d" % h.traffic_port, "127.0.0.1:%d" % port2)
+    r = reload(h)
+    assert r.status_code == 200 and "traffic replaced" in r.json()["changes"], r.text
+    wait_log(h, "reload: traffic started again")
+    s = socket.create_connection(("127.0.0.1", port2), timeout=60)
+    s.sendall(traffic_lines("moved", 20))
+    s.shutdown(socket.SHUT_WR)
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 20, "moved")
+    s.close()
+    assert h.stop() == 0, h.logtext()
