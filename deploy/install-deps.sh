@@ -35,6 +35,7 @@ BH_APT_PACKAGES=(
   libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
+  systemd   # systemd-analyze: the suite checks deploy/systemd/blockhub.service
   clang libclang-rt-14-dev llvm   # fuzz build: clang, libFuzzer/ASan runtimes, llvm-symbolizer
   openjdk-17-jre-headless maven
   python3 python3-venv

@@ -19,6 +19,7 @@
 #include "hub.h"
 #include "join.h"
 #include "log.h"
+#include "notify.h"
 
 #define DEAD_LETTER_SCHEMA "blockhub.DeadLetter"
 #define MAX_TOPICS         64
@@ -26,6 +27,7 @@
 static struct bh_hub hub;
 static struct bh_hub_conf conf;
 static uv_signal_t sigterm, sigint, sighup;
+static uv_timer_t watchdog;     /* WATCHDOG=1 to the service manager while the loop turns */
 static uv_timer_t finish_timer; /* the flush, on the turn after the last component stopped */
 static int exit_code;
 
@@ -124,6 +126,7 @@ on_signal(uv_signal_t *s, int signum)
         return;
     }
     bh_info("hub", "%s: shutting down", strsignal(signum));
+    bh_notify("STOPPING=1");
     hub.stopping = true;
     if (hub.running == 0) {
         hub.on_all_stopped(&hub);
@@ -508,8 +511,17 @@ on_sighup(uv_signal_t *s, int signum)
     (void)s;
     (void)signum;
     char changes[1000], err[1024];
+    bh_notify("RELOADING=1");
     if (hub.reload(&hub, changes, sizeof(changes), err, sizeof(err)) < 0)
         bh_error("hub", "reload refused: %s", err);
+    bh_notify("READY=1");
+}
+
+static void
+on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    bh_notify("WATCHDOG=1");
 }
 
 static int
@@ -723,6 +735,12 @@ main(int argc, char **argv)
     uv_signal_start(&sighup, on_sighup, SIGHUP);
     bh_info("hub", "ready: %zu adapter(s)%s, kafka %s", conf.adapters.n,
             conf.join.enabled ? ", join" : "", bh_kafka_bootstrap(hub.kafka));
+    /* Every listener accepts and the producer is up: the service manager may go on. */
+    bh_notify("READY=1\nSTATUS=running");
+    uv_timer_init(hub.loop, &watchdog);
+    uint64_t every = bh_notify_watchdog_ms() / 2;
+    if (every > 0)
+        uv_timer_start(&watchdog, on_watchdog, every, every);
     if (hub.ncomponents == 0)
         bh_warn("hub", "no adapters configured");
 
@@ -733,6 +751,7 @@ main(int argc, char **argv)
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sighup, NULL);
     uv_close((uv_handle_t *)&retire_timer, NULL);
+    uv_close((uv_handle_t *)&watchdog, NULL);
     /* The close callbacks of what the parts closed while stopping run before they are freed. */
     for (int i = 0; i < 10; i++)
         uv_run(hub.loop, UV_RUN_NOWAIT);
