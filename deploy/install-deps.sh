@@ -36,6 +36,7 @@ BH_APT_PACKAGES=(
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
   systemd   # systemd-analyze: the suite checks deploy/systemd/blockhub.service
+  tmux      # the suite runs blockhubctl top in a real terminal
   clang libclang-rt-14-dev llvm   # fuzz build: clang, libFuzzer/ASan runtimes, llvm-symbolizer
   openjdk-17-jre-headless maven
   python3 python3-venv
