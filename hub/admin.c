@@ -269,6 +269,12 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
             "blockhub_kafka_producer_restarts_total %u\n",
             bh_kafka_restarts(hub->kafka));
     }
+    put(&out,
+        "# HELP blockhub_reloads_total config reloads by outcome\n"
+        "# TYPE blockhub_reloads_total counter\n"
+        "blockhub_reloads_total{outcome=\"applied\"} %" PRIu64 "\n"
+        "blockhub_reloads_total{outcome=\"refused\"} %" PRIu64 "\n",
+        hub->reloads_applied, hub->reloads_refused);
     /* Each metric once, with its samples of every component that has it. */
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < st[i].n; k++) {

@@ -110,6 +110,7 @@ struct bh_hub {
      * reason in ERR; CHANGES says what was done. Set by main.c. */
     int (*reload)(struct bh_hub *hub, char *changes, size_t changes_size, char *err,
                   size_t err_size);
+    uint64_t reloads_applied, reloads_refused;
     /* A component stopped by a reload (c->retiring) has finished its work. */
     void (*on_retired)(struct bh_hub *hub, struct bh_component *c);
     void (*on_all_stopped)(struct bh_hub *hub);

@@ -433,6 +433,7 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
         rc = restart_only(h->conf, nc, err, n);
     bh_schemas_free(l.schemas); /* schemas.dir did not change: the loaded ones stay */
     if (rc < 0) {
+        h->reloads_refused++;
         bh_blockmap_free(l.blocks);
         if (nc != NULL)
             bh_conf_free(bh_hub_conf_keys, nc);
@@ -441,6 +442,7 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
         return rc;
     }
     /* Checked: from here on it is applied. */
+    h->reloads_applied++;
     r->conf = (struct bh_hub_conf *)h->conf;
     r->blocks = h->blocks;
     r->next = graveyard;

@@ -13,7 +13,7 @@ import time
 
 import bhcat
 from conftest import TOKEN, free_port, wait_log, wait_until
-from test_admin import admin_hub, call, component, fire_events, traffic_lines
+from test_admin import admin_hub, call, component, fire_events, metrics, traffic_lines
 
 
 def rewrite(h, old, new):
@@ -100,6 +100,9 @@ def test_refused_reload_changes_nothing(kafka, hub_factory):
     h.proc.send_signal(signal.SIGHUP)
     wait_log(h, "unknown key 'nonsense'", count=2)
     restore(h, text)
+    m = metrics(h)
+    assert m['blockhub_reloads_total{outcome="refused"}'] == 5
+    assert m['blockhub_reloads_total{outcome="applied"}'] == 0
     # Everything runs on as before: the old token, the open connection.
     assert h.post(fire_events("still", 2)).json()["accepted"] == 2
     s.sendall(traffic_lines("still", 10))
@@ -167,4 +170,69 @@ def test_a_new_address_replaces_the_adapter(kafka, hub_factory):
     s.shutdown(socket.SHUT_WR)
     wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 20, "moved")
     s.close()
+    assert h.stop() == 0, h.logtext()
+
+
+def test_block_map_swapped_under_load(kafka, hub_factory, decoder, blocks, tmp_path):
+    """Every record resolves against the old map or the new one, and the switch happens once."""
+    import os
+    from conftest import WORLD
+    with open(os.path.join(WORLD, "blocks.geojson"), encoding="utf-8") as f:
+        world = json.load(f)
+    points = []
+    for feat in world["features"]:
+        g = feat["geometry"]
+        ring = (g["coordinates"] if g["type"] == "Polygon" else g["coordinates"][0])[0]
+        lon = sum(p[0] for p in ring[:-1]) / (len(ring) - 1)
+        lat = sum(p[1] for p in ring[:-1]) / (len(ring) - 1)
+        if blocks.locate(lon, lat) == feat["properties"]["block_id"]:
+            points.append((lon, lat, feat["properties"]["block_id"]))
+    assert len(points) > 50
+    renamed = json.loads(json.dumps(world))
+    for feat in renamed["features"]:
+        feat["properties"]["block_id"] = "B" + feat["properties"]["block_id"]
+    map_b = tmp_path / "blocks-b.geojson"
+    map_b.write_text(json.dumps(renamed, ensure_ascii=False), encoding="utf-8")
+
+    h = admin_hub(hub_factory, kafka).start()
+    n = 30000
+    lines = b"".join(json.dumps({
+        "event_id": "swap-%06d" % i, "device": "CAM-1", "type": "red_light",
+        "lon": points[i % len(points)][0], "lat": points[i % len(points)][1], "severity": 2,
+        "ts": 1795737600000 + i}).encode() + b"\n" for i in range(n))
+    chunks = [lines[i:i + 32768] for i in range(0, len(lines), 32768)]
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    halfway = threading.Event()
+
+    def stream():
+        for k, c in enumerate(chunks):
+            s.sendall(c)
+            if k == len(chunks) // 2:
+                halfway.set()
+            time.sleep(0.005)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    assert halfway.wait(60)
+    rewrite(h, os.path.join(WORLD, "blocks.geojson"), str(map_b))
+    r = reload(h)
+    assert r.status_code == 200 and "block map swapped" in r.json()["changes"], r.text
+    t.join(120)
+    s.shutdown(socket.SHUT_WR)
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == n, "all lines",
+               timeout=120)
+    s.close()
+    seen = {}
+    for m in bhcat.consume_all(kafka, h.traffic_topic, timeout=120):
+        rec = decoder.decode(m["value"])[1]
+        i = int(rec["event_id"].split("-")[1])
+        a = points[i % len(points)][2]
+        assert m["key"].decode() == rec["block_id"], rec
+        assert rec["block_id"] in (a, "B" + a), (i, rec["block_id"], a)
+        seen[i] = rec["block_id"].startswith("B")
+    assert sorted(seen) == list(range(n))
+    flags = [seen[i] for i in range(n)]
+    switch = flags.index(True)
+    assert 0 < switch and all(flags[switch:]) and not any(flags[:switch]), \
+        "the maps were mixed: the new map's answers do not follow the old one's in line order"
     assert h.stop() == 0, h.logtext()
