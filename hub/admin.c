@@ -364,7 +364,7 @@ put_log_level(h2o_req_t *req)
 static void
 post_reload(struct bh_admin *a, h2o_req_t *req)
 {
-    char changes[1000], err[1024];
+    char changes[1000], err[4096];
     if (a->hub->reload == NULL) {
         send_error(req, 501, "Not Implemented", "no reload here");
         return;

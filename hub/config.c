@@ -74,6 +74,7 @@ struct ctx {
     const char *file; /* name used in messages */
     char *err;
     size_t errsz;
+    int nerrors; /* binding goes on past a refused key: every problem is listed, one a line */
     /* YAML conversion state */
     yaml_document_t *doc;
     unsigned char *seen;
@@ -92,18 +93,26 @@ vfail_at(struct ctx *c, enum origin origin, const char *set, int line, int col, 
 
     if (!c->err || c->errsz == 0)
         return rc;
+    /* A later problem goes on a line of its own after the earlier ones. */
+    size_t at = c->nerrors++ > 0 ? strlen(c->err) : 0;
+    if (at > 0 && at + 2 < c->errsz)
+        c->err[at++] = '\n';
+    else if (at > 0)
+        return rc; /* no room left: the first ones are listed */
+    char *err = c->err + at;
+    size_t errsz = c->errsz - at;
     if (origin == FROM_SET)
-        w = snprintf(c->err, c->errsz, "--set %s: ", set ? set : "");
+        w = snprintf(err, errsz, "--set %s: ", set ? set : "");
     else if (origin == FROM_DEFAULT)
-        w = snprintf(c->err, c->errsz, "%s: built-in default: ", c->file);
+        w = snprintf(err, errsz, "%s: built-in default: ", c->file);
     else if (line > 0)
-        w = snprintf(c->err, c->errsz, "%s:%d:%d: ", c->file, line, col);
+        w = snprintf(err, errsz, "%s:%d:%d: ", c->file, line, col);
     else
-        w = snprintf(c->err, c->errsz, "%s: ", c->file);
+        w = snprintf(err, errsz, "%s: ", c->file);
     if (w < 0)
         w = 0;
-    size_t off = (size_t)w < c->errsz ? (size_t)w : c->errsz - 1;
-    vsnprintf(c->err + off, c->errsz - off, fmt, ap);
+    size_t off = (size_t)w < errsz ? (size_t)w : errsz - 1;
+    vsnprintf(err + off, errsz - off, fmt, ap);
     return rc;
 }
 
@@ -1296,12 +1305,16 @@ bind_mapping(struct ctx *c, const struct bh_conf_key *table, const struct node *
 
     if (depth > MAX_DEPTH)
         return fail(c, map, -EINVAL, "key '%s': configuration tables nest too deep", prefix);
+    /* Every problem of the mapping is reported; the first one's code is returned. */
+    int first = 0;
     for (size_t i = 0; map && i < map->npairs; i++) {
         const struct node *key = map->pairs[i].key;
         if (variant_entry && (strcmp(key->text, "name") == 0 || strcmp(key->text, "type") == 0))
             continue;
-        if (!find_key(table, key->text, key->len))
-            return fail(c, key, -EINVAL, "unknown key '%s%s%s'", prefix, dot, key->text);
+        if (!find_key(table, key->text, key->len)) {
+            int rc = fail(c, key, -EINVAL, "unknown key '%s%s%s'", prefix, dot, key->text);
+            first = first ? first : rc;
+        }
     }
     for (const struct bh_conf_key *k = table; k && k->name; k++) {
         const struct node *n = lookup(map, k->name);
@@ -1310,10 +1323,11 @@ bind_mapping(struct ctx *c, const struct bh_conf_key *table, const struct node *
             n = NULL;
         snprintf(path, sizeof(path), "%s%s%s", prefix, dot, k->name);
         rc = bind_key(c, k, n, field(base, k), path, depth);
-        if (rc)
+        if (rc == -ENOMEM)
             return rc;
+        first = first ? first : rc;
     }
-    return 0;
+    return first;
 }
 
 /* ------------------------------------------------------------ public API -- */
@@ -1389,17 +1403,20 @@ bh_conf_load_string_checked(const char *name, const char *yaml, size_t len, cons
             goto out;
     }
     rc = bind_mapping(&c, root, tree, out, "", false, 0);
-    if (rc == 0 && final) {
+    /* The final check also runs after refused keys (it sees them unset), so that its
+     * problems are listed with theirs. */
+    if (rc != -ENOMEM && final) {
         const char *key = NULL;
         char why[512] = "";
-        rc = final(out, &key, why, sizeof(why));
-        if (rc) {
+        int frc = final(out, &key, why, sizeof(why));
+        if (frc) {
             const struct node *at = key ? locate(tree, key) : NULL;
             if (key)
-                rc = fail(&c, at, rc < 0 ? rc : -EINVAL, "key '%s': %s", key,
-                          why[0] ? why : "refused");
+                frc = fail(&c, at, frc < 0 ? frc : -EINVAL, "key '%s': %s", key,
+                           why[0] ? why : "refused");
             else
-                rc = fail(&c, NULL, rc < 0 ? rc : -EINVAL, "%s", why[0] ? why : "refused");
+                frc = fail(&c, NULL, frc < 0 ? frc : -EINVAL, "%s", why[0] ? why : "refused");
+            rc = rc ? rc : frc;
         }
     }
 out:

@@ -34,12 +34,15 @@ static int exit_code;
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: blockhub --config FILE [--set key.path=value ...]\n"
-               "       blockhub --config FILE --check      check the config and exit\n"
-               "       blockhub --config-reference         print every config key (Markdown)\n"
-               "\n"
-               "--set overrides any config value; adapters are addressed by name or index:\n"
-               "  --set kafka.brokers=127.0.0.1:9092 --set adapters.fire.listen=:8080\n");
+    fprintf(
+        f,
+        "usage: blockhub --config FILE [--set key.path=value ...]\n"
+        "       blockhub check --config FILE        check the config (and the cluster) and exit;\n"
+        "                                           every problem is listed (also --check)\n"
+        "       blockhub --config-reference         print every config key (Markdown)\n"
+        "\n"
+        "--set overrides any config value; adapters are addressed by name or index:\n"
+        "  --set kafka.brokers=127.0.0.1:9092 --set adapters.fire.listen=:8080\n");
 }
 
 /* A relative path in the config is taken from the config file's directory. */
@@ -220,6 +223,9 @@ final_check(const void *out, const char **key, char *why, size_t n)
         snprintf(why, n, "the path is too long");
         return -ENAMETOOLONG;
     }
+    /* After refused keys too (the engine lists every problem): what they left unset is skipped. */
+    if (cf->schemas.dir == NULL || cf->dead_letter.topic == NULL)
+        goto map;
     *key = "schemas.dir";
     rc = bh_schemas_load(&into->schemas, cf->schemas.dir, why, n);
     if (rc < 0)
@@ -256,7 +262,10 @@ final_check(const void *out, const char **key, char *why, size_t n)
             }
         }
     }
+map:
     *key = "blocks.map";
+    if (cf->blocks.map == NULL)
+        return 0;
     return bh_blockmap_load(&into->blocks, cf->blocks.map, why, n);
 }
 
@@ -512,7 +521,7 @@ on_sighup(uv_signal_t *s, int signum)
 {
     (void)s;
     (void)signum;
-    char changes[1000], err[1024];
+    char changes[1000], err[4096];
     bh_notify("RELOADING=1");
     if (hub.reload(&hub, changes, sizeof(changes), err, sizeof(err)) < 0)
         bh_error("hub", "reload refused: %s", err);
@@ -638,6 +647,26 @@ check_cluster(char *err, size_t errlen)
     return rc;
 }
 
+/* "blockhub: config refused: WHY", or with several problems one a line under a count. */
+static void
+print_refused(const char *err)
+{
+    if (strchr(err, '\n') == NULL) {
+        fprintf(stderr, "blockhub: config refused: %s\n", err);
+        return;
+    }
+    size_t count = 1;
+    for (const char *p = err; (p = strchr(p, '\n')) != NULL; p++)
+        count++;
+    fprintf(stderr, "blockhub: config refused: %zu problems:\n", count);
+    for (const char *p = err; *p != '\0';) {
+        const char *e = strchr(p, '\n');
+        size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+        fprintf(stderr, "  %.*s\n", (int)len, p);
+        p += len + (e != NULL);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -650,7 +679,14 @@ main(int argc, char **argv)
     const char **sets = calloc((size_t)argc, sizeof(*sets));
     size_t nsets = 0;
     int check = 0, c;
-    char err[1024];
+    char err[4096];
+    /* "blockhub check --config FILE" is "blockhub --config FILE --check". */
+    if (argc > 1 && strcmp(argv[1], "check") == 0) {
+        check = 1;
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
 
     while ((c = getopt_long(argc, argv, "c:s:h", opts, NULL)) != -1) {
         switch (c) {
@@ -695,7 +731,7 @@ main(int argc, char **argv)
     hub.blocks = first.blocks;
     if (rc < 0) {
         free(sets);
-        fprintf(stderr, "blockhub: config refused: %s\n", err);
+        print_refused(err);
         return 2;
     }
     enum bh_log_level level;
@@ -710,7 +746,7 @@ main(int argc, char **argv)
     if (check) {
         rc = check_cluster(err, sizeof(err));
         if (rc == -EINVAL) {
-            fprintf(stderr, "blockhub: config refused: %s\n", err);
+            print_refused(err);
             return 2;
         }
         if (rc < 0)

@@ -236,3 +236,29 @@ def test_block_map_swapped_under_load(kafka, hub_factory, decoder, blocks, tmp_p
     assert 0 < switch and all(flags[switch:]) and not any(flags[:switch]), \
         "the maps were mixed: the new map's answers do not follow the old one's in line order"
     assert h.stop() == 0, h.logtext()
+
+
+def test_every_problem_listed_at_once(kafka, hub_factory):
+    """An invalid value, an unknown key and a missing block map: all three, by check and reload."""
+    import subprocess
+    h = admin_hub(hub_factory, kafka).start()
+    text = rewrite(h, "  partitions: 3", "  partitions: lots")
+    rewrite(h, "blocks:", "nonsense: 1\nblocks:")
+    rewrite(h, "blocks.geojson", "no-such-map.geojson")
+    name = h.config.rsplit("/", 1)[1]
+    r = subprocess.run([h.binary, "check", "--config", h.config], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, r
+    lines = r.stderr.splitlines()
+    assert lines[0] == "blockhub: config refused: 3 problems:", r.stderr
+    assert all(line.startswith("  " + h.config + ":") for line in lines[1:]), r.stderr
+    assert "key 'kafka.partitions': expected an integer, got 'lots'" in r.stderr
+    assert "unknown key 'nonsense'" in r.stderr
+    assert "key 'blocks.map'" in r.stderr and "no-such-map.geojson" in r.stderr
+    rr = reload(h)
+    assert rr.status_code == 400
+    listed = rr.json()["error"].splitlines()
+    assert len(listed) == 3 and all(name in line for line in listed), listed
+    restore(h, text)
+    assert h.post(fire_events("ok", 1)).json()["accepted"] == 1
+    assert h.stop() == 0, h.logtext()
