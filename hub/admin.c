@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dlq.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
@@ -136,8 +137,15 @@ component_json(const struct bh_hub *hub, const struct bh_component *c)
     struct bh_stats st;
     bh_component_stats(c, &st);
     json_t *counters = json_object();
-    for (size_t i = 0; counters != NULL && i < st.n; i++)
-        json_object_set_new(counters, st.v[i].name, json_integer((json_int_t)st.v[i].value));
+    for (size_t i = 0; counters != NULL && i < st.n; i++) {
+        char key[128];
+        if (st.v[i].label != NULL)
+            snprintf(key, sizeof(key), "%s{%s=%s}", st.v[i].name, st.v[i].label,
+                     st.v[i].label_value);
+        else
+            snprintf(key, sizeof(key), "%s", st.v[i].name);
+        json_object_set_new(counters, key, json_integer((json_int_t)st.v[i].value));
+    }
     return json_pack("{s:s, s:s, s:s, s:b, s:o*}", "name", c->name, "type", c->type->name, "state",
                      state_of(hub, c), "can_pause", c->type->pause != NULL, "counters", counters);
 }
@@ -290,18 +298,77 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
             put(&out, "# HELP %s %s\n# TYPE %s %s\n", name, s->help, name,
                 s->gauge ? "gauge" : "counter");
             for (size_t j = i; j < n; j++) {
-                uint64_t v = bh_stats_get(&st[j], s->name);
-                if (v == UINT64_MAX)
-                    continue;
-                put(&out, "%s{component=\"", name);
-                put_label(req, &out, hub->components[j]->name);
-                put(&out, "\",type=\"");
-                put_label(req, &out, hub->components[j]->type->name);
-                put(&out, "\"} %" PRIu64 "\n", v);
+                for (size_t e = 0; e < st[j].n; e++) {
+                    const struct bh_stat *x = &st[j].v[e];
+                    if (strcmp(x->name, s->name) != 0)
+                        continue;
+                    put(&out, "%s{component=\"", name);
+                    put_label(req, &out, hub->components[j]->name);
+                    put(&out, "\",type=\"");
+                    put_label(req, &out, hub->components[j]->type->name);
+                    if (x->label != NULL) {
+                        put(&out, "\",%s=\"", x->label);
+                        put_label(req, &out, x->label_value);
+                    }
+                    put(&out, "\"} %" PRIu64 "\n", x->value);
+                }
             }
         }
     }
     free(st);
+    /* Dead letters by reason, and the latency from Kafka's hands to its acknowledgement. */
+    put(&out, "# HELP blockhub_dead_letters_total dead letters by component and reason\n"
+              "# TYPE blockhub_dead_letters_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        const struct bh_component *c = hub->components[i];
+        for (int r = 0; r < BH_DLQ_REASON_COUNT; r++) {
+            if (c->dead_by_reason[r] == 0)
+                continue;
+            put(&out, "blockhub_dead_letters_total{component=\"");
+            put_label(req, &out, c->name);
+            put(&out, "\",reason=\"%s\"} %" PRIu64 "\n", bh_dlq_reason_code((enum bh_dlq_reason)r),
+                c->dead_by_reason[r]);
+        }
+    }
+    put(&out, "# HELP blockhub_ack_latency_seconds from handing a record or dead letter to "
+              "Kafka to its acknowledgement\n# TYPE blockhub_ack_latency_seconds histogram\n");
+    for (size_t i = 0; i < n; i++) {
+        const struct bh_component *c = hub->components[i];
+        uint64_t cum = 0;
+        for (size_t b = 0; b < BH_ACK_BUCKETS; b++) {
+            cum += c->ack_buckets[b];
+            put(&out, "blockhub_ack_latency_seconds_bucket{component=\"");
+            put_label(req, &out, c->name);
+            if (b < BH_ACK_BUCKETS - 1)
+                put(&out, "\",le=\"%g\"} %" PRIu64 "\n", bh_ack_bounds_ms[b] / 1000.0, cum);
+            else
+                put(&out, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
+        }
+        put(&out, "blockhub_ack_latency_seconds_sum{component=\"");
+        put_label(req, &out, c->name);
+        put(&out, "\"} %.6f\n", (double)c->ack_sum_us / 1e6);
+        put(&out, "blockhub_ack_latency_seconds_count{component=\"");
+        put_label(req, &out, c->name);
+        put(&out, "\"} %" PRIu64 "\n", cum);
+    }
+    if (hub->kafka != NULL) {
+        struct bh_kafka_broker b[16];
+        size_t nb = bh_kafka_brokers(hub->kafka, b, 16);
+        put(&out, "# HELP blockhub_kafka_broker_up 1 while the producer's connection to the "
+                  "broker is up\n# TYPE blockhub_kafka_broker_up gauge\n");
+        for (size_t i = 0; i < nb; i++)
+            put(&out, "blockhub_kafka_broker_up{broker=\"%d\"} %d\n", b[i].id, b[i].up);
+        put(&out, "# HELP blockhub_kafka_broker_rtt_seconds average request round trip (the "
+                  "latest statistics window)\n# TYPE blockhub_kafka_broker_rtt_seconds gauge\n");
+        for (size_t i = 0; i < nb; i++)
+            put(&out, "blockhub_kafka_broker_rtt_seconds{broker=\"%d\"} %.6f\n", b[i].id,
+                (double)b[i].rtt_avg_us / 1e6);
+        put(&out, "# HELP blockhub_kafka_broker_request_errors_total produce requests that "
+                  "failed\n# TYPE blockhub_kafka_broker_request_errors_total counter\n");
+        for (size_t i = 0; i < nb; i++)
+            put(&out, "blockhub_kafka_broker_request_errors_total{broker=\"%d\"} %" PRIu64 "\n",
+                b[i].id, b[i].tx_errors);
+    }
     h2o_iovec_t body = h2o_strdup(&req->pool, out->bytes, out->size);
     h2o_buffer_dispose(&out);
     send_text(req, "text/plain; version=0.0.4; charset=utf-8", body.base, body.len);

@@ -7,11 +7,26 @@
 
 #include "hub.h"
 
+const double bh_ack_bounds_ms[BH_ACK_BUCKETS - 1] = {1,   2.5, 5,   10,   25,   50,
+                                                     100, 250, 500, 1000, 2500, 10000};
+
 void
 bh_stats_add(struct bh_stats *s, const char *name, const char *help, bool gauge, uint64_t value)
 {
     if (s->n < BH_STATS_MAX)
-        s->v[s->n++] = (struct bh_stat){name, help, value, gauge};
+        s->v[s->n++] = (struct bh_stat){.name = name, .help = help, .value = value, .gauge = gauge};
+}
+
+void
+bh_stats_add_labelled(struct bh_stats *s, const char *name, const char *help, bool gauge,
+                      uint64_t value, const char *label, const char *label_value)
+{
+    if (s->n >= BH_STATS_MAX)
+        return;
+    struct bh_stat *st = &s->v[s->n++];
+    *st = (struct bh_stat){
+        .name = name, .help = help, .value = value, .gauge = gauge, .label = label};
+    snprintf(st->label_value, sizeof(st->label_value), "%s", label_value);
 }
 
 uint64_t

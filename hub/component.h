@@ -30,6 +30,11 @@ struct bh_component;
 
 /* --- counters, for GET /components and the metrics ------------------------- */
 
+/* The latency histogram's upper bounds in ms, from handing a record to Kafka to its
+ * acknowledgement; the last bucket is everything above. */
+#define BH_ACK_BUCKETS 13
+extern const double bh_ack_bounds_ms[BH_ACK_BUCKETS - 1];
+
 /* One named counter (monotonic) or gauge (a current value). NAME is a
  * metric-style name (lower case, underscores), HELP one line; both static. */
 struct bh_stat {
@@ -37,9 +42,11 @@ struct bh_stat {
     const char *help;
     uint64_t value;
     bool gauge;
+    const char *label; /* optional: one more label (e.g. "partition"), NULL if none */
+    char label_value[24];
 };
 
-#define BH_STATS_MAX 32
+#define BH_STATS_MAX 96
 
 struct bh_stats {
     size_t n;
@@ -49,7 +56,10 @@ struct bh_stats {
 /* Add one counter or gauge to S (ignored past BH_STATS_MAX). */
 void bh_stats_add(struct bh_stats *s, const char *name, const char *help, bool gauge,
                   uint64_t value);
-/* The value named NAME in S, or UINT64_MAX. */
+/* The same with one more label: LABEL="VALUE" (a series per value, e.g. per partition). */
+void bh_stats_add_labelled(struct bh_stats *s, const char *name, const char *help, bool gauge,
+                           uint64_t value, const char *label, const char *label_value);
+/* The value named NAME in S (the first one), or UINT64_MAX. */
 uint64_t bh_stats_get(const struct bh_stats *s, const char *name);
 
 /* --- the type -------------------------------------------------------------- */
@@ -89,10 +99,13 @@ struct bh_component {
     bool retiring;    /* stopped by a reload: bh_component_stopped hands it to hub->on_retired */
     const struct bh_variant *successor; /* retiring: the entry that replaces it, or NULL */
     /* The common counters, kept by bh_publish (hub/publish.h) for adapters. */
-    uint64_t published;       /* records handed to Kafka */
-    uint64_t acknowledged;    /* records Kafka acknowledged */
-    uint64_t dead_lettered;   /* dead letters handed to Kafka */
-    uint64_t delivery_errors; /* deliveries that failed (retried or given up by the component) */
+    uint64_t published;          /* records handed to Kafka */
+    uint64_t acknowledged;       /* records Kafka acknowledged */
+    uint64_t dead_lettered;      /* dead letters handed to Kafka */
+    uint64_t delivery_errors;    /* deliveries that failed (retried or given up by the component) */
+    uint64_t dead_by_reason[16]; /* dead letters by enum bh_dlq_reason */
+    uint64_t ack_buckets[BH_ACK_BUCKETS]; /* acknowledgements by latency (bh_ack_bounds_ms) */
+    uint64_t ack_sum_us;                  /* their latencies summed */
 };
 
 /* --- what the hub calls ---------------------------------------------------- */

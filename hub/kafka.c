@@ -49,6 +49,8 @@ struct bh_kafka {
     int stats_seen;
     int brokers_up;
     int all_down;
+    struct bh_kafka_broker brokers[16]; /* from the latest statistics */
+    size_t nbrokers;
 };
 
 static void on_restart(uv_timer_t *t);
@@ -147,13 +149,25 @@ on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     const char *name;
     json_t *b;
     int up = 0;
+    size_t nb = 0;
     json_object_foreach(brokers, name, b)
     {
         json_int_t id = json_integer_value(json_object_get(b, "nodeid"));
         const char *state = json_string_value(json_object_get(b, "state"));
         if (id >= 0 && state != NULL && strcmp(state, "UP") == 0)
             up++;
+        if (id >= 0 && nb < sizeof(k->brokers) / sizeof(k->brokers[0])) {
+            struct bh_kafka_broker *o = &k->brokers[nb++];
+            snprintf(o->name, sizeof(o->name), "%s", name);
+            o->id = (int32_t)id;
+            o->up = state != NULL && strcmp(state, "UP") == 0;
+            o->rtt_avg_us = json_integer_value(json_object_get(json_object_get(b, "rtt"), "avg"));
+            o->tx_errors = (uint64_t)json_integer_value(json_object_get(b, "txerrs"));
+            o->tx_retries = (uint64_t)json_integer_value(json_object_get(b, "txretries"));
+        }
     }
+    if (brokers != NULL)
+        k->nbrokers = nb;
     if (brokers != NULL) {
         k->stats_seen = 1;
         k->brokers_up = up;
@@ -162,6 +176,14 @@ on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     }
     json_decref(root);
     return 0; /* librdkafka frees JSON */
+}
+
+size_t
+bh_kafka_brokers(const struct bh_kafka *k, struct bh_kafka_broker *out, size_t cap)
+{
+    size_t n = k->nbrokers < cap ? k->nbrokers : cap;
+    memcpy(out, k->brokers, n * sizeof(*out));
+    return n;
 }
 
 int

@@ -31,6 +31,7 @@ typedef void (*bh_delivery_cb)(struct bh_delivery *d, rd_kafka_resp_err_t err, i
                                int64_t offset);
 struct bh_delivery {
     bh_delivery_cb cb;
+    uint64_t t0; /* when bh_publish handed it over (uv_hrtime), for the latency histogram */
 };
 
 struct bh_kafka_conf {
@@ -158,6 +159,17 @@ unsigned bh_kafka_restarts(const struct bh_kafka *k);
 /* 1 when a broker of the cluster is up (librdkafka's statistics, every 5 s; before
  * the first, unless every broker was reported down). */
 int bh_kafka_reachable(const struct bh_kafka *k);
+/* A broker as librdkafka's latest statistics (every 5 s) describe it. */
+struct bh_kafka_broker {
+    char name[96]; /* "host:port/id" */
+    int32_t id;
+    int up;
+    int64_t rtt_avg_us; /* request round trip, average over the last window */
+    uint64_t tx_errors; /* requests that failed, since the producer began */
+    uint64_t tx_retries;
+};
+/* The brokers of the latest statistics into OUT; returns how many. */
+size_t bh_kafka_brokers(const struct bh_kafka *k, struct bh_kafka_broker *out, size_t cap);
 /* Messages produced and not yet reported. */
 size_t bh_kafka_in_flight(const struct bh_kafka *k);
 /* The bootstrap address actually used (the mock cluster's when embedded). */

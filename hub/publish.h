@@ -41,15 +41,9 @@ int bh_publish_dead(struct bh_component *c, enum bh_dlq_reason reason, const cha
                     const struct bh_dlq_origin *origin, const void *payload, size_t len,
                     struct bh_delivery *d);
 
-/* A delivery of C's record or dead letter came back with ERR. */
-static inline void
-bh_published(struct bh_component *c, rd_kafka_resp_err_t err)
-{
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        c->acknowledged++;
-    else
-        c->delivery_errors++;
-}
+/* A delivery D of C's record or dead letter came back with ERR: counted, and its
+ * latency put in the histogram. */
+void bh_published(struct bh_component *c, const struct bh_delivery *d, rd_kafka_resp_err_t err);
 
 /* --- back-pressure ---------------------------------------------------------- */
 

@@ -2476,6 +2476,37 @@ component_stats(const struct bh_component *c, struct bh_stats *out)
     bh_stats_add(out, "restores", "partition states restored", false, s->restores);
     bh_stats_add(out, "failed", "1 once the join has stopped on an error", true,
                  (uint64_t)(j->failed != 0));
+    bh_stats_add(out, "commit_ms_last", "the last transaction's commit, in ms", true,
+                 s->commit_ns_last / 1000000);
+    bh_stats_add(out, "commit_ms_max", "the slowest transaction commit, in ms", true,
+                 s->commit_ns_max / 1000000);
+    size_t bytes = 0;
+    for (int32_t p = 0; j->parts != NULL && p < j->nparts; p++) {
+        const struct part *pt = &j->parts[p];
+        if (pt->st != PART_LIVE)
+            continue;
+        struct bh_jstate_usage u;
+        bh_jstate_usage(pt->state, &u);
+        bytes += u.bytes;
+        /* Lag: what the inputs hold beyond what this partition has applied (librdkafka's
+         * cached high watermarks, no request). */
+        uint64_t lag = 0;
+        for (size_t i = 0; j->consumer != NULL && i < j->ninputs; i++) {
+            int64_t lo, hi;
+            if (rd_kafka_get_watermark_offsets(j->consumer, j->inputs[i].c->topic, p, &lo, &hi) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR ||
+                hi < 0)
+                continue;
+            int64_t at = pt->consumed[i] >= 0 ? pt->consumed[i] : lo;
+            if (hi > at)
+                lag += (uint64_t)(hi - at);
+        }
+        char pv[16];
+        snprintf(pv, sizeof(pv), "%d", (int)p);
+        bh_stats_add_labelled(out, "consumer_lag", "input records not yet applied, per partition",
+                              true, lag, "partition", pv);
+    }
+    bh_stats_add(out, "state_bytes", "heap bytes of the live partitions' state", true, bytes);
 }
 
 /* The join creates and checks its own topics (the view and the changelog are

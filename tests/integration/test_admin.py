@@ -71,7 +71,7 @@ def metrics(h):
     for line in r.text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
-            out[name] = int(value)
+            out[name] = float(value) if "." in value or "e" in value else int(value)
     return out
 
 
@@ -194,6 +194,28 @@ def test_metrics_equal_what_consumers_count(kafka, hub_factory, decoder):
     assert m['blockhub_component_requests_total{component="fire",type="fire"}'] == 3
     assert m["blockhub_up"] == 1 and m["blockhub_ready"] == 1
     assert m["blockhub_kafka_in_flight"] == 0
+    # Dead letters by reason equal what the dead-letter topic holds by reason.
+    by_reason = {}
+    for d in dead:
+        rec = decoder.decode(d["value"])[1]
+        key = 'blockhub_dead_letters_total{component="%s",reason="%s"}' % (rec["adapter"],
+                                                                           rec["reason"])
+        by_reason[key] = by_reason.get(key, 0) + 1
+    assert by_reason == {k: v for k, v in m.items() if k.startswith("blockhub_dead_letters_total")}
+    # The latency histogram holds every acknowledgement, cumulative buckets, a positive sum.
+    for name in ("fire", "traffic"):
+        buckets = [(k, v) for k, v in m.items()
+                   if k.startswith('blockhub_ack_latency_seconds_bucket{component="%s",' % name)]
+        counts = [v for _, v in buckets]
+        assert counts == sorted(counts) and buckets[-1][0].endswith('le="+Inf"}')
+        total = m['blockhub_ack_latency_seconds_count{component="%s"}' % name]
+        assert counts[-1] == total == m[
+            'blockhub_component_acknowledged_total{component="%s",type="%s"}' % (name, name)]
+        assert m['blockhub_ack_latency_seconds_sum{component="%s"}' % name] > 0
+    # The broker, from librdkafka's statistics (every 5 s).
+    wait_until(lambda: any(k.startswith("blockhub_kafka_broker_up{") and v == 1
+                           for k, v in metrics(h).items()), "a broker up in the metrics")
+    assert any(k.startswith("blockhub_kafka_broker_rtt_seconds{") for k in metrics(h))
     assert h.stop() == 0, h.logtext()
 
 

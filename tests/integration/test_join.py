@@ -171,3 +171,39 @@ def test_mismatched_partition_counts_stop_the_join_on_rebalance(world):
     assert "the join stops" in log
     assert "%s=5" % world.topics["traffic"] in log and "%s=3" % world.view in log
     hub.check_sanitizers()
+
+
+def test_join_counters_on_the_admin_api(world):
+    """The join as a component: its counters, per-partition lag and state in /metrics."""
+    import requests
+    from conftest import wait_until
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    events = jh.make_events(world.depts, 3000, seed=7, blocks=world.names)
+    hub = world.hub().start()
+    hub.wait_live(n=3)
+    jh.produce(world.kafka, world.topics, world.depts, events)
+    expected = jh.truth(events, WINDOW_MS, world.names)
+    jh.wait_views(world.kafka, world.view, world.decoder, expected, WINDOW_MS, partitions=3)
+
+    def metrics():
+        out = {}
+        for line in requests.get(hub.admin + "/metrics", timeout=10).text.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    lag = 'blockhub_component_consumer_lag{component="join",type="join",partition="%d"}'
+    wait_until(lambda: all(metrics().get(lag % p) == 0 for p in range(3)),
+               "no lag once every view is out")
+    m = metrics()
+    total = sum(v[d]["total"] for v in expected.values() for d in v if isinstance(v[d], dict))
+    assert m['blockhub_component_counted_total{component="join",type="join"}'] == total
+    assert m['blockhub_component_views_total{component="join",type="join"}'] >= len(expected)
+    assert m['blockhub_component_commits_total{component="join",type="join"}'] > 0
+    assert m['blockhub_component_state_bytes{component="join",type="join"}'] > 0
+    comps = requests.get(hub.admin + "/components", timeout=10).json()["components"]
+    assert [(c["name"], c["type"], c["can_pause"]) for c in comps] == [("join", "join", False)]
+    r = requests.post(hub.admin + "/components/join/pause", timeout=10)
+    assert r.status_code == 501 and "cannot be paused" in r.json()["error"]
+    assert hub.stop() == 0, hub.logtext()
