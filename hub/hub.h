@@ -18,6 +18,7 @@
 
 struct bh_log_conf {
     char *level;
+    char *format;
 };
 
 struct bh_kafka_section {

@@ -41,13 +41,32 @@ check_not_empty(const void *value, char *why, size_t why_size)
     return 0;
 }
 
+static int
+check_format(const void *value, char *why, size_t why_size)
+{
+    const char *text = *(char *const *)value;
+    if (text == NULL || (strcmp(text, "text") != 0 && strcmp(text, "json") != 0)) {
+        snprintf(why, why_size, "'%s' is not text or json", text ? text : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static const struct bh_conf_key log_keys[] = {
     {.name = "level",
      .type = BH_CONF_STRING,
      .offset = KEY(bh_log_conf, level),
      .def = "info",
      .check = check_level,
-     .doc = "Log level: error, warn, info or debug."},
+     .doc = "Log level: error, warn, info or debug (PUT /admin/log-level changes it at run "
+            "time)."},
+    {.name = "format",
+     .type = BH_CONF_STRING,
+     .offset = KEY(bh_log_conf, format),
+     .def = "text",
+     .check = check_format,
+     .doc = "text: one line of text an event; json: one JSON object a line, with ts, level, "
+            "component and msg."},
     {0},
 };
 

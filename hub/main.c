@@ -14,8 +14,12 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "admin.h"
+#include "http.h"
 #include "hub.h"
 #include "join.h"
 #include "log.h"
@@ -389,6 +393,57 @@ restart_only(const struct bh_hub_conf *old, const struct bh_hub_conf *nc, char *
     return -EINVAL;
 }
 
+/* The "listen" setting of an adapter entry, NULL when its type has none. */
+static const char *
+listen_of(const struct bh_component_type *t, const void *settings)
+{
+    for (const struct bh_conf_key *k = t != NULL ? t->conf.keys : NULL; k != NULL && k->name; k++)
+        if (k->type == BH_CONF_STRING && strcmp(k->name, "listen") == 0)
+            return *(char *const *)((const char *)settings + k->offset);
+    return NULL;
+}
+
+/*
+ * A listen address of the new config that no running adapter holds must be
+ * free: tried with a bind now, so that a reload is refused whole instead of
+ * failing half-way when the adapter starts.
+ */
+static int
+addresses_free(const struct bh_hub *h, const struct bh_hub_conf *nc, char *err, size_t n)
+{
+    for (size_t i = 0; i < nc->adapters.n; i++) {
+        const struct bh_variant *v = &nc->adapters.v[i];
+        const char *addr = listen_of(bh_adapter_type_find(v->type), v->settings);
+        bool held = false;
+        for (size_t k = 0; addr != NULL && k < h->ncomponents && !held; k++) {
+            const char *cur = listen_of(h->components[k]->type, h->components[k]->settings);
+            held = cur != NULL && strcmp(cur, addr) == 0 && !h->components[k]->stopped;
+        }
+        if (addr == NULL || held)
+            continue;
+        struct sockaddr_storage ss;
+        if (bh_parse_listen(addr, &ss) < 0)
+            continue; /* the config's check refused it already */
+        int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        int rc = fd < 0 ? -errno : 0;
+        if (rc == 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (rc == 0 && bind(fd, (struct sockaddr *)&ss,
+                            ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in)) < 0)
+            rc = -errno;
+        if (fd >= 0)
+            close(fd);
+        if (rc < 0) {
+            snprintf(err, n, "adapters.%s.listen: %s: %s; nothing was changed", v->name, addr,
+                     strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static const struct bh_variant *
 entry_named(const struct bh_hub_conf *c, const char *name)
 {
@@ -440,6 +495,8 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
     }
     if (rc == 0)
         rc = restart_only(h->conf, nc, err, n);
+    if (rc == 0)
+        rc = addresses_free(h, nc, err, n);
     bh_schemas_free(l.schemas); /* schemas.dir did not change: the loaded ones stay */
     if (rc < 0) {
         h->reloads_refused++;
@@ -459,6 +516,7 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
     h->blocks = l.blocks;
     h->conf = nc;
     bh_log_set_level(level);
+    bh_log_set_json(strcmp(nc->log.format, "json") == 0);
     bh_admin_set_conf(h->admin, &nc->admin);
     size_t before = h->ncomponents;
     for (size_t i = 0; i < before; i++) {
@@ -743,6 +801,7 @@ main(int argc, char **argv)
         return 2;
     }
     bh_log_set_level(level);
+    bh_log_set_json(strcmp(conf.log.format, "json") == 0);
     if (check) {
         rc = check_cluster(err, sizeof(err));
         if (rc == -EINVAL) {

@@ -178,7 +178,8 @@ class Hub:
             if self.proc.poll() is not None:
                 raise AssertionError("blockhub exited %d:\n%s" % (self.proc.returncode,
                                                                     self.logtext()))
-            if "hub: ready" in self.logtext():
+            text = self.logtext()
+            if "hub: ready" in text or '"component":"hub","msg":"ready:' in text:
                 return self
             time.sleep(0.05)
         raise AssertionError("blockhub not ready in %ds:\n%s" % (timeout, self.logtext()))

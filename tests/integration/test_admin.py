@@ -224,3 +224,19 @@ def test_open_api_without_tokens_says_so(kafka, hub_factory):
     assert call(h, "GET", "/healthz", token=None).status_code == 200
     assert "no admin.tokens" in h.logtext()
     assert h.stop() == 0, h.logtext()
+
+
+def test_json_log_lines(kafka, hub_factory):
+    h = admin_hub(hub_factory, kafka)
+    h.sets.append("log.format=json")
+    h.start()
+    call(h, "PUT", "/admin/log-level", data=b"debug")
+    h.post(fire_events("js", 2, bad=1))
+    assert h.stop() == 0
+    lines = [json.loads(line) for line in h.logtext().splitlines() if line.startswith("{")]
+    assert len(lines) > 5 and all(set(o) == {"ts", "level", "component", "msg"} for o in lines)
+    assert any(o["component"] == "hub" and o["msg"].startswith("ready: 2 adapter(s)")
+               for o in lines)
+    assert any(o["level"] == "debug" and o["component"] == "fire" for o in lines)
+    assert not [line for line in h.logtext().splitlines() if line and not line.startswith("{")
+                and "rdkafka" not in line]

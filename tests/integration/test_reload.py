@@ -262,3 +262,28 @@ def test_every_problem_listed_at_once(kafka, hub_factory):
     restore(h, text)
     assert h.post(fire_events("ok", 1)).json()["accepted"] == 1
     assert h.stop() == 0, h.logtext()
+
+
+def test_an_address_in_use_refuses_the_reload(kafka, hub_factory):
+    """A new adapter's address held by another process: refused whole, nothing changed."""
+    h = admin_hub(hub_factory, kafka).start()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)
+    port = squatter.getsockname()[1]
+    with open(h.config, encoding="utf-8") as f:
+        base = f.read()
+    entry = ('  - name: "traffic2"\n    type: "traffic"\n    listen: "127.0.0.1:%d"\n'
+             '    topic: "%s"\n' % (port, h.traffic_topic + ".two"))
+    # And a change to fire's tokens in the same file, which must not be applied either.
+    with open(h.config, "w", encoding="utf-8") as f:
+        f.write(base.replace(json.dumps([TOKEN, "other-token"]), json.dumps(["new"])) + entry)
+    r = reload(h)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == ("adapters.traffic2.listen: 127.0.0.1:%d: Address already in "
+                                 "use; nothing was changed" % port)
+    assert [c["name"] for c in call(h, "GET", "/components").json()["components"]] == [
+        "fire", "traffic"]
+    assert h.post(fire_events("old", 1)).json()["accepted"] == 1  # the old token still
+    squatter.close()
+    assert h.stop() == 0, h.logtext()

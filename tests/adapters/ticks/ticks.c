@@ -66,7 +66,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     struct ticks *t = td->t;
     (void)partition;
     (void)offset;
-    bh_published(t->c, err);
+    bh_published(t->c, d, err);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
         bh_warn(t->c->name, "delivery failed: %s", rd_kafka_err2str(err));
     free(td);
