@@ -98,6 +98,7 @@ struct bh_component {
     bool paused;      /* by bh_component_pause */
     bool retiring;    /* stopped by a reload: bh_component_stopped hands it to hub->on_retired */
     const struct bh_variant *successor; /* retiring: the entry that replaces it, or NULL */
+    bool restart; /* retiring: start again, same type and name, with the new config's settings */
     /* The common counters, kept by bh_publish (hub/publish.h) for adapters. */
     uint64_t published;          /* records handed to Kafka */
     uint64_t acknowledged;       /* records Kafka acknowledged */

@@ -143,11 +143,24 @@ on_signal(uv_signal_t *s, int signum)
         bh_component_stop(hub.components[i]);
 }
 
+static struct bh_kafka_conf
+kafka_conf(const struct bh_hub_conf *cf)
+{
+    return (struct bh_kafka_conf){
+        .brokers = cf->kafka.brokers,
+        .properties = &cf->kafka.properties,
+        .partitions = (int)cf->kafka.partitions,
+        .replication = (int)cf->kafka.replication,
+        .create_timeout_ms = (int)cf->kafka.create_timeout,
+    };
+}
+
 /* The components of the config, not started: the adapters in their order, then the join. */
 static int
 setup_components(void)
 {
-    size_t n = conf.adapters.n + (conf.join.enabled ? 1 : 0);
+    const struct bh_hub_conf *cf = hub.conf;
+    size_t n = cf->adapters.n + (cf->join.enabled ? 1 : 0);
     hub.components = calloc(n ? n : 1, sizeof(*hub.components));
     if (hub.components == NULL)
         return -ENOMEM;
@@ -156,16 +169,16 @@ setup_components(void)
         if (hub.components[i] == NULL)
             return -ENOMEM;
     }
-    for (size_t i = 0; i < conf.adapters.n; i++) {
-        struct bh_variant *v = &conf.adapters.v[i];
+    for (size_t i = 0; i < cf->adapters.n; i++) {
+        const struct bh_variant *v = &cf->adapters.v[i];
         *hub.components[i] = (struct bh_component){.type = bh_adapter_type_find(v->type),
                                                    .hub = &hub,
                                                    .name = v->name,
                                                    .settings = v->settings};
     }
-    if (conf.join.enabled)
-        *hub.components[conf.adapters.n] = (struct bh_component){
-            .type = &bh_join_type, .hub = &hub, .name = "join", .settings = &conf.join};
+    if (cf->join.enabled)
+        *hub.components[cf->adapters.n] = (struct bh_component){
+            .type = &bh_join_type, .hub = &hub, .name = "join", .settings = &cf->join};
     hub.ncomponents = n;
     return 0;
 }
@@ -285,6 +298,7 @@ static struct retired {
     struct retired *next;
 } * graveyard;
 static uv_timer_t retire_timer; /* components a reload stopped: destroyed on a later turn */
+static bool cycling;            /* a kafka change: every component drains, then a new producer */
 
 static void
 free_components(void)
@@ -323,10 +337,66 @@ start_new(struct bh_component *c, char *err, size_t n)
 }
 
 /* Components a reload stopped: destroyed, and their successors started. */
+/*
+ * Every component has drained for a kafka change: the producer is flushed and
+ * replaced by one of the new settings, and the components start again from
+ * the new config.
+ */
+static void
+cycle_producer(void)
+{
+    char err[1024];
+    for (size_t i = 0; i < hub.ncomponents; i++)
+        bh_component_destroy(hub.components[i]);
+    free_components();
+    size_t left = bh_kafka_close(hub.kafka, (int)hub.conf->kafka.flush_timeout);
+    hub.kafka = NULL;
+    if (left > 0)
+        bh_error("hub", "reload: %zu message(s) not delivered by the old producer", left);
+    struct bh_kafka_conf kc = kafka_conf(hub.conf);
+    const char *topics[MAX_TOPICS];
+    size_t ntopics = 0;
+    int rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, sizeof(err));
+    if (rc == 0)
+        rc = setup_components();
+    if (rc == 0) {
+        collect_topics(topics, &ntopics, 1);
+        rc = bh_kafka_ensure_topics(hub.kafka, topics, ntopics, err, sizeof(err));
+        if (rc == -ETIMEDOUT)
+            rc = 0; /* as at start: requests get 503 until Kafka answers */
+    }
+    for (size_t i = 0; rc == 0 && i < hub.ncomponents; i++) {
+        char cerr[400];
+        if (bh_component_start(hub.components[i], cerr, sizeof(cerr)) < 0)
+            bh_error("hub", "reload: %s not started: %s", hub.components[i]->name, cerr);
+    }
+    cycling = false;
+    if (rc < 0) {
+        /* Nothing to carry the records: stop as a failed start would. */
+        bh_error("hub", "reload: no new producer: %s; exiting",
+                 rc == -ENOMEM ? "out of memory" : err);
+        exit_code = 1;
+        hub.stopping = true;
+        bh_admin_stop(hub.admin);
+        uv_stop(hub.loop);
+        return;
+    }
+    bh_info("hub", "reload: a new producer (%s); %zu component(s) started again",
+            bh_kafka_bootstrap(hub.kafka), hub.ncomponents);
+}
+
 static void
 on_retire_timer(uv_timer_t *t)
 {
     (void)t;
+    if (cycling) {
+        for (size_t i = 0; i < hub.ncomponents; i++)
+            if (!hub.components[i]->stopped)
+                return; /* the last one's stop comes back here */
+        if (!hub.stopping)
+            cycle_producer();
+        return;
+    }
     size_t k = 0;
     for (size_t i = 0; i < hub.ncomponents; i++) {
         struct bh_component *c = hub.components[i];
@@ -335,7 +405,21 @@ on_retire_timer(uv_timer_t *t)
             continue;
         }
         const struct bh_variant *v = c->successor;
+        bool restart = c->restart;
         bh_component_destroy(c);
+        if (restart) {
+            *c = (struct bh_component){
+                .type = &bh_join_type, .hub = &hub, .name = "join", .settings = &hub.conf->join};
+            char err[600];
+            if (start_new(c, err, sizeof(err)) < 0) {
+                bh_error("hub", "reload: the join not started again: %s", err);
+                free(c);
+                continue;
+            }
+            bh_info("hub", "reload: join started again with its new settings");
+            hub.components[k++] = c;
+            continue;
+        }
         if (v == NULL) {
             bh_info("hub", "reload: %s closed", c->name);
             free(c);
@@ -369,7 +453,7 @@ on_retired(struct bh_hub *h, struct bh_component *c)
 static int
 restart_only(const struct bh_hub_conf *old, const struct bh_hub_conf *nc, char *err, size_t n)
 {
-    static const char *const sections[] = {"kafka", "schemas", "dead_letter", "join"};
+    static const char *const sections[] = {"schemas", "dead_letter"};
     char list[200] = "";
     for (const struct bh_conf_key *k = bh_hub_conf_keys; k->name != NULL; k++) {
         for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
@@ -444,6 +528,16 @@ addresses_free(const struct bh_hub *h, const struct bh_hub_conf *nc, char *err, 
     return 0;
 }
 
+/* The keys of the top-level section NAME. */
+static const struct bh_conf_key *
+section_keys(const char *name)
+{
+    for (const struct bh_conf_key *k = bh_hub_conf_keys; k->name != NULL; k++)
+        if (k->type == BH_CONF_SECTION && strcmp(k->name, name) == 0)
+            return k->sub;
+    return NULL;
+}
+
 static const struct bh_variant *
 entry_named(const struct bh_hub_conf *c, const char *name)
 {
@@ -509,6 +603,8 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
     }
     /* Checked: from here on it is applied. */
     h->reloads_applied++;
+    bool kafka_changed = !bh_conf_equal(section_keys("kafka"), &h->conf->kafka, &nc->kafka);
+    bool join_changed = !bh_conf_equal(section_keys("join"), &h->conf->join, &nc->join);
     r->conf = (struct bh_hub_conf *)h->conf;
     r->blocks = h->blocks;
     r->next = graveyard;
@@ -518,9 +614,35 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
     bh_log_set_level(level);
     bh_log_set_json(strcmp(nc->log.format, "json") == 0);
     bh_admin_set_conf(h->admin, &nc->admin);
+    if (kafka_changed || (join_changed && (!nc->join.enabled || !h->conf->join.enabled))) {
+        /* A new producer (or the join added or removed): everything drains, then starts
+         * again from the new config on a new producer (cycle_producer). */
+        note(changes, cn, "%s%s",
+             kafka_changed ? "kafka changed: every component drained and "
+                             "started again on a new producer"
+                           : "the join added or removed: every component "
+                             "drained and started again");
+        note(changes, cn, "%s%s", "block map swapped");
+        cycling = true;
+        for (size_t i = 0; i < h->ncomponents; i++) {
+            h->components[i]->retiring = true;
+            bh_component_stop(h->components[i]);
+        }
+        uv_timer_start(&retire_timer, on_retire_timer, 0, 0);
+        bh_info("hub", "reload: %s", changes);
+        return 0;
+    }
     size_t before = h->ncomponents;
     for (size_t i = 0; i < before; i++) {
         struct bh_component *c = h->components[i];
+        if (c->type == &bh_join_type && join_changed && !c->retiring && !c->stopped) {
+            /* The join has no reload hook: it commits, stops and starts again. */
+            c->retiring = true;
+            c->restart = true;
+            note(changes, cn, "%s%s replaced", c->name);
+            bh_component_stop(c);
+            continue;
+        }
         if (c->type == &bh_join_type || c->retiring || c->stopped)
             continue;
         const struct bh_variant *v = entry_named(nc, c->name);
@@ -608,13 +730,7 @@ start(char *err, size_t errlen)
     if (rc < 0)
         return rc;
 
-    struct bh_kafka_conf kc = {
-        .brokers = conf.kafka.brokers,
-        .properties = &conf.kafka.properties,
-        .partitions = (int)conf.kafka.partitions,
-        .replication = (int)conf.kafka.replication,
-        .create_timeout_ms = (int)conf.kafka.create_timeout,
-    };
+    struct bh_kafka_conf kc = kafka_conf(&conf);
     rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, errlen);
     if (rc < 0)
         return rc;
@@ -682,13 +798,7 @@ check_cluster(char *err, size_t errlen)
     }
     hub.loop = uv_default_loop();
     hub.conf = &conf;
-    struct bh_kafka_conf kc = {
-        .brokers = conf.kafka.brokers,
-        .properties = &conf.kafka.properties,
-        .partitions = (int)conf.kafka.partitions,
-        .replication = (int)conf.kafka.replication,
-        .create_timeout_ms = (int)conf.kafka.create_timeout,
-    };
+    struct bh_kafka_conf kc = kafka_conf(&conf);
     int rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, errlen);
     if (rc < 0)
         return rc == -EINVAL ? -EIO : rc;

@@ -85,14 +85,15 @@ def test_refused_reload_changes_nothing(kafka, hub_factory):
         ("  partitions: 3", "  partitions: lots", "kafka.partitions"),
         ("blocks:", "nonsense: 1\nblocks:", "nonsense"),
         ("blocks.geojson", "no-such-map.geojson", "blocks.map"),
-        ("  partitions: 3", "  partitions: 4", "kafka changed: that takes a restart"),
+        ("dead_letter:\n  topic: ", "dead_letter:\n  topic: other.",
+         "dead_letter changed: that takes a restart"),
     ]
     for old, new, key in cases:
         text = rewrite(h, old, new)
         r = reload(h)
         assert r.status_code == 400, (key, r.text)
         assert key in r.json()["error"], (key, r.json())
-        if key != "kafka changed: that takes a restart":
+        if key != "dead_letter changed: that takes a restart":
             assert name in r.json()["error"], r.json()
         restore(h, text)
     # SIGHUP with a bad file: refused the same way, in the log.
@@ -286,4 +287,35 @@ def test_an_address_in_use_refuses_the_reload(kafka, hub_factory):
         "fire", "traffic"]
     assert h.post(fire_events("old", 1)).json()["accepted"] == 1  # the old token still
     squatter.close()
+    assert h.stop() == 0, h.logtext()
+
+
+def test_a_kafka_change_drains_everything_onto_a_new_producer(kafka, hub_factory, decoder):
+    """kafka.* changed: every component drains, a new producer, everything starts again."""
+    h = admin_hub(hub_factory, kafka).start()
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    s.sendall(traffic_lines("before", 3000))
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 3000, "before")
+    assert h.post(fire_events("before", 5)).json()["accepted"] == 5
+    rewrite(h, "  replication: 1", "  replication: 1\n  properties:\n    linger.ms: 20")
+    r = reload(h)
+    assert r.status_code == 200, r.text
+    assert r.json()["changes"].startswith("kafka changed: every component drained"), r.text
+    wait_log(h, "reload: a new producer")
+    # The gateway's connection was drained and closed with the old adapter; a new one goes on.
+    assert s.recv(1) == b""
+    s.close()
+    wait_until(lambda: [c["state"] for c in call(h, "GET", "/components").json()["components"]]
+               == ["running", "running"], "running again")
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    s.sendall(traffic_lines("after", 2000))
+    s.shutdown(socket.SHUT_WR)
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 2000, "after")
+    s.close()
+    assert h.post(fire_events("after", 5)).json()["accepted"] == 5
+    ids = [decoder.decode(m["value"])[1]["event_id"]
+           for m in bhcat.consume_all(kafka, h.traffic_topic, timeout=120)]
+    assert len(ids) == 5000 and len(set(ids)) == 5000
+    assert len(bhcat.consume_all(kafka, h.fire_topic)) == 10
+    assert call(h, "GET", "/readyz").status_code == 200
     assert h.stop() == 0, h.logtext()
