@@ -667,6 +667,10 @@ bh_kafka_create_topics(rd_kafka_t *rk, const struct bh_kafka_new_topic *topics, 
         goto out;
     }
     rd_kafka_AdminOptions_set_request_timeout(opt, o->timeout_ms, err, sizeof(err));
+    if (o->validate_only)
+        rd_kafka_AdminOptions_set_validate_only(opt, 1, err, sizeof(err));
+    if (errstr_size > 0)
+        errstr[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         nt[i] =
             rd_kafka_NewTopic_new(topics[i].name, o->partitions, o->replication, err, sizeof(err));
@@ -704,8 +708,16 @@ bh_kafka_create_topics(rd_kafka_t *rk, const struct bh_kafka_new_topic *topics, 
     for (size_t i = 0; i < cnt; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            bh_info(o->who, "created topic %s (%d partitions)", rd_kafka_topic_result_name(res[i]),
-                    o->partitions);
+            if (!o->validate_only)
+                bh_info(o->who, "created topic %s (%d partitions)",
+                        rd_kafka_topic_result_name(res[i]), o->partitions);
+        } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && o->validate_only) {
+            size_t len = strlen(errstr);
+            if (len + 2 < errstr_size)
+                snprintf(errstr + len, errstr_size - len, "%stopic %s cannot be created: %s",
+                         len ? "\n" : "", rd_kafka_topic_result_name(res[i]),
+                         rd_kafka_topic_result_error_string(res[i]));
+            rc = -EINVAL;
         } else if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             snprintf(errstr, errstr_size, "%s: creating topic %s: %s", o->who,
                      rd_kafka_topic_result_name(res[i]),

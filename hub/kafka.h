@@ -17,6 +17,7 @@
 #define BH_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -94,9 +95,10 @@ extern const char *const bh_kafka_compacted[];
 /* How bh_kafka_create_topics creates topics. */
 struct bh_kafka_create_opts {
     int partitions;
-    int replication; /* -1: the broker's default */
-    int timeout_ms;  /* how long the cluster has to answer */
-    const char *who; /* the log component and the prefix of errors: "kafka", "join" */
+    int replication;    /* -1: the broker's default */
+    int timeout_ms;     /* how long the cluster has to answer */
+    const char *who;    /* the log component and the prefix of errors: "kafka", "join" */
+    bool validate_only; /* ask whether they could be created; every refusal listed, one a line */
 };
 
 /*

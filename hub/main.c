@@ -803,10 +803,58 @@ check_cluster(char *err, size_t errlen)
     if (rc < 0)
         return rc == -EINVAL ? -EIO : rc;
     rc = setup_components();
+    /* Every topic keyed by block: the departments', and the join's inputs, view and changelog. */
     if (rc == 0) {
         collect_topics(topics, &ntopics, 0);
-        rc = bh_kafka_check_partitions(hub.kafka, topics, ntopics, (int)conf.kafka.create_timeout,
-                                       err, errlen);
+        for (size_t i = 0; conf.join.enabled && i < conf.join.inputs.n; i++) {
+            const struct bh_join_input_conf *in = conf.join.inputs.v[i].settings;
+            bool dup = false;
+            for (size_t k = 0; k < ntopics; k++)
+                dup |= strcmp(topics[k], in->topic) == 0;
+            if (!dup && ntopics < MAX_TOPICS - 3)
+                topics[ntopics++] = in->topic;
+        }
+        if (conf.join.enabled) {
+            topics[ntopics++] = conf.join.view_topic;
+            topics[ntopics++] = conf.join.state_topic;
+        }
+    }
+    int counts[MAX_TOPICS] = {0};
+    if (rc == 0)
+        rc = bh_kafka_partition_counts(bh_kafka_handle(hub.kafka), topics, ntopics, counts,
+                                       (int)conf.kafka.create_timeout, "kafka", err, errlen);
+    if (rc == 0) {
+        /* Every problem, one a line: counts that differ, topics that could not be created. */
+        err[0] = '\0';
+        struct bh_kafka_new_topic absent[MAX_TOPICS + 1];
+        size_t nabsent = 0;
+        absent[nabsent++] = (struct bh_kafka_new_topic){.name = conf.dead_letter.topic};
+        for (size_t i = 0; i < ntopics; i++) {
+            size_t len = strlen(err);
+            if (counts[i] == 0)
+                absent[nabsent++] = (struct bh_kafka_new_topic){.name = topics[i]};
+            else if (counts[i] != conf.kafka.partitions && len + 2 < errlen)
+                snprintf(err + len, errlen - len,
+                         "%stopic %s has %d partitions but kafka.partitions is %lld: records "
+                         "keyed by block would not be co-partitioned with the other topics",
+                         len ? "\n" : "", topics[i], counts[i], (long long)conf.kafka.partitions);
+        }
+        char cerr[2048] = "";
+        const struct bh_kafka_create_opts o = {.partitions = (int)conf.kafka.partitions,
+                                               .replication = (int)conf.kafka.replication,
+                                               .timeout_ms = (int)conf.kafka.create_timeout,
+                                               .who = "kafka",
+                                               .validate_only = true};
+        int crc = bh_kafka_create_topics(bh_kafka_handle(hub.kafka), absent, nabsent, &o, cerr,
+                                         sizeof(cerr));
+        size_t len = strlen(err);
+        if (crc < 0 && crc != -ETIMEDOUT && len + 2 < errlen)
+            snprintf(err + len, errlen - len, "%s%s", len ? "\n" : "", cerr);
+        rc = err[0] != '\0' ? -EINVAL : 0;
+        if (rc == 0 && crc == -ETIMEDOUT) {
+            snprintf(err, errlen, "%s", cerr);
+            rc = -ETIMEDOUT;
+        }
     }
     bh_kafka_close(hub.kafka, 0);
     hub.kafka = NULL;

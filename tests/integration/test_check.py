@@ -142,3 +142,39 @@ def test_partition_count_of_existing_topics(kafka, tmp_path):
         f.write(text)
     r = run(ok, "--check")
     assert r.returncode == 0 and "config OK" in r.stdout, r.stderr
+
+
+def test_check_lists_every_cluster_problem(kafka, tmp_path):
+    """Two topics of the wrong size and topics that cannot be created: all listed, one a line."""
+    tag = uuid.uuid4().hex[:8]
+    fire, traffic = "dept.fire.%s" % tag, "dept.traffic.%s" % tag
+    admin = AdminClient({"bootstrap.servers": kafka})
+    for f in admin.create_topics([NewTopic(fire, 2, 1), NewTopic(traffic, 5, 1)]).values():
+        f.result(30)
+    cfg = write(tmp_path, brokers=kafka, topic=fire, dlq="hub.dlq.%s" % tag)
+    with open(cfg, "a") as f:
+        f.write("  - name: traffic\n    type: traffic\n    listen: 127.0.0.1:0\n"
+                "    topic: %s\n" % traffic)
+    r = subprocess.run([BLOCKHUB, "check", "--config", cfg], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r
+    lines = r.stderr.splitlines()
+    assert lines[0] == "blockhub: config refused: 2 problems:", r.stderr
+    assert ("  topic %s has 2 partitions but kafka.partitions is 3" % fire) in r.stderr
+    assert ("  topic %s has 5 partitions but kafka.partitions is 3" % traffic) in r.stderr
+    # A replication factor the one broker cannot give: every absent topic is named.
+    bad = write(tmp_path, brokers=kafka, topic="dept.fire.new.%s" % tag,
+                dlq="hub.dlq.new.%s" % tag)
+    with open(bad) as f:
+        text = f.read().replace("  partitions: 3\n", "  partitions: 3\n  replication: 3\n")
+    with open(bad, "w") as f:
+        f.write(text)
+    r = subprocess.run([BLOCKHUB, "check", "--config", bad], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r
+    for t in ("dept.fire.new.%s" % tag, "hub.dlq.new.%s" % tag):
+        assert ("topic %s cannot be created: " % t) in r.stderr, r.stderr
+    assert "Replication factor" in r.stderr or "replication" in r.stderr.lower(), r.stderr
+    # Nothing was created by the check.
+    md = admin.list_topics(timeout=30).topics
+    assert "dept.fire.new.%s" % tag not in md and "hub.dlq.new.%s" % tag not in md
