@@ -41,19 +41,6 @@ bh_admin_send_json(h2o_req_t *req, int status, const char *reason, const char *b
     bh_http_send_json(req, status, reason, body);
 }
 
-/* {"error": MSG}, MSG made valid UTF-8 first. */
-static void
-send_error(h2o_req_t *req, int status, const char *reason, const char *msg)
-{
-    char clean[600];
-    bh_utf8_sanitize(clean, sizeof(clean), msg, strlen(msg));
-    json_t *o = json_pack("{s:s}", "error", clean);
-    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    bh_http_send_json(req, status, reason, text != NULL ? text : "{\"error\":\"(unprintable)\"}");
-    free(text);
-    json_decref(o);
-}
-
 static void
 send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
 {
@@ -61,7 +48,7 @@ send_json(h2o_req_t *req, int status, const char *reason, json_t *body)
     if (text != NULL)
         bh_http_send_json(req, status, reason, text);
     else
-        send_error(req, 500, "Internal Server Error", "the answer could not be built");
+        bh_http_send_error(req, 500, "Internal Server Error", "the answer could not be built");
     free(text);
     json_decref(body);
 }
@@ -82,26 +69,7 @@ authorized(const struct bh_admin *a, h2o_req_t *req)
 {
     if (a->conf->tokens.n == 0)
         return true;
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i < 0)
-        return false;
-    h2o_iovec_t v = req->headers.entries[i].value;
-    if (v.len < 7 || strncasecmp(v.base, "Bearer ", 7) != 0)
-        return false;
-    const char *tok = v.base + 7;
-    size_t len = v.len - 7;
-    bool ok = false;
-    for (size_t t = 0; t < a->conf->tokens.n; t++) {
-        const char *want = a->conf->tokens.v[t];
-        if (strlen(want) != len || len == 0)
-            continue;
-        /* Every byte is looked at whatever the first mismatch. */
-        unsigned char diff = 0;
-        for (size_t k = 0; k < len; k++)
-            diff |= (unsigned char)(tok[k] ^ want[k]);
-        ok |= diff == 0;
-    }
-    return ok;
+    return bh_http_bearer_ok(req, &a->conf->tokens);
 }
 
 /* --- the hub's endpoints ------------------------------------------------------ */
@@ -165,7 +133,7 @@ post_component(struct bh_admin *a, h2o_req_t *req, const char *rest, size_t len)
 {
     const char *slash = memrchr(rest, '/', len);
     if (slash == NULL || slash == rest) {
-        send_error(req, 404, "Not Found", "POST /components/{name}/pause or /resume");
+        bh_http_send_error(req, 404, "Not Found", "POST /components/{name}/pause or /resume");
         return;
     }
     size_t nlen = (size_t)(slash - rest);
@@ -177,28 +145,28 @@ post_component(struct bh_admin *a, h2o_req_t *req, const char *rest, size_t len)
     snprintf(name, sizeof(name), "%.*s", (int)(nlen < MAX_NAME - 1 ? nlen : MAX_NAME - 1), rest);
     struct bh_component *c = find_component(a->hub, rest, nlen);
     if (!pause && !resume) {
-        send_error(req, 404, "Not Found", "POST /components/{name}/pause or /resume");
+        bh_http_send_error(req, 404, "Not Found", "POST /components/{name}/pause or /resume");
         return;
     }
     if (c == NULL) {
         char msg[MAX_NAME + 40];
         snprintf(msg, sizeof(msg), "no component named '%s'", name);
-        send_error(req, 404, "Not Found", msg);
+        bh_http_send_error(req, 404, "Not Found", msg);
         return;
     }
     if (a->hub->stopping || c->stopped) {
-        send_error(req, 409, "Conflict", "the component is stopping");
+        bh_http_send_error(req, 409, "Conflict", "the component is stopping");
         return;
     }
     int rc = pause ? bh_component_pause(c) : bh_component_resume(c);
     if (rc == -ENOTSUP) {
         char msg[MAX_NAME + 80];
         snprintf(msg, sizeof(msg), "a %s component cannot be paused", c->type->name);
-        send_error(req, 501, "Not Implemented", msg);
+        bh_http_send_error(req, 501, "Not Implemented", msg);
         return;
     }
     if (rc < 0) {
-        send_error(req, 409, "Conflict", strerror(-rc));
+        bh_http_send_error(req, 409, "Conflict", strerror(-rc));
         return;
     }
     bh_info("admin", "%s %s", c->name, pause ? "paused" : "resumed");
@@ -253,7 +221,7 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
     size_t n = hub->ncomponents;
     struct bh_stats *st = calloc(n ? n : 1, sizeof(*st));
     if (st == NULL) {
-        send_error(req, 503, "Service Unavailable", "out of memory");
+        bh_http_send_error(req, 503, "Service Unavailable", "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -420,7 +388,7 @@ put_log_level(h2o_req_t *req)
     json_decref(o);
     enum bh_log_level l;
     if (bh_log_level_parse(level, &l) < 0) {
-        send_error(req, 400, "Bad Request", "the level is one of error, warn, info, debug");
+        bh_http_send_error(req, 400, "Bad Request", "the level is one of error, warn, info, debug");
         return;
     }
     bh_log_set_level(l);
@@ -433,14 +401,14 @@ post_reload(struct bh_admin *a, h2o_req_t *req)
 {
     char changes[1000], err[4096];
     if (a->hub->reload == NULL) {
-        send_error(req, 501, "Not Implemented", "no reload here");
+        bh_http_send_error(req, 501, "Not Implemented", "no reload here");
         return;
     }
     int rc = a->hub->reload(a->hub, changes, sizeof(changes), err, sizeof(err));
     if (rc < 0) {
         bh_error("hub", "reload refused: %s", err);
-        send_error(req, rc == -ESHUTDOWN ? 409 : 400, rc == -ESHUTDOWN ? "Conflict" : "Bad Request",
-                   err);
+        bh_http_send_error(req, rc == -ESHUTDOWN ? 409 : 400,
+                           rc == -ESHUTDOWN ? "Conflict" : "Bad Request", err);
         return;
     }
     char clean[1000];
@@ -458,7 +426,7 @@ static void
 not_allowed(h2o_req_t *req, const char *allow)
 {
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
-    send_error(req, 405, "Method Not Allowed", "method not allowed here");
+    bh_http_send_error(req, 405, "Method Not Allowed", "method not allowed here");
 }
 
 static int
@@ -470,7 +438,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     if (!authorized(a, req)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
                        H2O_STRLIT("Bearer"));
-        send_error(req, 401, "Unauthorized", "a valid bearer token is required");
+        bh_http_send_error(req, 401, "Unauthorized", "a valid bearer token is required");
         return 0;
     }
 #define IS(lit) (len == sizeof(lit) - 1 && memcmp(path, lit, len) == 0)
@@ -533,7 +501,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
             return 0;
         }
     }
-    send_error(req, 404, "Not Found", "no such endpoint");
+    bh_http_send_error(req, 404, "Not Found", "no such endpoint");
     return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "utf8.h"
 
 /* An accepted connection: h2o owns it once wrapped, and closes the stream
  * with on_conn_closed; the server keeps the list to close idle ones at stop. */
@@ -347,4 +349,40 @@ bh_http_peer(h2o_req_t *req, char *buf, size_t n)
         return;
     }
     bh_sockaddr_format((struct sockaddr *)&sa, buf, n);
+}
+
+void
+bh_http_send_error(h2o_req_t *req, int status, const char *reason, const char *msg)
+{
+    char clean[1200];
+    bh_utf8_sanitize(clean, sizeof(clean), msg, strlen(msg));
+    json_t *o = json_pack("{s:s}", "error", clean);
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    bh_http_send_json(req, status, reason, text != NULL ? text : "{\"error\":\"(unprintable)\"}");
+    free(text);
+    json_decref(o);
+}
+
+bool
+bh_http_bearer_ok(h2o_req_t *req, const struct bh_strlist *tokens)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return false;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len < 7 || strncasecmp(v.base, "Bearer ", 7) != 0)
+        return false;
+    const char *tok = v.base + 7;
+    size_t len = v.len - 7;
+    bool ok = false;
+    for (size_t t = 0; t < tokens->n; t++) {
+        const char *want = tokens->v[t];
+        if (strlen(want) != len || len == 0)
+            continue;
+        unsigned char diff = 0;
+        for (size_t k = 0; k < len; k++)
+            diff |= (unsigned char)(tok[k] ^ want[k]);
+        ok |= diff == 0;
+    }
+    return ok;
 }

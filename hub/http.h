@@ -12,9 +12,12 @@
 
 #define H2O_USE_LIBUV 1
 #include <h2o.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
+
+#include "config.h"
 
 struct bh_http {
     h2o_globalconf_t global;
@@ -60,6 +63,12 @@ int bh_http_free(struct bh_http *s);
 /* Register FN(ARG) to run when REQ's memory is released. */
 int bh_http_on_dispose(h2o_req_t *req, void (*fn)(void *arg), void *arg);
 
+/* Answer {"error": MSG} with STATUS; MSG is made valid UTF-8 first, so the answer can
+ * always be built. */
+void bh_http_send_error(h2o_req_t *req, int status, const char *reason, const char *msg);
+/* Whether REQ carries "Authorization: Bearer T" with T one of TOKENS (every byte compared,
+ * whatever the first mismatch: the time taken tells nothing). */
+bool bh_http_bearer_ok(h2o_req_t *req, const struct bh_strlist *tokens);
 /* Answer with a JSON body (BODY is copied). */
 void bh_http_send_json(h2o_req_t *req, int status, const char *reason, const char *body);
 /* The peer's address as text into BUF ("" if unknown). */

@@ -93,25 +93,12 @@ batch_unref(struct batch *b)
     free(b);
 }
 
-/* {"error": MSG}; MSG is made valid UTF-8 first, so the answer can always be built. */
-static void
-error_json(h2o_req_t *req, int status, const char *reason, const char *msg)
-{
-    char clean[1200];
-    bh_utf8_sanitize(clean, sizeof(clean), msg, strlen(msg));
-    json_t *o = json_pack("{s:s}", "error", clean);
-    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-    bh_http_send_json(req, status, reason, text != NULL ? text : "{\"error\":\"(unprintable)\"}");
-    free(text);
-    json_decref(o);
-}
-
 /* A request refused as a whole (4xx), counted. */
 static void
 refuse(struct fire *f, h2o_req_t *req, int status, const char *reason, const char *msg)
 {
     f->refused++;
-    error_json(req, status, reason, msg);
+    bh_http_send_error(req, status, reason, msg);
 }
 
 static void
@@ -122,7 +109,7 @@ send_503(struct fire *f, h2o_req_t *req, const char *why)
     int n = snprintf(ra, sizeof(ra), "%lld", (long long)((f->conf->retry_after + 999) / 1000));
     h2o_iovec_t v = h2o_strdup(&req->pool, ra, (size_t)n);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, v.base, v.len);
-    error_json(req, 503, "Service Unavailable", why);
+    bh_http_send_error(req, 503, "Service Unavailable", why);
 }
 
 static void
@@ -191,7 +178,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     struct batch *b = it->b;
     (void)partition;
     (void)offset;
-    bh_published(b->f->a, err);
+    bh_published(b->f->a, d, err);
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !it->dead_letter && !b->answered &&
         too_large_after_all(b, it) == 0)
         return; /* the dead letter's delivery comes back here */
@@ -328,31 +315,6 @@ process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const 
 /* --- the request ----------------------------------------------------------- */
 
 static int
-authorized(const struct fire_conf *c, h2o_req_t *req)
-{
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i < 0)
-        return 0;
-    h2o_iovec_t v = req->headers.entries[i].value;
-    if (v.len < 7 || strncasecmp(v.base, "Bearer ", 7) != 0)
-        return 0;
-    const char *tok = v.base + 7;
-    size_t len = v.len - 7;
-    int ok = 0;
-    for (size_t t = 0; t < c->tokens.n; t++) {
-        const char *want = c->tokens.v[t];
-        if (strlen(want) != len || len == 0)
-            continue;
-        /* Look at every byte whatever the first mismatch: timing tells nothing. */
-        unsigned char diff = 0;
-        for (size_t k = 0; k < len; k++)
-            diff |= (unsigned char)(tok[k] ^ want[k]);
-        ok |= diff == 0;
-    }
-    return ok;
-}
-
-static int
 is_json(h2o_req_t *req)
 {
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
@@ -389,7 +351,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         send_503(f, req, "paused by an operator");
         return 0;
     }
-    if (!authorized(c, req)) {
+    if (!bh_http_bearer_ok(req, &c->tokens)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
                        H2O_STRLIT("Bearer"));
         refuse(f, req, 401, "Unauthorized", "a valid bearer token is required");

@@ -279,7 +279,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     struct market *m = s->m;
     (void)partition;
     (void)offset;
-    bh_published(m->a, err);
+    bh_published(m->a, d, err);
     m->in_flight--;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         s->state = SLOT_FAILED;

@@ -439,7 +439,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     bool alone = pd->alone;
     (void)partition;
     (void)offset;
-    bh_published(t->a, err);
+    bh_published(t->a, d, err);
     pd->alone = false;
     if (alone)
         t->suspect_out = false;
