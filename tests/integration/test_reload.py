@@ -34,22 +34,28 @@ def reload(h):
     return call(h, "POST", "/admin/reload")
 
 
+def stream(sock, data, chunk, pause):
+    """Sends DATA in CHUNK-byte pieces with PAUSE s between them, on a thread of its own;
+    returns the thread and an event set halfway through."""
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    halfway = threading.Event()
+
+    def run():
+        for n, c in enumerate(chunks):
+            sock.sendall(c)
+            if n == len(chunks) // 2:
+                halfway.set()
+            time.sleep(pause)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, halfway
+
+
 def test_token_change_keeps_the_stream_and_loses_nothing(kafka, hub_factory, decoder):
     h = admin_hub(hub_factory, kafka).start()
     s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
-    data = traffic_lines("keep", 40000)
-    chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
-    halfway = threading.Event()
-
-    def stream():
-        for n, c in enumerate(chunks):
-            s.sendall(c)
-            if n == len(chunks) // 2:
-                halfway.set()
-            time.sleep(0.01)
-
-    t = threading.Thread(target=stream)
-    t.start()
+    t, halfway = stream(s, traffic_lines("keep", 40000), 65536, 0.01)
     assert h.post(fire_events("before", 10)).json()["accepted"] == 10
     assert halfway.wait(60)
     rewrite(h, json.dumps([TOKEN, "other-token"]), json.dumps(["new-token"]))
@@ -201,19 +207,8 @@ def test_block_map_swapped_under_load(kafka, hub_factory, decoder, blocks, tmp_p
         "event_id": "swap-%06d" % i, "device": "CAM-1", "type": "red_light",
         "lon": points[i % len(points)][0], "lat": points[i % len(points)][1], "severity": 2,
         "ts": 1795737600000 + i}).encode() + b"\n" for i in range(n))
-    chunks = [lines[i:i + 32768] for i in range(0, len(lines), 32768)]
     s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
-    halfway = threading.Event()
-
-    def stream():
-        for k, c in enumerate(chunks):
-            s.sendall(c)
-            if k == len(chunks) // 2:
-                halfway.set()
-            time.sleep(0.005)
-
-    t = threading.Thread(target=stream)
-    t.start()
+    t, halfway = stream(s, lines, 32768, 0.005)
     assert halfway.wait(60)
     rewrite(h, os.path.join(WORLD, "blocks.geojson"), str(map_b))
     r = reload(h)
