@@ -35,6 +35,7 @@ BH_APT_PACKAGES=(
   libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
+  nghttp2-client   # h2load: bench/run-fire.sh checks its own load generator against it
   systemd   # systemd-analyze: the suite checks deploy/systemd/blockhub.service
   tmux      # the suite runs blockhubctl top in a real terminal
   clang libclang-rt-14-dev llvm   # fuzz build: clang, libFuzzer/ASan runtimes, llvm-symbolizer
