@@ -122,6 +122,8 @@ for k, v in sorted(last.items(), key=lambda kv: -n(kv[1]))[:5]:
 echo "== GET http://127.0.0.1:$admin_port/blocks/440303-048"
 curl -sS "http://127.0.0.1:$admin_port/blocks/440303-048"
 echo
+echo "== tools/blockhubctl status (the admin API: every component, its state and counters)"
+BLOCKHUB_ADMIN="http://127.0.0.1:$admin_port" python3 "$root/tools/blockhubctl" status
 kill -TERM "$pid"
 wait "$pid"
 trap - EXIT

@@ -537,14 +537,8 @@ produce_event(struct market *m, struct slot *s, const struct event *ev, const st
         return rc;
     s->dead = 0;
     s->bytes = len + e.block_id.len + ev->len[C_ID];
-    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
-    rd_kafka_header_add(h, "blockhub.event_id", -1, ev->v[C_ID], (ssize_t)ev->len[C_ID]);
-    rd_kafka_header_add(h, "blockhub.adapter", -1, m->a->name, -1);
-    rc = bh_kafka_produce(m->a->hub->kafka, m->conf->topic, blk->id, e.block_id.len, data, len, h,
-                          &s->d);
-    if (rc < 0)
-        rd_kafka_headers_destroy(h);
-    return rc;
+    return bh_publish(m->a, m->conf->topic, blk->id, e.block_id.len, data, len, ev->v[C_ID],
+                      ev->len[C_ID], &s->d);
 }
 
 /* The current row's original bytes, without its line end. */

@@ -283,7 +283,7 @@ encode(struct traffic *t, const struct pending *pd, const struct bh_traffic_even
     return 0;
 }
 
-/* 0 produced, else -ENOMEM or bh_kafka_produce's error. */
+/* 0 produced, else -ENOMEM or bh_publish's error. */
 static int
 produce_record(struct traffic *t, struct pending *pd, const struct bh_traffic_event *ev,
                const struct bh_block *blk)

@@ -240,3 +240,33 @@ def test_json_log_lines(kafka, hub_factory):
     assert any(o["level"] == "debug" and o["component"] == "fire" for o in lines)
     assert not [line for line in h.logtext().splitlines() if line and not line.startswith("{")
                 and "rdkafka" not in line]
+
+
+def test_market_metrics_equal_its_topic(kafka, hub_factory, decoder, tmp_path):
+    """The market adapter publishes through the same path: its counters equal its topics."""
+    import os
+    from conftest import WORLD
+    from test_market import drop, market_hub, wait_for
+    port = free_port()
+    h = market_hub(hub_factory, kafka, tmp_path, extra_sets=["admin.listen=127.0.0.1:%d" % port])
+    h.admin = "http://127.0.0.1:%d" % port
+    h.start()
+    name = "scjg_20261127_0800.csv"
+    with open(os.path.join(WORLD, "samples", "market", name), "rb") as f:
+        drop(h.spool, name, f.read())
+    wait_for(h.spool / "done" / name, hub=h)
+    m = metrics(h)
+    labels = '{component="market",type="market"}'
+    records = bhcat.consume_all(kafka, h.market_topic)
+    dead = [d for d in bhcat.consume_all(kafka, h.dlq_topic)
+            if decoder.decode(d["value"])[1]["adapter"] == "market"]
+    assert len(records) > 0 and len(dead) > 0
+    assert m["blockhub_component_published_total" + labels] == len(records)
+    assert m["blockhub_component_dead_lettered_total" + labels] == len(dead)
+    assert m["blockhub_component_acknowledged_total" + labels] == len(records) + len(dead)
+    assert m["blockhub_component_files_done_total" + labels] == 1
+    for r in records:
+        assert r["headers"]["blockhub.adapter"] == b"market"
+        assert r["headers"]["blockhub.event_id"] == \
+            decoder.decode(r["value"])[1]["record_id"].encode()
+    assert h.stop() == 0, h.logtext()
