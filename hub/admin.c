@@ -182,9 +182,8 @@ metric_name(char *buf, size_t n, const struct bh_stat *s)
 
 /* A label value: backslash, double quote and line feed escaped. */
 static void
-put_label(h2o_req_t *req, h2o_buffer_t **out, const char *v)
+put_label(h2o_buffer_t **out, const char *v)
 {
-    (void)req;
     for (; *v != '\0'; v++) {
         const char *esc = *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : *v == '\n' ? "\\n" : NULL;
         size_t len = esc != NULL ? strlen(esc) : 1;
@@ -271,12 +270,12 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
                     if (strcmp(x->name, s->name) != 0)
                         continue;
                     put(&out, "%s{component=\"", name);
-                    put_label(req, &out, hub->components[j]->name);
+                    put_label(&out, hub->components[j]->name);
                     put(&out, "\",type=\"");
-                    put_label(req, &out, hub->components[j]->type->name);
+                    put_label(&out, hub->components[j]->type->name);
                     if (x->label != NULL) {
                         put(&out, "\",%s=\"", x->label);
-                        put_label(req, &out, x->label_value);
+                        put_label(&out, x->label_value);
                     }
                     put(&out, "\"} %" PRIu64 "\n", x->value);
                 }
@@ -293,7 +292,7 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
             if (c->dead_by_reason[r] == 0)
                 continue;
             put(&out, "blockhub_dead_letters_total{component=\"");
-            put_label(req, &out, c->name);
+            put_label(&out, c->name);
             put(&out, "\",reason=\"%s\"} %" PRIu64 "\n", bh_dlq_reason_code((enum bh_dlq_reason)r),
                 c->dead_by_reason[r]);
         }
@@ -306,17 +305,17 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
         for (size_t b = 0; b < BH_ACK_BUCKETS; b++) {
             cum += c->ack_buckets[b];
             put(&out, "blockhub_ack_latency_seconds_bucket{component=\"");
-            put_label(req, &out, c->name);
+            put_label(&out, c->name);
             if (b < BH_ACK_BUCKETS - 1)
                 put(&out, "\",le=\"%g\"} %" PRIu64 "\n", bh_ack_bounds_ms[b] / 1000.0, cum);
             else
                 put(&out, "\",le=\"+Inf\"} %" PRIu64 "\n", cum);
         }
         put(&out, "blockhub_ack_latency_seconds_sum{component=\"");
-        put_label(req, &out, c->name);
+        put_label(&out, c->name);
         put(&out, "\"} %.6f\n", (double)c->ack_sum_us / 1e6);
         put(&out, "blockhub_ack_latency_seconds_count{component=\"");
-        put_label(req, &out, c->name);
+        put_label(&out, c->name);
         put(&out, "\"} %" PRIu64 "\n", cum);
     }
     if (hub->kafka != NULL) {

@@ -129,6 +129,11 @@ bh_component_topics(const struct bh_component *c, const char **out, size_t cap)
         while (n < cap - 1 && out[n] != NULL)
             n++;
         out[n] = NULL;
+    } else if (cap > 1) {
+        /* The default: the "topic" setting, when the type has one. */
+        out[0] = bh_conf_string(c->type->conf.keys, c->settings, "topic");
+        n = out[0] != NULL;
+        out[n] = NULL;
     }
     return n;
 }

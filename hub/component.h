@@ -72,7 +72,8 @@ struct bh_component_type {
     int (*start)(struct bh_component *c, char *errstr, size_t errstr_size);
     void (*stop)(struct bh_component *c);
     void (*destroy)(struct bh_component *c);
-    /* The topics it publishes to, NULL-terminated (created at start when missing). */
+    /* The topics it publishes to, NULL-terminated (created at start when missing).
+     * NULL: its string setting "topic", when it has one. */
     void (*topics)(const struct bh_component *c, const char **out, size_t cap);
     /* Stop taking input without dropping any: back-pressure to senders that can
      * wait, 503 to those that can retry. 0, or -errno. */

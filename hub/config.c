@@ -1529,6 +1529,15 @@ bh_conf_free(const struct bh_conf_key *root, void *out)
     clear_fields(root, out, true, 0);
 }
 
+const char *
+bh_conf_string(const struct bh_conf_key *keys, const void *settings, const char *name)
+{
+    for (const struct bh_conf_key *k = keys; k != NULL && k->name != NULL; k++)
+        if (k->type == BH_CONF_STRING && strcmp(k->name, name) == 0)
+            return *(char *const *)((const char *)settings + k->offset);
+    return NULL;
+}
+
 static bool
 str_equal(const char *a, const char *b)
 {

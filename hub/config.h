@@ -126,6 +126,9 @@ int bh_conf_load_string_checked(const char *name, const char *yaml, size_t len,
 
 /* Free everything bh_conf_load allocated inside OUT (not OUT itself). */
 void bh_conf_free(const struct bh_conf_key *root, void *out);
+/* The string value of key NAME in SETTINGS (bound through KEYS), NULL if KEYS has no
+ * string key of that name or it is unset. */
+const char *bh_conf_string(const struct bh_conf_key *keys, const void *settings, const char *name);
 /* Whether A and B (both bound through KEYS) hold the same values. */
 bool bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b);
 /* Whether two variant entries have the same name, type and settings. */

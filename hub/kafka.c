@@ -166,9 +166,8 @@ on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
             o->tx_retries = (uint64_t)json_integer_value(json_object_get(b, "txretries"));
         }
     }
-    if (brokers != NULL)
-        k->nbrokers = nb;
     if (brokers != NULL) {
+        k->nbrokers = nb;
         k->stats_seen = 1;
         k->brokers_up = up;
         if (up > 0)
@@ -418,17 +417,32 @@ bh_kafka_check_partitions(struct bh_kafka *k, const char *const *topics, size_t 
         return -ENOMEM;
     int rc = bh_kafka_partition_counts(k->rk, topics, n, counts, timeout_ms, "kafka", errstr,
                                        errstr_size);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (counts[i] > 0 && counts[i] != k->partitions) {
-            snprintf(errstr, errstr_size,
-                     "topic %s has %d partitions but kafka.partitions is %d: records keyed "
-                     "by block would not be co-partitioned with the other department topics",
-                     topics[i], counts[i], k->partitions);
+    if (rc == 0) {
+        errstr[0] = '\0';
+        if (bh_kafka_partition_mismatches(topics, counts, n, k->partitions, 1, errstr,
+                                          errstr_size) > 0)
             rc = -EINVAL;
-        }
     }
     free(counts);
     return rc;
+}
+
+size_t
+bh_kafka_partition_mismatches(const char *const *topics, const int *counts, size_t n,
+                              int partitions, size_t max, char *err, size_t errlen)
+{
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (counts[i] == 0 || counts[i] == partitions)
+            continue;
+        size_t len = strnlen(err, errlen);
+        if (found++ < max && len + 2 < errlen)
+            snprintf(err + len, errlen - len,
+                     "%stopic %s has %d partitions but kafka.partitions is %d: records keyed by "
+                     "block would not be co-partitioned with the other topics",
+                     len ? "\n" : "", topics[i], counts[i], partitions);
+    }
+    return found;
 }
 
 static int

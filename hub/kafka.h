@@ -70,6 +70,12 @@ int bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t
                            size_t errstr_size);
 
 /*
+ * Of TOPICS, those whose count in COUNTS is neither 0 (absent) nor PARTITIONS:
+ * one line each appended to ERR (at most MAX of them). Returns how many there are.
+ */
+size_t bh_kafka_partition_mismatches(const char *const *topics, const int *counts, size_t n,
+                                     int partitions, size_t max, char *err, size_t errlen);
+/*
  * Refuse (-EINVAL, with the reason) existing TOPICS whose partition count is
  * not the configured one: topics keyed by block must be co-partitioned.
  * -ETIMEDOUT when the cluster did not answer within TIMEOUT_MS.

@@ -481,10 +481,7 @@ restart_only(const struct bh_hub_conf *old, const struct bh_hub_conf *nc, char *
 static const char *
 listen_of(const struct bh_component_type *t, const void *settings)
 {
-    for (const struct bh_conf_key *k = t != NULL ? t->conf.keys : NULL; k != NULL && k->name; k++)
-        if (k->type == BH_CONF_STRING && strcmp(k->name, "listen") == 0)
-            return *(char *const *)((const char *)settings + k->offset);
-    return NULL;
+    return t != NULL ? bh_conf_string(t->conf.keys, settings, "listen") : NULL;
 }
 
 /*
@@ -829,16 +826,11 @@ check_cluster(char *err, size_t errlen)
         struct bh_kafka_new_topic absent[MAX_TOPICS + 1];
         size_t nabsent = 0;
         absent[nabsent++] = (struct bh_kafka_new_topic){.name = conf.dead_letter.topic};
-        for (size_t i = 0; i < ntopics; i++) {
-            size_t len = strlen(err);
+        for (size_t i = 0; i < ntopics; i++)
             if (counts[i] == 0)
                 absent[nabsent++] = (struct bh_kafka_new_topic){.name = topics[i]};
-            else if (counts[i] != conf.kafka.partitions && len + 2 < errlen)
-                snprintf(err + len, errlen - len,
-                         "%stopic %s has %d partitions but kafka.partitions is %lld: records "
-                         "keyed by block would not be co-partitioned with the other topics",
-                         len ? "\n" : "", topics[i], counts[i], (long long)conf.kafka.partitions);
-        }
+        bh_kafka_partition_mismatches(topics, counts, ntopics, (int)conf.kafka.partitions, ntopics,
+                                      err, errlen);
         char cerr[2048] = "";
         const struct bh_kafka_create_opts o = {.partitions = (int)conf.kafka.partitions,
                                                .replication = (int)conf.kafka.replication,

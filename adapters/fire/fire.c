@@ -546,16 +546,6 @@ stats(const struct bh_component *a, struct bh_stats *out)
     bh_stats_add(out, "requests_open", "requests waiting for Kafka", true, f->live);
 }
 
-static void
-topics(const struct bh_component *a, const char **out, size_t cap)
-{
-    const struct fire_conf *c = a->settings;
-    if (cap > 1) {
-        out[0] = c->topic;
-        out[1] = NULL;
-    }
-}
-
 static int
 check_tokens(const void *value, char *why, size_t why_size)
 {
@@ -638,7 +628,6 @@ const struct bh_component_type bh_adapter_type_fire = {
     .start = start,
     .stop = stop,
     .destroy = destroy,
-    .topics = topics,
     .pause = pause_intake,
     .resume = resume_intake,
     .stats = stats,

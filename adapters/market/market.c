@@ -1734,16 +1734,6 @@ stats(const struct bh_component *a, struct bh_stats *out)
     bh_stats_add(out, "rows_read", "data rows read (again after a rewind)", false, m->rows_read);
 }
 
-static void
-topics(const struct bh_component *a, const char **out, size_t cap)
-{
-    const struct market_conf *c = a->settings;
-    if (cap > 1) {
-        out[0] = c->topic;
-        out[1] = NULL;
-    }
-}
-
 #define KEY(field) offsetof(struct market_conf, field)
 
 static const struct bh_conf_key market_keys[] = {
@@ -1856,7 +1846,6 @@ const struct bh_component_type bh_adapter_type_market = {
     .start = start,
     .stop = stop,
     .destroy = destroy,
-    .topics = topics,
     .pause = pause_intake,
     .resume = resume_intake,
     .stats = stats,

@@ -1220,16 +1220,6 @@ stats(const struct bh_component *a, struct bh_stats *out)
     bh_stats_add(out, "retry_queue", "lines waiting to be produced again", true, t->retry_count);
 }
 
-static void
-topics(const struct bh_component *a, const char **out, size_t cap)
-{
-    const struct traffic_conf *c = a->settings;
-    if (cap > 1) {
-        out[0] = c->topic;
-        out[1] = NULL;
-    }
-}
-
 /* What Kafka takes as a topic name: 1-249 of [a-zA-Z0-9._-], neither "." nor "..". */
 #define KEY(field) offsetof(struct traffic_conf, field)
 
@@ -1307,7 +1297,6 @@ const struct bh_component_type bh_adapter_type_traffic = {
     .start = start,
     .stop = stop,
     .destroy = destroy,
-    .topics = topics,
     .pause = pause_intake,
     .resume = resume_intake,
     .stats = stats,

@@ -166,16 +166,6 @@ destroy(struct bh_component *c)
     c->priv = NULL;
 }
 
-static void
-topics(const struct bh_component *c, const char **out, size_t cap)
-{
-    const struct ticks_conf *conf = c->settings;
-    if (cap > 1) {
-        out[0] = conf->topic;
-        out[1] = NULL;
-    }
-}
-
 static int
 pause_intake(struct bh_component *c)
 {
@@ -255,7 +245,6 @@ const struct bh_component_type bh_adapter_type_ticks = {
     .start = start,
     .stop = stop,
     .destroy = destroy,
-    .topics = topics,
     .pause = pause_intake,
     .resume = resume_intake,
     .stats = stats,
