@@ -909,6 +909,12 @@ find_registry_id(const struct bh_schemas *set, int32_t id)
     return NULL;
 }
 
+const struct bh_schema *
+bh_schemas_find_registry_id(const struct bh_schemas *set, int32_t id)
+{
+    return find_registry_id(set, id);
+}
+
 int
 bh_schemas_set_registry_id(struct bh_schemas *set, const char *fullname, int32_t id)
 {

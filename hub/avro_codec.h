@@ -38,6 +38,8 @@ int bh_schemas_load(struct bh_schemas **out, const char *dir, char *errstr, size
 /* By full name; NULL if absent. */
 const struct bh_schema *bh_schemas_find(const struct bh_schemas *set, const char *fullname);
 const struct bh_schema *bh_schemas_find_fingerprint(const struct bh_schemas *set, uint64_t fp);
+/* The schema a registry gave ID (bh_schemas_set_registry_id); NULL if none. */
+const struct bh_schema *bh_schemas_find_registry_id(const struct bh_schemas *set, int32_t id);
 /*
  * Record the id a schema registry assigned to FULLNAME (-1 clears it); needed
  * before encoding with BH_FRAMING_CONFLUENT. -ENOENT if no such schema, -EEXIST

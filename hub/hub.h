@@ -15,6 +15,7 @@
 #include "blockmap.h"
 #include "config.h"
 #include "kafka.h"
+#include "registry.h"
 
 struct bh_log_conf {
     char *level;
@@ -88,6 +89,7 @@ struct bh_hub_conf {
     struct bh_variant_list adapters;
     struct bh_join_conf join;
     struct bh_admin_conf admin;
+    struct bh_registry_conf schema_registry;
 };
 
 /* The root of the configuration table (hub_conf.c). */
@@ -100,6 +102,8 @@ struct bh_hub {
     struct bh_blockmap *blocks;
     struct bh_schemas *schemas;
     struct bh_encoder *encoder;
+    enum bh_framing framing;       /* of every record published (the join's changelog aside) */
+    struct bh_registry *registry; /* NULL without schema_registry.url */
     const struct bh_schema *dead_letter_schema;
     struct bh_component **components; /* the adapters of the config, then the join */
     size_t ncomponents;

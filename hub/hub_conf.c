@@ -194,5 +194,11 @@ const struct bh_conf_key bh_hub_conf_keys[] = {
      .offset = KEY(bh_hub_conf, admin),
      .sub = bh_admin_conf_keys,
      .doc = "The admin HTTP API."},
+    {.name = "schema_registry",
+     .type = BH_CONF_SECTION,
+     .offset = KEY(bh_hub_conf, schema_registry),
+     .sub = bh_registry_conf_keys,
+     .doc = "A Confluent-compatible schema registry (hub/registry.h): records carry its "
+            "schema ids."},
     {0},
 };

@@ -8,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -43,6 +44,8 @@ usage(FILE *f)
         "usage: blockhub --config FILE [--set key.path=value ...]\n"
         "       blockhub check --config FILE        check the config (and the cluster) and exit;\n"
         "                                           every problem is listed (also --check)\n"
+        "       blockhub schemas --config FILE      each schema: file, fingerprint, canonical form,\n"
+        "                                           topics, subjects, registry id and version\n"
         "       blockhub --config-reference         print every config key (Markdown)\n"
         "\n"
         "--set overrides any config value; adapters are addressed by name or index:\n"
@@ -84,6 +87,8 @@ finish(uv_timer_t *t)
         exit_code = 1;
     bh_info("hub", "stopped%s", left ? " with undelivered messages" : "");
     bh_admin_stop(h->admin);
+    bh_registry_free(h->registry);
+    h->registry = NULL;
     uv_stop(h->loop);
 }
 
@@ -199,6 +204,87 @@ collect_topics(const char **topics, size_t *n, int with_dlq)
             if (!dup)
                 topics[(*n)++] = t[k];
         }
+    }
+    return 0;
+}
+
+/*
+ * Every (topic, schema) pair records are published with: the dead letters,
+ * each adapter's topics with its type's schema, the join's view. Subjects
+ * are named by STRATEGY. Returns how many (at most CAP).
+ */
+static size_t
+registry_items(const struct bh_hub_conf *cf, enum bh_subject_strategy strategy,
+               struct bh_registry_item *items, size_t cap)
+{
+    size_t n = 0;
+    const struct bh_schema *dls = bh_schemas_find(hub.schemas, DEAD_LETTER_SCHEMA);
+    if (dls != NULL)
+        items[n++] = (struct bh_registry_item){.topic = cf->dead_letter.topic, .schema = dls};
+    for (size_t i = 0; i < hub.ncomponents && n < cap; i++) {
+        const struct bh_component *c = hub.components[i];
+        const char *t[9];
+        const struct bh_schema *s = c->type->schema ? bh_schemas_find(hub.schemas, c->type->schema)
+                                                    : NULL;
+        if (c->type == &bh_join_type) {
+            s = bh_schemas_find(hub.schemas, cf->join.view_schema);
+            t[0] = cf->join.view_topic;
+            t[1] = NULL;
+        } else {
+            bh_component_topics(c, t, 9);
+        }
+        for (size_t k = 0; s != NULL && t[k] != NULL && n < cap; k++) {
+            int dup = 0;
+            for (size_t j = 0; j < n; j++)
+                dup |= strcmp(items[j].topic, t[k]) == 0 && items[j].schema == s;
+            if (!dup)
+                items[n++] = (struct bh_registry_item){.topic = t[k], .schema = s};
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        bh_registry_subject(strategy, items[i].topic, items[i].schema->name, items[i].subject,
+                            sizeof(items[i].subject));
+    return n;
+}
+
+/*
+ * With a registry: every schema published is looked up or registered, and
+ * its id recorded (one id a schema: the registry gives the same id to the
+ * same schema under every subject). DO_REGISTER false only looks up (blockhub
+ * schemas). ITEMS gets what was found.
+ */
+static int
+resolve_schemas(struct bh_registry_item *items, size_t *nitems, bool do_register, char *err,
+                size_t errlen)
+{
+    const struct bh_registry_conf *rc = &conf.schema_registry;
+    enum bh_subject_strategy strategy = BH_SUBJECT_TOPIC;
+    bh_subject_strategy_parse(rc->subject_strategy, &strategy);
+    *nitems = registry_items(&conf, strategy, items, *nitems);
+    bh_info("registry", "resolving %zu schema(s) with %s", *nitems, rc->url);
+    int r = bh_registry_resolve(hub.registry, items, *nitems, do_register, err, errlen);
+    if (r < 0 || !do_register)
+        return r;
+    for (size_t i = 0; i < *nitems; i++) {
+        const struct bh_registry_item *it = &items[i];
+        for (size_t k = 0; k < i; k++) {
+            if (items[k].schema == it->schema && items[k].id != it->id) {
+                snprintf(err, errlen,
+                         "schema %s has id %" PRId32 " under %s but %" PRId32
+                         " under %s: blockhub needs one id a schema (a registry that gives "
+                         "ids per subject is not supported)",
+                         it->schema->name, items[k].id, items[k].subject, it->id, it->subject);
+                return -EINVAL;
+            }
+        }
+        int e = bh_schemas_set_registry_id(hub.schemas, it->schema->name, it->id);
+        if (e < 0 && e != -EEXIST) {
+            snprintf(err, errlen, "schema %s: cannot record its id: %s", it->schema->name,
+                     strerror(-e));
+            return e;
+        }
+        bh_info("registry", "%s on %s: subject %s, id %" PRId32 ", version %" PRId32,
+                it->schema->name, it->topic, it->subject, it->id, it->version);
     }
     return 0;
 }
@@ -453,7 +539,7 @@ on_retired(struct bh_hub *h, struct bh_component *c)
 static int
 restart_only(const struct bh_hub_conf *old, const struct bh_hub_conf *nc, char *err, size_t n)
 {
-    static const char *const sections[] = {"schemas", "dead_letter"};
+    static const char *const sections[] = {"schemas", "dead_letter", "schema_registry"};
     char list[200] = "";
     for (const struct bh_conf_key *k = bh_hub_conf_keys; k->name != NULL; k++) {
         for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
@@ -723,16 +809,28 @@ start(char *err, size_t errlen)
     hub.conf = &conf;
     bh_info("hub", "%zu schemas from %s", bh_schemas_count(hub.schemas), conf.schemas.dir);
     bh_info("hub", "%zu blocks from %s", bh_blockmap_count(hub.blocks), conf.blocks.map);
-    rc = bh_encoder_new(&hub.encoder, BH_FRAMING_SINGLE_OBJECT);
+    rc = setup_components();
+    if (rc < 0)
+        return rc;
+    hub.framing = BH_FRAMING_SINGLE_OBJECT;
+    if (conf.schema_registry.url != NULL) {
+        struct bh_registry_item items[MAX_TOPICS + 2];
+        size_t nitems = MAX_TOPICS + 2;
+        rc = bh_registry_new(&hub.registry, hub.loop, &conf.schema_registry, err, errlen);
+        if (rc == 0)
+            rc = resolve_schemas(items, &nitems, true, err, errlen);
+        if (rc < 0)
+            return rc;
+        if (strcmp(conf.schema_registry.framing, "confluent") == 0)
+            hub.framing = BH_FRAMING_CONFLUENT;
+        bh_registry_probe_start(hub.registry);
+    }
+    rc = bh_encoder_new(&hub.encoder, hub.framing);
     if (rc < 0)
         return rc;
 
     struct bh_kafka_conf kc = kafka_conf(&conf);
     rc = bh_kafka_new(&hub.kafka, hub.loop, &kc, err, errlen);
-    if (rc < 0)
-        return rc;
-
-    rc = setup_components();
     if (rc < 0)
         return rc;
     collect_topics(topics, &ntopics, 1);
@@ -855,6 +953,65 @@ check_cluster(char *err, size_t errlen)
     return rc;
 }
 
+/*
+ * blockhub schemas: each schema with its file, fingerprint and Parsing
+ * Canonical Form, the topics and subjects it is published on, and with a
+ * registry the id and version it has there (looked up, never registered).
+ */
+static int
+print_schemas(void)
+{
+    char err[4096];
+    struct bh_registry_item items[MAX_TOPICS + 2];
+    size_t nitems = MAX_TOPICS + 2;
+    enum bh_subject_strategy strategy = BH_SUBJECT_TOPIC;
+    int rc = 0;
+    hub.loop = uv_default_loop();
+    hub.conf = &conf;
+    if (setup_components() < 0)
+        return 1;
+    if (conf.schema_registry.url != NULL) {
+        rc = bh_registry_new(&hub.registry, hub.loop, &conf.schema_registry, err, sizeof(err));
+        if (rc == 0)
+            rc = resolve_schemas(items, &nitems, false, err, sizeof(err));
+        if (rc < 0)
+            fprintf(stderr, "blockhub: schema registry: %s\n", err);
+    } else {
+        bh_subject_strategy_parse(conf.schema_registry.subject_strategy, &strategy);
+        nitems = registry_items(&conf, strategy, items, nitems);
+    }
+    for (size_t i = 0; i < bh_schemas_count(hub.schemas); i++) {
+        const struct bh_schema *s = bh_schemas_at(hub.schemas, i);
+        printf("%s\n  file:        %s\n  fingerprint: %016" PRIx64 " (CRC-64-AVRO)\n"
+               "  canonical:   %s\n",
+               s->name, s->path, s->fingerprint, s->canonical);
+        int published = 0;
+        for (size_t k = 0; k < nitems; k++) {
+            if (items[k].schema != s)
+                continue;
+            published = 1;
+            printf("  topic:       %s\n    subject:   %s\n", items[k].topic, items[k].subject);
+            if (conf.schema_registry.url == NULL)
+                continue;
+            if (rc < 0)
+                printf("    registry:  not asked (%s)\n", err);
+            else if (items[k].id < 0)
+                printf("    registry:  not registered under this subject\n");
+            else
+                printf("    registry:  id %" PRId32 ", version %" PRId32 "\n", items[k].id,
+                       items[k].version);
+        }
+        if (!published)
+            printf("  topic:       none (internal, or no component publishes it)\n");
+    }
+    bh_registry_free(hub.registry);
+    hub.registry = NULL;
+    for (int i = 0; i < 10; i++)
+        uv_run(hub.loop, UV_RUN_NOWAIT);
+    free_components();
+    return rc < 0 ? 1 : 0;
+}
+
 /* "blockhub: config refused: WHY", or with several problems one a line under a count. */
 static void
 print_refused(const char *err)
@@ -886,11 +1043,12 @@ main(int argc, char **argv)
     const char *config_path = NULL;
     const char **sets = calloc((size_t)argc, sizeof(*sets));
     size_t nsets = 0;
-    int check = 0, c;
+    int check = 0, schemas = 0, c;
     char err[4096];
     /* "blockhub check --config FILE" is "blockhub --config FILE --check". */
-    if (argc > 1 && strcmp(argv[1], "check") == 0) {
-        check = 1;
+    if (argc > 1 && (strcmp(argv[1], "check") == 0 || strcmp(argv[1], "schemas") == 0)) {
+        check = strcmp(argv[1], "check") == 0;
+        schemas = !check;
         argv[1] = argv[0];
         argv++;
         argc--;
@@ -952,6 +1110,13 @@ main(int argc, char **argv)
     }
     bh_log_set_level(level);
     bh_log_set_json(strcmp(conf.log.format, "json") == 0);
+    if (schemas) {
+        rc = print_schemas();
+        bh_blockmap_free(hub.blocks);
+        bh_schemas_free(hub.schemas);
+        bh_conf_free(bh_hub_conf_keys, &conf);
+        return rc;
+    }
     if (check) {
         rc = check_cluster(err, sizeof(err));
         if (rc == -EINVAL) {
@@ -993,6 +1158,8 @@ main(int argc, char **argv)
 
     uv_run(hub.loop, UV_RUN_DEFAULT);
 
+    bh_registry_free(hub.registry); /* when the loop stopped before finish() */
+    hub.registry = NULL;
     uv_close((uv_handle_t *)&finish_timer, NULL);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);

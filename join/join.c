@@ -34,6 +34,7 @@ static void serve(struct bh_join *j);
 static void fail(struct bh_join *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void finish_job(struct bh_join *j);
 static void revoke_step(struct bh_join *j);
+static rd_kafka_topic_partition_list_t *input_partitions(struct bh_join *j, int32_t p);
 
 uint64_t
 bh_join_now_ns(void)
@@ -619,25 +620,63 @@ input_of(struct bh_join *j, const rd_kafka_topic_t *rkt)
     return NULL;
 }
 
-/* The plan for writer schema FP of input IN, compiled the first time. */
+/* plan_of found no plan yet: the writer schema is on its way from the registry. */
+static struct plan plan_wait;
+
+/*
+ * The plan for the writer schema of input IN that a record names: by
+ * single-object fingerprint FP (ID -1) among the hub's schemas, or by registry
+ * ID among the hub's and then the registry's (fetched in the background:
+ * &plan_wait until it is there). Compiled the first time; NULL for a schema
+ * nobody knows (WHY says which).
+ */
 static struct plan *
-plan_of(struct bh_join *j, struct input *in, uint64_t fp)
+plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why, size_t n)
 {
     for (size_t i = 0; i < in->nplans; i++)
-        if (in->plans[i].fp == fp)
+        if (in->plans[i].id == id && (id >= 0 || in->plans[i].fp == fp))
             return &in->plans[i];
-    const struct bh_schema *s = bh_schemas_find_fingerprint(j->hub->schemas, fp);
-    if (s == NULL)
+    const struct bh_schema *s = id < 0 ? bh_schemas_find_fingerprint(j->hub->schemas, fp)
+                                       : bh_schemas_find_registry_id(j->hub->schemas, id);
+    avro_schema_t writer = s != NULL ? s->schema : NULL, own = NULL;
+    const char *name = s != NULL ? s->name : NULL;
+    if (s == NULL && id < 0) {
+        snprintf(why, n, "unknown schema fingerprint %016" PRIx64, fp);
         return NULL;
+    }
+    if (s == NULL) {
+        const char *text = NULL;
+        int rc = j->hub->registry != NULL ? bh_registry_schema_text(j->hub->registry, id, &text)
+                                          : -ENOENT;
+        if (rc == -EAGAIN)
+            return &plan_wait;
+        if (rc < 0) {
+            snprintf(why, n, "schema id %" PRId32 " %s", id,
+                     j->hub->registry == NULL ? "(Confluent framing) but no schema_registry.url "
+                                                "is configured"
+                                              : "is unknown to the schema registry");
+            return NULL;
+        }
+        if (avro_schema_from_json_length(text, strlen(text), &own) != 0) {
+            snprintf(why, n, "schema id %" PRId32 " does not parse: %.200s", id, avro_strerror());
+            return NULL;
+        }
+        writer = own;
+        name = avro_schema_type_name(own);
+    }
     struct plan *p = &in->plans[in->nplans < JOIN_PLANS ? in->nplans++ : JOIN_PLANS - 1];
     bh_jplan_free(p->plan);
     free(p->symbol_types);
+    if (p->own != NULL)
+        avro_schema_decref(p->own);
     memset(p, 0, sizeof(*p));
     p->fp = fp;
+    p->id = id;
+    p->own = own;
     char err[200];
-    if (bh_jplan_new(&p->plan, s->schema, in->c->id_field, in->c->type_field, in->c->time_field,
-                     err, sizeof(err)) < 0) {
-        snprintf(p->why, sizeof(p->why), "schema %.100s: %.250s", s->name, err);
+    if (bh_jplan_new(&p->plan, writer, in->c->id_field, in->c->type_field, in->c->time_field, err,
+                     sizeof(err)) < 0) {
+        snprintf(p->why, sizeof(p->why), "schema %.100s: %.250s", name, err);
         p->plan = NULL;
         return p;
     }
@@ -659,8 +698,14 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp)
             return p;
         }
     }
-    bh_info("join", "input %s (%s): records of schema %s, fields %s/%s/%s", in->dept, in->c->topic,
-            s->name, in->c->id_field, in->c->type_field, in->c->time_field);
+    if (id >= 0)
+        bh_info("join", "input %s (%s): records of schema %s (registry id %" PRId32
+                        "), fields %s/%s/%s",
+                in->dept, in->c->topic, name, id, in->c->id_field, in->c->type_field,
+                in->c->time_field);
+    else
+        bh_info("join", "input %s (%s): records of schema %s, fields %s/%s/%s", in->dept,
+                in->c->topic, name, in->c->id_field, in->c->type_field, in->c->time_field);
     return p;
 }
 
@@ -743,21 +788,25 @@ prepare(struct bh_join *j, struct pending_input *pe, char *why, size_t n)
         return BH_DLQ_INVALID_FIELD;
     }
     uint64_t fp;
-    if (m->payload == NULL || bh_jread_header(m->payload, m->len, &fp) < 0) {
-        snprintf(why, n, "not Avro single-object encoding");
+    int32_t id;
+    int hdr = m->payload != NULL ? bh_jread_frame(m->payload, m->len, &fp, &id) : -EBADMSG;
+    if (hdr < 0) {
+        snprintf(why, n, "not Avro single-object encoding nor the Confluent wire format");
         return BH_DLQ_INVALID_ENCODING;
     }
-    struct plan *p = plan_of(j, in, fp);
-    if (p == NULL) {
-        snprintf(why, n, "unknown schema fingerprint %016" PRIx64, fp);
-        return BH_DLQ_INVALID_ENCODING;
+    struct plan *p = plan_of(j, in, fp, id, why, n);
+    if (p == &plan_wait) {
+        pe->wait_id = id;
+        return BH_DLQ_REASON_COUNT;
     }
+    if (p == NULL)
+        return BH_DLQ_INVALID_ENCODING;
     if (p->plan == NULL) {
         snprintf(why, n, "%s", p->why);
         return BH_DLQ_INVALID_FIELD;
     }
-    if (bh_jplan_read(p->plan, (const uint8_t *)m->payload + BH_SINGLE_OBJECT_HEADER,
-                      m->len - BH_SINGLE_OBJECT_HEADER, &pe->f) < 0) {
+    if (bh_jplan_read(p->plan, (const uint8_t *)m->payload + hdr, m->len - (size_t)hdr, &pe->f) <
+        0) {
         snprintf(why, n, "the Avro body does not decode");
         return BH_DLQ_INVALID_ENCODING;
     }
@@ -807,6 +856,81 @@ apply(struct bh_join *j, struct pending_input *pe, const struct bh_jseen *seen, 
     return BH_DLQ_REASON_COUNT;
 }
 
+/* --- waiting for a writer schema ------------------------------------------------ */
+
+/*
+ * A record of partition PT names registry id ID, whose schema is on its way:
+ * the partition's inputs stop (paused) and, once the batch is through, go
+ * back to the first record not applied (rewind_held); what came before it is
+ * applied as usual. release_held reads on once the registry answered.
+ */
+static void
+hold(struct bh_join *j, struct part *pt, const rd_kafka_message_t *m, size_t i, int32_t id)
+{
+    int32_t p = (int32_t)(pt - j->parts);
+    j->stats.consumed--; /* read again */
+    pt->consumed[i] = m->offset;
+    pt->held = 1;
+    pt->held_id = id;
+    for (size_t k = 0; k < j->ninputs; k++)
+        pt->held_at[k] = k == i ? m->offset : pt->consumed[k];
+    rd_kafka_topic_partition_list_t *l = input_partitions(j, p);
+    rd_kafka_pause_partitions(j->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    bh_info("join", "partition %" PRId32 ": a record of %s names schema id %" PRId32
+                    ", asked of the registry; the partition waits for it",
+            p, rd_kafka_topic_name(m->rkt), id);
+}
+
+/* Each held partition's inputs go back to where the reading must go on. */
+static void
+rewind_held(struct bh_join *j)
+{
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        if (!pt->held || pt->st != PART_LIVE)
+            continue;
+        rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
+        for (size_t i = 0; i < j->ninputs; i++) {
+            if (pt->held_at[i] >= 0)
+                rd_kafka_topic_partition_list_add(seek, j->inputs[i].c->topic, p)->offset =
+                    pt->held_at[i];
+            pt->held_at[i] = -2; /* seeked: later records are dropped until the release */
+        }
+        if (seek->cnt > 0) {
+            rd_kafka_error_t *e = rd_kafka_seek_partitions(j->consumer, seek, 0);
+            if (e != NULL) {
+                recover(j, "the inputs could not be rewound while waiting for a schema");
+                rd_kafka_error_destroy(e);
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(seek);
+    }
+}
+
+/* Held partitions whose schema the registry answered for read on (on the tick). */
+static void
+release_held(struct bh_join *j)
+{
+    for (int32_t p = 0; p < j->nparts; p++) {
+        struct part *pt = &j->parts[p];
+        const char *text;
+        if (!pt->held)
+            continue;
+        if (pt->st == PART_LIVE && j->hub->registry != NULL &&
+            bh_registry_schema_text(j->hub->registry, pt->held_id, &text) == -EAGAIN)
+            continue;
+        pt->held = 0;
+        if (pt->st != PART_LIVE)
+            continue; /* a restore resumes it */
+        rd_kafka_topic_partition_list_t *l = input_partitions(j, p);
+        rd_kafka_resume_partitions(j->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        bh_info("join", "partition %" PRId32 ": schema id %" PRId32 " answered; reading on", p,
+                pt->held_id);
+    }
+}
+
 /*
  * A batch of input records (j->batch[0..N)), in order: each is checked and
  * decoded first, then the store is asked at once about every event not
@@ -833,14 +957,25 @@ on_inputs(struct bh_join *j, size_t n)
         struct part *pt = &j->parts[m->partition];
         if (pt->st != PART_LIVE)
             continue; /* fetched before the pause; fetched again after the restore */
-        j->stats.consumed++;
         size_t i = (size_t)(in - j->inputs);
+        if (pt->held) { /* read again once the writer schema is in */
+            if (pt->held_at[i] == -1)
+                pt->held_at[i] = m->offset;
+            continue;
+        }
+        j->stats.consumed++;
         if (pt->committed[i] < 0)
             pt->committed[i] = m->offset; /* where this assignment started */
         pt->consumed[i] = m->offset + 1;
         pe->in = in;
         pe->pt = pt;
+        pe->wait_id = -1;
         pe->r = prepare(j, pe, pe->why, sizeof(pe->why));
+        if (pe->wait_id >= 0) {
+            hold(j, pt, m, i, pe->wait_id);
+            pe->in = NULL;
+            continue;
+        }
         if (pe->in != NULL && pe->r == BH_DLQ_REASON_COUNT &&
             bh_jstate_wants_lookup(pt->state, pe->b, i, pe->f.id, pe->f.id_len, pe->f.at,
                                    &j->lookups[nl]))
@@ -866,6 +1001,7 @@ on_inputs(struct bh_join *j, size_t n)
         rd_kafka_message_destroy(pe->m);
         pe->m = NULL;
     }
+    rewind_held(j);
 }
 
 /* --- restoring state ------------------------------------------------------------- */
@@ -1204,6 +1340,7 @@ recover(struct bh_join *j, const char *why)
                 rd_kafka_topic_partition_list_add(pause, j->inputs[i].c->topic, p);
         }
         pt->st = PART_RESTORING;
+        pt->held = 0; /* the restore rewinds and resumes it */
     }
     if (pause->cnt > 0) {
         rd_kafka_pause_partitions(j->consumer, pause);
@@ -1317,7 +1454,10 @@ produce_block(struct bh_join *j, int32_t p, struct bh_jblock *b)
     if (rc < 0)
         return rc;
     bh_jbuf_reset(&j->view);
-    bh_jbuf_header(&j->view, j->view_schema->fingerprint);
+    if (j->hub->framing == BH_FRAMING_CONFLUENT)
+        bh_jbuf_confluent_header(&j->view, j->view_schema->registry_id);
+    else
+        bh_jbuf_header(&j->view, j->view_schema->fingerprint);
     bh_jview_encode(j->layout, &v, &j->view);
     if (j->view.oom)
         return -ENOMEM;
@@ -1634,6 +1774,8 @@ on_tick(uv_timer_t *t)
      * The consumer is served when its queue wakes the loop; an idle one is
      * polled here too, or it would leave the group after max.poll.interval.ms.
      */
+    if (!j->failed && !j->stopping)
+        release_held(j);
     if (!j->failed && !j->stopping && !j->run.active)
         serve(j);
     if (j->failed || j->stopping || j->revoking || !j->producer_ready || j->run.active ||
@@ -1705,6 +1847,7 @@ revoke_done(struct bh_join *j)
         n += pt->st != PART_NONE;
         drop_state(j, pt);
         pt->st = PART_NONE;
+        pt->held = 0;
     }
     j->recover_wanted = 0;
     j->revoking = j->revoke_lost = j->revoke_committed = 0;
@@ -2010,6 +2153,7 @@ join_free(struct bh_join *j)
         bh_jstore_batch_free(j->parts[p].rbatch);
         free(j->parts[p].consumed);
         free(j->parts[p].committed);
+        free(j->parts[p].held_at);
     }
     free(j->parts);
     bh_jstore_batch_free(j->run.sbatch);
@@ -2028,6 +2172,8 @@ join_free(struct bh_join *j)
         for (size_t k = 0; k < j->inputs[i].nplans; k++) {
             bh_jplan_free(j->inputs[i].plans[k].plan);
             free(j->inputs[i].plans[k].symbol_types);
+            if (j->inputs[i].plans[k].own != NULL)
+                avro_schema_decref(j->inputs[i].plans[k].own);
         }
     }
     free(j->inputs);
@@ -2302,7 +2448,9 @@ setup(struct bh_join *j, char *errstr, size_t n)
     for (int32_t p = 0; p < j->nparts; p++) {
         j->parts[p].consumed = malloc(j->ninputs * sizeof(int64_t));
         j->parts[p].committed = malloc(j->ninputs * sizeof(int64_t));
-        if (j->parts[p].consumed == NULL || j->parts[p].committed == NULL)
+        j->parts[p].held_at = malloc(j->ninputs * sizeof(int64_t));
+        if (j->parts[p].consumed == NULL || j->parts[p].committed == NULL ||
+            j->parts[p].held_at == NULL)
             return -ENOMEM;
         for (size_t i = 0; i < j->ninputs; i++)
             j->parts[p].consumed[i] = j->parts[p].committed[i] = -1;

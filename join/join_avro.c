@@ -122,6 +122,34 @@ bh_jread_header(const void *data, size_t len, uint64_t *fp)
     return 0;
 }
 
+int
+bh_jread_frame(const void *data, size_t len, uint64_t *fp, int32_t *id)
+{
+    const uint8_t *p = data;
+    if (len >= BH_CONFLUENT_HEADER && p[0] == 0x00) {
+        uint32_t v = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+        if (v > INT32_MAX)
+            return -EBADMSG;
+        *id = (int32_t)v;
+        *fp = 0;
+        return BH_CONFLUENT_HEADER;
+    }
+    *id = -1;
+    return bh_jread_header(data, len, fp) < 0 ? -EBADMSG : BH_SINGLE_OBJECT_HEADER;
+}
+
+void
+bh_jbuf_confluent_header(struct bh_jbuf *b, int32_t id)
+{
+    if (bh_jbuf_reserve(b, BH_CONFLUENT_HEADER) < 0)
+        return;
+    uint8_t *p = b->p + b->len;
+    p[0] = 0x00;
+    for (int i = 0; i < 4; i++)
+        p[1 + i] = (uint8_t)((uint32_t)id >> (24 - 8 * i));
+    b->len += BH_CONFLUENT_HEADER;
+}
+
 /* --- skipping any Avro value ----------------------------------------------- */
 
 enum kind {

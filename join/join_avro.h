@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #define BH_SINGLE_OBJECT_HEADER 10 /* 0xC3 0x01 + 8-byte little-endian fingerprint */
+#define BH_CONFLUENT_HEADER     5  /* 0x00 + 4-byte big-endian registry id */
 
 /* --- output ---------------------------------------------------------------- */
 
@@ -41,6 +42,8 @@ void bh_jbuf_free(struct bh_jbuf *b);
 int bh_jbuf_reserve(struct bh_jbuf *b, size_t more);
 /* The single-object header for a schema of fingerprint FP. */
 void bh_jbuf_header(struct bh_jbuf *b, uint64_t fp);
+/* The Confluent wire-format header for registry id ID. */
+void bh_jbuf_confluent_header(struct bh_jbuf *b, int32_t id);
 void bh_jbuf_string(struct bh_jbuf *b, const void *s, size_t len);
 void bh_jbuf_raw(struct bh_jbuf *b, const void *s, size_t len);
 
@@ -73,6 +76,11 @@ int64_t bh_jread_long(struct bh_jreader *r);
 void bh_jread_string(struct bh_jreader *r, const char **s, size_t *len);
 /* The fingerprint of a single-object header; -EBADMSG if DATA has none. */
 int bh_jread_header(const void *data, size_t len, uint64_t *fp);
+/*
+ * The writer schema a department record names: single-object (*FP, *ID = -1)
+ * or the Confluent wire format (*ID). Returns the header's length, or -EBADMSG.
+ */
+int bh_jread_frame(const void *data, size_t len, uint64_t *fp, int32_t *id);
 
 /* --- department records ---------------------------------------------------- */
 

@@ -24,7 +24,9 @@
 #define JOIN_PLANS 8 /* writer schemas remembered per input */
 
 struct plan {
-    uint64_t fp;
+    uint64_t fp;      /* single-object writer schemas */
+    int32_t id;       /* registry writer schemas (-1: single-object) */
+    avro_schema_t own; /* a writer schema read from the registry, NULL for the hub's own */
     struct bh_jplan *plan; /* NULL: the schema cannot be used (why says why) */
     uint32_t *symbol_types;
     char why[400];
@@ -55,6 +57,10 @@ struct part {
     struct bh_jstore_batch *rbatch; /* what the restore read, on its way to the store */
     int64_t resumed_at;             /* the local checkpoint the restore went on from, -1 none */
     int in_commit;                  /* the running commit carries this partition's work */
+    /* Input held (paused, rewound) until the registry gives writer schema held_id. */
+    int held;
+    int32_t held_id;
+    int64_t *held_at; /* per input: where its reading goes on, -1 unknown */
 };
 
 /*
@@ -134,6 +140,7 @@ struct pending_input {
     uint32_t type;
     enum bh_dlq_reason r; /* BH_DLQ_REASON_COUNT: usable */
     int lookup;           /* its store lookup in the batch's, -1 none */
+    int32_t wait_id;      /* >= 0: its writer schema (registry id) is not in yet */
     char why[700];
 };
 
