@@ -250,6 +250,24 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
         "blockhub_reloads_total{outcome=\"applied\"} %" PRIu64 "\n"
         "blockhub_reloads_total{outcome=\"refused\"} %" PRIu64 "\n",
         hub->reloads_applied, hub->reloads_refused);
+    if (hub->registry != NULL) {
+        struct bh_registry_stats rs;
+        bh_registry_stats(hub->registry, &rs);
+        put(&out,
+            "# HELP blockhub_schema_registry_up 1 while the schema registry answers (publishing "
+            "goes on with cached ids when it does not)\n"
+            "# TYPE blockhub_schema_registry_up gauge\nblockhub_schema_registry_up %d\n"
+            "# HELP blockhub_schema_registry_requests_total requests sent to the schema registry\n"
+            "# TYPE blockhub_schema_registry_requests_total counter\n"
+            "blockhub_schema_registry_requests_total %" PRIu64 "\n"
+            "# HELP blockhub_schema_registry_failures_total requests with no answer or a 5xx\n"
+            "# TYPE blockhub_schema_registry_failures_total counter\n"
+            "blockhub_schema_registry_failures_total %" PRIu64 "\n"
+            "# HELP blockhub_schema_registry_cached_schemas schemas known by registry id\n"
+            "# TYPE blockhub_schema_registry_cached_schemas gauge\n"
+            "blockhub_schema_registry_cached_schemas %" PRIu64 "\n",
+            rs.reachable ? 1 : 0, rs.requests, rs.failures, rs.cached);
+    }
     /* Each metric once, with its samples of every component that has it. */
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < st[i].n; k++) {

@@ -69,6 +69,7 @@ fill(avro_value_t *rec, const struct bh_component *a, enum bh_dlq_reason reason,
     rc = rc ?: bh_rec_bytes(rec, "payload", payload, cut);
     rc = rc ?: bh_rec_bool(rec, "payload_truncated", cut < len);
     rc = rc ?: bh_rec_long(rec, "received_at", bh_now_ms());
+    rc = rc ?: bh_rec_null_unset(rec); /* optional fields of a later schema version */
     return rc;
 }
 

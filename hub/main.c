@@ -221,17 +221,24 @@ registry_items(const struct bh_hub_conf *cf, enum bh_subject_strategy strategy,
     const struct bh_schema *dls = bh_schemas_find(hub.schemas, DEAD_LETTER_SCHEMA);
     if (dls != NULL)
         items[n++] = (struct bh_registry_item){.topic = cf->dead_letter.topic, .schema = dls};
-    for (size_t i = 0; i < hub.ncomponents && n < cap; i++) {
-        const struct bh_component *c = hub.components[i];
-        const char *t[9];
-        const struct bh_schema *s = c->type->schema ? bh_schemas_find(hub.schemas, c->type->schema)
-                                                    : NULL;
-        if (c->type == &bh_join_type) {
-            s = bh_schemas_find(hub.schemas, cf->join.view_schema);
-            t[0] = cf->join.view_topic;
-            t[1] = NULL;
+    for (size_t i = 0; i <= cf->adapters.n && n < cap; i++) {
+        const char *t[9] = {NULL};
+        const struct bh_schema *s = NULL;
+        if (i == cf->adapters.n) {
+            if (cf->join.enabled) {
+                s = bh_schemas_find(hub.schemas, cf->join.view_schema);
+                t[0] = cf->join.view_topic;
+            }
         } else {
-            bh_component_topics(c, t, 9);
+            const struct bh_variant *v = &cf->adapters.v[i];
+            struct bh_component c = {.type = bh_adapter_type_find(v->type),
+                                     .hub = &hub,
+                                     .name = v->name,
+                                     .settings = v->settings};
+            if (c.type == NULL)
+                continue;
+            s = c.type->schema ? bh_schemas_find(hub.schemas, c.type->schema) : NULL;
+            bh_component_topics(&c, t, 9);
         }
         for (size_t k = 0; s != NULL && t[k] != NULL && n < cap; k++) {
             int dup = 0;
@@ -245,6 +252,39 @@ registry_items(const struct bh_hub_conf *cf, enum bh_subject_strategy strategy,
         bh_registry_subject(strategy, items[i].topic, items[i].schema->name, items[i].subject,
                             sizeof(items[i].subject));
     return n;
+}
+
+/* The subjects resolved at start: a reload may publish under these only. */
+static char (*resolved_subjects)[400];
+static size_t nresolved_subjects;
+
+/*
+ * With a registry, a reload that would publish under a subject start did not
+ * resolve (a new topic) is refused: resolving takes the loop's time, and the
+ * records would have no id. The new topic takes a restart.
+ */
+static int
+subjects_known(const struct bh_hub_conf *nc, char *err, size_t n)
+{
+    struct bh_registry_item items[MAX_TOPICS + 2];
+    enum bh_subject_strategy strategy = BH_SUBJECT_TOPIC;
+    if (hub.registry == NULL)
+        return 0;
+    bh_subject_strategy_parse(nc->schema_registry.subject_strategy, &strategy);
+    size_t ni = registry_items(nc, strategy, items, MAX_TOPICS + 2);
+    for (size_t i = 0; i < ni; i++) {
+        bool known = false;
+        for (size_t k = 0; k < nresolved_subjects && !known; k++)
+            known = strcmp(resolved_subjects[k], items[i].subject) == 0;
+        if (!known) {
+            snprintf(err, n,
+                     "schema_registry: %s on topic %s would be published under subject %s, "
+                     "which was not resolved at start; a new topic takes a restart",
+                     items[i].schema->name, items[i].topic, items[i].subject);
+            return -EINVAL;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -286,6 +326,13 @@ resolve_schemas(struct bh_registry_item *items, size_t *nitems, bool do_register
         bh_info("registry", "%s on %s: subject %s, id %" PRId32 ", version %" PRId32,
                 it->schema->name, it->topic, it->subject, it->id, it->version);
     }
+    free(resolved_subjects);
+    resolved_subjects = calloc(*nitems ? *nitems : 1, sizeof(*resolved_subjects));
+    if (resolved_subjects == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < *nitems; i++)
+        memcpy(resolved_subjects[i], items[i].subject, sizeof(items[i].subject));
+    nresolved_subjects = *nitems;
     return 0;
 }
 
@@ -672,6 +719,8 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
     }
     if (rc == 0)
         rc = restart_only(h->conf, nc, err, n);
+    if (rc == 0)
+        rc = subjects_known(nc, err, n);
     if (rc == 0)
         rc = addresses_free(h, nc, err, n);
     bh_schemas_free(l.schemas); /* schemas.dir did not change: the loaded ones stay */
@@ -1176,6 +1225,7 @@ main(int argc, char **argv)
     bh_encoder_free(hub.encoder);
     bh_blockmap_free(hub.blocks);
     bh_schemas_free(hub.schemas);
+    free(resolved_subjects);
     close_loop(hub.loop);
     return exit_code;
 }

@@ -145,3 +145,27 @@ bh_rec_sub(avro_value_t *rec, const char *name, avro_value_t *sub)
 {
     return target(rec, name, sub);
 }
+
+int
+bh_rec_null_unset(avro_value_t *rec)
+{
+    size_t n = 0;
+    int rc = avro_value_get_size(rec, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        avro_value_t f, branch;
+        int disc;
+        if (avro_value_get_by_index(rec, i, &f, NULL) != 0)
+            return -EINVAL;
+        if (avro_value_get_type(&f) != AVRO_UNION)
+            continue;
+        if (avro_value_get_discriminant(&f, &disc) == 0 && disc >= 0)
+            continue;
+        avro_schema_t u = avro_value_get_schema(&f);
+        avro_schema_t first = avro_schema_union_branch(u, 0);
+        if (first == NULL || !is_avro_null(first))
+            continue;
+        if (avro_value_set_branch(&f, 0, &branch) != 0 || avro_value_set_null(&branch) != 0)
+            rc = -EINVAL;
+    }
+    return rc;
+}

@@ -28,5 +28,12 @@ int bh_rec_enum(avro_value_t *rec, const char *field, const char *symbol);
 int bh_rec_sub(avro_value_t *rec, const char *field, avro_value_t *sub);
 /* A ["null", ...] union set to null. */
 int bh_rec_null(avro_value_t *rec, const char *field);
+/*
+ * Every field of REC that a writer does not know: each ["null", ...] union no
+ * branch of which is chosen is set to null, its usual default. A later version
+ * of a schema that adds such an optional field is then written as it should
+ * be by a writer that fills only the fields it knows.
+ */
+int bh_rec_null_unset(avro_value_t *rec);
 
 #endif

@@ -639,6 +639,7 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
     const struct bh_schema *s = id < 0 ? bh_schemas_find_fingerprint(j->hub->schemas, fp)
                                        : bh_schemas_find_registry_id(j->hub->schemas, id);
     avro_schema_t writer = s != NULL ? s->schema : NULL, own = NULL;
+    char fullname[300];
     const char *name = s != NULL ? s->name : NULL;
     if (s == NULL && id < 0) {
         snprintf(why, n, "unknown schema fingerprint %016" PRIx64, fp);
@@ -662,7 +663,10 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
             return NULL;
         }
         writer = own;
-        name = avro_schema_type_name(own);
+        const char *ns = is_avro_record(own) ? avro_schema_namespace(own) : NULL;
+        snprintf(fullname, sizeof(fullname), "%s%s%s", ns != NULL ? ns : "", ns != NULL ? "." : "",
+                 is_avro_record(own) ? avro_schema_name(own) : "(not a record)");
+        name = fullname;
     }
     struct plan *p = &in->plans[in->nplans < JOIN_PLANS ? in->nplans++ : JOIN_PLANS - 1];
     bh_jplan_free(p->plan);
@@ -674,8 +678,11 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
     p->id = id;
     p->own = own;
     char err[200];
-    if (bh_jplan_new(&p->plan, writer, in->c->id_field, in->c->type_field, in->c->time_field, err,
-                     sizeof(err)) < 0) {
+    /* A writer from the registry is read as the hub's schema of its name reads it. */
+    const struct bh_schema *reader = own != NULL ? bh_schemas_find(j->hub->schemas, name) : NULL;
+    if (bh_jplan_new_resolved(&p->plan, writer, reader != NULL ? reader->text : NULL,
+                              in->c->id_field, in->c->type_field, in->c->time_field, err,
+                              sizeof(err)) < 0) {
         snprintf(p->why, sizeof(p->why), "schema %.100s: %.250s", name, err);
         p->plan = NULL;
         return p;

@@ -1,6 +1,8 @@
 #include "join_avro.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,11 @@ struct bh_jplan {
     size_t nnodes, capnodes;
     char **symbols;
     size_t nsymbols;
+    /* A field the writer lacks, taken from the reader schema's default: */
+    char *def_id;   /* NULL: read */
+    char *def_type; /* NULL: read */
+    bool def_time;
+    int64_t def_time_ms;
 };
 
 static struct node *compile(struct bh_jplan *p, avro_schema_t s, int depth);
@@ -369,6 +376,8 @@ bh_jplan_free(struct bh_jplan *p)
     free(p->symbols);
     free(p->nodes);
     free(p->steps);
+    free(p->def_id);
+    free(p->def_type);
     free(p);
 }
 
@@ -382,11 +391,60 @@ field_index(avro_schema_t record, const char *name, const char *role, char *errs
     return i;
 }
 
+/*
+ * The default the reader schema READER (JSON text) gives field NAME, as a
+ * JSON value of type WANT; NULL when it has none. Free with json_decref.
+ */
+static json_t *
+reader_default(const char *reader, const char *name, json_type want)
+{
+    json_t *root = reader != NULL ? json_loads(reader, 0, NULL) : NULL;
+    json_t *fields = json_object_get(root, "fields"), *f, *out = NULL;
+    size_t i;
+    json_array_foreach(fields, i, f)
+    {
+        const char *fn = json_string_value(json_object_get(f, "name"));
+        json_t *d = json_object_get(f, "default");
+        if (fn != NULL && strcmp(fn, name) == 0 && d != NULL && json_typeof(d) == want)
+            out = json_incref(d);
+    }
+    json_decref(root);
+    return out;
+}
+
+/* Field NAME of the writer, or its default in the reader (IDX -1, *DEF set); -1 if neither. */
+static int
+field_or_default(avro_schema_t record, const char *reader, const char *name, const char *role,
+                 json_type want, int *idx, json_t **def, char *errstr, size_t n)
+{
+    *idx = avro_schema_record_field_get_index(record, name);
+    if (*idx >= 0)
+        return 0;
+    if ((*def = reader_default(reader, name, want)) != NULL)
+        return 0;
+    field_index(record, name, role, errstr, n);
+    if (reader != NULL) {
+        size_t len = strlen(errstr);
+        snprintf(errstr + len, n - len, ", and the reader schema gives it no default");
+    }
+    return -1;
+}
+
 int
 bh_jplan_new(struct bh_jplan **out, avro_schema_t record, const char *id_field,
              const char *type_field, const char *time_field, char *errstr, size_t errstr_size)
 {
+    return bh_jplan_new_resolved(out, record, NULL, id_field, type_field, time_field, errstr,
+                                 errstr_size);
+}
+
+int
+bh_jplan_new_resolved(struct bh_jplan **out, avro_schema_t record, const char *reader,
+                      const char *id_field, const char *type_field, const char *time_field,
+                      char *errstr, size_t errstr_size)
+{
     int rc = -EINVAL;
+    json_t *defs[3] = {NULL, NULL, NULL};
     struct bh_jplan *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
@@ -395,13 +453,29 @@ bh_jplan_new(struct bh_jplan **out, avro_schema_t record, const char *id_field,
         goto out;
     }
     int idx[3] = {-1, -1, -1};
-    if ((idx[0] = field_index(record, id_field, "id", errstr, errstr_size)) < 0 ||
-        (idx[1] = field_index(record, type_field, "type", errstr, errstr_size)) < 0 ||
-        (idx[2] = field_index(record, time_field, "time", errstr, errstr_size)) < 0)
+    if (field_or_default(record, reader, id_field, "id", JSON_STRING, &idx[0], &defs[0], errstr,
+                         errstr_size) < 0 ||
+        field_or_default(record, reader, type_field, "type", JSON_STRING, &idx[1], &defs[1],
+                         errstr, errstr_size) < 0 ||
+        field_or_default(record, reader, time_field, "time", JSON_INTEGER, &idx[2], &defs[2],
+                         errstr, errstr_size) < 0)
         goto out;
-    avro_schema_t id = avro_schema_record_field_get_by_index(record, idx[0]);
-    avro_schema_t type = avro_schema_record_field_get_by_index(record, idx[1]);
-    avro_schema_t time = avro_schema_record_field_get_by_index(record, idx[2]);
+    rc = -ENOMEM;
+    if (defs[0] != NULL && (p->def_id = strdup(json_string_value(defs[0]))) == NULL)
+        goto out;
+    if (defs[1] != NULL && (p->def_type = strdup(json_string_value(defs[1]))) == NULL)
+        goto out;
+    if (defs[2] != NULL) {
+        p->def_time = true;
+        p->def_time_ms = (int64_t)json_integer_value(defs[2]);
+    }
+    rc = -EINVAL;
+    avro_schema_t id = idx[0] >= 0 ? avro_schema_record_field_get_by_index(record, idx[0])
+                                   : avro_schema_string();
+    avro_schema_t type = idx[1] >= 0 ? avro_schema_record_field_get_by_index(record, idx[1])
+                                     : avro_schema_string();
+    avro_schema_t time = idx[2] >= 0 ? avro_schema_record_field_get_by_index(record, idx[2])
+                                     : avro_schema_long();
     if (is_avro_link(type))
         type = avro_schema_link_target(type);
     if (!is_avro_string(id)) {
@@ -434,8 +508,8 @@ bh_jplan_new(struct bh_jplan **out, avro_schema_t record, const char *id_field,
     }
     int last = idx[0] > idx[1] ? idx[0] : idx[1];
     last = last > idx[2] ? last : idx[2];
-    p->nsteps = (size_t)last + 1;
-    p->steps = calloc(p->nsteps, sizeof(*p->steps));
+    p->nsteps = (size_t)(last + 1);
+    p->steps = calloc(p->nsteps ? p->nsteps : 1, sizeof(*p->steps));
     rc = -ENOMEM;
     if (p->steps == NULL)
         goto out;
@@ -459,8 +533,11 @@ bh_jplan_new(struct bh_jplan **out, avro_schema_t record, const char *id_field,
         }
     }
     *out = p;
-    return 0;
+    rc = 0;
+    p = NULL;
 out:
+    for (int i = 0; i < 3; i++)
+        json_decref(defs[i]);
     bh_jplan_free(p);
     return rc;
 }
@@ -511,6 +588,17 @@ bh_jplan_read(const struct bh_jplan *p, const void *body, size_t len, struct bh_
             break;
         }
     }
+    if (p->def_id != NULL) {
+        f->id = p->def_id;
+        f->id_len = strlen(p->def_id);
+    }
+    if (p->def_type != NULL) {
+        f->type = p->def_type;
+        f->type_len = strlen(p->def_type);
+        f->type_symbol = -1;
+    }
+    if (p->def_time)
+        f->at = p->def_time_ms;
     /* Avro strings are UTF-8; the id and the type go on into the view. */
     if (!r.bad && (!bh_utf8_valid(f->id, f->id_len) ||
                    (f->type_symbol < 0 && !bh_utf8_valid(f->type, f->type_len))))

@@ -103,6 +103,15 @@ struct bh_jfields {
  */
 int bh_jplan_new(struct bh_jplan **out, avro_schema_t record, const char *id_field,
                  const char *type_field, const char *time_field, char *errstr, size_t errstr_size);
+/*
+ * The same, resolved against READER (the reader schema's JSON text, or NULL):
+ * a field the writer lacks is taken from the reader's default for it (a
+ * reader that added the field with a default reads the older records). The
+ * writer's other fields are skipped as they come, whatever the reader has.
+ */
+int bh_jplan_new_resolved(struct bh_jplan **out, avro_schema_t record, const char *reader,
+                          const char *id_field, const char *type_field, const char *time_field,
+                          char *errstr, size_t errstr_size);
 void bh_jplan_free(struct bh_jplan *p);
 /* Number of enum symbols of the type field (0 for a string type). */
 size_t bh_jplan_symbols(const struct bh_jplan *p);

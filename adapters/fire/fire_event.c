@@ -327,5 +327,6 @@ bh_fire_fill(avro_value_t *r, const struct bh_fire_event *ev, const char *block_
     rc = rc ?: bh_rec_long(r, "occurred_at", ev->occurred_at);
     rc = rc ?: bh_rec_int(r, "occurred_offset_min", ev->offset_min);
     rc = rc ?: bh_rec_long(r, "received_at", now);
+    rc = rc ?: bh_rec_null_unset(r); /* optional fields of a later schema version */
     return rc;
 }

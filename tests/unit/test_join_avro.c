@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "avro_codec.h"
+#include "avro_write.h"
 #include "join_avro.h"
 #include "join_state.h"
 #include "record.h"
@@ -232,6 +233,63 @@ test_plan_skips_everything(void **state)
     avro_value_decref(&rec);
     avro_value_iface_decref(iface);
     avro_schema_decref(s);
+}
+
+/*
+ * A reader that added a field with a default reads records of the writer that
+ * lacks it: the plan takes the reader's default (avro-c's own resolver fails
+ * at exactly this); a writer field the reader does not have is skipped.
+ */
+static void
+test_plan_reader_defaults(void **state)
+{
+    (void)state;
+    static const char writer_json[] =
+        "{\"type\":\"record\",\"name\":\"E\",\"namespace\":\"t\",\"fields\":["
+        "{\"name\":\"event_id\",\"type\":\"string\"},"
+        "{\"name\":\"gone\",\"type\":[\"null\",\"string\"]},"
+        "{\"name\":\"occurred_at\",\"type\":\"long\"}]}";
+    static const char reader_json[] =
+        "{\"type\":\"record\",\"name\":\"E\",\"namespace\":\"t\",\"fields\":["
+        "{\"name\":\"event_id\",\"type\":\"string\"},"
+        "{\"name\":\"kind\",\"type\":\"string\",\"default\":\"unclassified\"},"
+        "{\"name\":\"occurred_at\",\"type\":\"long\"}]}";
+    static const char reader_no_default[] =
+        "{\"type\":\"record\",\"name\":\"E\",\"namespace\":\"t\",\"fields\":["
+        "{\"name\":\"event_id\",\"type\":\"string\"},"
+        "{\"name\":\"kind\",\"type\":\"string\"},"
+        "{\"name\":\"occurred_at\",\"type\":\"long\"}]}";
+    avro_schema_t w;
+    char err[300];
+    assert_int_equal(avro_schema_from_json_length(writer_json, strlen(writer_json), &w), 0);
+    /* body: "EV-1", the union's string branch "x", 1700000000000 */
+    uint8_t body[64], *q = body;
+    q = bh_avro_put_bytes(q, "EV-1", 4);
+    q = bh_avro_put_long(q, 1);
+    q = bh_avro_put_bytes(q, "x", 1);
+    q = bh_avro_put_long(q, 1700000000000LL);
+    struct bh_jplan *p;
+    struct bh_jfields f;
+    assert_int_equal(bh_jplan_new_resolved(&p, w, reader_json, "event_id", "kind", "occurred_at",
+                                           err, sizeof(err)),
+                     0);
+    assert_int_equal(bh_jplan_read(p, body, (size_t)(q - body), &f), 0);
+    assert_int_equal(f.id_len, 4);
+    assert_memory_equal(f.id, "EV-1", 4);
+    assert_int_equal(f.type_symbol, -1);
+    assert_int_equal(f.type_len, strlen("unclassified"));
+    assert_memory_equal(f.type, "unclassified", f.type_len);
+    assert_int_equal(f.at, 1700000000000LL);
+    bh_jplan_free(p);
+    /* no default anywhere: refused, saying so */
+    assert_int_equal(bh_jplan_new_resolved(&p, w, reader_no_default, "event_id", "kind",
+                                           "occurred_at", err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "'kind'"));
+    assert_non_null(strstr(err, "no default"));
+    assert_int_equal(bh_jplan_new(&p, w, "event_id", "kind", "occurred_at", err, sizeof(err)),
+                     -EINVAL);
+    avro_schema_decref(w);
 }
 
 /* ---- the view ---- */
@@ -547,6 +605,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_fire_event), cmocka_unit_test(test_plan_skips_everything),
+        cmocka_unit_test(test_plan_reader_defaults),
         cmocka_unit_test(test_view_encoding),   cmocka_unit_test(test_changelog_schemas),
         cmocka_unit_test(test_buffer_varints),
     };
