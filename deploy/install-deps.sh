@@ -3,17 +3,28 @@
 # Kafka broker. Idempotent and fast when everything is already present: it is
 # run at the start of every test run.
 #
-#   deploy/install-deps.sh            # everything: apt, Kafka jars, Python venv
+#   deploy/install-deps.sh            # everything: apt, Kafka jars, Python
+#                                     # venv, schema registry
 #   deploy/install-deps.sh apt        # only the Debian packages
 #   deploy/install-deps.sh kafka      # only the Kafka broker jars
 #   deploy/install-deps.sh venv       # only the Python virtualenv
+#   deploy/install-deps.sh registry   # only the schema registry: Apicurio
+#                                     # Registry's distribution (Confluent-
+#                                     # compatible API) from Maven Central,
+#                                     # run by deploy/registry/local-registry
+#                                     # (it needs Java 21+ to run)
 #
-# It can also be sourced (deploy/kafka/local-kafka does) for its bh_*
-# functions; sourcing runs nothing.
+# It can also be sourced (deploy/kafka/local-kafka and
+# deploy/registry/local-registry do) for its bh_* functions; sourcing runs
+# nothing.
 #
 # Environment:
 #   BLOCKHUB_CACHE          cache root (default: $HOME/.cache/blockhub)
 #   BLOCKHUB_KAFKA_VERSION  org.apache.kafka:kafka_2.13 version (default 4.1.1)
+#   BLOCKHUB_REGISTRY_VERSION  io.apicurio:apicurio-registry-app version
+#                           (default 3.3.3)
+#   BLOCKHUB_REGISTRY_JAVA  java binary (21+) for the registry (default: the
+#                           first java 21+ of PATH, JAVA_HOME, /usr/lib/jvm)
 #   BLOCKHUB_PYTHON         interpreter for the venv (default: /usr/bin/python3
 #                           if present, else python3 on PATH)
 #   BLOCKHUB_SKIP_APT=1     never look at / install Debian packages
@@ -26,6 +37,8 @@ BH_DEPLOY_DIR="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd -P)
 BH_CACHE="${BLOCKHUB_CACHE:-${HOME:?HOME is not set and BLOCKHUB_CACHE is not given}/.cache/blockhub}"
 BH_KAFKA_VERSION="${BLOCKHUB_KAFKA_VERSION:-4.1.1}"
 BH_KAFKA_POM="$BH_DEPLOY_DIR/kafka/pom.xml"
+BH_REGISTRY_VERSION="${BLOCKHUB_REGISTRY_VERSION:-3.3.3}"
+BH_REGISTRY_POM="$BH_DEPLOY_DIR/registry/pom.xml"
 BH_REQUIREMENTS="$BH_DEPLOY_DIR/requirements.txt"
 BH_VENV="$BH_CACHE/venv"
 
@@ -127,6 +140,95 @@ bh_kafka_ensure() {
   ) 9>"$home/.lock"
 }
 
+# Directory holding the registry's Quarkus distribution for the configured
+# version: quarkus-app/quarkus-run.jar and its lib/, app/, quarkus/.
+bh_registry_home() { printf '%s/registry/%s\n' "$BH_CACHE" "$BH_REGISTRY_VERSION"; }
+
+bh_registry_stamp() {
+  printf 'apicurio-registry %s\npom %s\n' "$BH_REGISTRY_VERSION" \
+    "$(sha256sum <"$BH_REGISTRY_POM" | cut -d' ' -f1)"
+}
+
+bh_registry_present() {
+  local home; home="$(bh_registry_home)"
+  [[ -f "$home/.complete" && -f "$home/quarkus-app/quarkus-run.jar" ]] \
+    && [[ "$(cat "$home/.complete")" == "$(bh_registry_stamp)" ]]
+}
+
+# bh_java_feature JAVA: the feature release (17, 21, 25, ...) of a java
+# binary, from its JDK's release file (or, lacking one, from -version).
+bh_java_feature() {
+  local bin home v=""
+  bin="$(readlink -f "$1" 2>/dev/null)" && [[ -x "$bin" ]] || return 1
+  home="$(dirname "$(dirname "$bin")")"
+  if [[ -f "$home/release" ]]; then
+    v="$(sed -n 's/^JAVA_VERSION="\([^"]*\)".*/\1/p' "$home/release")"
+  fi
+  [[ -n "$v" ]] || v="$("$bin" -version 2>&1 | sed -n 's/.* version "\([^"]*\)".*/\1/p' | head -n 1)"
+  v="${v#1.}"
+  v="${v%%[.+-]*}"
+  [[ "$v" =~ ^[0-9]+$ ]] || return 1
+  printf '%s\n' "$v"
+}
+
+# bh_registry_java: prints a java binary that can run the registry (Java 21+:
+# Apicurio Registry 3.3's classes are compiled for 21); fails if none.
+bh_registry_java() {
+  local cand v
+  if [[ -n "${BLOCKHUB_REGISTRY_JAVA:-}" ]]; then
+    v="$(bh_java_feature "$BLOCKHUB_REGISTRY_JAVA")" && ((v >= 21)) \
+      || { bh_log "BLOCKHUB_REGISTRY_JAVA=$BLOCKHUB_REGISTRY_JAVA is not a java 21+"; return 1; }
+    printf '%s\n' "$BLOCKHUB_REGISTRY_JAVA"
+    return 0
+  fi
+  for cand in "$(command -v java 2>/dev/null || true)" \
+              ${JAVA_HOME:+"$JAVA_HOME/bin/java"} \
+              $(ls -d /usr/lib/jvm/*/bin/java 2>/dev/null | sort -rV); do
+    [[ -n "$cand" && -x "$cand" ]] || continue
+    v="$(bh_java_feature "$cand")" || continue
+    if ((v >= 21)); then
+      readlink -f "$cand"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# bh_registry_ensure: makes sure $(bh_registry_home)/quarkus-app holds the
+# registry's runnable distribution. Safe to run concurrently.
+bh_registry_ensure() {
+  if ! bh_registry_present; then
+    [[ -f "$BH_REGISTRY_POM" ]] || bh_die "missing $BH_REGISTRY_POM"
+    command -v mvn >/dev/null 2>&1 || bh_apt_ensure openjdk-17-jre-headless maven
+    command -v mvn >/dev/null 2>&1 || bh_die "mvn not found (install maven)"
+    local home; home="$(bh_registry_home)"
+    mkdir -p "$home"
+    (
+      flock -w 600 9 || bh_die "timed out waiting for the lock on $home/.lock"
+      bh_registry_present && exit 0      # another process fetched it meanwhile
+      local tmp="$home/quarkus-app.tmp.$$"
+      rm -rf "$tmp" "$tmp.build"
+      bh_log "fetching Apicurio Registry $BH_REGISTRY_VERSION with Maven into $home/quarkus-app"
+      if ! mvn -q -B -Dstyle.color=never -f "$BH_REGISTRY_POM" dependency:unpack \
+            -Dapicurio.version="$BH_REGISTRY_VERSION" -DoutputDirectory="$tmp" 2>&1 \
+          | sed -u 's/\x1b\[[0-9;]*m//g' | { grep -v '^$' >&2 || true; }; then
+        rm -rf "$tmp" "$tmp.build"
+        bh_die "Maven could not fetch io.apicurio:apicurio-registry-app:$BH_REGISTRY_VERSION:tar.gz:all (see above)"
+      fi
+      rm -rf "$tmp.build"                # the plugin's unpack markers
+      [[ -f "$tmp/quarkus-run.jar" ]] \
+        || { rm -rf "$tmp"; bh_die "quarkus-run.jar missing after the Maven fetch of Apicurio Registry $BH_REGISTRY_VERSION"; }
+      rm -rf "$home/quarkus-app"
+      rm -f "$home"/cds-*.jsa            # local-registry's class-sharing archives
+      mv "$tmp" "$home/quarkus-app"
+      bh_registry_stamp >"$home/.complete"
+    ) 9>"$home/.lock"
+  fi
+  bh_registry_java >/dev/null \
+    || bh_log "warning: no Java 21+ found (PATH, JAVA_HOME, /usr/lib/jvm): the registry cannot run; set BLOCKHUB_REGISTRY_JAVA"
+  return 0
+}
+
 bh_python() {
   if [[ -n "${BLOCKHUB_PYTHON:-}" ]]; then
     printf '%s\n' "$BLOCKHUB_PYTHON"
@@ -171,18 +273,19 @@ bh_venv_ensure() {
 
 bh_main() {
   local what=("$@")
-  [[ ${#what[@]} -eq 0 ]] && what=(apt kafka venv)
+  [[ ${#what[@]} -eq 0 ]] && what=(apt kafka venv registry)
   local w
   for w in "${what[@]}"; do
     case "$w" in
       apt)   bh_apt_ensure "${BH_APT_PACKAGES[@]}" ;;
       kafka) bh_kafka_ensure ;;
       venv)  bh_venv_ensure ;;
-      -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
-      *) bh_die "unknown part '$w' (expected: apt, kafka, venv)" ;;
+      registry) bh_registry_ensure ;;
+      -h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
+      *) bh_die "unknown part '$w' (expected: apt, kafka, venv, registry)" ;;
     esac
   done
-  echo "blockhub deps ready: cache $BH_CACHE (kafka jars $(bh_kafka_home)/libs, venv $BH_VENV)"
+  echo "blockhub deps ready: cache $BH_CACHE (kafka jars $(bh_kafka_home)/libs, venv $BH_VENV, registry $(bh_registry_home)/quarkus-app)"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
