@@ -46,6 +46,7 @@ BH_APT_PACKAGES=(
   build-essential cmake pkg-config
   librdkafka-dev libavro-dev libuv1-dev libh2o-dev libssl-dev
   libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
+  libcurl4-openssl-dev   # the schema registry client (hub/registry.c)
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
   nghttp2-client   # h2load: bench/run-fire.sh checks its own load generator against it

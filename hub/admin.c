@@ -256,17 +256,23 @@ get_metrics(struct bh_admin *a, h2o_req_t *req)
         put(&out,
             "# HELP blockhub_schema_registry_up 1 while the schema registry answers (publishing "
             "goes on with cached ids when it does not)\n"
-            "# TYPE blockhub_schema_registry_up gauge\nblockhub_schema_registry_up %d\n"
+            "# TYPE blockhub_schema_registry_up gauge\nblockhub_schema_registry_up %d\n",
+            rs.reachable ? 1 : 0);
+        put(&out,
             "# HELP blockhub_schema_registry_requests_total requests sent to the schema registry\n"
             "# TYPE blockhub_schema_registry_requests_total counter\n"
-            "blockhub_schema_registry_requests_total %" PRIu64 "\n"
+            "blockhub_schema_registry_requests_total %" PRIu64 "\n",
+            rs.requests);
+        put(&out,
             "# HELP blockhub_schema_registry_failures_total requests with no answer or a 5xx\n"
             "# TYPE blockhub_schema_registry_failures_total counter\n"
-            "blockhub_schema_registry_failures_total %" PRIu64 "\n"
+            "blockhub_schema_registry_failures_total %" PRIu64 "\n",
+            rs.failures);
+        put(&out,
             "# HELP blockhub_schema_registry_cached_schemas schemas known by registry id\n"
             "# TYPE blockhub_schema_registry_cached_schemas gauge\n"
             "blockhub_schema_registry_cached_schemas %" PRIu64 "\n",
-            rs.reachable ? 1 : 0, rs.requests, rs.failures, rs.cached);
+            rs.cached);
     }
     /* Each metric once, with its samples of every component that has it. */
     for (size_t i = 0; i < n; i++) {

@@ -554,6 +554,7 @@ bh_registry_free(struct bh_registry *r)
     for (struct sock *s = r->socks; s != NULL; s = s->next)
         close_sock(s);
     r->freeing = true;
+    r->retry.data = r; /* a resolve's while it ran */
     uv_close((uv_handle_t *)&r->timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->retry, on_handle_closed);
     uv_close((uv_handle_t *)&r->probe, on_handle_closed);
@@ -595,25 +596,47 @@ error_code(const struct req *q)
 
 /* --- resolving at start ------------------------------------------------------ */
 
-enum step { S_LOOKUP, S_COMPAT, S_MODE, S_REGISTER, S_RELOOKUP };
+static void
+ignore_answer(struct req *q, long status)
+{
+    (void)q;
+    (void)status;
+}
+
+/*
+ * S_REASON: the check said no without saying why (some registries give no
+ * messages, even verbose): registering the schema makes the registry refuse
+ * it under the same rule with its reason (409), and nothing is registered.
+ */
+enum step { S_LOOKUP, S_COMPAT, S_MODE, S_REASON, S_REGISTER, S_RELOOKUP, S_DONE };
+
+struct resolve;
+
+/* One item on its way: its steps run one after the other; the items run side by side. */
+struct task {
+    struct resolve *s;
+    struct bh_registry_item *it;
+    enum step step;
+    bool busy; /* a request is out */
+    char compat_messages[1500];
+    char mode[64];
+};
 
 struct resolve {
     struct bh_registry *r;
-    struct bh_registry_item *items;
-    size_t n, at;
+    struct task *tasks;
+    size_t n, left;
     bool reg;
-    enum step step;
     bool finished;
     int rc;
     char *err;
     size_t errn;
-    char compat_messages[1500];
     uint64_t deadline;
     uint64_t backoff;
     char last_problem[300];
 };
 
-static void resolve_next(struct resolve *s);
+static void task_next(struct task *t);
 
 static void
 resolve_fail(struct resolve *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -621,6 +644,8 @@ static void
 resolve_fail(struct resolve *s, int rc, const char *fmt, ...)
 {
     va_list ap;
+    if (s->finished)
+        return;
     va_start(ap, fmt);
     vsnprintf(s->err, s->errn, fmt, ap);
     va_end(ap);
@@ -629,10 +654,12 @@ resolve_fail(struct resolve *s, int rc, const char *fmt, ...)
 }
 
 static void
-on_retry(uv_timer_t *t)
+on_retry(uv_timer_t *timer)
 {
-    struct resolve *s = t->data;
-    resolve_next(s);
+    struct resolve *s = timer->data;
+    for (size_t i = 0; i < s->n && !s->finished; i++)
+        if (s->tasks[i].step != S_DONE && !s->tasks[i].busy)
+            task_next(&s->tasks[i]);
 }
 
 /* No answer (or a 5xx): ask again after the backoff, unless the wait is over. */
@@ -640,6 +667,8 @@ static void
 resolve_later(struct resolve *s, const struct req *q, long status)
 {
     answer_message(q, status, s->last_problem, sizeof(s->last_problem));
+    if (uv_is_active((uv_handle_t *)&s->r->retry))
+        return; /* one retry asks again for every item waiting */
     uint64_t now = uv_now(s->r->loop);
     if (now + s->backoff > s->deadline) {
         resolve_fail(s, -ETIMEDOUT,
@@ -665,10 +694,20 @@ schema_body(const struct bh_schema *sc)
 }
 
 static void
+task_done(struct task *t)
+{
+    t->step = S_DONE;
+    if (--t->s->left == 0)
+        t->s->finished = true;
+}
+
+static void
 on_resolve_answer(struct req *q, long status)
 {
-    struct resolve *s = q->arg;
-    struct bh_registry_item *it = &s->items[s->at];
+    struct task *t = q->arg;
+    struct resolve *s = t->s;
+    struct bh_registry_item *it = t->it;
+    t->busy = false;
     if (s->finished)
         return;
     if (!answered(q, status) || status == 408 || status == 429) {
@@ -679,7 +718,7 @@ on_resolve_answer(struct req *q, long status)
     json_t *j = q->body != NULL ? json_loads(q->body, 0, NULL) : NULL;
     char msg[400];
     answer_message(q, status, msg, sizeof(msg));
-    switch (s->step) {
+    switch (t->step) {
     case S_LOOKUP:
     case S_RELOOKUP:
         if (status == 200 && json_is_integer(json_object_get(j, "id"))) {
@@ -687,13 +726,13 @@ on_resolve_answer(struct req *q, long status)
             it->version = json_is_integer(json_object_get(j, "version"))
                               ? (int32_t)json_integer_value(json_object_get(j, "version"))
                               : -1;
-            s->at++;
-            s->step = S_LOOKUP;
-        } else if (status == 404 && s->step == S_LOOKUP) {
+            task_done(t);
+        } else if (status == 404 && t->step == S_LOOKUP) {
             /* 40401 no such subject: register; 40403 a new schema for it: check first */
-            s->step = !s->reg ? S_LOOKUP : error_code(q) == 40401 ? S_REGISTER : S_COMPAT;
             if (!s->reg)
-                s->at++;
+                task_done(t);
+            else
+                t->step = error_code(q) == 40401 ? S_REGISTER : S_COMPAT;
         } else {
             resolve_fail(s, -EIO, "schema %s: looking it up under subject %s: %s",
                          it->schema->name, it->subject, msg);
@@ -701,32 +740,31 @@ on_resolve_answer(struct req *q, long status)
         break;
     case S_COMPAT:
         if (status == 200) {
-            json_t *ok = json_object_get(j, "is_compatible");
-            if (json_is_true(ok)) {
-                s->step = S_REGISTER;
+            if (json_is_true(json_object_get(j, "is_compatible"))) {
+                t->step = S_REGISTER;
                 break;
             }
             /* what the registry says is wrong, then the subject's mode for the error */
-            json_t *ms = json_object_get(j, "messages");
+            json_t *ms = json_object_get(j, "messages"), *m;
             size_t k;
-            json_t *m;
-            s->compat_messages[0] = '\0';
+            t->compat_messages[0] = '\0';
             json_array_foreach(ms, k, m)
             {
-                const char *t = json_string_value(m);
+                const char *txt = json_string_value(m);
                 char one[400];
-                if (t == NULL)
+                if (txt == NULL)
                     continue;
-                bh_utf8_sanitize(one, sizeof(one), t, strlen(t));
-                size_t len = strlen(s->compat_messages);
-                snprintf(s->compat_messages + len, sizeof(s->compat_messages) - len, "%s%s",
+                bh_utf8_sanitize(one, sizeof(one), txt, strlen(txt));
+                size_t len = strlen(t->compat_messages);
+                snprintf(t->compat_messages + len, sizeof(t->compat_messages) - len, "%s%s",
                          len ? "; " : "", one);
             }
-            s->step = S_MODE;
+            t->step = S_MODE;
         } else if (status == 404) {
-            s->step = S_REGISTER; /* the subject has no version yet */
+            t->step = S_REGISTER; /* the subject has no version yet */
         } else {
-            resolve_fail(s, -EINVAL, "schema %s (%s): the registry refused to check it under %s: %s",
+            resolve_fail(s, -EINVAL,
+                         "schema %s (%s): the registry refused to check it under %s: %s",
                          it->schema->name, it->schema->path, it->subject, msg);
         }
         break;
@@ -734,45 +772,57 @@ on_resolve_answer(struct req *q, long status)
         const char *mode = json_string_value(json_object_get(j, "compatibilityLevel"));
         if (mode == NULL)
             mode = json_string_value(json_object_get(j, "compatibility"));
+        snprintf(t->mode, sizeof(t->mode), "%s", status == 200 && mode != NULL ? mode : "(unknown)");
+        if (t->compat_messages[0] == '\0') {
+            t->step = S_REASON;
+            break;
+        }
         resolve_fail(s, -EINVAL,
                      "schema %s (%s) is not compatible with subject %s under its mode %s: %s; "
                      "nothing is published with it",
-                     it->schema->name, it->schema->path, it->subject,
-                     status == 200 && mode != NULL ? mode : "(unknown)",
-                     s->compat_messages[0] ? s->compat_messages : "the registry gave no reason");
+                     it->schema->name, it->schema->path, it->subject, t->mode, t->compat_messages);
         break;
     }
+    case S_REASON:
+        if (status == 200)
+            bh_warn("registry",
+                    "subject %s: the registry said %s is not compatible, then registered it",
+                    it->subject, it->schema->name);
+        resolve_fail(s, -EINVAL,
+                     "schema %s (%s) is not compatible with subject %s under its mode %s: %s; "
+                     "nothing is published with it",
+                     it->schema->name, it->schema->path, it->subject, t->mode,
+                     status == 200 ? "the registry gave no reason" : msg);
+        break;
     case S_REGISTER:
         if (status == 200 && json_is_integer(json_object_get(j, "id"))) {
             bh_info("registry", "schema %s registered under %s: id %" PRId64, it->schema->name,
                     it->subject, (int64_t)json_integer_value(json_object_get(j, "id")));
-            s->step = S_RELOOKUP; /* for its version */
+            t->step = S_RELOOKUP; /* for its version */
         } else {
-            resolve_fail(s, -EINVAL, "schema %s (%s): the registry refused it under subject %s: %s",
+            resolve_fail(s, -EINVAL,
+                         "schema %s (%s): the registry refused it under subject %s: %s",
                          it->schema->name, it->schema->path, it->subject, msg);
         }
         break;
+    case S_DONE:
+        break;
     }
     json_decref(j);
-    if (!s->finished)
-        resolve_next(s);
+    if (!s->finished && t->step != S_DONE)
+        task_next(t);
 }
 
 static void
-resolve_next(struct resolve *s)
+task_next(struct task *t)
 {
-    if (s->finished)
-        return;
-    if (s->at == s->n) {
-        s->finished = true;
-        return;
-    }
-    struct bh_registry_item *it = &s->items[s->at];
+    struct resolve *s = t->s;
+    struct bh_registry_item *it = t->it;
     char *subj = curl_escape(it->subject, 0), path[1200];
-    char *body = schema_body(it->schema);
+    char *body = NULL;
     const char *method = "POST";
-    int rc = subj != NULL && body != NULL ? 0 : -ENOMEM;
-    switch (s->step) {
+    int rc = subj != NULL ? 0 : -ENOMEM;
+    switch (t->step) {
     case S_LOOKUP:
     case S_RELOOKUP:
         snprintf(path, sizeof(path), "/subjects/%s", subj ? subj : "");
@@ -784,17 +834,23 @@ resolve_next(struct resolve *s)
     case S_MODE:
         snprintf(path, sizeof(path), "/config/%s?defaultToGlobal=true", subj ? subj : "");
         method = "GET";
-        free(body);
-        body = NULL;
         break;
     case S_REGISTER:
+    case S_REASON:
         snprintf(path, sizeof(path), "/subjects/%s/versions", subj ? subj : "");
         break;
+    case S_DONE:
+        curl_free(subj);
+        return;
     }
+    if (rc == 0 && t->step != S_MODE && (body = schema_body(it->schema)) == NULL)
+        rc = -ENOMEM;
     if (rc == 0)
-        rc = request(s->r, method, path, body, on_resolve_answer, s);
+        rc = request(s->r, method, path, body, on_resolve_answer, t);
     if (rc < 0)
         resolve_fail(s, rc, "schema registry: out of memory");
+    else
+        t->busy = true;
     curl_free(subj);
     free(body);
 }
@@ -804,22 +860,35 @@ bh_registry_resolve(struct bh_registry *r, struct bh_registry_item *items, size_
                     bool do_register, char *errstr, size_t errstr_size)
 {
     struct resolve s = {.r = r,
-                        .items = items,
                         .n = n,
+                        .left = n,
                         .reg = do_register,
                         .err = errstr,
                         .errn = errstr_size,
-                        .backoff = RETRY_FIRST_MS};
-    for (size_t i = 0; i < n; i++) {
-        items[i].id = -1;
-        items[i].version = -1;
+                        .backoff = RETRY_FIRST_MS,
+                        .finished = n == 0};
+    s.tasks = calloc(n ? n : 1, sizeof(*s.tasks));
+    if (s.tasks == NULL) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -ENOMEM;
     }
     uv_update_time(r->loop);
     s.deadline = uv_now(r->loop) + (uint64_t)r->conf->wait;
-    resolve_next(&s);
+    for (size_t i = 0; i < n; i++) {
+        items[i].id = -1;
+        items[i].version = -1;
+        s.tasks[i] = (struct task){.s = &s, .it = &items[i], .step = S_LOOKUP};
+    }
+    for (size_t i = 0; i < n && !s.finished; i++)
+        task_next(&s.tasks[i]);
     while (!s.finished)
         uv_run(r->loop, UV_RUN_ONCE);
     uv_timer_stop(&r->retry);
+    /* A failure leaves the others' requests out: they must not call back into S. */
+    for (struct req *q = r->inflight; q != NULL; q = q->next)
+        if (q->done == on_resolve_answer)
+            q->done = ignore_answer;
+    free(s.tasks);
     if (s.rc < 0)
         return s.rc;
     for (size_t i = 0; i < n; i++) {
