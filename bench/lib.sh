@@ -51,3 +51,35 @@ bench_tmp_cleanup() {
     [[ -n $own_broker ]] && "$root/deploy/kafka/local-kafka" stop "$tmp/kafka" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
+
+# bench_free_port_pair: the first P (from 20000, even) with 127.0.0.1:P and
+# P+1 both free, on stdout.
+bench_free_port_pair() {
+    python3 -c '
+import socket
+for p in range(20000, 60000, 2):
+    a, b = socket.socket(), socket.socket()
+    try:
+        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        a.close(); b.close()'
+}
+
+# bench_registry DIR: the schema registry to measure against. With
+# REGISTRY_URL set, that one; otherwise one of the script's own is started
+# with deploy/registry/local-registry in DIR/registry on a free pair of
+# loopback ports (API, management). Sets `registry_url` (the Confluent API's
+# base URL) and `own_registry` (1 when started here: stop it with
+# `local-registry stop DIR/registry`).
+bench_registry() {
+    local dir=$1
+    if [[ -n ${REGISTRY_URL:-} ]]; then
+        registry_url=$REGISTRY_URL
+        return
+    fi
+    own_registry=1
+    registry_url=$("$root/deploy/registry/local-registry" start "$dir/registry" \
+        "$(bench_free_port_pair)" | tail -n 1)
+}
