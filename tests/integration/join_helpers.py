@@ -525,7 +525,7 @@ class JoinHub(Hub):
 
     def __init__(self, tmp_path, brokers, schemas, inputs, view_topic, state_topic, group,
                  window="1h", extra=(), partitions=3, fire=False, admin=True,
-                 kafka_properties=None, state_dir=None, blocks_map=None):
+                 kafka_properties=None, state_dir=None, blocks_map=None, adapters=()):
         super().__init__(tmp_path, brokers, fire=fire)
         # the local state store: one directory per process (RocksDB allows one owner), given
         # relative (taken from the config file's directory) unless STATE_DIR is absolute
@@ -546,12 +546,15 @@ class JoinHub(Hub):
             "schemas:", "  dir: %s" % schemas,
             "dead_letter:", "  topic: %s" % self.dlq_topic,
         ]
+        lines += ["adapters:" if fire or adapters else "adapters: []"]
         if fire:
-            lines += ["adapters:", "  - name: fire", "    type: fire",
+            lines += ["  - name: fire", "    type: fire",
                       "    listen: 127.0.0.1:%d" % self.port,
                       "    tokens: [test-token-1]", "    topic: %s" % self.fire_topic]
-        else:
-            lines += ["adapters: []"]
+        for e in adapters:  # more adapters: config entries as dicts
+            for i, (k, v) in enumerate(e.items()):
+                lines.append("%s%s: %s" % ("  - " if i == 0 else "    ", k,
+                                           json.dumps(v, ensure_ascii=False)))
         lines += ["join:", "  enabled: true", "  group: %s" % group,
                   "  view_topic: %s" % view_topic, "  state_topic: %s" % state_topic,
                   "  window: %s" % window, "  session_timeout: 6s",
