@@ -617,6 +617,22 @@ canon_schema(struct canon *c, const json_t *node, const char *ns, size_t ns_len)
 }
 
 int
+bh_avro_schema_parse(const char *json, size_t len, avro_schema_t *out, char *errstr,
+                     size_t errstr_size)
+{
+    char *canonical = NULL;
+    int rc = bh_avro_canonical_form(json, len, &canonical, errstr, errstr_size);
+    if (rc < 0)
+        return rc;
+    if (avro_schema_from_json_length(canonical, strlen(canonical), out) != 0) {
+        set_error(errstr, errstr_size, "%s", avro_strerror());
+        rc = -EINVAL;
+    }
+    free(canonical);
+    return rc;
+}
+
+int
 bh_avro_canonical_form(const char *json, size_t len, char **out, char *errstr, size_t errstr_size)
 {
     struct canon c = {.errstr = errstr, .errstr_size = errstr_size};

@@ -53,6 +53,13 @@ void bh_schemas_free(struct bh_schemas *set);
 /* Parsing Canonical Form of a schema given as JSON text. *out is malloc'd. */
 int bh_avro_canonical_form(const char *json, size_t len, char **out, char *errstr,
                            size_t errstr_size);
+/*
+ * A schema from outside (a registry's answer), parsed by avro-c only once its
+ * Parsing Canonical Form is made here: avro-c's own parser leaks on some
+ * malformed schemas, and the canonical form it is given is well-formed.
+ */
+int bh_avro_schema_parse(const char *json, size_t len, avro_schema_t *out, char *errstr,
+                         size_t errstr_size);
 /* CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
 uint64_t bh_crc64_avro(const void *data, size_t len);
 

@@ -102,7 +102,7 @@ struct bh_hub {
     struct bh_blockmap *blocks;
     struct bh_schemas *schemas;
     struct bh_encoder *encoder;
-    enum bh_framing framing;       /* of every record published (the join's changelog aside) */
+    enum bh_framing framing;      /* of every record published (the join's changelog aside) */
     struct bh_registry *registry; /* NULL without schema_registry.url */
     const struct bh_schema *dead_letter_schema;
     struct bh_component **components; /* the adapters of the config, then the join */

@@ -17,10 +17,10 @@
 #include "utf8.h"
 
 #define KEY(type, field) offsetof(struct type, field)
-#define MAX_BODY (8u << 20) /* the most of an answer kept: a schema is far smaller */
-#define RETRY_FIRST_MS 200
-#define RETRY_MAX_MS 5000
-#define FETCH_RETRY_MS 1000
+#define MAX_BODY         (8u << 20) /* the most of an answer kept: a schema is far smaller */
+#define RETRY_FIRST_MS   200
+#define RETRY_MAX_MS     5000
+#define FETCH_RETRY_MS   1000
 
 static int
 check_url(const void *value, char *why, size_t n)
@@ -449,7 +449,8 @@ request(struct bh_registry *r, const char *method, const char *path, const char 
     q->hdrs = curl_slist_append(NULL, "Accept: application/vnd.schemaregistry.v1+json, "
                                       "application/vnd.schemaregistry+json, application/json");
     if (json != NULL)
-        q->hdrs = curl_slist_append(q->hdrs, "Content-Type: application/vnd.schemaregistry.v1+json");
+        q->hdrs =
+            curl_slist_append(q->hdrs, "Content-Type: application/vnd.schemaregistry.v1+json");
     if (c->bearer_token != NULL) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->bearer_token);
         q->hdrs = curl_slist_append(q->hdrs, auth);
@@ -579,8 +580,13 @@ answer_message(const struct req *q, long status, char *out, size_t n)
     json_t *j = q->body != NULL ? json_loads(q->body, 0, NULL) : NULL;
     const char *msg = j != NULL ? json_string_value(json_object_get(j, "message")) : NULL;
     char raw[300];
-    bh_utf8_sanitize(raw, sizeof(raw), msg ? msg : q->body ? q->body : "",
-                     msg ? strlen(msg) : q->body ? q->len : 0);
+    bh_utf8_sanitize(raw, sizeof(raw),
+                     msg       ? msg
+                     : q->body ? q->body
+                               : "",
+                     msg       ? strlen(msg)
+                     : q->body ? q->len
+                               : 0);
     snprintf(out, n, "HTTP %ld: %s", status, raw);
     json_decref(j);
 }
@@ -638,8 +644,8 @@ struct resolve {
 
 static void task_next(struct task *t);
 
-static void
-resolve_fail(struct resolve *s, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void resolve_fail(struct resolve *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void
 resolve_fail(struct resolve *s, int rc, const char *fmt, ...)
 {
@@ -734,8 +740,8 @@ on_resolve_answer(struct req *q, long status)
             else
                 t->step = error_code(q) == 40401 ? S_REGISTER : S_COMPAT;
         } else {
-            resolve_fail(s, -EIO, "schema %s: looking it up under subject %s: %s",
-                         it->schema->name, it->subject, msg);
+            resolve_fail(s, -EIO, "schema %s: looking it up under subject %s: %s", it->schema->name,
+                         it->subject, msg);
         }
         break;
     case S_COMPAT:
@@ -772,7 +778,8 @@ on_resolve_answer(struct req *q, long status)
         const char *mode = json_string_value(json_object_get(j, "compatibilityLevel"));
         if (mode == NULL)
             mode = json_string_value(json_object_get(j, "compatibility"));
-        snprintf(t->mode, sizeof(t->mode), "%s", status == 200 && mode != NULL ? mode : "(unknown)");
+        snprintf(t->mode, sizeof(t->mode), "%s",
+                 status == 200 && mode != NULL ? mode : "(unknown)");
         if (t->compat_messages[0] == '\0') {
             t->step = S_REASON;
             break;
@@ -800,8 +807,7 @@ on_resolve_answer(struct req *q, long status)
                     it->subject, (int64_t)json_integer_value(json_object_get(j, "id")));
             t->step = S_RELOOKUP; /* for its version */
         } else {
-            resolve_fail(s, -EINVAL,
-                         "schema %s (%s): the registry refused it under subject %s: %s",
+            resolve_fail(s, -EINVAL, "schema %s (%s): the registry refused it under subject %s: %s",
                          it->schema->name, it->schema->path, it->subject, msg);
         }
         break;

@@ -658,8 +658,9 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
                                               : "is unknown to the schema registry");
             return NULL;
         }
-        if (avro_schema_from_json_length(text, strlen(text), &own) != 0) {
-            snprintf(why, n, "schema id %" PRId32 " does not parse: %.200s", id, avro_strerror());
+        char perr[200];
+        if (bh_avro_schema_parse(text, strlen(text), &own, perr, sizeof(perr)) < 0) {
+            snprintf(why, n, "schema id %" PRId32 " does not parse: %.200s", id, perr);
             return NULL;
         }
         writer = own;
@@ -706,8 +707,8 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
         }
     }
     if (id >= 0)
-        bh_info("join", "input %s (%s): records of schema %s (registry id %" PRId32
-                        "), fields %s/%s/%s",
+        bh_info("join",
+                "input %s (%s): records of schema %s (registry id %" PRId32 "), fields %s/%s/%s",
                 in->dept, in->c->topic, name, id, in->c->id_field, in->c->type_field,
                 in->c->time_field);
     else
@@ -884,8 +885,9 @@ hold(struct bh_join *j, struct part *pt, const rd_kafka_message_t *m, size_t i, 
     rd_kafka_topic_partition_list_t *l = input_partitions(j, p);
     rd_kafka_pause_partitions(j->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
-    bh_info("join", "partition %" PRId32 ": a record of %s names schema id %" PRId32
-                    ", asked of the registry; the partition waits for it",
+    bh_info("join",
+            "partition %" PRId32 ": a record of %s names schema id %" PRId32
+            ", asked of the registry; the partition waits for it",
             p, rd_kafka_topic_name(m->rkt), id);
 }
 

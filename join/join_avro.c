@@ -455,8 +455,8 @@ bh_jplan_new_resolved(struct bh_jplan **out, avro_schema_t record, const char *r
     int idx[3] = {-1, -1, -1};
     if (field_or_default(record, reader, id_field, "id", JSON_STRING, &idx[0], &defs[0], errstr,
                          errstr_size) < 0 ||
-        field_or_default(record, reader, type_field, "type", JSON_STRING, &idx[1], &defs[1],
-                         errstr, errstr_size) < 0 ||
+        field_or_default(record, reader, type_field, "type", JSON_STRING, &idx[1], &defs[1], errstr,
+                         errstr_size) < 0 ||
         field_or_default(record, reader, time_field, "time", JSON_INTEGER, &idx[2], &defs[2],
                          errstr, errstr_size) < 0)
         goto out;
@@ -470,12 +470,12 @@ bh_jplan_new_resolved(struct bh_jplan **out, avro_schema_t record, const char *r
         p->def_time_ms = (int64_t)json_integer_value(defs[2]);
     }
     rc = -EINVAL;
-    avro_schema_t id = idx[0] >= 0 ? avro_schema_record_field_get_by_index(record, idx[0])
-                                   : avro_schema_string();
-    avro_schema_t type = idx[1] >= 0 ? avro_schema_record_field_get_by_index(record, idx[1])
-                                     : avro_schema_string();
-    avro_schema_t time = idx[2] >= 0 ? avro_schema_record_field_get_by_index(record, idx[2])
-                                     : avro_schema_long();
+    avro_schema_t id =
+        idx[0] >= 0 ? avro_schema_record_field_get_by_index(record, idx[0]) : avro_schema_string();
+    avro_schema_t type =
+        idx[1] >= 0 ? avro_schema_record_field_get_by_index(record, idx[1]) : avro_schema_string();
+    avro_schema_t time =
+        idx[2] >= 0 ? avro_schema_record_field_get_by_index(record, idx[2]) : avro_schema_long();
     if (is_avro_link(type))
         type = avro_schema_link_target(type);
     if (!is_avro_string(id)) {

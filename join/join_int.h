@@ -24,9 +24,9 @@
 #define JOIN_PLANS 8 /* writer schemas remembered per input */
 
 struct plan {
-    uint64_t fp;      /* single-object writer schemas */
-    int32_t id;       /* registry writer schemas (-1: single-object) */
-    avro_schema_t own; /* a writer schema read from the registry, NULL for the hub's own */
+    uint64_t fp;           /* single-object writer schemas */
+    int32_t id;            /* registry writer schemas (-1: single-object) */
+    avro_schema_t own;     /* a writer schema read from the registry, NULL for the hub's own */
     struct bh_jplan *plan; /* NULL: the schema cannot be used (why says why) */
     uint32_t *symbol_types;
     char why[400];

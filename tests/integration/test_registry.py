@@ -64,7 +64,7 @@ class Registry:
         subprocess.run([LOCAL_REGISTRY, "stop", self.dir], check=True, timeout=90)
 
     def client(self):
-        return SchemaRegistryClient({"url": self.url})
+        return sr_client(self.url)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,18 @@ def registry(tmp_path_factory):
     r = Registry(tmp_path_factory.mktemp("registry")).start()
     yield r
     r.stop()
+
+
+def sr_client(url):
+    """confluent-kafka's client, with a timeout: a request it makes that the registry does not
+    know (its associations API) must fail, not hang the test."""
+    return SchemaRegistryClient({"url": url, "timeout": 20})
+
+
+def deserializer(client):
+    """confluent-kafka's AvroDeserializer, the subject named by the topic (the default looks
+    up associations first, an API Confluent's own registry has and others lack)."""
+    return AvroDeserializer(client, conf={"subject.name.strategy.type": "TOPIC"})
 
 
 def registry_lines(url, **settings):
@@ -155,8 +167,8 @@ class ConfluentDecoder:
     """decode(value) -> (schema name, record), through the registry (for join_helpers)."""
 
     def __init__(self, url):
-        self.client = SchemaRegistryClient({"url": url})
-        self.d = AvroDeserializer(self.client)
+        self.client = sr_client(url)
+        self.d = deserializer(self.client)
 
     def decode(self, value):
         assert value[:1] == b"\x00", "not the Confluent wire format: %r" % value[:12]
@@ -184,7 +196,7 @@ def feed_samples(h):
 def confluent_values(kafka, registry_url, topic, only=False):
     """Every record of TOPIC decoded by confluent-kafka's AvroDeserializer, with its id (with
     ONLY, the records in the Confluent wire format; else every record must be)."""
-    d = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    d = deserializer(sr_client(registry_url))
     out = []
     for m in bhcat.consume_all(kafka, topic):
         v = m["value"]
@@ -233,7 +245,7 @@ def test_samples_in_confluent_wire_format(world, registry):
                     if decode(d["value"])["adapter"] == "traffic"]
             return (n, len(dead)) == (TRAFFIC_RECORDS, TRAFFIC_DEAD)
 
-        reg_decode = AvroDeserializer(registry.client())
+        reg_decode = deserializer(registry.client())
         wait_until(lambda: traffic_done(with_reg, world.topics["traffic"], lambda v: reg_decode(
             v, SerializationContext(with_reg.dlq_topic, MessageField.VALUE))),
             "every traffic line published or dead-lettered (registry)", hub=with_reg)
@@ -490,6 +502,7 @@ class SlowProxy:
         self.hold = hold
         self.held = 0
         self.seen = []
+        self.auth = []
         self.lock = threading.Lock()
         self.released = threading.Event()
         proxy = self
@@ -511,6 +524,7 @@ class SlowProxy:
                 with proxy.lock:
                     proxy.held += 1
                     proxy.seen.append(self.command + " " + self.path)
+                    proxy.auth.append(self.headers.get("Authorization"))
                 time.sleep(proxy.hold)
                 proxy.released.wait(60)
                 with proxy.lock:
@@ -590,5 +604,63 @@ def test_registry_slow(world, registry):
         wait_until(lambda: h.block("440303-017").json()["fire"]["total"] == 2,
                    "both fire events of the block counted", hub=h)
         assert h.stop() == 0
+    finally:
+        proxy.close()
+
+
+def test_schemas_command_record_strategy_and_credentials(world, registry):
+    """subject_strategy record names subjects by the record; basic-auth and bearer credentials
+    go with every request; blockhub schemas lists each schema's file, fingerprint, Parsing
+    Canonical Form, topics, subjects, and its id and version in the registry."""
+    import base64
+    proxy = SlowProxy("http://127.0.0.1:%d" % registry.port, hold=0)
+    proxy.released.set()
+    try:
+        url = proxy.url + "/apis/ccompat/v7"
+        h = world.hub(url, depts=("fire",), join=False,
+                      registry_settings={"subject_strategy": "record", "username": "analyst",
+                                         "password": "s3cret"})
+        h.start()
+        client = registry.client()
+        fire = client.get_latest_version("blockhub.fire.FireEvent")
+        assert "blockhub.DeadLetter" in client.get_subjects()
+        r = post_fire(h, [fire_event(1, "440303-017", "alarm", 1795738500000)])
+        assert r.status_code == 200, r.text
+        got = confluent_values(world.kafka, registry.url, world.topics["fire"])
+        assert [i for i, _, _ in got] == [fire.schema_id]
+        basic = "Basic " + base64.b64encode(b"analyst:s3cret").decode()
+        assert proxy.auth and set(proxy.auth) == {basic}
+        assert h.stop() == 0
+        args = [h.binary, "schemas", "--config", h.config]
+        for x in h.sets:
+            args += ["--set", x]
+        out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        text = out.stdout
+        section = text[text.index("blockhub.fire.FireEvent\n"):]
+        section = section[:section.index("\nblockhub.", 1)] if "\nblockhub." in section[1:] \
+            else section
+        want_fp = "%016x" % jh.fingerprint(fastavro.parse_schema(
+            json.load(open(os.path.join(SCHEMAS, "fire_event.avsc")))))
+        assert "fire_event.avsc" in section
+        assert "fingerprint: %s (CRC-64-AVRO)" % want_fp in section, section
+        assert "canonical:   " + fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(
+            json.load(open(os.path.join(SCHEMAS, "fire_event.avsc"))))) in section, section
+        assert "topic:       %s" % world.topics["fire"] in section
+        assert "subject:   blockhub.fire.FireEvent" in section
+        assert "registry:  id %d, version %d" % (fire.schema_id, fire.version) in section, section
+        # a bearer token instead
+        b = world.hub(url, depts=("fire",), join=False,
+                      registry_settings={"bearer_token": "tok-1"})
+        del proxy.auth[:]
+        args = [b.binary, "schemas", "--config", b.config]
+        for x in b.sets:
+            args += ["--set", x]
+        out = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "registry:  not registered under this subject" in out.stdout  # only looked up
+        assert proxy.auth and set(proxy.auth) == {"Bearer tok-1"}
     finally:
         proxy.close()

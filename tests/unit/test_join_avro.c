@@ -604,10 +604,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_fire_event), cmocka_unit_test(test_plan_skips_everything),
-        cmocka_unit_test(test_plan_reader_defaults),
-        cmocka_unit_test(test_view_encoding),   cmocka_unit_test(test_changelog_schemas),
-        cmocka_unit_test(test_buffer_varints),
+        cmocka_unit_test(test_plan_fire_event),      cmocka_unit_test(test_plan_skips_everything),
+        cmocka_unit_test(test_plan_reader_defaults), cmocka_unit_test(test_view_encoding),
+        cmocka_unit_test(test_changelog_schemas),    cmocka_unit_test(test_buffer_varints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
