@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Read what blockhub published, decoded by fastavro (not by blockhub).
 
-As a tool:  bhcat.py --bootstrap HOST:PORT --schemas DIR TOPIC [TOPIC...]
+As a tool:  bhcat.py --bootstrap HOST:PORT [--schemas DIR] [--registry URL] TOPIC [TOPIC...]
 prints one JSON object per record: topic, partition, offset, key, headers,
-schema and the decoded value.
+schema and the decoded value. Records in the Confluent wire format (a hub
+with schema_registry.url) need --registry: their writer schema is fetched
+from the registry by the id in the record.
 
 As a library (the integration tests use it): consume_all() reads a topic from
 the beginning to its current end; Decoder.decode() checks the single-object
@@ -27,9 +29,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 
 class Decoder:
-    def __init__(self, schema_dir):
+    def __init__(self, schema_dir, registry=None):
         self.by_fp = {}
         self.by_name = {}
+        self.registry = registry.rstrip("/") if registry else None
+        self.by_id = {}
         for path in sorted(glob.glob(os.path.join(schema_dir, "*.avsc"))):
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)
@@ -41,8 +45,26 @@ class Decoder:
             self.by_fp[fp] = (name, parsed)
             self.by_name[name] = (fp, parsed)
 
+    def schema_of_id(self, sid):
+        """(full name, parsed schema) of registry id SID, fetched once."""
+        if sid not in self.by_id:
+            import urllib.request
+            with urllib.request.urlopen("%s/schemas/ids/%d" % (self.registry, sid),
+                                        timeout=30) as r:
+                raw = json.loads(json.loads(r.read())["schema"])
+            parsed = fastavro.parse_schema(raw)
+            self.by_id[sid] = (parsed["name"], parsed)
+        return self.by_id[sid]
+
     def decode(self, value):
         """Returns (schema full name, record dict)."""
+        if self.registry is not None and len(value) >= 5 and value[0] == 0:
+            name, parsed = self.schema_of_id(struct.unpack(">I", value[1:5])[0])
+            buf = io.BytesIO(value[5:])
+            rec = fastavro.schemaless_reader(buf, parsed)
+            if buf.tell() != len(value) - 5:
+                raise ValueError("%d trailing bytes after the record" % (len(value) - 5 - buf.tell()))
+            return name, rec
         if len(value) < 10 or value[0:2] != b"\xc3\x01":
             raise ValueError("not Avro single-object encoding: %r" % value[:10])
         fp = struct.unpack("<Q", value[2:10])[0]
@@ -159,6 +181,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--schemas", default=os.path.join(os.path.dirname(__file__), "..", "schemas"))
+    ap.add_argument("--registry", default=None,
+                    help="base URL of the schema registry, for records in the Confluent wire "
+                         "format (e.g. http://127.0.0.1:8081)")
     ap.add_argument("--limit", type=int, default=0,
                     help="print at most N records per topic (0: all), then a count")
     ap.add_argument("--timeout", type=float, default=30.0,
@@ -166,7 +191,7 @@ def main():
                          "exit status 1 if that is not enough")
     ap.add_argument("topics", nargs="+")
     args = ap.parse_args()
-    dec = Decoder(args.schemas)
+    dec = Decoder(args.schemas, args.registry)
     for topic in args.topics:
         try:
             msgs = consume_all(args.bootstrap, topic, args.timeout)

@@ -16,6 +16,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -628,6 +629,14 @@ def test_schemas_command_record_strategy_and_credentials(world, registry):
         assert r.status_code == 200, r.text
         got = confluent_values(world.kafka, registry.url, world.topics["fire"])
         assert [i for i, _, _ in got] == [fire.schema_id]
+        # tools/bhcat.py reads it too, with the schema from the registry
+        cat = subprocess.run([sys.executable, os.path.join(SRC, "tools", "bhcat.py"),
+                              "--bootstrap", world.kafka, "--registry", registry.url,
+                              world.topics["fire"]], stdout=subprocess.PIPE, text=True,
+                             timeout=120, check=True)
+        printed = [json.loads(line) for line in cat.stdout.splitlines() if line.startswith("{")]
+        assert [p["value"]["event_id"] for p in printed] == ["XF-REG-000001"], cat.stdout
+        assert printed[0]["schema"] == "blockhub.fire.FireEvent"
         basic = "Basic " + base64.b64encode(b"analyst:s3cret").decode()
         assert proxy.auth and set(proxy.auth) == {basic}
         assert h.stop() == 0
