@@ -494,11 +494,30 @@ def test_registry_down_mid_run(world, tmp_path):
         subprocess.run([LOCAL_REGISTRY, "stop", r.dir], timeout=90)
 
 
+def make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, signed by the CA."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, cwd=d, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=blockhub test CA")
+    for who in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", who + ".key", "-out", who + ".csr",
+            "-subj", "/CN=" + ("127.0.0.1" if who == "server" else "blockhub"))
+        with open(os.path.join(d, who + ".ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n" if who == "server" else
+                    "extendedKeyUsage=clientAuth\n")
+        run("x509", "-req", "-in", who + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", who + ".pem", "-days", "2", "-extfile", who + ".ext")
+    return {k: os.path.join(d, k) for k in ("ca.pem", "server.pem", "server.key", "client.pem",
+                                            "client.key")}
+
+
 class SlowProxy:
     """An HTTP proxy to the registry that holds every answer at least HOLD seconds, and
     until the test releases it: what is held can be counted while it is held."""
 
-    def __init__(self, target, hold=5.0):
+    def __init__(self, target, hold=5.0, tls=None):
         self.target = target.rstrip("/")
         self.hold = hold
         self.held = 0
@@ -543,6 +562,16 @@ class SlowProxy:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.peer_certs = []
+        if tls is not None:  # https, and a client certificate of the CA required
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["server.pem"], tls["server.key"])
+            ctx.load_verify_locations(tls["ca.pem"])
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
+            self.url = "https://127.0.0.1:%d" % self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
@@ -671,5 +700,33 @@ def test_schemas_command_record_strategy_and_credentials(world, registry):
         assert out.returncode == 0, out.stderr
         assert "registry:  not registered under this subject" in out.stdout  # only looked up
         assert proxy.auth and set(proxy.auth) == {"Bearer tok-1"}
+    finally:
+        proxy.close()
+
+
+def test_registry_over_tls_with_a_client_certificate(world, registry, tmp_path):
+    """https: the registry's certificate is checked against schema_registry.ca_file, and the
+    client certificate (cert_file, key_file) is presented; without the CA, start refuses with
+    the TLS error."""
+    pki = make_pki(str(tmp_path))
+    proxy = SlowProxy("http://127.0.0.1:%d" % registry.port, hold=0, tls=pki)
+    proxy.released.set()
+    try:
+        url = proxy.url + "/apis/ccompat/v7"
+        h = world.hub(url, depts=("fire",), join=False,
+                      registry_settings={"ca_file": pki["ca.pem"], "cert_file": pki["client.pem"],
+                                         "key_file": pki["client.key"]})
+        h.start()
+        assert any(x.startswith("POST /apis/ccompat/v7/subjects/") for x in proxy.seen)
+        r = post_fire(h, [fire_event(3, "440303-017", "alarm", 1795738500000)])
+        assert r.status_code == 200, r.text
+        assert h.stop() == 0
+        untrusted = world.hub(url, depts=("fire",), join=False,
+                              registry_settings={"wait": "1s", "cert_file": pki["client.pem"],
+                                                 "key_file": pki["client.key"]})
+        rc, err = start_refused(untrusted)
+        log = untrusted.logtext() + err
+        assert rc == 1 and "did not answer within schema_registry.wait" in log, log
+        assert "certificate" in log.split("schema_registry.wait")[1], log
     finally:
         proxy.close()
