@@ -11,7 +11,7 @@ import subprocess
 import uuid
 
 
-from conftest import BLOCKHUB, Hub, free_port
+from conftest import BLOCKHUB, SRC, Hub, free_port
 from test_traffic import decoded, event, ndjson
 from test_traffic_abuse import connect_from, settle
 from test_traffic_shutdown import unsent, wait_until
@@ -26,7 +26,9 @@ def test_traffic_start_refuse_drain_under_valgrind(kafka, tmp_path, decoder):
     hub.traffic_port = port
     hub.traffic_topic = entry["topic"]
     log = tmp_path / "valgrind.log"
-    args = ["valgrind", "-q", "--error-exitcode=99", "--log-file=%s" % log, BLOCKHUB,
+    args = ["valgrind", "-q", "--error-exitcode=99",
+            "--suppressions=%s" % os.path.join(SRC, "tests", "valgrind.supp"),
+            "--log-file=%s" % log, BLOCKHUB,
             "--config", hub.config]
     with open(hub.logpath, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)

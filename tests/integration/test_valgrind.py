@@ -14,7 +14,10 @@ import uuid
 
 import requests
 
-from conftest import BLOCKHUB, SCHEMAS, TOKEN, WORLD, Hub, free_port
+from conftest import BLOCKHUB, SCHEMAS, SRC, TOKEN, WORLD, Hub, free_port
+
+# Bugs of the libraries' own (tests/valgrind.supp says which and why).
+SUPPRESSIONS = os.path.join(SRC, "tests", "valgrind.supp")
 
 SAMPLE = os.path.join(WORLD, "samples", "fire", "webhook-batch.json")
 
@@ -22,7 +25,8 @@ SAMPLE = os.path.join(WORLD, "samples", "fire", "webhook-batch.json")
 def test_daemon_start_feed_sigterm(tmp_path):
     hub = Hub(tmp_path, "embedded")
     log = tmp_path / "valgrind.log"
-    args = ["valgrind", "-q", "--error-exitcode=99", "--log-file=%s" % log, BLOCKHUB,
+    args = ["valgrind", "-q", "--error-exitcode=99", "--suppressions=%s" % SUPPRESSIONS,
+            "--log-file=%s" % log, BLOCKHUB,
             "--config", hub.config]
     with open(hub.logpath, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
@@ -92,7 +96,8 @@ def test_every_part_closes_its_handles_at_exit(kafka, tmp_path):
     logpath = tmp_path / "blockhub.log"
     vlog = tmp_path / "valgrind.log"
     args = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
-            "--errors-for-leak-kinds=definite", "--log-file=%s" % vlog, BLOCKHUB,
+            "--errors-for-leak-kinds=definite", "--suppressions=%s" % SUPPRESSIONS,
+            "--log-file=%s" % vlog, BLOCKHUB,
             "--config", str(config)]
     held = []
     with open(logpath, "ab") as out:
