@@ -49,6 +49,7 @@ BH_APT_PACKAGES=(
   libcurl4-openssl-dev   # the schema registry client (hub/registry.c)
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
+  openssl   # test CAs: local-kafka --secure, the registry TLS test
   nghttp2-client   # h2load: bench/run-fire.sh checks its own load generator against it
   systemd   # systemd-analyze: the suite checks deploy/systemd/blockhub.service
   tmux      # the suite runs blockhubctl top in a real terminal
