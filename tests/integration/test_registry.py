@@ -456,9 +456,10 @@ def test_registry_down_mid_run(world, tmp_path):
         r_ids_dlq = r.client().get_latest_version(h.dlq_topic + "-value").schema_id
         wait_until(lambda: metric(h, "blockhub_schema_registry_up") == 1, "registry up", hub=h)
         r.stop()
-        wait_log(h, "does not answer")
+        wait_log(h, "does not answer", timeout=20)
+        # the probe asks every 200 ms: 20 s is a hundred probes
         wait_until(lambda: metric(h, "blockhub_schema_registry_up") == 0, "registry down",
-                   hub=h)
+                   hub=h, timeout=20)
         assert metric(h, "blockhub_schema_registry_failures_total") > 0
         resp = post_fire(h, [fire_event(i, "440303-017", "alarm", 1795738500000 + i * 1000)
                              for i in range(20)])
