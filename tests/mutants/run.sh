@@ -19,6 +19,39 @@ if [ ${#patches[@]} -eq 0 ]; then
 fi
 [ -e "${patches[0]}" ] || { echo "mutants: no patches"; exit 1; }
 
+# BH_MUTANTS_JOBS=N (default 2) runs the patches in N shards side by side, each
+# in its own scratch tree and build (the integration tests keep apart by their
+# own topics and ports); the shards' reports are printed one after the other
+# and their counts added up.
+jobs=${BH_MUTANTS_JOBS:-2}
+if [ "$jobs" -gt 1 ] && [ ${#patches[@]} -gt 1 ]; then
+  mkdir -p "$work"
+  pids=()
+  for ((i = 0; i < jobs; i++)); do
+    shard=()
+    for ((k = i; k < ${#patches[@]}; k += jobs)); do shard+=("${patches[k]}"); done
+    [ ${#shard[@]} -gt 0 ] || continue
+    BH_MUTANTS_JOBS=1 "$0" "$work/shard$i" "${shard[@]}" >"$work/shard$i.out" 2>&1 &
+    pids+=("$i:$!")
+  done
+  status=0
+  k=0 s=0 b=0 d=0
+  for entry in "${pids[@]}"; do
+    i=${entry%%:*}
+    wait "${entry#*:}" || status=1
+    grep -v '^mutants: ' "$work/shard$i.out"
+    read -r sk ss sb sd < <(sed -n 's/^mutants: \([0-9]*\) killed, \([0-9]*\) survived, \([0-9]*\) broken, \([0-9]*\) left.*/\1 \2 \3 \4/p' "$work/shard$i.out")
+    if [ -z "${sk:-}" ]; then
+      echo "mutants: shard $i ended without its count"
+      status=1
+      continue
+    fi
+    k=$((k + sk)) s=$((s + ss)) b=$((b + sb)) d=$((d + sd))
+  done
+  echo "mutants: $k killed, $s survived, $b broken, $d left to the run before a resolve"
+  exit $status
+fi
+
 src="$work/src"
 rm -rf "$src"
 mkdir -p "$src"
