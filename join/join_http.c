@@ -410,6 +410,13 @@ status_json(struct bh_join *j)
                   (json_int_t)su.ids, "memory_bytes", (json_int_t)su.bytes, "index_bytes",
                   (json_int_t)su.index_bytes, "disk_bytes", (json_int_t)su.disk_bytes,
                   "cache_bytes", (json_int_t)su.cache_bytes));
+    if (disk)
+        json_object_set_new(json_object_get(state, "store"), "filters",
+                            json_pack("{s:I, s:i, s:I, s:I, s:I}", "bytes",
+                                      (json_int_t)su.filter_bytes, "ready", (int)su.filters_ready,
+                                      "builds", (json_int_t)su.filter_builds, "lookups_answered",
+                                      (json_int_t)su.filter_answered, "lookups_read",
+                                      (json_int_t)su.store_lookups));
     json_object_set_new(o, "state", state);
     return o;
 }

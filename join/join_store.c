@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "join_idfilter.h"
 #include "join_store_key.h"
 #include "log.h"
 #include "mix64.h"
@@ -44,6 +46,22 @@ struct mpart {
     size_t cursor;
 };
 
+/*
+ * The disk store's filter of a partition's remembered events (join_idfilter.h):
+ * built by scanning the partition's ids, on a thread of its own, at open and
+ * again when more ids than it holds well were added. While it is built, the
+ * ids written go into it too, so that it misses none the scan did not see.
+ */
+struct idf {
+    struct bh_idfilter *cur;  /* what lookups ask first once ready */
+    struct bh_idfilter *next; /* being built */
+    int ready;                /* cur holds every id of the partition */
+    int want;                 /* a build is asked for */
+    uint64_t added;           /* ids in cur: at its build and since */
+    uint64_t built;           /* ids in cur at its build */
+    uint64_t next_added;      /* ids written into next while it is built */
+};
+
 /* --- the store ------------------------------------------------------------------ */
 
 struct bh_jstore {
@@ -65,6 +83,15 @@ struct bh_jstore {
     rocksdb_writeoptions_t *wo;
     unsigned char (*cursors)[BH_JSTORE_DEDUP_KEY]; /* per partition: where the sweep goes on */
     uint64_t cache_bytes;
+    /* the filters (idf_mu guards every struct idf; the bits are set atomically) */
+    struct idf *idf;
+    size_t idf_bytes; /* a partition's filter */
+    pthread_mutex_t idf_mu;
+    pthread_cond_t idf_cond;
+    pthread_t idf_thread;
+    int idf_started;
+    _Atomic int idf_stop;
+    uint64_t idf_builds, idf_answered, store_lookups; /* under idf_mu */
     /* memory */
     struct mpart *mp;
 };
@@ -270,6 +297,9 @@ mkdirs(const char *dir)
     return 0;
 }
 
+static int idf_start(struct bh_jstore *s, char *err, size_t n);
+static void idf_stop(struct bh_jstore *s);
+
 static int
 open_disk(struct bh_jstore *s, const struct bh_jstore_conf *c, char *err, size_t n)
 {
@@ -279,12 +309,14 @@ open_disk(struct bh_jstore *s, const struct bh_jstore_conf *c, char *err, size_t
         return rc;
     }
     /*
-     * memory_limit: half for the block cache (data, index and filter blocks),
-     * a quarter for the memtables (two of an eighth each); the rest is left to
-     * the join's own tables.
+     * memory_limit: three eighths for the block cache (data, index and filter
+     * blocks), an eighth for the filters of remembered events held in memory
+     * (split between the partitions), a quarter for the memtables (two of an
+     * eighth each); the rest is left to the join's own tables.
      */
     uint64_t limit = c->memory_limit;
-    s->cache_bytes = limit / 2;
+    s->cache_bytes = limit / 8 * 3;
+    s->idf_bytes = (size_t)(limit / 8 / (uint64_t)c->nparts);
     int shard_bits = 0;
     while (shard_bits < 6 && (s->cache_bytes >> (shard_bits + 1)) >= (8u << 20))
         shard_bits++; /* shards of at least 8 MiB: a filter partition always fits one */
@@ -353,7 +385,10 @@ open_disk(struct bh_jstore *s, const struct bh_jstore_conf *c, char *err, size_t
     s->cursors = calloc((size_t)s->nparts, sizeof(*s->cursors));
     if (s->cursors == NULL)
         return -ENOMEM;
-    return check_identity(s, c->identity, err, n);
+    rc = check_identity(s, c->identity, err, n);
+    if (rc == 0)
+        rc = idf_start(s, err, n);
+    return rc;
 }
 
 int
@@ -407,6 +442,7 @@ bh_jstore_close(struct bh_jstore *s)
 {
     if (s == NULL)
         return;
+    idf_stop(s);
     for (int i = 0; i < 2; i++)
         if (s->cf[i] != NULL)
             rocksdb_column_family_handle_destroy(s->cf[i]);
@@ -594,6 +630,169 @@ ded_del(struct mpart *m, uint64_t bh, unsigned dept, int64_t seq)
     m->nded--;
 }
 
+/* --- the filters of remembered events ------------------------------------------------ */
+
+static int iter_error(rocksdb_iterator_t *it);
+
+/* Every id of partition P into F (the store as it is now); *N gets their number. */
+static int
+idf_scan(struct bh_jstore *s, int32_t p, struct bh_idfilter *f, uint64_t *n)
+{
+    unsigned char lo[BH_JSTORE_KIND_KEY], hi[BH_JSTORE_KIND_KEY];
+    bh_jstore_kind_key(lo, p, BH_JSTORE_KIND_ID);
+    bh_jstore_kind_key(hi, p, BH_JSTORE_KIND_ID + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
+    rocksdb_readoptions_set_fill_cache(ro, 0);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_IDS]);
+    *n = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, sizeof(lo)); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl;
+        const unsigned char *k = (const unsigned char *)rocksdb_iter_key(it, &kl);
+        if (kl != BH_JSTORE_ID_KEY)
+            continue;
+        bh_idfilter_add(
+            f, bh_idfilter_hash(bh_jstore_get_be64(k + 3), k[11], bh_jstore_get_be64(k + 12)));
+        if ((++*n & 4095) == 0 && atomic_load(&s->idf_stop))
+            break;
+    }
+    int rc = iter_error(it);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+/* The builder: one partition's filter at a time, as asked. */
+static void *
+idf_main(void *arg)
+{
+    struct bh_jstore *s = arg;
+    bh_jstore_thread_init();
+    pthread_mutex_lock(&s->idf_mu);
+    for (;;) {
+        int32_t p = -1;
+        while (!atomic_load(&s->idf_stop)) {
+            for (int32_t q = 0; q < s->nparts && p < 0; q++)
+                if (s->idf[q].want)
+                    p = q;
+            if (p >= 0)
+                break;
+            pthread_cond_wait(&s->idf_cond, &s->idf_mu);
+        }
+        if (p < 0)
+            break;
+        struct idf *x = &s->idf[p];
+        x->want = 0;
+        struct bh_idfilter *f = bh_idfilter_new(s->idf_bytes);
+        if (f == NULL)
+            continue; /* lookups go on asking the store */
+        /* Published before the scan's snapshot: an id written after it goes into F too. */
+        x->next = f;
+        x->next_added = 0;
+        pthread_mutex_unlock(&s->idf_mu);
+        uint64_t n = 0;
+        int rc = idf_scan(s, p, f, &n);
+        pthread_mutex_lock(&s->idf_mu);
+        x->next = NULL;
+        if (rc < 0 || atomic_load(&s->idf_stop)) {
+            bh_idfilter_free(f);
+            continue;
+        }
+        bh_idfilter_free(x->cur);
+        x->cur = f;
+        x->built = x->added = n + x->next_added;
+        x->ready = 1;
+        s->idf_builds++;
+        if (x->built > bh_idfilter_capacity(f))
+            bh_warn("join",
+                    "partition %d: %" PRIu64 " remembered events, more than the %" PRIu64
+                    " its filter in memory answers well (join.memory_limit): most lookups of new "
+                    "events read the store",
+                    (int)p, x->built, bh_idfilter_capacity(f));
+    }
+    pthread_mutex_unlock(&s->idf_mu);
+    return NULL;
+}
+
+static int
+idf_start(struct bh_jstore *s, char *err, size_t n)
+{
+    s->idf = calloc((size_t)s->nparts, sizeof(*s->idf));
+    if (s->idf == NULL)
+        return -ENOMEM;
+    pthread_mutex_init(&s->idf_mu, NULL);
+    pthread_cond_init(&s->idf_cond, NULL);
+    for (int32_t p = 0; p < s->nparts; p++)
+        s->idf[p].want = 1;
+    int rc = pthread_create(&s->idf_thread, NULL, idf_main, s);
+    if (rc != 0) {
+        snprintf(err, n, "join: state store: cannot start its filter thread: %s", strerror(rc));
+        return -rc;
+    }
+    s->idf_started = 1;
+    return 0;
+}
+
+static void
+idf_stop(struct bh_jstore *s)
+{
+    if (s->idf == NULL)
+        return;
+    if (s->idf_started) {
+        pthread_mutex_lock(&s->idf_mu);
+        atomic_store(&s->idf_stop, 1);
+        pthread_cond_signal(&s->idf_cond);
+        pthread_mutex_unlock(&s->idf_mu);
+        pthread_join(s->idf_thread, NULL);
+    }
+    for (int32_t p = 0; p < s->nparts; p++)
+        bh_idfilter_free(s->idf[p].cur);
+    free(s->idf);
+    s->idf = NULL;
+    pthread_mutex_destroy(&s->idf_mu);
+    pthread_cond_destroy(&s->idf_cond);
+}
+
+/*
+ * Ids now in the store (KEYS, N of them, BH_JSTORE_ID_KEY bytes every STRIDE)
+ * into their partitions' filters, and a new build asked for a filter that
+ * holds twice as many as it was built with and more than it holds well.
+ */
+static void
+idf_note(struct bh_jstore *s, const unsigned char *keys, size_t n, size_t stride)
+{
+    if (s->idf == NULL)
+        return;
+    pthread_mutex_lock(&s->idf_mu);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *k = keys + i * stride;
+        int32_t p = (int32_t)(k[0] << 8 | k[1]);
+        if (p >= s->nparts)
+            continue;
+        struct idf *x = &s->idf[p];
+        uint64_t h = bh_idfilter_hash(bh_jstore_get_be64(k + 3), k[11], bh_jstore_get_be64(k + 12));
+        if (x->next != NULL) {
+            bh_idfilter_add(x->next, h);
+            x->next_added++;
+        }
+        if (x->cur != NULL) {
+            bh_idfilter_add(x->cur, h);
+            x->added++;
+        }
+    }
+    int wake = 0;
+    for (int32_t p = 0; p < s->nparts; p++) {
+        struct idf *x = &s->idf[p];
+        if (x->cur != NULL && x->next == NULL && !x->want &&
+            x->added > bh_idfilter_capacity(x->cur) && x->added >= 2 * x->built)
+            wake = x->want = 1;
+    }
+    if (wake)
+        pthread_cond_signal(&s->idf_cond);
+    pthread_mutex_unlock(&s->idf_mu);
+}
+
 /* --- lookups ------------------------------------------------------------------------------ */
 
 int
@@ -649,7 +848,11 @@ bh_jstore_lookup_many(struct bh_jstore *s, size_t n, const struct bh_jstore_key 
         }
         return 0;
     }
-    /* One batched lookup for many keys costs about half as much a key as one lookup each. */
+    /*
+     * The filters first: most new ids are certainly not in the store. The
+     * rest in batched lookups (about half as much a key as one lookup each).
+     */
+    size_t ask[LOOKUP_BATCH];
     unsigned char k[LOOKUP_BATCH][BH_JSTORE_ID_KEY];
     const char *kp[LOOKUP_BATCH];
     size_t kl[LOOKUP_BATCH];
@@ -657,18 +860,31 @@ bh_jstore_lookup_many(struct bh_jstore *s, size_t n, const struct bh_jstore_key 
     char *errs[LOOKUP_BATCH];
     int rc = 0;
     for (size_t off = 0; off < n; off += LOOKUP_BATCH) {
-        size_t m = n - off < LOOKUP_BATCH ? n - off : LOOKUP_BATCH;
+        size_t m = n - off < LOOKUP_BATCH ? n - off : LOOKUP_BATCH, na = 0;
+        pthread_mutex_lock(&s->idf_mu);
         for (size_t i = 0; i < m; i++) {
             const struct bh_jstore_key *x = &keys[off + i];
-            if (x->partition < 0 || x->partition >= s->nparts)
+            if (x->partition < 0 || x->partition >= s->nparts) {
+                pthread_mutex_unlock(&s->idf_mu);
                 return -EINVAL;
-            bh_jstore_id_key(k[i], x->partition, x->block_hash, x->dept, x->id_hash);
-            kp[i] = (const char *)k[i];
-            kl[i] = BH_JSTORE_ID_KEY;
-        }
-        rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_IDS], m, kp, kl, v, errs, false);
-        for (size_t i = 0; i < m; i++) {
+            }
             found[off + i] = 0;
+            const struct idf *f = &s->idf[x->partition];
+            if (f->ready &&
+                !bh_idfilter_may_have(f->cur, bh_idfilter_hash(x->block_hash, x->dept, x->id_hash)))
+                continue;
+            bh_jstore_id_key(k[na], x->partition, x->block_hash, x->dept, x->id_hash);
+            kp[na] = (const char *)k[na];
+            kl[na] = BH_JSTORE_ID_KEY;
+            ask[na++] = off + i;
+        }
+        s->idf_answered += m - na;
+        s->store_lookups += na;
+        pthread_mutex_unlock(&s->idf_mu);
+        if (na == 0)
+            continue;
+        rocksdb_batched_multi_get_cf(s->db, s->ro, s->cf[CF_IDS], na, kp, kl, v, errs, false);
+        for (size_t i = 0; i < na; i++) {
             if (errs[i] != NULL) {
                 if (rc == 0)
                     bh_error("join", "state store: %s", errs[i]);
@@ -680,8 +896,8 @@ bh_jstore_lookup_many(struct bh_jstore *s, size_t n, const struct bh_jstore_key 
             size_t len;
             const char *val = rocksdb_pinnableslice_value(v[i], &len);
             if (val != NULL && len == 8) {
-                at[off + i] = get_le64((const unsigned char *)val);
-                found[off + i] = 1;
+                at[ask[i]] = get_le64((const unsigned char *)val);
+                found[ask[i]] = 1;
             }
             rocksdb_pinnableslice_destroy(v[i]);
         }
@@ -901,8 +1117,10 @@ ingest_ids(struct bh_jstore *s, struct bh_jstore_batch *b)
         rocksdb_ingest_external_file_cf(s->db, s->cf[CF_IDS], files, 1, io, &e);
         rocksdb_ingestexternalfileoptions_destroy(io);
     }
-    if (e == NULL)
+    if (e == NULL) {
+        idf_note(s, b->ids[0].key, b->nids, sizeof(*b->ids));
         return 0;
+    }
     bh_error("join", "state store: taking in %zu remembered events: %s", b->nids, e);
     rocksdb_free(e);
     unlink(path);
@@ -1201,4 +1419,17 @@ bh_jstore_usage(struct bh_jstore *s, struct bh_jstore_usage *u)
     u->disk_bytes = prop(s, -1, "rocksdb.live-sst-files-size");
     u->index_bytes = prop(s, -1, "rocksdb.estimate-table-readers-mem");
     u->cache_bytes = s->cache_bytes;
+    if (s->idf == NULL)
+        return;
+    pthread_mutex_lock(&s->idf_mu);
+    for (int32_t p = 0; p < s->nparts; p++) {
+        if (s->idf[p].cur != NULL)
+            u->filter_bytes += bh_idfilter_bytes(s->idf[p].cur);
+        u->filters_ready += s->idf[p].ready;
+    }
+    u->filter_builds = s->idf_builds;
+    u->filter_answered = s->idf_answered;
+    u->store_lookups = s->store_lookups;
+    pthread_mutex_unlock(&s->idf_mu);
+    u->bytes += u->filter_bytes;
 }

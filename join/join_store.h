@@ -150,6 +150,12 @@ struct bh_jstore_usage {
     uint64_t disk_bytes;  /* disk: live table files and WAL */
     uint64_t index_bytes; /* disk: index and filter blocks held beside the cache */
     uint64_t cache_bytes; /* disk: block cache capacity */
+    /* disk: the filters of remembered events in memory (join/join_idfilter.h) */
+    uint64_t filter_bytes;    /* their memory */
+    int32_t filters_ready;    /* partitions whose filter lookups ask first */
+    uint64_t filter_builds;   /* filters built (at open, and again when outgrown) */
+    uint64_t filter_answered; /* lookups a filter answered "not there" without the store */
+    uint64_t store_lookups;   /* lookups that read the store */
 };
 void bh_jstore_usage(struct bh_jstore *s, struct bh_jstore_usage *u);
 

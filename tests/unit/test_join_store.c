@@ -4,7 +4,10 @@
  * partition, the blocks read back in order, the sweep of dedup batches
  * (each one visited once a round, round and round), the retention floors
  * (compactions drop what is below them), a store made for another
- * configuration emptied, and one owner at a time.
+ * configuration emptied, one owner at a time, and the disk store's filters of
+ * remembered events in memory (built at open from what the store holds, fed
+ * by every write, built again when outgrown, and answering most lookups of new
+ * ids without the store).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -342,6 +346,128 @@ test_floors_disk(void **state)
     floors(1);
 }
 
+/* Until the store's filters of N partitions are ready and BUILDS builds are done (10 s at most). */
+static void
+wait_filters(struct bh_jstore *s, int32_t n, uint64_t builds)
+{
+    struct bh_jstore_usage u;
+    for (int i = 0; i < 1000; i++) {
+        bh_jstore_usage(s, &u);
+        if (u.filters_ready == n && u.filter_builds >= builds)
+            return;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    fail_msg("filters: %d of %d ready, %llu of %llu builds", (int)u.filters_ready, (int)n,
+             (unsigned long long)u.filter_builds, (unsigned long long)builds);
+}
+
+/* KEYS[0..N) through bh_jstore_lookup_many: how many are found, each at its id as time. */
+static size_t
+found_many(struct bh_jstore *s, const struct bh_jstore_key *keys, size_t n)
+{
+    int *found = calloc(n, sizeof(*found));
+    int64_t *at = calloc(n, sizeof(*at));
+    assert_true(found != NULL && at != NULL);
+    assert_int_equal(bh_jstore_lookup_many(s, n, keys, found, at), 0);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (found[i]) {
+            assert_int_equal(at[i], (int64_t)keys[i].id_hash);
+            k++;
+        }
+    }
+    free(found);
+    free(at);
+    return k;
+}
+
+static struct bh_jstore_key *
+make_keys(size_t n, uint64_t first)
+{
+    struct bh_jstore_key *k = calloc(n, sizeof(*k));
+    assert_non_null(k);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = first + i;
+        k[i] = (struct bh_jstore_key){.partition = 0,
+                                      .dept = (unsigned)(id % 3),
+                                      .block_hash = id * 0x9E3779B97F4A7C15ULL,
+                                      .id_hash = id};
+    }
+    return k;
+}
+
+static void
+put_keys(struct bh_jstore *s, const struct bh_jstore_key *k, size_t n)
+{
+    struct bh_jstore_batch *b = bh_jstore_batch_new(s);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(bh_jstore_put_id(b, k[i].partition, k[i].block_hash, k[i].dept,
+                                          k[i].id_hash, (int64_t)k[i].id_hash),
+                         0);
+    assert_int_equal(bh_jstore_write(s, b), 0);
+}
+
+static void
+test_filters_disk(void **state)
+{
+    (void)state;
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/bh-jstore-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    /* 1 MiB: a filter of 32 KiB a partition, which holds about 26,000 ids well */
+    struct bh_jstore_conf c = {.disk = 1,
+                               .dir = f->dir,
+                               .memory_limit = 1 << 20,
+                               .nparts = 4,
+                               .ndepts = 3,
+                               .depts = depts,
+                               .identity = "filters"};
+    char err[300];
+    assert_int_equal(bh_jstore_open(&f->s, &c, err, sizeof(err)), 0);
+    wait_filters(f->s, 4, 4);
+
+    /* ids written once the filter is built are found through it; others are not */
+    const size_t n = 5000;
+    struct bh_jstore_key *have = make_keys(n, 1), *never = make_keys(n, 1000000);
+    put_keys(f->s, have, n);
+    assert_int_equal(found_many(f->s, have, n), n);
+    struct bh_jstore_usage u0, u1;
+    bh_jstore_usage(f->s, &u0);
+    assert_int_equal(found_many(f->s, never, n), 0);
+    bh_jstore_usage(f->s, &u1);
+    /* most of the new ids are answered by the filter: at most 3% read the store */
+    assert_true(u1.filter_answered - u0.filter_answered >= n * 97 / 100);
+    assert_int_equal(
+        (u1.filter_answered - u0.filter_answered) + (u1.store_lookups - u0.store_lookups), n);
+    assert_int_equal(u1.filter_bytes, 4 * 32768);
+
+    /* outgrown (65,000 ids, more than twice as many as at its build): built again, nothing lost */
+    const size_t more = 60000;
+    struct bh_jstore_key *big = make_keys(more, 5001);
+    put_keys(f->s, big, more);
+    wait_filters(f->s, 4, 5);
+    assert_int_equal(found_many(f->s, have, n), n);
+    assert_int_equal(found_many(f->s, big, more), more);
+    assert_int_equal(found_many(f->s, never, n), 0);
+
+    /* reopened: the filter is built from what the store holds */
+    bh_jstore_close(f->s);
+    assert_int_equal(bh_jstore_open(&f->s, &c, err, sizeof(err)), 0);
+    wait_filters(f->s, 4, 4);
+    assert_int_equal(found_many(f->s, have, n), n);
+    assert_int_equal(found_many(f->s, big, more), more);
+    bh_jstore_usage(f->s, &u0);
+    assert_int_equal(found_many(f->s, never, n), 0);
+    bh_jstore_usage(f->s, &u1);
+    /* 65,000 ids in a filter that holds 26,000 well: many "maybe", still some answered */
+    assert_true(u1.filter_answered > u0.filter_answered);
+    free(have);
+    free(never);
+    free(big);
+    fx_free(f);
+}
+
 int
 main(void)
 {
@@ -353,6 +479,7 @@ main(void)
         cmocka_unit_test(test_sweep_disk),
         cmocka_unit_test(test_floors_memory),
         cmocka_unit_test(test_floors_disk),
+        cmocka_unit_test(test_filters_disk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
