@@ -36,6 +36,15 @@
  * Ids older than a partition's retention floor (per department) are dropped
  * by RocksDB's compactions.
  *
+ * Beside the disk store, each partition has a filter of its remembered
+ * events in memory (join/join_idfilter.h, an eighth of memory_limit split
+ * between the partitions): built from the store at open on a thread of its
+ * own, and again when twice as many ids were added as it was built with;
+ * every id written goes into it. bh_jstore_lookup_many asks it first and
+ * reads the store only for a "maybe", so a new id (most lookups) costs no
+ * read of the store. Until a partition's filter is built, its lookups read
+ * the store.
+ *
  * Every call returns 0 or a negative errno unless said otherwise.
  */
 #ifndef BH_JOIN_STORE_H
