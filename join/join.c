@@ -2801,9 +2801,13 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .def = "256MiB",
      .min = 16LL << 20,
      .max = 1LL << 40,
-     .doc = "Memory of the join's state: half is the on-disk store's block cache, a quarter "
-            "its write buffers (remembered events beyond them stay on disk; the index and "
-            "filters of its files, about 1.3 bytes per remembered event, are held beside); "
+     .doc = "Memory of the join's state: three eighths is the on-disk store's block cache, a "
+            "quarter its write buffers (remembered events beyond them stay on disk; the index "
+            "and filters of its files, about 1.3 bytes per remembered event, are held beside), "
+            "an eighth the filters of remembered events in memory, split between the partitions "
+            "(each answers most lookups of new events without reading the store while it holds "
+            "at most one event per 10 bits of it: 26 million events at the default; beyond that "
+            "more lookups read the store, and a warning says so); "
             "the last quarter holds the blocks' counts and windows and the events remembered "
             "since the store last took them (it takes them when there is one for every 2048 "
             "bytes of the limit, or every 10 s; input waits while there are twice as many): "
