@@ -25,6 +25,7 @@
 struct bh_block {
     const char *id;   /* e.g. "440303-017" */
     const char *name; /* e.g. "黄贝街道第17网格" */
+    const char *unit; /* its responsible unit (properties.unit), e.g. "黄贝派出所"; NULL: none */
 };
 
 struct bh_blockmap;

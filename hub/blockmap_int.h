@@ -56,6 +56,7 @@ struct bh__block {
     const GEOSPreparedGeometry *prep;
     size_t feature;          /* index in the file's features array, for messages */
     size_t id_off, name_off; /* into strings, while loading */
+    size_t unit_off;         /* SIZE_MAX: no unit */
     uint32_t shape, nrings;  /* its shape record in map->shapes, its number of rings */
 };
 
@@ -112,7 +113,7 @@ struct bh__loader {
     size_t shape;        /* the record of the block being loaded */
     size_t shape_points; /* its positions so far */
     /* the member being read */
-    struct bh_json_text id_text, name_text, type_text;
+    struct bh_json_text id_text, name_text, type_text, unit_text;
 };
 
 /*

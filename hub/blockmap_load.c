@@ -48,7 +48,7 @@ enum member { ABSENT, IS_NULL, IS_STRING, IS_OTHER };
 
 /* One feature as read, before it is checked; the strings are in the loader's texts. */
 struct feature {
-    enum member id, name, type;
+    enum member id, name, type, unit;
     bool geometry_object; /* geometry is an object */
     bool coordinates;     /* ... with coordinates, which are node 0 */
 };
@@ -121,7 +121,7 @@ read_properties(struct bh__loader *ld, struct feature *f)
     bool first = true;
     int rc;
 
-    f->id = f->name = ABSENT;
+    f->id = f->name = f->unit = ABSENT;
     if (!bh_json_at(&ld->js, '{'))
         return bh_json_value(&ld->js, false);
     while ((rc = bh_json_next_member(&ld->js, &first)) > 0) {
@@ -129,6 +129,8 @@ read_properties(struct bh__loader *ld, struct feature *f)
             rc = read_string_member(ld, &ld->id_text, &f->id);
         else if (bh_json_key_is(&ld->js, "name"))
             rc = read_string_member(ld, &ld->name_text, &f->name);
+        else if (bh_json_key_is(&ld->js, "unit"))
+            rc = read_string_member(ld, &ld->unit_text, &f->unit);
         else
             rc = bh_json_value(&ld->js, false);
         if (rc < 0)
@@ -570,6 +572,10 @@ load_feature(struct bh__loader *ld, const struct feature *f)
         bh__fail(ld, "properties.name is not a string");
         goto out;
     }
+    if (f->unit == IS_OTHER) {
+        bh__fail(ld, "properties.unit is not a string");
+        goto out;
+    }
     if (map->count == ld->blocks_cap) {
         size_t cap = ld->blocks_cap ? ld->blocks_cap * 2 : 256;
         struct bh__block *blocks = realloc(map->blocks, cap * sizeof(*blocks));
@@ -606,6 +612,11 @@ load_feature(struct bh__loader *ld, const struct feature *f)
         goto out;
     rc = add_string(ld, f->name == IS_STRING ? ld->name_text.data : "",
                     f->name == IS_STRING ? ld->name_text.len : 0, &b->name_off);
+    if (rc < 0)
+        goto out;
+    b->unit_off = SIZE_MAX;
+    if (f->unit == IS_STRING && ld->unit_text.len > 0)
+        rc = add_string(ld, ld->unit_text.data, ld->unit_text.len, &b->unit_off);
     if (rc < 0)
         goto out;
     rc = -EIO;
@@ -759,6 +770,8 @@ build_index(struct bh__loader *ld)
     for (size_t i = 0; i < map->count; i++) {
         map->blocks[i].pub.id = map->strings + map->blocks[i].id_off;
         map->blocks[i].pub.name = map->strings + map->blocks[i].name_off;
+        map->blocks[i].pub.unit =
+            map->blocks[i].unit_off == SIZE_MAX ? NULL : map->strings + map->blocks[i].unit_off;
     }
     qsort(map->blocks, map->count, sizeof(*map->blocks), compare_blocks);
     for (size_t i = 1; i < map->count; i++) {
@@ -830,6 +843,7 @@ loader_free(struct bh__loader *ld)
     free(ld->id_text.data);
     free(ld->name_text.data);
     free(ld->type_text.data);
+    free(ld->unit_text.data);
 }
 
 int

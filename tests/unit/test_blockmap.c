@@ -1361,6 +1361,31 @@ test_member_order(void **state)
     bh_blockmap_free(map);
 }
 
+/* properties.unit: the block's responsible unit, NULL when absent, empty or null; not a string:
+ * refused. */
+static void
+test_responsible_unit(void **state)
+{
+    const char *features[] = {
+        "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"U-1\",\"unit\":\"黄贝派出所\"},"
+        "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(0, 0, 1, 1) "]}}",
+        "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"U-2\"},"
+        "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(1, 0, 2, 1) "]}}",
+        "{\"type\":\"Feature\",\"properties\":{\"block_id\":\"U-3\",\"unit\":null},"
+        "\"geometry\":{\"type\":\"Polygon\",\"coordinates\":[" SQUARE(2, 0, 3, 1) "]}}",
+    };
+    (void)state;
+    struct bh_blockmap *map = load_ok(features, 3);
+    assert_string_equal(bh_blockmap_find(map, "U-1", 3)->unit, "黄贝派出所");
+    assert_null(bh_blockmap_find(map, "U-2", 3)->unit);
+    assert_null(bh_blockmap_find(map, "U-3", 3)->unit);
+    bh_blockmap_free(map);
+    refused_text("{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\","
+                 "\"properties\":{\"block_id\":\"U-4\",\"unit\":7},\"geometry\":{\"type\":"
+                 "\"Polygon\",\"coordinates\":[" SQUARE(0, 0, 1, 1) "]}}]}",
+                 -EINVAL, "U-4", "properties.unit is not a string");
+}
+
 /* A one-feature collection whose name is NAME, as JSON text (with its quotes). */
 #define NAMED(name)                                                                                \
     "{\"type\":\"FeatureCollection\",\"features\":[{\"type\":\"Feature\",\"properties\":"          \
@@ -1508,6 +1533,7 @@ int
 main(void)
 {
     const struct CMUnitTest world_tests[] = {
+        cmocka_unit_test(test_responsible_unit),
         cmocka_unit_test(test_count),
         cmocka_unit_test(test_ids_sorted),
         cmocka_unit_test(test_names_utf8),
