@@ -177,11 +177,22 @@ struct node {
     avro_schema_t from; /* for sharing named types */
 };
 
-enum op { OP_SKIP, OP_ID, OP_TYPE_STRING, OP_TYPE_ENUM, OP_TIME };
+enum op { OP_SKIP, OP_ID, OP_TYPE_STRING, OP_TYPE_ENUM, OP_TIME, OP_EXTRA };
 
 struct step {
     enum op op;
-    struct node *node;
+    struct node *node; /* OP_SKIP; OP_EXTRA: to skip a value of an unexpected branch */
+    int extra;         /* OP_EXTRA: its index */
+};
+
+/* How an extra field is read. */
+enum xkind { X_NONE, X_STRING, X_UNION, X_ENUM, X_FROM_ID, X_FROM_TYPE };
+
+struct xfield {
+    enum xkind kind;
+    int64_t branch; /* X_UNION: the string's branch (the other is null) */
+    char **symbols; /* X_ENUM */
+    size_t nsymbols;
 };
 
 struct bh_jplan {
@@ -196,6 +207,8 @@ struct bh_jplan {
     char *def_type; /* NULL: read */
     bool def_time;
     int64_t def_time_ms;
+    struct xfield x[BH_JPLAN_EXTRAS];
+    size_t nx;
 };
 
 static struct node *compile(struct bh_jplan *p, avro_schema_t s, int depth);
@@ -374,6 +387,11 @@ bh_jplan_free(struct bh_jplan *p)
     for (size_t i = 0; i < p->nsymbols; i++)
         free(p->symbols[i]);
     free(p->symbols);
+    for (size_t k = 0; k < p->nx; k++) {
+        for (size_t i = 0; i < p->x[k].nsymbols; i++)
+            free(p->x[k].symbols[i]);
+        free(p->x[k].symbols);
+    }
     free(p->nodes);
     free(p->steps);
     free(p->def_id);
@@ -542,6 +560,113 @@ out:
     return rc;
 }
 
+/* How field FS is read as text: X_NONE when it cannot be. */
+static int
+extra_kind(struct xfield *x, avro_schema_t fs)
+{
+    if (is_avro_link(fs))
+        fs = avro_schema_link_target(fs);
+    if (is_avro_string(fs)) {
+        x->kind = X_STRING;
+    } else if (is_avro_union(fs) && avro_schema_union_size(fs) == 2) {
+        avro_schema_t a = avro_schema_union_branch(fs, 0), b = avro_schema_union_branch(fs, 1);
+        if (is_avro_null(a) && is_avro_string(b))
+            x->branch = 1;
+        else if (is_avro_string(a) && is_avro_null(b))
+            x->branch = 0;
+        else
+            return 0;
+        x->kind = X_UNION;
+    } else if (is_avro_enum(fs)) {
+        int ns = avro_schema_enum_number_of_symbols(fs);
+        x->symbols = calloc(ns > 0 ? (size_t)ns : 1, sizeof(*x->symbols));
+        if (x->symbols == NULL)
+            return -ENOMEM;
+        for (int i = 0; i < ns; i++) {
+            if ((x->symbols[i] = strdup(avro_schema_enum_get(fs, i))) == NULL)
+                return -ENOMEM;
+            x->nsymbols++;
+        }
+        x->kind = X_ENUM;
+    }
+    return 0;
+}
+
+int
+bh_jplan_set_extras(struct bh_jplan *p, avro_schema_t record, const char *const *names, size_t n)
+{
+    if (n > BH_JPLAN_EXTRAS - p->nx)
+        return -E2BIG;
+    for (size_t k = 0; k < n; k++) {
+        struct xfield *x = &p->x[p->nx++];
+        memset(x, 0, sizeof(*x));
+        int idx = avro_schema_record_field_get_index(record, names[k]);
+        if (idx < 0)
+            continue; /* the writer has no such field: always absent */
+        if ((size_t)idx < p->nsteps && p->steps[idx].op != OP_SKIP) {
+            /* the id or the type, read already (the time is not text) */
+            x->kind = p->steps[idx].op == OP_ID ? X_FROM_ID
+                      : p->steps[idx].op == OP_TYPE_STRING || p->steps[idx].op == OP_TYPE_ENUM
+                          ? X_FROM_TYPE
+                          : X_NONE;
+            continue;
+        }
+        avro_schema_t fs = avro_schema_record_field_get_by_index(record, idx);
+        if (extra_kind(x, fs) < 0)
+            return -ENOMEM;
+        if (x->kind == X_NONE)
+            continue;
+        if ((size_t)idx >= p->nsteps) {
+            /* the plan reads on to this field: the ones between are skipped */
+            struct step *st = realloc(p->steps, (size_t)(idx + 1) * sizeof(*st));
+            if (st == NULL)
+                return -ENOMEM;
+            p->steps = st;
+            for (size_t i = p->nsteps; i <= (size_t)idx; i++) {
+                st[i] = (struct step){.op = OP_SKIP, .node = NULL, .extra = -1};
+                st[i].node = compile(p, avro_schema_record_field_get_by_index(record, (int)i), 0);
+                if (st[i].node == NULL)
+                    return -ENOMEM;
+            }
+            p->nsteps = (size_t)idx + 1;
+        }
+        p->steps[idx].op = OP_EXTRA;
+        p->steps[idx].extra = (int)k;
+    }
+    return 0;
+}
+
+static void
+read_extra(const struct xfield *x, struct bh_jreader *r, const char **out, size_t *len)
+{
+    switch (x->kind) {
+    case X_STRING:
+        bh_jread_string(r, out, len);
+        return;
+    case X_UNION: {
+        int64_t b = bh_jread_long(r);
+        if (r->bad || (b != 0 && b != 1))
+            r->bad = 1;
+        else if (b == x->branch)
+            bh_jread_string(r, out, len);
+        return;
+    }
+    case X_ENUM: {
+        int64_t s = bh_jread_long(r);
+        if (r->bad || s < 0 || (uint64_t)s >= x->nsymbols) {
+            r->bad = 1;
+            return;
+        }
+        *out = x->symbols[s];
+        *len = strlen(*out);
+        return;
+    }
+    default:
+        r->bad = 1; /* not reached: such a field is skipped */
+        return;
+    }
+}
+
 size_t
 bh_jplan_symbols(const struct bh_jplan *p)
 {
@@ -586,6 +711,9 @@ bh_jplan_read(const struct bh_jplan *p, const void *body, size_t len, struct bh_
         case OP_TIME:
             f->at = bh_jread_long(&r);
             break;
+        case OP_EXTRA:
+            read_extra(&p->x[st->extra], &r, &f->extra[st->extra], &f->extra_len[st->extra]);
+            break;
         }
     }
     if (p->def_id != NULL) {
@@ -599,6 +727,15 @@ bh_jplan_read(const struct bh_jplan *p, const void *body, size_t len, struct bh_
     }
     if (p->def_time)
         f->at = p->def_time_ms;
+    for (size_t k = 0; k < p->nx; k++) {
+        if (p->x[k].kind == X_FROM_ID) {
+            f->extra[k] = f->id;
+            f->extra_len[k] = f->id_len;
+        } else if (p->x[k].kind == X_FROM_TYPE) {
+            f->extra[k] = f->type;
+            f->extra_len[k] = f->type_len;
+        }
+    }
     /* Avro strings are UTF-8; the id and the type go on into the view. */
     if (!r.bad && (!bh_utf8_valid(f->id, f->id_len) ||
                    (f->type_symbol < 0 && !bh_utf8_valid(f->type, f->type_len))))

@@ -86,6 +86,8 @@ int bh_jread_frame(const void *data, size_t len, uint64_t *fp, int32_t *id);
 
 struct bh_jplan;
 
+#define BH_JPLAN_EXTRAS 16 /* fields a plan extracts besides the id, type and time */
+
 /* What a plan extracts from one record. Strings point into the input. */
 struct bh_jfields {
     const char *id;
@@ -94,6 +96,9 @@ struct bh_jfields {
     size_t type_len;
     int32_t type_symbol; /* the enum symbol's index, -1 for a string */
     int64_t at;          /* event time, ms */
+    /* The fields asked for with bh_jplan_set_extras, as text; NULL: absent or null. */
+    const char *extra[BH_JPLAN_EXTRAS];
+    size_t extra_len[BH_JPLAN_EXTRAS];
 };
 
 /*
@@ -113,6 +118,14 @@ int bh_jplan_new_resolved(struct bh_jplan **out, avro_schema_t record, const cha
                           const char *id_field, const char *type_field, const char *time_field,
                           char *errstr, size_t errstr_size);
 void bh_jplan_free(struct bh_jplan *p);
+/*
+ * Also extract the fields NAMES[0..N) of RECORD (the plan's schema; at most
+ * BH_JPLAN_EXTRAS in all, in the order asked) into extra[i] as text: a string, a union of null and
+ * a string (NULL when null), or an enum (its symbol). A field RECORD lacks, or of another type, is
+ * always NULL. -E2BIG for too many, -ENOMEM.
+ */
+int bh_jplan_set_extras(struct bh_jplan *p, avro_schema_t record, const char *const *names,
+                        size_t n);
 /* Number of enum symbols of the type field (0 for a string type). */
 size_t bh_jplan_symbols(const struct bh_jplan *p);
 const char *bh_jplan_symbol(const struct bh_jplan *p, size_t i);

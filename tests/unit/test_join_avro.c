@@ -235,6 +235,76 @@ test_plan_skips_everything(void **state)
     avro_schema_decref(s);
 }
 
+/* Extra fields as text (what watches compare): strings, nullable strings, enums, the id and type.
+ */
+static void
+test_plan_extras(void **state)
+{
+    (void)state;
+    const struct bh_schema *ts = schema("blockhub.traffic.TrafficEvent");
+    avro_value_iface_t *iface = avro_generic_class_from_schema(ts->schema);
+    avro_value_t rec;
+    assert_int_equal(avro_generic_value_new(iface, &rec), 0);
+    assert_int_equal(bh_rec_cstring(&rec, "event_id", "T-1"), 0);
+    assert_int_equal(bh_rec_cstring(&rec, "block_id", "440303-001"), 0);
+    assert_int_equal(bh_rec_cstring(&rec, "device", "cam-7"), 0);
+    assert_int_equal(bh_rec_enum(&rec, "type", "motorcycle_violation"), 0);
+    assert_int_equal(bh_rec_double(&rec, "lon", 114.1), 0);
+    assert_int_equal(bh_rec_double(&rec, "lat", 22.5), 0);
+    assert_int_equal(bh_rec_int(&rec, "severity", 2), 0);
+    assert_int_equal(bh_rec_long(&rec, "occurred_at", 1700000000000), 0);
+    assert_int_equal(bh_rec_opt_string(&rec, "plate", "粤B12345", strlen("粤B12345")), 0);
+    assert_int_equal(bh_rec_null(&rec, "road"), 0);
+    assert_int_equal(bh_rec_long(&rec, "received_at", 1700000000001), 0);
+    assert_int_equal(bh_rec_cstring(&rec, "peer", "127.0.0.1:5"), 0);
+    char buf[1024];
+    avro_writer_t w = avro_writer_memory(buf, sizeof(buf));
+    assert_int_equal(avro_value_write(w, &rec), 0);
+    size_t len = (size_t)avro_writer_tell(w);
+    avro_writer_free(w);
+
+    struct bh_jplan *p;
+    struct bh_jfields f;
+    char err[256] = "";
+    assert_int_equal(
+        bh_jplan_new(&p, ts->schema, "event_id", "type", "occurred_at", err, sizeof(err)), 0);
+    const char *names[] = {"plate",    "road",   "device", "type",    "event_id",
+                           "severity", "nosuch", "peer",   "block_id"};
+    assert_int_equal(bh_jplan_set_extras(p, ts->schema, names, 9), 0);
+    assert_int_equal(bh_jplan_read(p, buf, len, &f), 0);
+    assert_int_equal(f.extra_len[0], strlen("粤B12345"));
+    assert_memory_equal(f.extra[0], "粤B12345", f.extra_len[0]);
+    assert_null(f.extra[1]); /* null */
+    assert_int_equal(f.extra_len[2], 5);
+    assert_memory_equal(f.extra[2], "cam-7", 5);
+    assert_string_equal(f.extra[3], "motorcycle_violation");
+    assert_int_equal(f.extra_len[4], 3);
+    assert_memory_equal(f.extra[4], "T-1", 3);
+    assert_null(f.extra[5]); /* an int: not text */
+    assert_null(f.extra[6]); /* not in the schema */
+    assert_int_equal(f.extra_len[7], strlen("127.0.0.1:5"));
+    assert_memory_equal(f.extra[7], "127.0.0.1:5", f.extra_len[7]);
+    assert_int_equal(f.extra_len[8], 10);
+    assert_memory_equal(f.extra[8], "440303-001", 10);
+    /* the id, type and time still read; a cut body does not */
+    assert_int_equal(f.at, 1700000000000);
+    assert_string_equal(f.type, "motorcycle_violation");
+    for (size_t cut = 0; cut < len - 1; cut++)
+        assert_int_equal(bh_jplan_read(p, buf, cut, &f), -EBADMSG);
+    /* a plate that is null */
+    assert_int_equal(bh_rec_null(&rec, "plate"), 0);
+    w = avro_writer_memory(buf, sizeof(buf));
+    assert_int_equal(avro_value_write(w, &rec), 0);
+    len = (size_t)avro_writer_tell(w);
+    avro_writer_free(w);
+    assert_int_equal(bh_jplan_read(p, buf, len, &f), 0);
+    assert_null(f.extra[0]);
+    assert_int_equal(bh_jplan_set_extras(p, ts->schema, names, BH_JPLAN_EXTRAS - 8), -E2BIG);
+    bh_jplan_free(p);
+    avro_value_decref(&rec);
+    avro_value_iface_decref(iface);
+}
+
 /*
  * A reader that added a field with a default reads records of the writer that
  * lacks it: the plan takes the reader's default (avro-c's own resolver fails
@@ -604,9 +674,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plan_fire_event),      cmocka_unit_test(test_plan_skips_everything),
-        cmocka_unit_test(test_plan_reader_defaults), cmocka_unit_test(test_view_encoding),
-        cmocka_unit_test(test_changelog_schemas),    cmocka_unit_test(test_buffer_varints),
+        cmocka_unit_test(test_plan_fire_event),       cmocka_unit_test(test_plan_extras),
+        cmocka_unit_test(test_plan_skips_everything), cmocka_unit_test(test_plan_reader_defaults),
+        cmocka_unit_test(test_view_encoding),         cmocka_unit_test(test_changelog_schemas),
+        cmocka_unit_test(test_buffer_varints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
