@@ -78,6 +78,9 @@ struct bh_join_conf {
     int64_t transaction_timeout;
     int64_t session_timeout;
     int64_t max_batch;
+    struct bh_variant_list watches; /* struct bh_join_watch_conf (join/join_watch.h) */
+    char *alerts_topic;
+    char *alert_schema;
 };
 
 struct bh_hub_conf {

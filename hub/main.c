@@ -249,6 +249,12 @@ registry_items(const struct bh_hub_conf *cf, enum bh_subject_strategy strategy,
                 items[n++] = (struct bh_registry_item){.topic = t[k], .schema = s};
         }
     }
+    /* The join's alerts, when it has watches. */
+    const struct bh_schema *as = cf->join.enabled && cf->join.watches.n > 0
+                                     ? bh_schemas_find(hub.schemas, cf->join.alert_schema)
+                                     : NULL;
+    if (as != NULL && n < cap)
+        items[n++] = (struct bh_registry_item){.topic = cf->join.alerts_topic, .schema = as};
     for (size_t i = 0; i < n; i++)
         bh_registry_subject(strategy, items[i].topic, items[i].schema->name, items[i].subject,
                             sizeof(items[i].subject));
@@ -962,6 +968,8 @@ check_cluster(char *err, size_t errlen)
         if (conf.join.enabled) {
             topics[ntopics++] = conf.join.view_topic;
             topics[ntopics++] = conf.join.state_topic;
+            if (conf.join.watches.n > 0)
+                topics[ntopics++] = conf.join.alerts_topic;
         }
     }
     int counts[MAX_TOPICS] = {0};

@@ -29,6 +29,8 @@
 #define INPUT_BATCH       256   /* input records decoded, looked up and applied together */
 
 static void recover(struct bh_join *j, const char *why);
+static int produce(struct bh_join *j, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
+                   size_t keylen, const void *value, size_t len, void *opaque);
 static void on_more(uv_idle_t *h);
 static void serve(struct bh_join *j);
 static void fail(struct bh_join *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -159,6 +161,8 @@ guard_topics(const struct bh_join *j, struct topic_counts *t)
         t->name[t->n++] = j->inputs[i].c->topic;
     t->name[t->n++] = j->conf->view_topic;
     t->name[t->n++] = j->conf->state_topic;
+    if (j->watches != NULL)
+        t->name[t->n++] = j->conf->alerts_topic;
 }
 
 /* 0 when every count equals the first; else a message naming every topic and count. */
@@ -530,7 +534,9 @@ drop_topic_handles(struct bh_join *j)
         rd_kafka_topic_destroy(j->view_out);
     if (j->state_out != NULL)
         rd_kafka_topic_destroy(j->state_out);
-    j->view_out = j->state_out = NULL;
+    if (j->alerts_out != NULL)
+        rd_kafka_topic_destroy(j->alerts_out);
+    j->view_out = j->state_out = j->alerts_out = NULL;
 }
 
 static int
@@ -547,6 +553,8 @@ make_producer(struct bh_join *j, char *errstr, size_t n)
     rd_kafka_set_log_queue(j->producer, NULL);
     j->view_out = rd_kafka_topic_new(j->producer, j->conf->view_topic, NULL);
     j->state_out = rd_kafka_topic_new(j->producer, j->conf->state_topic, NULL);
+    if (j->watches != NULL)
+        j->alerts_out = rd_kafka_topic_new(j->producer, j->conf->alerts_topic, NULL);
     j->pq = rd_kafka_queue_get_main(j->producer);
     rd_kafka_queue_io_event_enable(j->pq, j->pipefd[1], "p", 1);
     return 0;
@@ -686,6 +694,14 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
                               sizeof(err)) < 0) {
         snprintf(p->why, sizeof(p->why), "schema %.100s: %.250s", name, err);
         p->plan = NULL;
+        return p;
+    }
+    const char *const *extras;
+    size_t nx = j->watches != NULL ? bh_jwatches_fields(j->watches, &extras) : 0;
+    if (nx > 0 && bh_jplan_set_extras(p->plan, writer, extras, nx) < 0) {
+        bh_jplan_free(p->plan);
+        p->plan = NULL;
+        snprintf(p->why, sizeof(p->why), "out of memory");
         return p;
     }
     size_t ns = bh_jplan_symbols(p->plan);
@@ -840,6 +856,93 @@ prepare(struct bh_join *j, struct pending_input *pe, char *why, size_t n)
     return BH_DLQ_REASON_COUNT;
 }
 
+/* --- alerts ------------------------------------------------------------------------ */
+
+struct fire_ctx {
+    struct bh_join *j;
+    struct pending_input *pe;
+    size_t dept;
+};
+
+/* One alert of watch W, matched by VALUE, onto its partition's alerts for the next commit. */
+static int
+fire_one(void *ctx, const struct bh_jwatch *w, const char *value, size_t len)
+{
+    struct fire_ctx *c = ctx;
+    struct bh_join *j = c->j;
+    struct pending_input *pe = c->pe;
+    const rd_kafka_message_t *m = pe->m;
+    const struct bh_block *blk = bh_blockmap_find(j->hub->blocks, m->key, m->key_len);
+    if (!bh_utf8_valid(m->key, m->key_len))
+        return 0; /* the block id goes into the alert as an Avro string */
+    char detail[600];
+    int dl = snprintf(detail, sizeof(detail), "watch %s: %s %.*s in %s event %.*s", w->name,
+                      w->field_name, (int)bh_utf8_cut(value, len, 200), value, j->depts[c->dept],
+                      (int)bh_utf8_cut(pe->f.id, pe->f.id_len, 200), pe->f.id);
+    size_t dlen = dl < 0 ? 0 : (size_t)dl < sizeof(detail) ? (size_t)dl : strlen(detail);
+    dlen = bh_utf8_cut(detail, dlen, dlen);
+    struct bh_jalert_event ev = {j->depts[c->dept], pe->f.id,       pe->f.id_len,
+                                 pe->f.type,        pe->f.type_len, pe->f.at};
+    struct bh_jalert a = {.block = m->key,
+                          .block_len = m->key_len,
+                          .block_name = blk != NULL ? blk->name : NULL,
+                          .unit = blk != NULL ? blk->unit : NULL,
+                          .rule = 0,
+                          .name = w->name,
+                          .detail = detail,
+                          .detail_len = dlen,
+                          .events = &ev,
+                          .nevents = 1,
+                          .detected_at = bh_now_ms()};
+    struct bh_jbuf *b = &j->abody;
+    bh_jbuf_reset(b);
+    if (j->hub->framing == BH_FRAMING_CONFLUENT)
+        bh_jbuf_confluent_header(b, j->alert_schema->registry_id);
+    else
+        bh_jbuf_header(b, j->alert_schema->fingerprint);
+    bh_jalert_encode(b, &a);
+    struct bh_jbuf *q = &pe->pt->alerts;
+    uint32_t kl = (uint32_t)m->key_len, vl = (uint32_t)b->len;
+    bh_jbuf_raw(q, &kl, 4);
+    bh_jbuf_raw(q, m->key, m->key_len);
+    bh_jbuf_raw(q, &vl, 4);
+    bh_jbuf_raw(q, b->p, b->len);
+    if (b->oom || q->oom)
+        return -ENOMEM;
+    pe->pt->nalerts++;
+    return 0;
+}
+
+static void
+fire_watches(struct bh_join *j, struct pending_input *pe, size_t dept)
+{
+    struct fire_ctx c = {j, pe, dept};
+    if (bh_jwatches_match(j->watches, dept, pe->m->key, pe->m->key_len, &pe->f, fire_one, &c) < 0)
+        recover(j, "out of memory");
+}
+
+/* The partition's alerts into the transaction just begun (in the order they fired). */
+static int
+produce_alerts(struct bh_join *j, struct part *pt)
+{
+    const uint8_t *p = pt->alerts.p, *end = p + pt->alerts.len;
+    int rc = 0;
+    while (rc == 0 && p < end) {
+        uint32_t kl, vl;
+        memcpy(&kl, p, 4);
+        const uint8_t *key = p + 4;
+        memcpy(&vl, key + kl, 4);
+        const uint8_t *val = key + kl + 4;
+        rc = produce(j, j->alerts_out, RD_KAFKA_PARTITION_UA, key, kl, val, vl, NULL);
+        if (rc == 0)
+            j->stats.alerts++;
+        p = val + vl;
+    }
+    bh_jbuf_reset(&pt->alerts);
+    pt->nalerts = 0;
+    return rc;
+}
+
 /* A prepared record into the state, with the store's answer about it when it was asked. */
 static enum bh_dlq_reason
 apply(struct bh_join *j, struct pending_input *pe, const struct bh_jseen *seen, char *why, size_t n)
@@ -860,6 +963,8 @@ apply(struct bh_join *j, struct pending_input *pe, const struct bh_jseen *seen, 
         j->stats.duplicates++;
     } else {
         j->stats.counted++;
+        if (j->watches != NULL)
+            fire_watches(j, pe, di);
     }
     return BH_DLQ_REASON_COUNT;
 }
@@ -1023,6 +1128,8 @@ drop_state(struct bh_join *j, struct part *pt)
     bh_jstore_batch_free(pt->rbatch);
     pt->rbatch = NULL;
     pt->in_commit = 0;
+    bh_jbuf_reset(&pt->alerts); /* fired again when their events are applied again */
+    pt->nalerts = 0;
     for (size_t i = 0; i < j->ninputs; i++)
         pt->consumed[i] = -1;
 }
@@ -1531,6 +1638,8 @@ commit_begin(struct bh_join *j)
         bh_jstate_set_batch(pt->state, sb);
         pt->in_commit = 1;
         pt->pending = bh_jstate_take_dirty(pt->state);
+        if (r->rc == 0 && pt->nalerts > 0)
+            r->rc = produce_alerts(j, pt);
         for (size_t i = 0; i < j->ninputs; i++)
             if (pt->consumed[i] >= 0 && pt->consumed[i] != pt->committed[i])
                 rd_kafka_topic_partition_list_add(r->offsets, j->inputs[i].c->topic, p)->offset =
@@ -2163,6 +2272,7 @@ join_free(struct bh_join *j)
         free(j->parts[p].consumed);
         free(j->parts[p].committed);
         free(j->parts[p].held_at);
+        bh_jbuf_free(&j->parts[p].alerts);
     }
     free(j->parts);
     bh_jstore_batch_free(j->run.sbatch);
@@ -2192,6 +2302,8 @@ join_free(struct bh_join *j)
     bh_jbuf_free(&j->buf);
     bh_jbuf_free(&j->key);
     bh_jbuf_free(&j->view);
+    bh_jbuf_free(&j->abody);
+    bh_jwatches_free(j->watches);
     free(j->vdepts);
     free(j->vtypes);
     if (j->producer_template != NULL)
@@ -2401,6 +2513,17 @@ setup(struct bh_join *j, char *errstr, size_t n)
         snprintf(errstr, n, "join: schemas %s, %s and %s are needed in %s", c->view_schema,
                  VIEW_SCHEMA_STATE, VIEW_SCHEMA_BATCH, j->hub->conf->schemas.dir);
         return -ENOENT;
+    }
+    if (c->watches.n > 0) {
+        j->alert_schema = bh_schemas_find(j->hub->schemas, c->alert_schema);
+        if (j->alert_schema == NULL) {
+            snprintf(errstr, n, "join.alert_schema: %s is not in %s", c->alert_schema,
+                     j->hub->conf->schemas.dir);
+            return -ENOENT;
+        }
+        rc = bh_jwatches_new(&j->watches, &c->watches, j->depts, j->ninputs, errstr, n);
+        if (rc < 0)
+            return rc;
     }
     char err[300];
     rc = bh_jview_layout_new(&j->layout, j->view_schema->schema, j->depts, j->ninputs, err,
@@ -2846,5 +2969,26 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .min = 1,
      .max = 1000000,
      .doc = "Input records handled per loop turn before other work on the loop gets a turn."},
+    {.name = "watches",
+     .type = BH_CONF_VARIANTS,
+     .offset = JKEY(watches),
+     .variant = bh_join_watch_variant,
+     .variant_doc = bh_join_watch_types,
+     .doc = "What to look for in every department's events, one entry each (name: the "
+            "watch's name in its alerts): type field (a field of the records, e.g. plate, "
+            "uscc or device, equal to a value) or blocks (any event of these blocks); each "
+            "counted event that matches (a copy never) fires one alert on alerts_topic, in the "
+            "join's transaction."},
+    {.name = "alerts_topic",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(alerts_topic),
+     .def = "block.alerts",
+     .doc = "The alerts of watches (key = block id; created with the inputs' partition count "
+            "if missing), produced in the join's transactions: read them read_committed."},
+    {.name = "alert_schema",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(alert_schema),
+     .def = "blockhub.alert.BlockAlert",
+     .doc = "Full name of the alerts' Avro schema in the schemas directory."},
     {0},
 };

@@ -20,6 +20,7 @@
 #include "join_avro.h"
 #include "join_state.h"
 #include "join_store.h"
+#include "join_watch.h"
 
 #define JOIN_PLANS 8 /* writer schemas remembered per input */
 
@@ -61,6 +62,13 @@ struct part {
     int held;
     int32_t held_id;
     int64_t *held_at; /* per input: where its reading goes on, -1 unknown */
+    /*
+     * Alerts fired since the last commit, for the next one: each a 4-byte
+     * key length, the key, a 4-byte value length, the value. Dropped with the
+     * state on a rebuild (the events that fired them are applied again).
+     */
+    struct bh_jbuf alerts;
+    size_t nalerts;
 };
 
 /*
@@ -128,6 +136,7 @@ struct join_stats {
     uint64_t store_writes;
     uint64_t store_flushes;
     uint64_t store_ns_last, store_ns_max;
+    uint64_t alerts; /* produced (committed or not) */
 };
 
 /* An input record on its way through a batch (join/join.c, on_inputs). */
@@ -175,7 +184,8 @@ struct bh_join {
     uint64_t flushed_ns; /* when the store last took the remembered events */
     _Atomic uint64_t generation; /* of the running commit, in its records' opaque */
     struct bh_jview_layout *layout;
-    const struct bh_schema *view_schema, *state_schema, *batch_schema;
+    const struct bh_schema *view_schema, *state_schema, *batch_schema, *alert_schema;
+    struct bh_jwatches *watches; /* NULL: none configured */
     char instance[256];
     char client_id[320];
     char txn_id[600];
@@ -183,6 +193,7 @@ struct bh_join {
     rd_kafka_t *consumer, *restorer, *producer;
     rd_kafka_topic_t *state_rkt; /* keeps the changelog's metadata known to the restorer */
     rd_kafka_topic_t *view_out, *state_out; /* the producer's handles of the output topics */
+    rd_kafka_topic_t *alerts_out;           /* NULL: no watches */
     rd_kafka_queue_t *cq, *rq, *pq, *aq;
     rd_kafka_conf_t *producer_template;
     int pipefd[2];
@@ -207,6 +218,7 @@ struct bh_join {
     int64_t *found_at;
 
     struct bh_jbuf buf, key, view;
+    struct bh_jbuf abody; /* an alert being encoded */
     struct bh_jview_dept *vdepts;
     struct bh_jview_type *vtypes;
     size_t capvtypes;

@@ -1,0 +1,170 @@
+"""Watches of the join (issue 11) against the real broker: a watch on a plate, on a block
+and one that expires; every counted event that matches fires exactly one alert on the
+alerts topic (read_committed), a copy never, an event past the expiry never, across a
+kill -9 of the join in the middle of its input; each alert carries its block's responsible
+unit from the block map and the event that fired it.
+"""
+import json
+import os
+
+from confluent_kafka import Producer
+
+import join_helpers as jh
+from conftest import start_refused, wait_until
+from join_helpers import world  # noqa: F401 (a fixture)
+
+PLATE = "粤B12345"
+OTHER = "粤B99999"
+BASE = 1795738500000  # 2026-11-27T...Z, the helpers' base time
+EXPIRES_MS = BASE + 3600000
+
+
+def iso(ms):
+    import datetime
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def map_with_units(tmp_path):
+    """The world's block map, each block with a responsible unit (unit-N by its order)."""
+    with open(os.path.join(jh.WORLD, "blocks.geojson"), encoding="utf-8") as f:
+        fc = json.load(f)
+    units = {}
+    for i, ft in enumerate(fc["features"]):
+        if i % 5 != 4:  # every fifth block has none
+            ft["properties"]["unit"] = "第%d派出所" % (i % 7)
+        units[ft["properties"]["block_id"]] = ft["properties"].get("unit")
+    path = os.path.join(str(tmp_path), "blocks-units.geojson")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(fc, f, ensure_ascii=False)
+    return path, units
+
+
+def records(world, n=600, seed=11):
+    """(dept, id, block, type, at, plate) events: random ones, plus the ones the watches want."""
+    evs = [e + (None,) for e in jh.make_events(world.depts, n, seed=seed, blocks=world.names)]
+    blocks = sorted(world.names)
+    for i in range(6):  # the watched plate, in traffic: each fires
+        evs.insert(40 + 90 * i, ("traffic", "TR-PLATE-%d" % i, blocks[i * 3], "congestion",
+                                 BASE + 1000 * i, PLATE))
+    for i in range(4):  # the other plate: two before the watch expires, two after
+        evs.insert(30 + 120 * i, ("traffic", "TR-OTHER-%d" % i, blocks[i], "congestion",
+                                  EXPIRES_MS + (-2 + i) * 60000 + (0 if i < 2 else 1), OTHER))
+    watched = blocks[7]
+    for i in range(3):  # fire events of the watched block fire it; a traffic one there does not
+        evs.insert(50 + 100 * i, ("fire", "FI-BLOCK-%d" % i, watched, "hazard", BASE + i, None))
+    evs.insert(77, ("traffic", "TR-BLOCK-0", watched, "congestion", BASE, None))
+    return evs
+
+
+def send(bootstrap, world, events):
+    by = {d.name: d for d in world.depts}
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                  "enable.idempotence": True, "linger.ms": 5})
+    for dept, eid, block, type_, at, plate in events:
+        d = by[dept]
+        rec = d.record(eid, block, type_, at)
+        if dept == "traffic":
+            rec["plate"] = plate
+        p.produce(world.topics[dept], key=block.encode(), value=d.encode(rec))
+        p.poll(0)
+    assert p.flush(60) == 0
+
+
+def expected_alerts(events, watched_block):
+    want = set()
+    for dept, eid, block, type_, at, plate in events:
+        if dept == "traffic" and plate == PLATE:
+            want.add(("plate", eid))
+        if plate == OTHER and at < EXPIRES_MS:
+            want.add(("other-until", eid))
+        if dept == "fire" and block == watched_block:
+            want.add(("block", eid))
+    return want
+
+
+def read_alerts(world, topic):
+    out = []
+    for m in jh.read_committed(world.kafka, topic):
+        name, rec = world.decoder.decode(m["value"])
+        assert name == "blockhub.alert.BlockAlert"
+        assert m["key"].decode() == rec["block_id"]
+        out.append(rec)
+    return out
+
+
+def test_watches_fire_once_per_matching_event_across_kill9(world, tmp_path):
+    blocks_map, units = map_with_units(tmp_path)
+    alerts_topic = "block.alerts.%s" % world.view.rsplit(".", 1)[-1]
+    watched_block = sorted(world.names)[7]
+    extra = [
+        "  commit_interval: 1s",  # a kill -9 finds work not committed
+        "  alerts_topic: %s" % alerts_topic,
+        "  watches:",
+        "    - name: plate", "      type: field", "      field: plate",
+        "      equals: %s" % json.dumps(PLATE, ensure_ascii=False),
+        "      department: traffic",
+        "    - name: other-until", "      type: field", "      field: plate",
+        "      equals: %s" % json.dumps(OTHER, ensure_ascii=False),
+        "      expires: %s" % iso(EXPIRES_MS),
+        "    - name: block", "      type: blocks", "      blocks: [%s]" % watched_block,
+        "      department: fire",
+    ]
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    events = records(world)
+    first, second = events[:len(events) // 2], events[len(events) // 2:]
+    # copies of the plate events: counted once, so they fire nothing more
+    copies = [e for e in events if e[5] == PLATE][:3]
+    want = expected_alerts(events, watched_block)
+    assert len([w for w in want if w[0] == "plate"]) == 6
+    assert len([w for w in want if w[0] == "other-until"]) == 2
+    assert len([w for w in want if w[0] == "block"]) > 0
+
+    hub = world.hub(blocks_map=blocks_map, extra=extra).start()
+    hub.wait_live(n=3)
+    send(world.kafka, world, first)
+    # kill -9 while it works through its input: what it had not committed is done again
+    wait_until(lambda: hub.status()["stats"]["counted"] > 50, "some input counted", hub=hub)
+    hub.kill()
+    hub2 = world.hub(blocks_map=blocks_map, extra=extra).start()
+    hub2.wait_live(n=3)
+    send(world.kafka, world, second + copies)
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+
+    alerts = read_alerts(world, alerts_topic)
+    got = [(a["name"], a["events"][0]["event_id"]) for a in alerts]
+    assert len(got) == len(set(got)), "an alert twice: %r" % sorted(
+        g for g in got if got.count(g) > 1)[:5]
+    assert set(got) == want
+    assert len({a["alert_id"] for a in alerts}) == len(alerts)
+    by_id = {e[1]: e for e in events}
+    for a in alerts:
+        dept, eid, block, type_, at, plate = by_id[a["events"][0]["event_id"]]
+        assert a["kind"] == "WATCH"
+        assert a["block_id"] == block
+        assert a["block_name"] == world.names[block]
+        assert a["unit"] == units[block]
+        assert [dict(e, event_at=jh.ms(e["event_at"])) for e in a["events"]] == [
+            {"department": dept, "event_id": eid, "event_type": type_, "event_at": at}]
+        assert a["alert_id"] == "watch:%s:%s:%s/%s" % (a["name"], block, dept, eid)
+        assert a["name"] in a["detail"] and eid in a["detail"]
+        assert jh.ms(a["detected_at"]) > 1700000000000
+    s = hub2.status()
+    assert s["watches"] == 3
+    assert hub2.stop() == 0
+
+
+def test_bad_watches_are_refused_with_the_key(world, tmp_path):
+    """A watch naming an unknown department or a time that is not RFC 3339: start refused."""
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    for lines, words in (
+            (["    - name: w1", "      type: field", "      field: plate",
+              "      equals: x", "      department: police"], ["w1", "police"]),
+            (["    - name: w2", "      type: field", "      field: plate",
+              "      equals: x", "      expires: tomorrow"], ["w2", "expires", "RFC 3339"]),
+            (["    - name: w3", "      type: blocks", "      blocks: []"], ["w3", "blocks"])):
+        hub = world.hub(extra=["  watches:"] + lines)
+        code, err = start_refused(hub)
+        assert code != 0
+        for w in words:
+            assert w in err, (w, err)
