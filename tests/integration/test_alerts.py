@@ -130,6 +130,11 @@ def test_watches_fire_once_per_matching_event_across_kill9(world, tmp_path):
     hub2.wait_live(n=3)
     send(world.kafka, world, second + copies)
     jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    # more commits after the alerts' own: events that match no watch
+    quiet = [e + (None,) for e in jh.make_events(world.depts, 200, seed=12, blocks=world.names)
+             if e[2] != watched_block]
+    send(world.kafka, world, quiet)
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
 
     alerts = read_alerts(world, alerts_topic)
     got = [(a["name"], a["events"][0]["event_id"]) for a in alerts]
