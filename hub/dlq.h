@@ -26,7 +26,9 @@
     X(INVALID_CSV, "invalid_csv", "a CSV row that does not follow RFC 4180")                       \
     X(ENCODE_FAILED, "encode_failed", "the record could not be encoded in its Avro schema")        \
     X(TOO_LATE, "too_late",                                                                        \
-      "older than join.dedup_retention before the newest event of its department and partition")
+      "older than join.dedup_retention before the newest event of its department and partition")   \
+    X(DELIVERY_FAILED, "delivery_failed",                                                          \
+      "(alerts) a subscriber did not take an alert: a final refusal, or every attempt failed")
 
 enum bh_dlq_reason {
 #define BH_DLQ_ENUM(e, code, desc) BH_DLQ_##e,
