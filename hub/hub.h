@@ -81,6 +81,7 @@ struct bh_join_conf {
     struct bh_variant_list watches; /* struct bh_join_watch_conf (join/join_watch.h) */
     char *alerts_topic;
     char *alert_schema;
+    char *watches_topic;
 };
 
 struct bh_hub_conf {

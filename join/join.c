@@ -115,6 +115,13 @@ static rd_kafka_conf_t *
 client_conf(struct bh_join *j, int producer, const char *const *defaults, const char *const *pinned,
             char *errstr, size_t n)
 {
+    return bh_join_client_conf(j, producer, defaults, pinned, errstr, n);
+}
+
+rd_kafka_conf_t *
+bh_join_client_conf(struct bh_join *j, int producer, const char *const *defaults,
+                    const char *const *pinned, char *errstr, size_t n)
+{
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     const struct bh_kvlist *props = &j->hub->conf->kafka.properties;
     int rc = set_prop(c, "bootstrap.servers", bh_kafka_bootstrap(j->hub->kafka), errstr, n);
@@ -161,7 +168,7 @@ guard_topics(const struct bh_join *j, struct topic_counts *t)
         t->name[t->n++] = j->inputs[i].c->topic;
     t->name[t->n++] = j->conf->view_topic;
     t->name[t->n++] = j->conf->state_topic;
-    if (j->watches != NULL)
+    if (j->alerting)
         t->name[t->n++] = j->conf->alerts_topic;
 }
 
@@ -553,7 +560,7 @@ make_producer(struct bh_join *j, char *errstr, size_t n)
     rd_kafka_set_log_queue(j->producer, NULL);
     j->view_out = rd_kafka_topic_new(j->producer, j->conf->view_topic, NULL);
     j->state_out = rd_kafka_topic_new(j->producer, j->conf->state_topic, NULL);
-    if (j->watches != NULL)
+    if (j->alerting)
         j->alerts_out = rd_kafka_topic_new(j->producer, j->conf->alerts_topic, NULL);
     j->pq = rd_kafka_queue_get_main(j->producer);
     rd_kafka_queue_io_event_enable(j->pq, j->pipefd[1], "p", 1);
@@ -731,6 +738,22 @@ plan_of(struct bh_join *j, struct input *in, uint64_t fp, int32_t id, char *why,
         bh_info("join", "input %s (%s): records of schema %s, fields %s/%s/%s", in->dept,
                 in->c->topic, name, in->c->id_field, in->c->type_field, in->c->time_field);
     return p;
+}
+
+void
+bh_join_forget_plans(struct bh_join *j)
+{
+    for (size_t i = 0; i < j->ninputs; i++) {
+        struct input *in = &j->inputs[i];
+        for (size_t k = 0; k < in->nplans; k++) {
+            bh_jplan_free(in->plans[k].plan);
+            free(in->plans[k].symbol_types);
+            if (in->plans[k].own != NULL)
+                avro_schema_decref(in->plans[k].own);
+            memset(&in->plans[k], 0, sizeof(in->plans[k]));
+        }
+        in->nplans = 0;
+    }
 }
 
 /* Epoch milliseconds as 2026-11-27T08:15:00.000Z. */
@@ -2083,6 +2106,8 @@ serve(struct bh_join *j)
         else
             k = max;
     }
+    if (!j->run.active)
+        bh_join_watches_poll(j);
     j->now_ms = bh_now_ms();
     /*
      * The store is behind (its writes take longer than the input comes):
@@ -2177,6 +2202,7 @@ teardown(struct bh_join *j)
     uv_timer_stop(&j->retry);
     uv_idle_stop(&j->more);
     bh_join_http_stop(j);
+    bh_join_watches_stop(j);
     if (j->revoking)
         revoke_now(j);
     if (j->run.active)
@@ -2304,6 +2330,7 @@ join_free(struct bh_join *j)
     bh_jbuf_free(&j->view);
     bh_jbuf_free(&j->abody);
     bh_jwatches_free(j->watches);
+    bh_join_watches_free(j);
     free(j->vdepts);
     free(j->vtypes);
     if (j->producer_template != NULL)
@@ -2514,16 +2541,19 @@ setup(struct bh_join *j, char *errstr, size_t n)
                  VIEW_SCHEMA_STATE, VIEW_SCHEMA_BATCH, j->hub->conf->schemas.dir);
         return -ENOENT;
     }
-    if (c->watches.n > 0) {
+    j->alerting = c->watches.n > 0 || (c->watches_topic != NULL && c->watches_topic[0] != '\0');
+    if (j->alerting) {
         j->alert_schema = bh_schemas_find(j->hub->schemas, c->alert_schema);
         if (j->alert_schema == NULL) {
             snprintf(errstr, n, "join.alert_schema: %s is not in %s", c->alert_schema,
                      j->hub->conf->schemas.dir);
             return -ENOENT;
         }
-        rc = bh_jwatches_new(&j->watches, &c->watches, j->depts, j->ninputs, errstr, n);
-        if (rc < 0)
-            return rc;
+        if (c->watches.n > 0) {
+            rc = bh_jwatches_new(&j->watches, &c->watches, j->depts, j->ninputs, errstr, n);
+            if (rc < 0)
+                return rc;
+        }
     }
     char err[300];
     rc = bh_jview_layout_new(&j->layout, j->view_schema->schema, j->depts, j->ninputs, err,
@@ -2633,6 +2663,10 @@ join_start(struct bh_join **out, struct bh_component *comp, char *errstr, size_t
         goto out;
     }
     j->producer_ready = 1;
+    /* The watches placed at run time, every one, before any input. */
+    rc = bh_join_watches_start(j, errstr, n);
+    if (rc < 0)
+        goto out;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new((int)j->ninputs);
     for (size_t i = 0; i < j->ninputs; i++)
         rd_kafka_topic_partition_list_add(topics, j->inputs[i].c->topic, RD_KAFKA_PARTITION_UA);
@@ -2985,6 +3019,13 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .def = "block.alerts",
      .doc = "The alerts of watches (key = block id; created with the inputs' partition count "
             "if missing), produced in the join's transactions: read them read_committed."},
+    {.name = "watches_topic",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(watches_topic),
+     .doc = "A compacted topic of the watches placed at run time through the admin API "
+            "(POST /watches, DELETE /watches/{name}; created if missing): every join process "
+            "reads it to its end before any input and follows it. Unset: watches come from "
+            "the config only."},
     {.name = "alert_schema",
      .type = BH_CONF_STRING,
      .offset = JKEY(alert_schema),

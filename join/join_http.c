@@ -12,6 +12,8 @@
  *                     no admin URL, 503 "owner unknown" when no member of the
  *                     group has the partition (a rebalance).
  *   GET /join         this process's partitions, counters and state memory.
+ *   /watches          the watches: GET, and with join.watches_topic POST and
+ *                     DELETE /watches/{name} (join/join_wapi.c).
  *
  * The group's assignment is looked up when a query needs it and is older than
  * OWNERS_FRESH_NS (or a rebalance happened); queries wait for the answer.
@@ -428,6 +430,12 @@ static void
 on_req(void *self, h2o_req_t *req)
 {
     struct bh_join *j = self;
+    {
+        const char *qm = memchr(req->path.base, '?', req->path.len);
+        size_t plen = qm ? (size_t)(qm - req->path.base) : req->path.len;
+        if (bh_join_watches_http(j, req, req->path.base, plen))
+            return;
+    }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET"));
         send_error(req, 405, "Method Not Allowed", "only GET is served");
@@ -470,7 +478,9 @@ bh_join_http_start(struct bh_join *j, char *errstr, size_t n)
     struct bh_admin *a = j->hub->admin;
     if (a == NULL)
         return 0;
-    if (bh_admin_route(a, "/blocks/", on_req, j) < 0 || bh_admin_route(a, "/join", on_req, j) < 0)
+    if (bh_admin_route(a, "/blocks/", on_req, j) < 0 || bh_admin_route(a, "/join", on_req, j) < 0 ||
+        bh_admin_route(a, "/watches", on_req, j) < 0 ||
+        bh_admin_route(a, "/watches/", on_req, j) < 0)
         return -ENOMEM;
     j->http_on = 1;
     snprintf(j->advertise, sizeof(j->advertise), "%s", bh_admin_url(a));

@@ -186,6 +186,13 @@ struct bh_join {
     struct bh_jview_layout *layout;
     const struct bh_schema *view_schema, *state_schema, *batch_schema, *alert_schema;
     struct bh_jwatches *watches; /* NULL: none configured */
+    int alerting;                /* watches configured, or placed at run time */
+    /* watches placed at run time (join_wapi.c) */
+    rd_kafka_t *wc; /* reads join.watches_topic; NULL: not set */
+    rd_kafka_queue_t *wq;
+    struct api_watch *api;
+    size_t napi, capapi;
+    struct wpost *posts; /* placed, not yet acknowledged */
     char instance[256];
     char client_id[320];
     char txn_id[600];
@@ -237,6 +244,20 @@ struct bh_join {
     int describing;
     struct owner_query *queries;
 };
+
+/* join.c, for join_wapi.c */
+rd_kafka_conf_t *bh_join_client_conf(struct bh_join *j, int producer, const char *const *defaults,
+                                     const char *const *pinned, char *errstr, size_t n);
+/* Every writer schema's plan is made again when next needed (the watched fields changed). */
+void bh_join_forget_plans(struct bh_join *j);
+
+/* join_wapi.c: watches placed at run time through the admin API */
+int bh_join_watches_start(struct bh_join *j, char *errstr, size_t n);
+void bh_join_watches_poll(struct bh_join *j);
+void bh_join_watches_stop(struct bh_join *j);
+void bh_join_watches_free(struct bh_join *j);
+/* 1 when PATH is /watches or below it (answered), else 0. */
+int bh_join_watches_http(struct bh_join *j, h2o_req_t *req, const char *path, size_t len);
 
 /* join_http.c */
 int bh_join_http_start(struct bh_join *j, char *errstr, size_t errstr_size);

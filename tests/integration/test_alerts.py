@@ -173,3 +173,67 @@ def test_bad_watches_are_refused_with_the_key(world, tmp_path):
         assert code != 0
         for w in words:
             assert w in err, (w, err)
+
+
+def test_a_watch_placed_through_the_admin_api(world, tmp_path):
+    """POST /watches on a plate: it fires on the next matching traffic event and on none before
+    it (its since is when it was placed); past its expiry it fires no more; a restarted join
+    reads it back from the watches topic; DELETE removes it."""
+    import time as _time
+
+    import requests
+
+    tag = world.view.rsplit(".", 1)[-1]
+    alerts_topic, watches_topic = "block.alerts.%s" % tag, "block.watches.%s" % tag
+    extra = ["  alerts_topic: %s" % alerts_topic, "  watches_topic: %s" % watches_topic]
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    blocks = sorted(world.names)
+    hub = world.hub(extra=extra).start()
+    hub.wait_live(n=3)
+    now = int(_time.time() * 1000)
+
+    def ev(eid, at, plate=PLATE, block=blocks[3]):
+        return ("traffic", eid, block, "congestion", at, plate)
+
+    def listed():
+        return {w["name"]: w for w in requests.get(hub.admin + "/watches", timeout=10)
+                .json()["watches"]}
+
+    send(world.kafka, world, [ev("TR-BEFORE", now - 60000)])
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    r = requests.post(hub.admin + "/watches", timeout=30, json={
+        "name": "api-plate", "type": "field", "field": "plate", "equals": PLATE,
+        "department": "traffic", "expires": iso(now + 3600000)})
+    assert r.status_code == 201, r.text
+    assert r.json()["since"] >= iso(now)[:19]
+    wait_until(lambda: "api-plate" in listed(), "the placed watch in effect", hub=hub)
+    assert listed()["api-plate"]["from"] == watches_topic
+    # refused: an unknown department, a config watch's name, a bad time
+    bad = requests.post(hub.admin + "/watches", timeout=30, json={
+        "name": "x", "type": "field", "field": "plate", "equals": "y", "department": "police"})
+    assert bad.status_code == 400 and "police" in bad.json()["error"], bad.text
+    bad = requests.post(hub.admin + "/watches", timeout=30, json={
+        "name": "x", "type": "field", "field": "plate", "equals": "y", "expires": "soon"})
+    assert bad.status_code == 400, bad.text
+    send(world.kafka, world, [ev("TR-OLD", now - 30000),  # before it was placed: none
+                              ev("TR-AFTER", now + 120000),
+                              ev("TR-LATER", now + 7200000),  # past its expiry: none
+                              ev("TR-OTHER-PLATE", now + 120000, plate=OTHER)])
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    hub.kill()
+    # a restart reads it back from the watches topic
+    hub2 = world.hub(extra=extra).start()
+    hub2.wait_live(n=3)
+    assert "api-plate" in {w["name"] for w in requests.get(
+        hub2.admin + "/watches", timeout=10).json()["watches"]}
+    send(world.kafka, world, [ev("TR-AFTER-RESTART", now + 180000)])
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    r = requests.delete(hub2.admin + "/watches/api-plate", timeout=30)
+    assert r.status_code == 200, r.text
+    hub = hub2
+    wait_until(lambda: "api-plate" not in listed(), "the watch removed", hub=hub2)
+    send(world.kafka, world, [ev("TR-AFTER-DELETE", now + 240000)])
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    got = sorted((a["name"], a["events"][0]["event_id"]) for a in read_alerts(world, alerts_topic))
+    assert got == [("api-plate", "TR-AFTER"), ("api-plate", "TR-AFTER-RESTART")]
+    assert hub2.stop() == 0
