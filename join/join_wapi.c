@@ -52,120 +52,11 @@ struct wticket {
 };
 
 static void
-conf_free(struct bh_join_watch_conf *c)
-{
-    free(c->department);
-    free(c->field);
-    free(c->equals);
-    for (size_t i = 0; i < c->blocks.n; i++)
-        free(c->blocks.v[i]);
-    free(c->blocks.v);
-    free(c->since);
-    free(c->expires);
-    memset(c, 0, sizeof(*c));
-}
-
-static void
 api_free(struct api_watch *a)
 {
     free(a->name);
     free(a->json);
-    conf_free(&a->c);
-}
-
-static char *
-dup_str(json_t *o, const char *key, int *bad)
-{
-    json_t *v = json_object_get(o, key);
-    if (v == NULL || json_is_null(v))
-        return NULL;
-    if (!json_is_string(v)) {
-        *bad = 1;
-        return NULL;
-    }
-    char *s = strdup(json_string_value(v));
-    if (s == NULL)
-        *bad = 1;
-    return s;
-}
-
-/*
- * A watch's JSON into C (strings owned); the key at fault and why on a
- * refusal. NOW_SINCE: a missing "since" becomes this (NULL: stays missing).
- */
-static int
-parse_watch(json_t *o, struct bh_join_watch_conf *c, const char *now_since, const char **key,
-            char *why, size_t n)
-{
-    memset(c, 0, sizeof(*c));
-    int bad = 0;
-    const char *type = json_string_value(json_object_get(o, "type"));
-    *key = "type";
-    if (type == NULL || (strcmp(type, "field") != 0 && strcmp(type, "blocks") != 0)) {
-        snprintf(why, n, "must be \"field\" or \"blocks\"");
-        return -EINVAL;
-    }
-    static const char *const known[] = {"name",       "type",  "field",   "equals",
-                                        "department", "since", "expires", "blocks"};
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v)
-    {
-        size_t i = 0;
-        while (i < sizeof(known) / sizeof(*known) && strcmp(known[i], k) != 0)
-            i++;
-        if (i == sizeof(known) / sizeof(*known)) {
-            *key = k;
-            snprintf(why, n, "unknown key");
-            return -EINVAL;
-        }
-    }
-    c->department = dup_str(o, "department", &bad);
-    c->since = dup_str(o, "since", &bad);
-    c->expires = dup_str(o, "expires", &bad);
-    if (bad) {
-        *key = "department, since or expires";
-        snprintf(why, n, "not a string");
-        goto refused;
-    }
-    if (c->since == NULL && now_since != NULL && (c->since = strdup(now_since)) == NULL)
-        goto oom;
-    if (strcmp(type, "field") == 0) {
-        c->field = dup_str(o, "field", &bad);
-        c->equals = dup_str(o, "equals", &bad);
-        if (bad || c->field == NULL || c->field[0] == '\0' || c->equals == NULL) {
-            *key = c->field == NULL || c->field[0] == '\0' ? "field" : "equals";
-            snprintf(why, n, "a non-empty string is needed");
-            goto refused;
-        }
-    } else {
-        json_t *b = json_object_get(o, "blocks");
-        *key = "blocks";
-        if (!json_is_array(b) || json_array_size(b) == 0 || json_array_size(b) > 100000) {
-            snprintf(why, n, "a list of 1 to 100000 block ids is needed");
-            goto refused;
-        }
-        c->blocks.v = calloc(json_array_size(b), sizeof(char *));
-        if (c->blocks.v == NULL)
-            goto oom;
-        size_t i;
-        json_array_foreach(b, i, v)
-        {
-            if (!json_is_string(v)) {
-                snprintf(why, n, "block %zu is not a string", i);
-                goto refused;
-            }
-            if ((c->blocks.v[c->blocks.n] = strdup(json_string_value(v))) == NULL)
-                goto oom;
-            c->blocks.n++;
-        }
-    }
-    return 0;
-oom:
-    snprintf(why, n, "out of memory");
-refused:
-    conf_free(c);
-    return -EINVAL;
+    bh_jwatch_conf_free(&a->c);
 }
 
 /* The compiled watches: the config's and those placed here, in that order. */
@@ -246,7 +137,7 @@ on_record(struct bh_join *j, const rd_kafka_message_t *m)
         char why[300] = "not a JSON object";
         struct api_watch a = {0};
         if (o == NULL || !json_is_object(o) ||
-            parse_watch(o, &a.c, NULL, &key, why, sizeof(why)) < 0) {
+            bh_jwatch_conf_parse(o, &a.c, NULL, &key, why, sizeof(why)) < 0) {
             bh_warn("join", "%s[%" PRId32 "] offset %" PRId64 ": watch %.*s: %s: %s: skipped",
                     j->conf->watches_topic, m->partition, m->offset, (int)m->key_len,
                     (const char *)m->key, key, why);
@@ -254,7 +145,7 @@ on_record(struct bh_join *j, const rd_kafka_message_t *m)
                    (j->capapi = j->capapi ? j->capapi * 2 : 16,
                     (j->api = realloc(j->api, j->capapi * sizeof(*j->api))) == NULL)) {
             bh_error("join", "watches: out of memory");
-            conf_free(&a.c);
+            bh_jwatch_conf_free(&a.c);
             j->capapi = j->napi = 0;
         } else {
             a.name = strndup(m->key, m->key_len);
@@ -547,7 +438,7 @@ post_watch(struct bh_join *j, h2o_req_t *req)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
     struct bh_join_watch_conf c;
     const char *key = NULL;
-    if (parse_watch(o, &c, now, &key, why, sizeof(why)) < 0) {
+    if (bh_jwatch_conf_parse(o, &c, now, &key, why, sizeof(why)) < 0) {
         json_decref(o);
         send_error(req, 400, "Bad Request", key, why);
         return;
@@ -558,7 +449,7 @@ post_watch(struct bh_join *j, h2o_req_t *req)
     struct bh_variant_list l = {&v, 1};
     struct bh_jwatches *w = NULL;
     if (bh_jwatches_new(&w, &l, j->depts, j->ninputs, why, sizeof(why)) < 0) {
-        conf_free(&c);
+        bh_jwatch_conf_free(&c);
         json_decref(o);
         send_error(req, 400, "Bad Request", NULL, why);
         return;
@@ -566,7 +457,7 @@ post_watch(struct bh_join *j, h2o_req_t *req)
     bh_jwatches_free(w);
     if (c.since != NULL && json_object_get(o, "since") == NULL)
         json_object_set_new(o, "since", json_string(c.since));
-    conf_free(&c);
+    bh_jwatch_conf_free(&c);
     char *namecopy = strdup(name);
     json_object_del(o, "name");
     char *value = json_dumps(o, JSON_COMPACT);

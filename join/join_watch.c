@@ -1,6 +1,7 @@
 #include "join_watch.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,113 @@ bh_join_watch_variant(const char *type)
     if (strcmp(type, "blocks") == 0)
         return &blocks_variant;
     return NULL;
+}
+
+/* --- a watch as JSON (the admin API, the watches topic) ----------------------------- */
+
+void
+bh_jwatch_conf_free(struct bh_join_watch_conf *c)
+{
+    free(c->department);
+    free(c->field);
+    free(c->equals);
+    for (size_t i = 0; i < c->blocks.n; i++)
+        free(c->blocks.v[i]);
+    free(c->blocks.v);
+    free(c->since);
+    free(c->expires);
+    memset(c, 0, sizeof(*c));
+}
+
+static char *
+dup_str(json_t *o, const char *key, int *bad)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        *bad = 1;
+        return NULL;
+    }
+    char *s = strdup(json_string_value(v));
+    if (s == NULL)
+        *bad = 1;
+    return s;
+}
+
+int
+bh_jwatch_conf_parse(json_t *o, struct bh_join_watch_conf *c, const char *now_since,
+                     const char **key, char *why, size_t n)
+{
+    memset(c, 0, sizeof(*c));
+    int bad = 0;
+    const char *type = json_string_value(json_object_get(o, "type"));
+    *key = "type";
+    if (type == NULL || (strcmp(type, "field") != 0 && strcmp(type, "blocks") != 0)) {
+        snprintf(why, n, "must be \"field\" or \"blocks\"");
+        return -EINVAL;
+    }
+    static const char *const known[] = {"name",       "type",  "field",   "equals",
+                                        "department", "since", "expires", "blocks"};
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        size_t i = 0;
+        while (i < sizeof(known) / sizeof(*known) && strcmp(known[i], k) != 0)
+            i++;
+        if (i == sizeof(known) / sizeof(*known)) {
+            *key = k;
+            snprintf(why, n, "unknown key");
+            return -EINVAL;
+        }
+    }
+    c->department = dup_str(o, "department", &bad);
+    c->since = dup_str(o, "since", &bad);
+    c->expires = dup_str(o, "expires", &bad);
+    if (bad) {
+        *key = "department, since or expires";
+        snprintf(why, n, "not a string");
+        goto refused;
+    }
+    if (c->since == NULL && now_since != NULL && (c->since = strdup(now_since)) == NULL)
+        goto oom;
+    if (strcmp(type, "field") == 0) {
+        c->field = dup_str(o, "field", &bad);
+        c->equals = dup_str(o, "equals", &bad);
+        if (bad || c->field == NULL || c->field[0] == '\0' || c->equals == NULL) {
+            *key = c->field == NULL || c->field[0] == '\0' ? "field" : "equals";
+            snprintf(why, n, "a non-empty string is needed");
+            goto refused;
+        }
+    } else {
+        json_t *b = json_object_get(o, "blocks");
+        *key = "blocks";
+        if (!json_is_array(b) || json_array_size(b) == 0 || json_array_size(b) > 100000) {
+            snprintf(why, n, "a list of 1 to 100000 block ids is needed");
+            goto refused;
+        }
+        c->blocks.v = calloc(json_array_size(b), sizeof(char *));
+        if (c->blocks.v == NULL)
+            goto oom;
+        size_t i;
+        json_array_foreach(b, i, v)
+        {
+            if (!json_is_string(v)) {
+                snprintf(why, n, "block %zu is not a string", i);
+                goto refused;
+            }
+            if ((c->blocks.v[c->blocks.n] = strdup(json_string_value(v))) == NULL)
+                goto oom;
+            c->blocks.n++;
+        }
+    }
+    return 0;
+oom:
+    snprintf(why, n, "out of memory");
+refused:
+    bh_jwatch_conf_free(c);
+    return -EINVAL;
 }
 
 /* --- the compiled set ------------------------------------------------------------- */
@@ -235,6 +343,15 @@ bh_jwatches_new(struct bh_jwatches **out, const struct bh_variant_list *conf,
             /* chains keep the configured order: inserted from the last */
             for (size_t i = s->ne; i-- > 0;) {
                 size_t h = (size_t)s->e[i].hash & (s->nheads - 1);
+                /* a value a watch lists twice fires it once */
+                size_t k = s->heads[h];
+                while (k != SIZE_MAX &&
+                       !(s->e[k].watch == s->e[i].watch && s->e[k].field == s->e[i].field &&
+                         s->e[k].len == s->e[i].len &&
+                         memcmp(s->e[k].value, s->e[i].value, s->e[i].len) == 0))
+                    k = s->e[k].next;
+                if (k != SIZE_MAX)
+                    continue; /* its later copy is in the chain already */
                 s->e[i].next = s->heads[h];
                 s->heads[h] = i;
             }

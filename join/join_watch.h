@@ -30,6 +30,18 @@ struct bh_join_watch_conf {
 };
 
 extern const char bh_join_watch_types[];
+
+/*
+ * A watch as a JSON object O ({"type": "field"|"blocks", "field", "equals",
+ * "blocks", "department", "since", "expires"}; "name" is allowed and left
+ * out) into C, its strings owned; on a refusal *KEY names the key at fault
+ * and WHY says why. NOW_SINCE: what a missing "since" becomes (NULL: stays
+ * missing). Times and departments are checked by bh_jwatches_new.
+ */
+struct json_t;
+int bh_jwatch_conf_parse(struct json_t *o, struct bh_join_watch_conf *c, const char *now_since,
+                         const char **key, char *why, size_t n);
+void bh_jwatch_conf_free(struct bh_join_watch_conf *c);
 const struct bh_conf_variant *bh_join_watch_variant(const char *type);
 
 struct bh_jwatch {

@@ -8,6 +8,8 @@
  * BlockState keyed by the block, a DedupBatch keyed by block, department and
  * sequence, and a tombstone keyed by the bytes themselves).
  *
+ * The plans also read the fields watches look at (bh_jplan_set_extras).
+ *
  * Oracle (besides no crash, leak or undefined behaviour):
  *   - whenever the body is a well-formed encoding of its schema (checked
  *     here, strictly and with bounded counts), the plan reads it, and reads
@@ -44,6 +46,9 @@ static const char *const depts[NDEPTS] = {"market", "traffic", "fire"};
 static const char *const id_fields[NDEPTS] = {"record_id", "event_id", "event_id"};
 static const char *const type_fields[NDEPTS] = {"event_type", "type", "category"};
 static const char *const time_field = "occurred_at";
+/* What watches may look at: strings, null-or-strings, an enum, the id, a field no schema has. */
+static const char *const extras[] = {"plate", "uscc", "device",   "road",  "block_id",
+                                     "level", "unit", "event_id", "nosuch"};
 
 static const struct bh_schemas *set;
 static const struct bh_schema *view_schema, *state_schema, *batch_schema;
@@ -88,6 +93,9 @@ init(void)
             if (bh_jplan_new(&plans[i][d], bh_schemas_at(set, i)->schema, id_fields[d],
                              type_fields[d], time_field, err, sizeof(err)) < 0)
                 plans[i][d] = NULL; /* the join dead-letters such records */
+            else if (bh_jplan_set_extras(plans[i][d], bh_schemas_at(set, i)->schema, extras,
+                                         sizeof(extras) / sizeof(*extras)) < 0)
+                bh_fuzz_fail("extra fields refused");
     if (bh_jview_layout_new(&layout, view_schema->schema, depts, NDEPTS, err, sizeof(err)) < 0)
         bh_fuzz_fail("the view layout: %s", err);
 }
@@ -519,6 +527,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue; /* invalid_encoding */
         if (whole)
             compare(depts[d], &rec, &f, d);
+        for (size_t k = 0; k < sizeof(extras) / sizeof(*extras); k++)
+            if (f.extra[k] != NULL && f.extra_len[k] > len + 64)
+                bh_fuzz_fail("extra field %s of %zu bytes from a body of %zu", extras[k],
+                             f.extra_len[k], len);
         count(d, &f);
     }
     if (whole)
