@@ -12,6 +12,10 @@
    it reports and its peak RSS. Once per join.state_store of --stores (memory, then disk by
    default), --rounds times alternating, each on fresh output topics and a fresh group: the
    ratio of the disk store's throughput to the memory store's is printed at the end.
+4. Watches (issue 11): a store written STORE+watches (e.g. --stores memory,memory+watches)
+   runs the same join with --watches N watches: all but 100 on an event id of the input (each
+   fires once), 100 on blocks for the market's events; the alerts it fired are counted, and the
+   throughput is put against the same store's without watches.
 """
 import argparse
 import json
@@ -67,6 +71,8 @@ def main():
                     help="join.state_store of each run, in order (default: memory,disk)")
     ap.add_argument("--rounds", type=int, default=1, help="runs of every store, alternating")
     ap.add_argument("--memory-limit", default="256MiB", help="join.memory_limit")
+    ap.add_argument("--watches", type=int, default=10000,
+                    help="watches of a STORE+watches run (default 10000)")
     args = ap.parse_args()
     bootstrap = args.bootstrap
     blockhub = os.path.join(args.build, "blockhub")
@@ -108,6 +114,20 @@ def main():
         print("ceiling: the broker (same machine) used %.2f s CPU in those %.2f s"
               % (proc_cpu(broker) - b0, time.monotonic() - w0))
 
+    rnd_ = __import__("random").Random(9)
+    watch_ids = [e[1] for e in rnd_.sample(events, max(0, args.watches - 100))]
+    watch_blocks = rnd_.sample(sorted(names), min(100, len(names)))
+    args.watch_lines = ["  alerts_topic: bench.alerts.%s" % tag, "  watches:"]
+    for i, eid in enumerate(watch_ids):
+        args.watch_lines += ["    - name: id-%d" % i, "      type: field",
+                             "      field: %s" % ("record_id" if eid.startswith("MA") else
+                                                  "event_id"),
+                             "      equals: %s" % json.dumps(eid)]
+    for i, b in enumerate(watch_blocks):
+        args.watch_lines += ["    - name: block-%d" % i, "      type: blocks",
+                             "      blocks: [%s]" % json.dumps(b), "      department: market"]
+    args.watch_alerts = len(watch_ids) + sum(1 for e in events if e[0] == "market"
+                                             and e[2] in set(watch_blocks))
     results = {}
     for rnd in range(args.rounds):
         for store in args.stores.split(","):
@@ -127,12 +147,20 @@ def main():
         print("disk / memory throughput (medians): %.2f" % (med(disk) / med(mem)))
         for i, (m, d) in enumerate(zip(results["memory"], results["disk"])):
             print("  round %d: %.2f" % (i, d["rate"] / m["rate"]))
+    for store in [k for k in results if k.endswith("+watches")]:
+        base = store.split("+")[0]
+        if base in results:
+            med = lambda v: sorted(v)[len(v) // 2]
+            print("%s / %s throughput (medians): %.2f, with %d watches and %d alerts a run"
+                  % (store, base, med([r["rate"] for r in results[store]]) /
+                     med([r["rate"] for r in results[base]]), args.watches,
+                     results[store][0]["alerts"]))
     from confluent_kafka.admin import AdminClient
     a = AdminClient({"bootstrap.servers": bootstrap})
     if args.keep:
         print("input topics kept: --reuse %s" % tag)
     else:
-        for f in a.delete_topics(list(topics.values())).values():
+        for f in a.delete_topics(list(topics.values()) + ["bench.alerts.%s" % tag]).values():
             try:
                 f.result(60)
             except Exception:
@@ -162,7 +190,7 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
              "join:", "  enabled: true", "  group: %s" % group, "  view_topic: %s" % view,
              "  state_topic: %s" % state, "  window: 1h",
              "  commit_interval: %s" % args.commit_interval,
-             "  state_store: %s" % store,
+             "  state_store: %s" % store.split("+")[0],
              "  state_dir: %s" % os.path.join(tmp, "state-%s" % run),
              "  memory_limit: %s" % args.memory_limit, "  inputs:"]
     for d in depts:
@@ -171,6 +199,8 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
             lines.append("%s%s: %s" % ("    - " if first else "      ", k,
                                        json.dumps(v, ensure_ascii=False)))
             first = False
+    if store.endswith("+watches"):
+        lines += args.watch_lines
     lines += ["admin:", "  listen: 127.0.0.1:%d" % port]
     with open(cfg, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -240,6 +270,10 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
           % (s["blocks"], s["windowed_events"], s["bytes"] / 1e6, s["bytes_per_block"],
              s["store"]["kind"], s["store"], rss))
     assert st["counted"] == distinct and st["duplicates"] == total - distinct
+    if store.endswith("+watches"):
+        print("  alerts: %d (%d expected), %.0f a second of the run"
+              % (st["alerts"], args.watch_alerts, st["alerts"] / (t2 - t0)))
+        assert st["alerts"] == args.watch_alerts, (st["alerts"], args.watch_alerts)
     from confluent_kafka.admin import AdminClient
     a = AdminClient({"bootstrap.servers": bootstrap})
     for f in a.delete_topics([view, state, "bench.dlq.%s" % run]).values():
@@ -248,7 +282,8 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
         except Exception:
             pass
     print("  log: %s" % logpath)
-    return {"rate": n / (t1 - t0), "cpu_per_m": (c1 - c0) / (n / 1e6), "rss_mib": rss}
+    return {"rate": n / (t1 - t0), "cpu_per_m": (c1 - c0) / (n / 1e6), "rss_mib": rss,
+            "alerts": st.get("alerts", 0)}
 
 
 if __name__ == "__main__":
