@@ -19,11 +19,12 @@ import threading
 import uuid
 
 import fastavro
+import requests
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import bhcat
-from conftest import SCHEMAS, free_port, wait_until
+from conftest import SCHEMAS, free_port, start_refused, wait_until
 
 with open(os.path.join(SCHEMAS, "block_alert.avsc"), encoding="utf-8") as _f:
     ALERT_SCHEMA = fastavro.parse_schema(json.load(_f))
@@ -348,6 +349,69 @@ def test_misbehaving_subscribers_cost_only_their_alerts(kafka, hub_factory):
         with raw.lock:
             assert raw.hits == {"/garbage": 2, "/reset": 2, "/slow": 2, "/huge": 1}, raw.hits
         assert hub.proc.poll() is None
+        # SIGTERM while a POST waits for its answer: a clean exit all the same.
+        produce(kafka, topic, [make_alert(8)])
+        wait_until(lambda: raw.hits.get("/slow") == 3, "a POST under way", timeout=30, hub=hub)
         assert hub.stop() == 0
+        assert "delivery(ies) not finished" in hub.logtext()
     finally:
         raw.close()
+
+
+def test_held_alerts_bounded_while_a_subscriber_is_down(kafka, hub_factory):
+    topic = make_topic(kafka)
+    is_open = threading.Event()
+    gate = Subscriber(lambda alert_id, attempt, n: 200 if is_open.is_set() else 503)
+    admin_port = free_port()
+    try:
+        alerts = [make_alert(i) for i in range(20)]
+        produce(kafka, topic, alerts)
+        hub = hub_factory(kafka, fire=False, extra_sets=[
+            "admin.listen=127.0.0.1:%d" % admin_port, "admin.tokens=[adm]"], adapters=[
+            {"name": "alerts", "type": "alerts", "topic": topic,
+             "group": "alerts-test-%s" % uuid.uuid4().hex[:8], "max_pending": 4,
+             "max_attempts": 1000, "backoff": "20ms", "max_backoff": "50ms",
+             "subscribers": [sub_entry("gate", gate, "g")]}]).start()
+
+        def counters():
+            r = requests.get("http://127.0.0.1:%d/components" % admin_port,
+                             headers={"Authorization": "Bearer adm"}, timeout=10)
+            assert r.status_code == 200, r.text
+            return next(c for c in r.json()["components"] if c["name"] == "alerts")["counters"]
+
+        wait_until(lambda: counters()["alerts_received"] == 4 and counters()["flow_pauses"] >= 1,
+                   "four alerts held and the partitions paused", timeout=30, hub=hub)
+        with gate.lock:
+            seen = len(gate.requests)
+        wait_until(lambda: len(gate.requests) >= seen + 40, "more failed attempts", timeout=30,
+                   hub=hub)
+        c = counters()
+        assert c["alerts_received"] == 4 and c["alerts_pending"] == 4, c
+        is_open.set()
+        ids = {a["alert_id"] for a in alerts}
+        wait_until(lambda: ids <= set(gate.delivered()), "every alert once the subscriber is up",
+                   timeout=30, hub=hub)
+        wait_until(lambda: counters()["alerts_pending"] == 0, "nothing held", timeout=30, hub=hub)
+        assert counters()["alerts_received"] == 20
+        assert hub.stop() == 0
+    finally:
+        gate.close()
+
+
+def test_bad_settings_refused_with_key_and_reason(kafka, hub_factory):
+    topic = make_topic(kafka)
+    cases = [
+        ({"subscribers": [sub_entry("a", "ftp://example", "k")]},
+         "adapters[alerts].subscribers[a].url", "http:// or https://"),
+        ({"subscribers": [sub_entry("a", "http://example/", "")]},
+         "adapters[alerts].subscribers[a].secret", "must not be empty"),
+        ({"subscribers": [sub_entry("a", "http://example/", "k")], "backoff": "2s",
+          "max_backoff": "1s"}, "adapters[alerts].max_backoff", "below backoff"),
+        ({"subscribers": []}, "adapters[alerts].subscribers", "at least one subscriber"),
+    ]
+    for settings, key, why in cases:
+        entry = {"name": "alerts", "type": "alerts", "topic": topic}
+        entry.update(settings)
+        hub = hub_factory(kafka, fire=False, adapters=[entry])
+        rc, err = start_refused(hub)
+        assert rc == 2 and key in err and why in err, err
