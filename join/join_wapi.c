@@ -114,6 +114,36 @@ is_config_watch(struct bh_join *j, const char *name, size_t len)
     return 0;
 }
 
+static int
+api_room(struct bh_join *j)
+{
+    if (j->napi < j->capapi)
+        return 0;
+    size_t cap = j->capapi ? j->capapi * 2 : 16;
+    struct api_watch *a = realloc(j->api, cap * sizeof(*a));
+    if (a == NULL)
+        return -ENOMEM;
+    j->api = a;
+    j->capapi = cap;
+    return 0;
+}
+
+/* Whether the watch C named NAME compiles alone for this join's departments (WHY if not). */
+static int
+compiles(struct bh_join *j, const char *name, size_t len, struct bh_join_watch_conf *c, char *why,
+         size_t n)
+{
+    char nm[256];
+    snprintf(nm, sizeof(nm), "%.*s", (int)(len < 200 ? len : 200), name);
+    struct bh_variant v = {.name = nm, .type = c->field ? "field" : "blocks", .settings = c};
+    struct bh_variant_list l = {&v, 1};
+    struct bh_jwatches *w = NULL;
+    if (bh_jwatches_new(&w, &l, j->depts, j->ninputs, why, n) < 0)
+        return 0;
+    bh_jwatches_free(w);
+    return 1;
+}
+
 /* One record of the watches topic: placed, replaced or (a tombstone) removed. */
 static void
 on_record(struct bh_join *j, const rd_kafka_message_t *m)
@@ -141,23 +171,27 @@ on_record(struct bh_join *j, const rd_kafka_message_t *m)
             bh_warn("join", "%s[%" PRId32 "] offset %" PRId64 ": watch %.*s: %s: %s: skipped",
                     j->conf->watches_topic, m->partition, m->offset, (int)m->key_len,
                     (const char *)m->key, key, why);
-        } else if (j->napi == j->capapi &&
-                   (j->capapi = j->capapi ? j->capapi * 2 : 16,
-                    (j->api = realloc(j->api, j->capapi * sizeof(*j->api))) == NULL)) {
-            bh_error("join", "watches: out of memory");
+        } else if (!compiles(j, m->key, m->key_len, &a.c, why, sizeof(why))) {
+            bh_warn("join", "%s[%" PRId32 "] offset %" PRId64 ": watch %.*s: %s: skipped",
+                    j->conf->watches_topic, m->partition, m->offset, (int)m->key_len,
+                    (const char *)m->key, why);
             bh_jwatch_conf_free(&a.c);
-            j->capapi = j->napi = 0;
+        } else if (api_room(j) < 0 || (a.name = strndup(m->key, m->key_len)) == NULL ||
+                   (a.json = strndup(m->payload, m->len)) == NULL) {
+            bh_error("join", "watches: out of memory: watch %.*s not applied", (int)m->key_len,
+                     (const char *)m->key);
+            api_free(&a);
         } else {
-            a.name = strndup(m->key, m->key_len);
-            a.json = strndup(m->payload, m->len);
             j->api[j->napi++] = a;
         }
         json_decref(o);
     }
     char err[400];
     if (rebuild(j, err, sizeof(err)) < 0) {
-        /* what the topic holds was checked when placed: only another version's watch gets here */
-        bh_warn("join", "watches: %s: the watches placed at run time are not applied", err);
+        /* only out of memory gets here (each watch compiled alone above): none rather than stale */
+        bh_error("join", "watches: %s: no watch is applied until the next change", err);
+        bh_jwatches_free(j->watches);
+        j->watches = NULL;
     }
     api_free(&old);
 }
@@ -444,17 +478,12 @@ post_watch(struct bh_join *j, h2o_req_t *req)
         return;
     }
     /* Compiled alone first: a department or a time it cannot use is refused here. */
-    struct bh_variant v = {
-        .name = (char *)name, .type = c.field ? "field" : "blocks", .settings = &c};
-    struct bh_variant_list l = {&v, 1};
-    struct bh_jwatches *w = NULL;
-    if (bh_jwatches_new(&w, &l, j->depts, j->ninputs, why, sizeof(why)) < 0) {
+    if (!compiles(j, name, strlen(name), &c, why, sizeof(why))) {
         bh_jwatch_conf_free(&c);
         json_decref(o);
         send_error(req, 400, "Bad Request", NULL, why);
         return;
     }
-    bh_jwatches_free(w);
     if (c.since != NULL && json_object_get(o, "since") == NULL)
         json_object_set_new(o, "since", json_string(c.since));
     bh_jwatch_conf_free(&c);
