@@ -82,6 +82,8 @@ struct bh_join_conf {
     char *alerts_topic;
     char *alert_schema;
     char *watches_topic;
+    struct bh_variant_list rules; /* struct bh_join_rule_conf (join/join_rule.h) */
+    char *rules_topic;
 };
 
 struct bh_hub_conf {

@@ -29,6 +29,11 @@
 #define INPUT_BATCH       256   /* input records decoded, looked up and applied together */
 
 static void recover(struct bh_join *j, const char *why);
+
+struct emit_ctx {
+    struct bh_join *j;
+    int32_t partition;
+};
 static int produce(struct bh_join *j, rd_kafka_topic_t *rkt, int32_t partition, const void *key,
                    size_t keylen, const void *value, size_t len, void *opaque);
 static void on_more(uv_idle_t *h);
@@ -170,6 +175,8 @@ guard_topics(const struct bh_join *j, struct topic_counts *t)
     t->name[t->n++] = j->conf->state_topic;
     if (j->alerting)
         t->name[t->n++] = j->conf->alerts_topic;
+    if (j->conf->rules.n > 0)
+        t->name[t->n++] = j->conf->rules_topic;
 }
 
 /* 0 when every count equals the first; else a message naming every topic and count. */
@@ -212,10 +219,12 @@ create_topics(struct bh_join *j, const struct topic_counts *t, int partitions, c
         }
         /* The view and the changelog keep the last record of each key. */
         nt[nn].name = t->name[i];
-        nt[nn].config = strcmp(t->name[i], j->conf->view_topic) == 0 ||
-                                strcmp(t->name[i], j->conf->state_topic) == 0
-                            ? bh_kafka_compacted
-                            : NULL;
+        nt[nn].config =
+            strcmp(t->name[i], j->conf->view_topic) == 0 ||
+                    strcmp(t->name[i], j->conf->state_topic) == 0 ||
+                    (j->conf->rules.n > 0 && strcmp(t->name[i], j->conf->rules_topic) == 0)
+                ? bh_kafka_compacted
+                : NULL;
         nn++;
     }
     const struct bh_kafka_create_opts o = {.partitions = partitions,
@@ -543,7 +552,9 @@ drop_topic_handles(struct bh_join *j)
         rd_kafka_topic_destroy(j->state_out);
     if (j->alerts_out != NULL)
         rd_kafka_topic_destroy(j->alerts_out);
-    j->view_out = j->state_out = j->alerts_out = NULL;
+    if (j->rules_out != NULL)
+        rd_kafka_topic_destroy(j->rules_out);
+    j->view_out = j->state_out = j->alerts_out = j->rules_out = NULL;
 }
 
 static int
@@ -562,6 +573,8 @@ make_producer(struct bh_join *j, char *errstr, size_t n)
     j->state_out = rd_kafka_topic_new(j->producer, j->conf->state_topic, NULL);
     if (j->alerting)
         j->alerts_out = rd_kafka_topic_new(j->producer, j->conf->alerts_topic, NULL);
+    if (j->conf->rules.n > 0)
+        j->rules_out = rd_kafka_topic_new(j->producer, j->conf->rules_topic, NULL);
     j->pq = rd_kafka_queue_get_main(j->producer);
     rd_kafka_queue_io_event_enable(j->pq, j->pipefd[1], "p", 1);
     return 0;
@@ -888,34 +901,25 @@ struct fire_ctx {
 };
 
 /* One alert of watch W, matched by VALUE, onto its partition's alerts for the next commit. */
+/* An alert of partition PT's block (the record M's key) onto its alerts for the next commit. */
 static int
-fire_one(void *ctx, const struct bh_jwatch *w, const char *value, size_t len)
+queue_alert(struct bh_join *j, struct part *pt, const rd_kafka_message_t *m, int rule,
+            const char *name, const char *detail, size_t dlen, const struct bh_jalert_event *ev,
+            size_t nev)
 {
-    struct fire_ctx *c = ctx;
-    struct bh_join *j = c->j;
-    struct pending_input *pe = c->pe;
-    const rd_kafka_message_t *m = pe->m;
-    const struct bh_block *blk = bh_blockmap_find(j->hub->blocks, m->key, m->key_len);
     if (!bh_utf8_valid(m->key, m->key_len))
         return 0; /* the block id goes into the alert as an Avro string */
-    char detail[600];
-    int dl = snprintf(detail, sizeof(detail), "watch %s: %s %.*s in %s event %.*s", w->name,
-                      w->field_name, (int)bh_utf8_cut(value, len, 200), value, j->depts[c->dept],
-                      (int)bh_utf8_cut(pe->f.id, pe->f.id_len, 200), pe->f.id);
-    size_t dlen = dl < 0 ? 0 : (size_t)dl < sizeof(detail) ? (size_t)dl : strlen(detail);
-    dlen = bh_utf8_cut(detail, dlen, dlen);
-    struct bh_jalert_event ev = {j->depts[c->dept], pe->f.id,       pe->f.id_len,
-                                 pe->f.type,        pe->f.type_len, pe->f.at};
+    const struct bh_block *blk = bh_blockmap_find(j->hub->blocks, m->key, m->key_len);
     struct bh_jalert a = {.block = m->key,
                           .block_len = m->key_len,
                           .block_name = blk != NULL ? blk->name : NULL,
                           .unit = blk != NULL ? blk->unit : NULL,
-                          .rule = 0,
-                          .name = w->name,
+                          .rule = rule,
+                          .name = name,
                           .detail = detail,
                           .detail_len = dlen,
-                          .events = &ev,
-                          .nevents = 1,
+                          .events = ev,
+                          .nevents = nev,
                           .detected_at = bh_now_ms()};
     struct bh_jbuf *b = &j->abody;
     bh_jbuf_reset(b);
@@ -924,7 +928,7 @@ fire_one(void *ctx, const struct bh_jwatch *w, const char *value, size_t len)
     else
         bh_jbuf_header(b, j->alert_schema->fingerprint);
     bh_jalert_encode(b, &a);
-    struct bh_jbuf *q = &pe->pt->alerts;
+    struct bh_jbuf *q = &pt->alerts;
     uint32_t kl = (uint32_t)m->key_len, vl = (uint32_t)b->len;
     bh_jbuf_raw(q, &kl, 4);
     bh_jbuf_raw(q, m->key, m->key_len);
@@ -932,16 +936,55 @@ fire_one(void *ctx, const struct bh_jwatch *w, const char *value, size_t len)
     bh_jbuf_raw(q, b->p, b->len);
     if (b->oom || q->oom)
         return -ENOMEM;
-    pe->pt->nalerts++;
+    pt->nalerts++;
     return 0;
+}
+
+static int
+fire_one(void *ctx, const struct bh_jwatch *w, const char *value, size_t len)
+{
+    struct fire_ctx *c = ctx;
+    struct bh_join *j = c->j;
+    struct pending_input *pe = c->pe;
+    char detail[600];
+    int dl = snprintf(detail, sizeof(detail), "watch %s: %s %.*s in %s event %.*s", w->name,
+                      w->field_name, (int)bh_utf8_cut(value, len, 200), value, j->depts[c->dept],
+                      (int)bh_utf8_cut(pe->f.id, pe->f.id_len, 200), pe->f.id);
+    size_t dlen = dl < 0 ? 0 : (size_t)dl < sizeof(detail) ? (size_t)dl : strlen(detail);
+    dlen = bh_utf8_cut(detail, dlen, dlen);
+    struct bh_jalert_event ev = {j->depts[c->dept], pe->f.id,       pe->f.id_len,
+                                 pe->f.type,        pe->f.type_len, pe->f.at};
+    return queue_alert(j, pe->pt, pe->m, 0, w->name, detail, dlen, &ev, 1);
+}
+
+static int
+fire_rule(void *ctx, const char *name, const struct bh_jalert_event *ev, size_t nev,
+          const char *detail, size_t dlen)
+{
+    struct fire_ctx *c = ctx;
+    return queue_alert(c->j, c->pe->pt, c->pe->m, 1, name, detail, dlen, ev, nev);
 }
 
 static void
 fire_watches(struct bh_join *j, struct pending_input *pe, size_t dept)
 {
     struct fire_ctx c = {j, pe, dept};
-    if (bh_jwatches_match(j->watches, dept, pe->m->key, pe->m->key_len, &pe->f, fire_one, &c) < 0)
+    if (j->watches != NULL &&
+        bh_jwatches_match(j->watches, dept, pe->m->key, pe->m->key_len, &pe->f, fire_one, &c) < 0) {
         recover(j, "out of memory");
+        return;
+    }
+    if (j->rules != NULL &&
+        bh_jrules_apply(j->rules, pe->m->partition, pe->m->key, pe->m->key_len, dept, pe->f.id,
+                        pe->f.id_len, pe->f.type, pe->f.type_len, pe->f.at, fire_rule, &c) < 0)
+        recover(j, "out of memory");
+}
+
+static int
+emit_rule_state(void *ctx, const char *key, size_t klen, const char *value, size_t vlen)
+{
+    struct emit_ctx *c = ctx;
+    return produce(c->j, c->j->rules_out, c->partition, key, klen, value, vlen, NULL);
 }
 
 /* The partition's alerts into the transaction just begun (in the order they fired). */
@@ -986,7 +1029,7 @@ apply(struct bh_join *j, struct pending_input *pe, const struct bh_jseen *seen, 
         j->stats.duplicates++;
     } else {
         j->stats.counted++;
-        if (j->watches != NULL)
+        if (j->watches != NULL || j->rules != NULL)
             fire_watches(j, pe, di);
     }
     return BH_DLQ_REASON_COUNT;
@@ -1153,6 +1196,7 @@ drop_state(struct bh_join *j, struct part *pt)
     pt->in_commit = 0;
     bh_jbuf_reset(&pt->alerts); /* fired again when their events are applied again */
     pt->nalerts = 0;
+    bh_jrules_drop(j->rules, (int32_t)(pt - j->parts)); /* read back when it is restored */
     for (size_t i = 0; i < j->ninputs; i++)
         pt->consumed[i] = -1;
 }
@@ -1283,6 +1327,67 @@ flush_restore(struct bh_join *j, struct part *pt)
 }
 
 /* Partition P's changelog is read up to END: the store gets the rest and END as checkpoint. */
+/*
+ * What the rules remembered of partition P's blocks, read back from
+ * join.rules_topic (read_committed, to its end) before the partition is
+ * live; the loop waits for it. -1 when the join failed.
+ */
+static int
+restore_rules(struct bh_join *j, int32_t p)
+{
+    char err[512];
+    if (j->rr == NULL) {
+        const char *pin[] = {
+            "group.id", j->instance,       "enable.auto.commit", "false", "enable.partition.eof",
+            "true",     "isolation.level", "read_committed",     NULL};
+        const char *def[] = {NULL};
+        rd_kafka_conf_t *c = bh_join_client_conf(j, 0, def, pin, err, sizeof(err));
+        if (c != NULL && (j->rr = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err))) == NULL)
+            rd_kafka_conf_destroy(c);
+        if (j->rr == NULL) {
+            fail(j, "join: the rules' reader: %s", err);
+            return -1;
+        }
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, j->conf->rules_topic, p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t e = rd_kafka_assign(j->rr, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t n = 0;
+    int done = e != RD_KAFKA_RESP_ERR_NO_ERROR, rc = 0;
+    uint64_t deadline = bh_join_now_ns() + 60ULL * 1000000000ULL;
+    while (!done && rc >= 0) {
+        if (bh_join_now_ns() > deadline) {
+            e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(j->rr, 200);
+        if (m == NULL)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            done = 1;
+        } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            e = m->err;
+            done = 1;
+        } else {
+            rc = bh_jrules_restore(j->rules, p, m->key, m->key_len, m->payload, m->len);
+            n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_assign(j->rr, NULL);
+    if (rc < 0 || e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fail(j, "join: reading %s[%" PRId32 "] back: %s", j->conf->rules_topic, p,
+             rc < 0 ? strerror(-rc) : rd_kafka_err2str(e));
+        return -1;
+    }
+    if (n > 0)
+        bh_info("join", "partition %" PRId32 ": %zu rule states read back from %s", p, n,
+                j->conf->rules_topic);
+    return 0;
+}
+
 static void
 finish_restore(struct bh_join *j, int32_t p, int64_t end)
 {
@@ -1291,6 +1396,8 @@ finish_restore(struct bh_join *j, int32_t p, int64_t end)
         fail(j, "join: out of memory restoring partition %" PRId32, p);
         return;
     }
+    if (j->rules != NULL && restore_rules(j, p) < 0)
+        return;
     bh_jstore_put_checkpoint(pt->rbatch, p, end);
     int rc = bh_jstore_write(j->store, pt->rbatch);
     pt->rbatch = NULL;
@@ -1527,11 +1634,6 @@ has_work(struct bh_join *j)
     return 0;
 }
 
-struct emit_ctx {
-    struct bh_join *j;
-    int32_t partition;
-};
-
 /* RKT: the producer's own handle of the topic (a name lookup per record costs). */
 static int
 produce(struct bh_join *j, rd_kafka_topic_t *rkt, int32_t partition, const void *key, size_t keylen,
@@ -1663,6 +1765,11 @@ commit_begin(struct bh_join *j)
         pt->pending = bh_jstate_take_dirty(pt->state);
         if (r->rc == 0 && pt->nalerts > 0)
             r->rc = produce_alerts(j, pt);
+        /* What the rules remember of the blocks, with the alerts it caused. */
+        if (r->rc == 0 && j->rules != NULL) {
+            struct emit_ctx ec = {j, p};
+            r->rc = bh_jrules_take_dirty(j->rules, p, emit_rule_state, &ec);
+        }
         for (size_t i = 0; i < j->ninputs; i++)
             if (pt->consumed[i] >= 0 && pt->consumed[i] != pt->committed[i])
                 rd_kafka_topic_partition_list_add(r->offsets, j->inputs[i].c->topic, p)->offset =
@@ -2236,6 +2343,10 @@ teardown(struct bh_join *j)
     if (j->producer != NULL)
         rd_kafka_destroy(j->producer);
     j->consumer = j->restorer = j->producer = NULL;
+    if (j->rr != NULL) {
+        rd_kafka_destroy(j->rr);
+        j->rr = NULL;
+    }
     close_handle(j, (uv_handle_t *)&j->tick);
     close_handle(j, (uv_handle_t *)&j->later);
     close_handle(j, (uv_handle_t *)&j->retry);
@@ -2331,6 +2442,7 @@ join_free(struct bh_join *j)
     bh_jbuf_free(&j->abody);
     bh_jwatches_free(j->watches);
     bh_join_watches_free(j);
+    bh_jrules_free(j->rules);
     free(j->vdepts);
     free(j->vtypes);
     if (j->producer_template != NULL)
@@ -2541,7 +2653,8 @@ setup(struct bh_join *j, char *errstr, size_t n)
                  VIEW_SCHEMA_STATE, VIEW_SCHEMA_BATCH, j->hub->conf->schemas.dir);
         return -ENOENT;
     }
-    j->alerting = c->watches.n > 0 || (c->watches_topic != NULL && c->watches_topic[0] != '\0');
+    j->alerting = c->watches.n > 0 || c->rules.n > 0 ||
+                  (c->watches_topic != NULL && c->watches_topic[0] != '\0');
     if (j->alerting) {
         j->alert_schema = bh_schemas_find(j->hub->schemas, c->alert_schema);
         if (j->alert_schema == NULL) {
@@ -2568,6 +2681,11 @@ setup(struct bh_join *j, char *errstr, size_t n)
     rc = ensure_topics(j, errstr, n);
     if (rc < 0)
         return rc;
+    if (c->rules.n > 0) {
+        rc = bh_jrules_new(&j->rules, &c->rules, j->depts, j->ninputs, j->nparts, errstr, n);
+        if (rc < 0)
+            return rc;
+    }
     j->parts = calloc((size_t)j->nparts, sizeof(*j->parts));
     j->track = calloc((size_t)j->nparts, sizeof(*j->track));
     j->produced = calloc((size_t)j->nparts, sizeof(*j->produced));
@@ -2736,6 +2854,10 @@ out:
     if (j->producer != NULL)
         rd_kafka_destroy(j->producer);
     j->consumer = j->restorer = j->producer = NULL;
+    if (j->rr != NULL) {
+        rd_kafka_destroy(j->rr);
+        j->rr = NULL;
+    }
     bh_join_http_stop(j);
     if (j->pipefd[0] >= 0) {
         close(j->pipefd[0]);
@@ -3019,6 +3141,24 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .def = "block.alerts",
      .doc = "The alerts of watches (key = block id; created with the inputs' partition count "
             "if missing), produced in the join's transactions: read them read_committed."},
+    {.name = "rules",
+     .type = BH_CONF_VARIANTS,
+     .offset = JKEY(rules),
+     .variant = bh_join_rule_variant,
+     .variant_doc = bh_join_rule_types,
+     .doc = "Rules across the events of one block over a window, one entry each (name: the "
+            "rule's name in its alerts): type pair (an event of a_department and one of "
+            "b_department, of the given types, within a duration of each other: one alert per "
+            "pair) or spike (more_than events of a department within a duration: one alert "
+            "each time the count goes above). Alerts go to alerts_topic in the join's "
+            "transaction; what the rules remember goes to rules_topic."},
+    {.name = "rules_topic",
+     .type = BH_CONF_STRING,
+     .offset = JKEY(rules_topic),
+     .def = "block.rules.state",
+     .doc = "What the rules remember of each block (compacted, key = block and rule; created "
+            "with the inputs' partition count), written in the join's transactions and read "
+            "back when a partition is restored; not for consumers."},
     {.name = "watches_topic",
      .type = BH_CONF_STRING,
      .offset = JKEY(watches_topic),

@@ -395,6 +395,8 @@ status_json(struct bh_join *j)
     json_object_set_new(st, "alerts", json_integer((json_int_t)s->alerts));
     json_object_set_new(st, "store_write_ms_last", json_real((double)s->store_ns_last / 1e6));
     json_object_set_new(st, "store_write_ms_max", json_real((double)s->store_ns_max / 1e6));
+    json_object_set_new(o, "rules",
+                        json_integer(j->rules ? (json_int_t)bh_jrules_count(j->rules) : 0));
     json_object_set_new(o, "watches",
                         json_integer(j->watches ? (json_int_t)bh_jwatches_count(j->watches) : 0));
     json_object_set_new(o, "stats", st);

@@ -20,6 +20,7 @@
 #include "join_avro.h"
 #include "join_state.h"
 #include "join_store.h"
+#include "join_rule.h"
 #include "join_watch.h"
 
 #define JOIN_PLANS 8 /* writer schemas remembered per input */
@@ -187,6 +188,9 @@ struct bh_join {
     const struct bh_schema *view_schema, *state_schema, *batch_schema, *alert_schema;
     struct bh_jwatches *watches; /* NULL: none configured */
     int alerting;                /* watches configured, or placed at run time */
+    struct bh_jrules *rules;     /* NULL: none configured */
+    rd_kafka_topic_t *rules_out; /* the producer's handle of join.rules_topic */
+    rd_kafka_t *rr;              /* reads join.rules_topic back at a restore */
     /* watches placed at run time (join_wapi.c) */
     rd_kafka_t *wc; /* reads join.watches_topic; NULL: not set */
     rd_kafka_queue_t *wq;

@@ -237,3 +237,123 @@ def test_a_watch_placed_through_the_admin_api(world, tmp_path):
     got = sorted((a["name"], a["events"][0]["event_id"]) for a in read_alerts(world, alerts_topic))
     assert got == [("api-plate", "TR-AFTER"), ("api-plate", "TR-AFTER-RESTART")]
     assert hub2.stop() == 0
+
+
+def rule_truth(order, within_pair, within_spike, more_than):
+    """The alerts the rules must fire for events applied in ORDER (every planted pair within
+    the window of the block's newest, so the order across departments does not matter)."""
+    pairs, spikes = set(), set()
+    a, b = {}, {}
+    win, over = {}, {}
+    for dept, eid, block, type_, at, _ in order:
+        if dept == "market" and type_ == "摩托车销售登记":
+            for o in b.get(block, []):
+                if abs(o[1] - at) <= within_pair:
+                    pairs.add(frozenset((eid, o[0])))
+            a.setdefault(block, []).append((eid, at))
+        if dept == "traffic" and type_ == "motorcycle_violation":
+            for o in a.get(block, []):
+                if abs(o[1] - at) <= within_pair:
+                    pairs.add(frozenset((eid, o[0])))
+            b.setdefault(block, []).append((eid, at))
+        if dept == "fire" and type_ == "alarm":
+            w = win.setdefault(block, [])
+            w.append((eid, at))
+            newest = max(t for _, t in w)
+            w[:] = [x for x in w if newest - x[1] <= within_spike]
+            if len(w) > more_than and not over.get(block):
+                over[block] = True
+                spikes.add(frozenset(x[0] for x in w))
+            elif len(w) <= more_than:
+                over[block] = False
+    return pairs, spikes
+
+
+def test_rules_fire_once_per_combination_across_kill9(world, tmp_path):
+    """A pair rule (a market 摩托车销售登记 and a traffic motorcycle_violation of one block within
+    7 days) and a spike rule (more than 3 fire alarms of one block within an hour): every
+    combination fires exactly once, across a kill -9 of the join in the middle of its input."""
+    import random
+
+    blocks_map, units = map_with_units(tmp_path)
+    tag = world.view.rsplit(".", 1)[-1]
+    alerts_topic = "block.alerts.%s" % tag
+    extra = ["  commit_interval: 1s", "  alerts_topic: %s" % alerts_topic,
+             "  rules_topic: block.rules.%s" % tag, "  rules:",
+             "    - name: moto", "      type: pair", "      a_department: market",
+             "      a_types: [摩托车销售登记]", "      b_department: traffic",
+             "      b_types: [motorcycle_violation]", "      within: 7d",
+             "    - name: alarms", "      type: spike", "      department: fire",
+             "      types: [alarm]", "      more_than: 3", "      within: 1h"]
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    rnd = random.Random(21)
+    blocks = sorted(world.names)[:12]
+    events = []
+    n = 0
+    for i, block in enumerate(blocks):
+        t0 = BASE + i * 60000
+        # 0-3 sales and 0-3 violations within two days: every pair within the window
+        for k in range(rnd.randrange(4)):
+            n += 1
+            events.append(("market", "MA-R-%d" % n, block, "摩托车销售登记",
+                           t0 + rnd.randrange(2 * 86400000), None))
+        for k in range(rnd.randrange(4)):
+            n += 1
+            events.append(("traffic", "TR-R-%d" % n, block, "motorcycle_violation",
+                           t0 + rnd.randrange(2 * 86400000), None))
+        # alarms: bursts of 2 to 6 within 40 minutes, bursts 3 hours apart
+        for burst in range(3):
+            for k in range(rnd.randrange(2, 7)):
+                n += 1
+                events.append(("fire", "FI-R-%d" % n, block, "alarm",
+                               t0 + burst * 3 * 3600000 + k * 8 * 60000, None))
+        # noise of other types
+        for k in range(10):
+            n += 1
+            d = rnd.choice(["market", "traffic", "fire"])
+            events.append((d, "NZ-%d" % n, block, {"market": "日常检查", "traffic": "congestion",
+                                                   "fire": "drill"}[d], t0 + k * 1000, None))
+    # fire alarms in time order per block (one topic, one partition per block: applied in this
+    # order); the rest shuffled
+    fire = sorted([e for e in events if e[0] == "fire"], key=lambda e: (e[2], e[4]))
+    other = [e for e in events if e[0] != "fire"]
+    rnd.shuffle(other)
+    order = fire + other
+    pairs, spikes = rule_truth(order, 7 * 86400000, 3600000, 3)
+    assert len(pairs) > 5 and len(spikes) > 5
+
+    hub = world.hub(blocks_map=blocks_map, extra=extra).start()
+    hub.wait_live(n=3)
+    half = len(order) // 2
+    send(world.kafka, world, order[:half])
+    wait_until(lambda: hub.status()["stats"]["counted"] > 20, "some input counted", hub=hub)
+    hub.kill()
+    hub2 = world.hub(blocks_map=blocks_map, extra=extra).start()
+    hub2.wait_live(n=3)
+    send(world.kafka, world, order[half:] + order[:10])  # and some copies: they fire nothing
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    hub2.stop()
+    # a restart with the whole input behind it fires nothing more
+    hub3 = world.hub(blocks_map=blocks_map, extra=extra).start()
+    hub3.wait_live(n=3)
+    send(world.kafka, world, order[half:half + 10])
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+
+    alerts = [a for a in read_alerts(world, alerts_topic) if a["kind"] == "RULE"]
+    got_pairs = [frozenset(e["event_id"] for e in a["events"]) for a in alerts
+                 if a["name"] == "moto"]
+    got_spikes = [frozenset(e["event_id"] for e in a["events"]) for a in alerts
+                  if a["name"] == "alarms"]
+    assert len(got_pairs) == len(set(got_pairs)), "a pair fired twice"
+    assert set(got_pairs) == pairs
+    assert len(got_spikes) == len(set(got_spikes)), "a spike fired twice"
+    assert set(got_spikes) == spikes
+    by_id = {e[1]: e for e in events}
+    for a in alerts:
+        blocks_of = {by_id[e["event_id"]][2] for e in a["events"]}
+        assert blocks_of == {a["block_id"]}
+        assert a["unit"] == units[a["block_id"]]
+        assert a["alert_id"] == "rule:%s:%s:%s" % (a["name"], a["block_id"], ":".join(
+            "%s/%s" % (e["department"], e["event_id"]) for e in a["events"]))
+    assert hub3.status()["rules"] == 2
+    assert hub3.stop() == 0
