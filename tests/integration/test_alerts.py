@@ -288,6 +288,7 @@ def test_rules_fire_once_per_combination_across_kill9(world, tmp_path):
     jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
     rnd = random.Random(21)
     blocks = sorted(world.names)[:12]
+    mid = BASE + 86400000
     events = []
     n = 0
     for i, block in enumerate(blocks):
@@ -301,38 +302,54 @@ def test_rules_fire_once_per_combination_across_kill9(world, tmp_path):
             n += 1
             events.append(("traffic", "TR-R-%d" % n, block, "motorcycle_violation",
                            t0 + rnd.randrange(2 * 86400000), None))
-        # alarms: bursts of 2 to 6 within 40 minutes, bursts 3 hours apart
+        # alarms: bursts of 2 to 6 within 40 minutes, bursts 3 hours apart, the middle one
+        # across the middle of the input (the kill -9 between the halves)
         for burst in range(3):
             for k in range(rnd.randrange(2, 7)):
                 n += 1
                 events.append(("fire", "FI-R-%d" % n, block, "alarm",
-                               t0 + burst * 3 * 3600000 + k * 8 * 60000, None))
+                               mid - 3 * 3600000 - 20 * 60000 + burst * 3 * 3600000
+                               + k * 8 * 60000, None))
         # noise of other types
         for k in range(10):
             n += 1
             d = rnd.choice(["market", "traffic", "fire"])
             events.append((d, "NZ-%d" % n, block, {"market": "日常检查", "traffic": "congestion",
                                                    "fire": "drill"}[d], t0 + k * 1000, None))
-    # fire alarms in time order per block (one topic, one partition per block: applied in this
-    # order); the rest shuffled
-    fire = sorted([e for e in events if e[0] == "fire"], key=lambda e: (e[2], e[4]))
-    other = [e for e in events if e[0] != "fire"]
-    rnd.shuffle(other)
-    order = fire + other
+    # two halves by event time, the second sent after the first is committed; in each, fire
+    # alarms in time order per block (one topic, one partition per block: applied in this
+    # order) and the rest shuffled
+    halves = []
+    for early in (True, False):
+        part = [e for e in events if (e[4] < mid) == early]
+        fire = sorted([e for e in part if e[0] == "fire"], key=lambda e: (e[2], e[4]))
+        other = [e for e in part if e[0] != "fire"]
+        rnd.shuffle(other)
+        halves.append(fire + other)
+    order = halves[0] + halves[1]
     pairs, spikes = rule_truth(order, 7 * 86400000, 3600000, 3)
     assert len(pairs) > 5 and len(spikes) > 5
+    # combinations across the halves: only what the rules remembered through a restart fires them
+    early = {e[1] for e in halves[0]}
+    assert any(len(p & early) == 1 for p in pairs)
+    assert any(0 < len(sp & early) < len(sp) for sp in spikes)
 
     hub = world.hub(blocks_map=blocks_map, extra=extra).start()
     hub.wait_live(n=3)
-    half = len(order) // 2
-    send(world.kafka, world, order[:half])
+    send(world.kafka, world, halves[0])
+    # kill -9 with work not committed, then again with the first half committed
     wait_until(lambda: hub.status()["stats"]["counted"] > 20, "some input counted", hub=hub)
     hub.kill()
     hub2 = world.hub(blocks_map=blocks_map, extra=extra).start()
     hub2.wait_live(n=3)
-    send(world.kafka, world, order[half:] + order[:10])  # and some copies: they fire nothing
+    jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
+    hub2.kill()
+    hub2 = world.hub(blocks_map=blocks_map, extra=extra).start()
+    hub2.wait_live(n=3)
+    send(world.kafka, world, halves[1] + order[:10])  # and some copies: they fire nothing
     jh.wait_consumed_up_to_end(world.kafka, world.group, world.topics.values())
     hub2.stop()
+    half = len(halves[0])
     # a restart with the whole input behind it fires nothing more
     hub3 = world.hub(blocks_map=blocks_map, extra=extra).start()
     hub3.wait_live(n=3)
