@@ -12,6 +12,11 @@
  * in its first block (blocks), and not one a millisecond before since; the
  * alert decodes with avro-c as blockhub.alert.BlockAlert with valid UTF-8
  * strings whenever the watch's strings are valid UTF-8 (JSON text is).
+ *
+ * The same bytes are also read back as a record of join.rules_topic (what a
+ * rule remembered of a block: bh_jrules_restore) for a pair rule and a spike
+ * rule; an event is then applied and the state written again, which must be
+ * valid JSON; an alert it fires has events of the block's own departments.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -19,6 +24,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "join_rule.h"
 #include "join_watch.h"
 #include "timefmt.h"
 #include "utf8.h"
@@ -41,11 +47,62 @@ fired(void *ctx, const struct bh_jwatch *x, const char *value, size_t len)
     return 0;
 }
 
+static int
+rule_fired(void *ctx, const char *name, const struct bh_jalert_event *ev, size_t nev,
+           const char *detail, size_t dlen)
+{
+    (void)ctx;
+    if (nev == 0 || nev > BH_JRULE_KEEP || !bh_utf8_valid(detail, dlen))
+        bh_fuzz_fail("rule %s fired %zu events", name, nev);
+    for (size_t i = 0; i < nev; i++)
+        if (ev[i].dept == NULL || ev[i].id == NULL)
+            bh_fuzz_fail("rule %s: an event without its department or id", name);
+    return 0;
+}
+
+static int
+rule_state(void *ctx, const char *key, size_t klen, const char *value, size_t vlen)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    json_t *o = json_loadb(value, vlen, 0, NULL);
+    if (!json_is_object(o))
+        bh_fuzz_fail("a rule state that is not a JSON object: %.*s", (int)vlen, value);
+    json_decref(o);
+    return 0;
+}
+
+/* The input as what a pair rule and a spike rule remembered of a block, then an event. */
+static void
+rules(const uint8_t *data, size_t size)
+{
+    static struct bh_join_rule_conf pair = {.a_department = "market",
+                                            .b_department = "market",
+                                            .within = 3600000},
+                                    spike = {
+                                        .department = "market", .more_than = 2, .within = 3600000};
+    static struct bh_variant v[2] = {{.name = "p", .type = "pair", .settings = &pair},
+                                     {.name = "s", .type = "spike", .settings = &spike}};
+    struct bh_variant_list l = {v, 2};
+    struct bh_jrules *r = NULL;
+    char err[300];
+    if (bh_jrules_new(&r, &l, depts, NDEPTS, 1, err, sizeof(err)) < 0)
+        bh_fuzz_fail("rules: %s", err);
+    static const char kp[] = "B\x1fp", ks[] = "B\x1fs";
+    bh_jrules_restore(r, 0, kp, sizeof(kp) - 1, (const char *)data, size);
+    bh_jrules_restore(r, 0, ks, sizeof(ks) - 1, (const char *)data, size);
+    bh_jrules_apply(r, 0, "B", 1, 0, "E-9", 3, "t", 1, 1795738500000, rule_fired, NULL);
+    bh_jrules_take_dirty(r, 0, rule_state, NULL);
+    bh_jrules_free(r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    rules(data, size);
     json_t *o = json_loadb((const char *)data, size, 0, NULL);
     if (o == NULL || !json_is_object(o)) {
         json_decref(o);
