@@ -103,9 +103,15 @@ struct rule {
 
 struct ev {
     int dept;
-    char *id, *type;
+    char *id, *type; /* one allocation: the id, a NUL, the type, a NUL */
     uint32_t id_len, type_len;
     int64_t at;
+};
+
+/* One side's remembered events, grown as needed up to BH_JRULE_KEEP. */
+struct evs {
+    struct ev *v;
+    size_t n, cap;
 };
 
 struct rstate {
@@ -116,8 +122,7 @@ struct rstate {
     char *key; /* block, 0x1f, rule name */
     size_t klen;
     size_t rule;
-    struct ev a[BH_JRULE_KEEP], b[BH_JRULE_KEEP];
-    size_t na, nb;
+    struct evs a, b;
     int64_t newest;
     int over;
 };
@@ -189,16 +194,22 @@ static void
 ev_free(struct ev *e)
 {
     free(e->id);
-    free(e->type);
+}
+
+static void
+evs_clear(struct evs *v)
+{
+    for (size_t i = 0; i < v->n; i++)
+        ev_free(&v->v[i]);
+    free(v->v);
+    memset(v, 0, sizeof(*v));
 }
 
 static void
 state_free(struct rstate *s)
 {
-    for (size_t i = 0; i < s->na; i++)
-        ev_free(&s->a[i]);
-    for (size_t i = 0; i < s->nb; i++)
-        ev_free(&s->b[i]);
+    evs_clear(&s->a);
+    evs_clear(&s->b);
     free(s->key);
     free(s);
 }
@@ -301,44 +312,50 @@ type_in(const struct bh_strlist *l, const char *t, size_t len)
     return 0;
 }
 
-/* Drop from side V (N events) those more than WITHIN before NEWEST. */
+/* Drop from side V the events more than WITHIN before NEWEST. */
 static void
-prune(struct ev *v, size_t *n, int64_t newest, int64_t within)
+prune(struct evs *v, int64_t newest, int64_t within)
 {
     size_t k = 0;
-    for (size_t i = 0; i < *n; i++) {
-        if (newest - v[i].at > within) {
-            ev_free(&v[i]);
+    for (size_t i = 0; i < v->n; i++) {
+        if (newest - v->v[i].at > within) {
+            ev_free(&v->v[i]);
             continue;
         }
-        v[k++] = v[i];
+        v->v[k++] = v->v[i];
     }
-    *n = k;
+    v->n = k;
 }
 
 static int
-push(struct ev *v, size_t *n, int dept, const char *id, size_t id_len, const char *type,
-     size_t type_len, int64_t at)
+push(struct evs *v, int dept, const char *id, size_t id_len, const char *type, size_t type_len,
+     int64_t at)
 {
-    if (*n == BH_JRULE_KEEP) { /* the oldest goes */
+    if (v->n == BH_JRULE_KEEP) { /* the oldest goes */
         size_t o = 0;
-        for (size_t i = 1; i < *n; i++)
-            if (v[i].at < v[o].at)
+        for (size_t i = 1; i < v->n; i++)
+            if (v->v[i].at < v->v[o].at)
                 o = i;
-        ev_free(&v[o]);
-        v[o] = v[--*n];
+        ev_free(&v->v[o]);
+        v->v[o] = v->v[--v->n];
     }
-    struct ev e = {
-        dept, malloc(id_len + 1), malloc(type_len + 1), (uint32_t)id_len, (uint32_t)type_len, at};
-    if (e.id == NULL || e.type == NULL) {
-        ev_free(&e);
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 2;
+        struct ev *nv = realloc(v->v, cap * sizeof(*nv));
+        if (nv == NULL)
+            return -ENOMEM;
+        v->v = nv;
+        v->cap = cap;
+    }
+    char *mem = malloc(id_len + type_len + 2);
+    if (mem == NULL)
         return -ENOMEM;
-    }
-    memcpy(e.id, id, id_len);
-    e.id[id_len] = '\0';
-    memcpy(e.type, type, type_len);
-    e.type[type_len] = '\0';
-    v[(*n)++] = e;
+    memcpy(mem, id, id_len);
+    mem[id_len] = '\0';
+    memcpy(mem + id_len + 1, type, type_len);
+    mem[id_len + 1 + type_len] = '\0';
+    v->v[v->n++] =
+        (struct ev){dept, mem, mem + id_len + 1, (uint32_t)id_len, (uint32_t)type_len, at};
     return 0;
 }
 
@@ -395,23 +412,22 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
         char detail[700];
         int rc = 0;
         if (x->spike) {
-            prune(s->a, &s->na, s->newest, x->within);
-            if (push(s->a, &s->na, (int)dept, id, id_len, type, type_len, at) < 0)
+            prune(&s->a, s->newest, x->within);
+            if (push(&s->a, (int)dept, id, id_len, type, type_len, at) < 0)
                 return -ENOMEM;
-            if ((int64_t)s->na > x->more_than && !s->over) {
+            if ((int64_t)s->a.n > x->more_than && !s->over) {
                 s->over = 1;
                 struct bh_jalert_event evs[BH_JRULE_KEEP];
                 size_t k = 0;
-                for (size_t e = 0; e < s->na; e++)
-                    if (s->a[e].id != NULL)
-                        evs[k++] = alert_ev(r, &s->a[e]);
+                for (size_t e = 0; e < s->a.n; e++)
+                    evs[k++] = alert_ev(r, &s->a.v[e]);
                 int dl = snprintf(detail, sizeof(detail),
                                   "rule %s: %zu events of %s within %" PRId64
                                   " ms (more than %" PRId64 ")",
-                                  x->name, s->na, r->depts[dept], x->within, x->more_than);
+                                  x->name, s->a.n, r->depts[dept], x->within, x->more_than);
                 rc = fire(ctx, x->name, evs, k, detail,
                           bh_utf8_cut(detail, dl < 0 ? 0 : strlen(detail), sizeof(detail)));
-            } else if ((int64_t)s->na <= x->more_than) {
+            } else if ((int64_t)s->a.n <= x->more_than) {
                 s->over = 0;
             }
             mark(rp, s);
@@ -419,14 +435,14 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
                 return rc;
             continue;
         }
-        prune(s->a, &s->na, s->newest, x->within);
-        prune(s->b, &s->nb, s->newest, x->within);
+        prune(&s->a, s->newest, x->within);
+        prune(&s->b, s->newest, x->within);
         /* Every pair the event completes: with each event of the other side within the window. */
         for (int side = 0; side < 2 && rc == 0; side++) {
             if (!(side == 0 ? ma : mb))
                 continue;
-            struct ev *o = side == 0 ? s->b : s->a;
-            size_t no = side == 0 ? s->nb : s->na;
+            struct ev *o = side == 0 ? s->b.v : s->a.v;
+            size_t no = side == 0 ? s->b.n : s->a.n;
             for (size_t e = 0; e < no && rc == 0; e++) {
                 int64_t d = o[e].at > at ? o[e].at - at : at - o[e].at;
                 if (d > x->within || (o[e].dept == (int)dept && o[e].id_len == id_len &&
@@ -444,9 +460,9 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
                           bh_utf8_cut(detail, strlen(detail), sizeof(detail)));
             }
         }
-        if (rc == 0 && ma && push(s->a, &s->na, (int)dept, id, id_len, type, type_len, at) < 0)
+        if (rc == 0 && ma && push(&s->a, (int)dept, id, id_len, type, type_len, at) < 0)
             rc = -ENOMEM;
-        if (rc == 0 && mb && push(s->b, &s->nb, (int)dept, id, id_len, type, type_len, at) < 0)
+        if (rc == 0 && mb && push(&s->b, (int)dept, id, id_len, type, type_len, at) < 0)
             rc = -ENOMEM;
         mark(rp, s);
         if (rc != 0)
@@ -458,13 +474,15 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
 /* --- the rules topic ------------------------------------------------------------------- */
 
 static json_t *
-side_json(const struct bh_jrules *r, const struct ev *v, size_t n)
+side_json(const struct bh_jrules *r, const struct evs *v)
 {
     json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("[s, s#, s#, I]", r->depts[v[i].dept], v[i].id,
-                                           (size_t)v[i].id_len, v[i].type, (size_t)v[i].type_len,
-                                           (json_int_t)v[i].at));
+    for (size_t i = 0; i < v->n; i++) {
+        const struct ev *e = &v->v[i];
+        json_array_append_new(a, json_pack("[s, s#, s#, I]", r->depts[e->dept], e->id,
+                                           (size_t)e->id_len, e->type, (size_t)e->type_len,
+                                           (json_int_t)e->at));
+    }
     return a;
 }
 
@@ -485,8 +503,8 @@ bh_jrules_take_dirty(struct bh_jrules *r, int32_t p,
         if (rc != 0)
             continue;
         json_t *o =
-            json_pack("{s:o, s:o, s:I, s:b}", "a", side_json(r, s->a, s->na), "b",
-                      side_json(r, s->b, s->nb), "newest", (json_int_t)s->newest, "over", s->over);
+            json_pack("{s:o, s:o, s:I, s:b}", "a", side_json(r, &s->a), "b", side_json(r, &s->b),
+                      "newest", (json_int_t)s->newest, "over", s->over);
         char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         rc = text != NULL ? emit(ctx, s->key, s->klen, text, strlen(text)) : -ENOMEM;
@@ -497,7 +515,7 @@ bh_jrules_take_dirty(struct bh_jrules *r, int32_t p,
 }
 
 static int
-side_from(const struct bh_jrules *r, json_t *a, struct ev *v, size_t *n)
+side_from(const struct bh_jrules *r, json_t *a, struct evs *v)
 {
     size_t i;
     json_t *e;
@@ -511,9 +529,9 @@ side_from(const struct bh_jrules *r, json_t *a, struct ev *v, size_t *n)
         int dept = d != NULL ? dept_of(d, r->depts, r->ndepts) : -1;
         if (dept < 0 || !json_is_string(id) || !json_is_string(type) || !json_is_integer(at))
             continue; /* a department no longer joined, or not what this version writes */
-        if (*n == BH_JRULE_KEEP)
+        if (v->n == BH_JRULE_KEEP)
             break;
-        if (push(v, n, dept, json_string_value(id), json_string_length(id), json_string_value(type),
+        if (push(v, dept, json_string_value(id), json_string_length(id), json_string_value(type),
                  json_string_length(type), (int64_t)json_integer_value(at)) < 0)
             return -ENOMEM;
     }
@@ -540,11 +558,8 @@ bh_jrules_restore(struct bh_jrules *r, int32_t p, const char *key, size_t klen, 
     struct rstate *s = state_of(rp, key, klen, rule, 1, &oom);
     if (s == NULL)
         return -ENOMEM;
-    for (size_t i = 0; i < s->na; i++)
-        ev_free(&s->a[i]);
-    for (size_t i = 0; i < s->nb; i++)
-        ev_free(&s->b[i]);
-    s->na = s->nb = 0;
+    evs_clear(&s->a);
+    evs_clear(&s->b);
     s->over = 0;
     s->newest = INT64_MIN;
     if (value == NULL)
@@ -552,9 +567,9 @@ bh_jrules_restore(struct bh_jrules *r, int32_t p, const char *key, size_t klen, 
     json_t *o = json_loadb(value, vlen, 0, NULL);
     int rc = 1;
     if (json_is_object(o)) {
-        rc = side_from(r, json_object_get(o, "a"), s->a, &s->na);
+        rc = side_from(r, json_object_get(o, "a"), &s->a);
         if (rc == 0)
-            rc = side_from(r, json_object_get(o, "b"), s->b, &s->nb);
+            rc = side_from(r, json_object_get(o, "b"), &s->b);
         json_t *nw = json_object_get(o, "newest");
         if (json_is_integer(nw))
             s->newest = (int64_t)json_integer_value(nw);
