@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +133,7 @@ struct rpart {
 };
 
 struct bh_jrules {
+    struct bh_jbuf buf; /* a state being written */
     struct rule *r;
     size_t nr;
     const char *const *depts;
@@ -238,6 +238,7 @@ bh_jrules_free(struct bh_jrules *r)
         bh_jrules_drop(r, p);
     free(r->parts);
     free(r->r);
+    bh_jbuf_free(&r->buf);
     free(r);
 }
 
@@ -312,13 +313,29 @@ type_in(const struct bh_strlist *l, const char *t, size_t len)
     return 0;
 }
 
+/* Whether event time AT is more than WITHIN (>= 0) before NEWEST (no overflow, whatever the times).
+ */
+static int
+too_old(int64_t newest, int64_t at, int64_t within)
+{
+    return at < newest && (uint64_t)newest - (uint64_t)at > (uint64_t)within;
+}
+
+/* Whether A and B are at most WITHIN apart. */
+static int
+near(int64_t a, int64_t b, int64_t within)
+{
+    uint64_t d = a > b ? (uint64_t)a - (uint64_t)b : (uint64_t)b - (uint64_t)a;
+    return d <= (uint64_t)within;
+}
+
 /* Drop from side V the events more than WITHIN before NEWEST. */
 static void
 prune(struct evs *v, int64_t newest, int64_t within)
 {
     size_t k = 0;
     for (size_t i = 0; i < v->n; i++) {
-        if (newest - v->v[i].at > within) {
+        if (too_old(newest, v->v[i].at, within)) {
             ev_free(&v->v[i]);
             continue;
         }
@@ -403,7 +420,7 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
         struct rstate *s = state_of(rp, key, block_len + 1 + nl, i, 1, &oom);
         if (s == NULL)
             return -ENOMEM;
-        if (s->newest != INT64_MIN && s->newest - at > x->within)
+        if (s->newest != INT64_MIN && too_old(s->newest, at, x->within))
             continue; /* later than the window behind the newest: not paired, not counted */
         if (at > s->newest)
             s->newest = at;
@@ -444,9 +461,9 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
             struct ev *o = side == 0 ? s->b.v : s->a.v;
             size_t no = side == 0 ? s->b.n : s->a.n;
             for (size_t e = 0; e < no && rc == 0; e++) {
-                int64_t d = o[e].at > at ? o[e].at - at : at - o[e].at;
-                if (d > x->within || (o[e].dept == (int)dept && o[e].id_len == id_len &&
-                                      memcmp(o[e].id, id, id_len) == 0))
+                if (!near(o[e].at, at, x->within) ||
+                    (o[e].dept == (int)dept && o[e].id_len == id_len &&
+                     memcmp(o[e].id, id, id_len) == 0))
                     continue;
                 struct bh_jalert_event evs[2] = {alert_ev(r, &o[e]), alert_ev(r, &me)};
                 int dl =
@@ -473,17 +490,30 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
 
 /* --- the rules topic ------------------------------------------------------------------- */
 
-static json_t *
-side_json(const struct bh_jrules *r, const struct evs *v)
+/*
+ * A state as a record of the rules topic: "R1", the newest event time and the
+ * spike's state (longs), then each side: its count and, per event, its
+ * department's name, id and type (strings) and time (long), as the join's
+ * own Avro writes them (join_avro.h).
+ */
+static void
+encode_rstate(const struct bh_jrules *r, const struct rstate *s, struct bh_jbuf *b)
 {
-    json_t *a = json_array();
-    for (size_t i = 0; i < v->n; i++) {
-        const struct ev *e = &v->v[i];
-        json_array_append_new(a, json_pack("[s, s#, s#, I]", r->depts[e->dept], e->id,
-                                           (size_t)e->id_len, e->type, (size_t)e->type_len,
-                                           (json_int_t)e->at));
+    bh_jbuf_reset(b);
+    bh_jbuf_raw(b, "R1", 2);
+    bh_jbuf_long(b, s->newest);
+    bh_jbuf_long(b, s->over);
+    for (int side = 0; side < 2; side++) {
+        const struct evs *v = side == 0 ? &s->a : &s->b;
+        bh_jbuf_long(b, (int64_t)v->n);
+        for (size_t i = 0; i < v->n; i++) {
+            const struct ev *e = &v->v[i];
+            bh_jbuf_string(b, r->depts[e->dept], strlen(r->depts[e->dept]));
+            bh_jbuf_string(b, e->id, e->id_len);
+            bh_jbuf_string(b, e->type, e->type_len);
+            bh_jbuf_long(b, e->at);
+        }
     }
-    return a;
 }
 
 int
@@ -502,40 +532,41 @@ bh_jrules_take_dirty(struct bh_jrules *r, int32_t p,
         s->next_dirty = NULL;
         if (rc != 0)
             continue;
-        json_t *o =
-            json_pack("{s:o, s:o, s:I, s:b}", "a", side_json(r, &s->a), "b", side_json(r, &s->b),
-                      "newest", (json_int_t)s->newest, "over", s->over);
-        char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        rc = text != NULL ? emit(ctx, s->key, s->klen, text, strlen(text)) : -ENOMEM;
-        free(text);
+        encode_rstate(r, s, &r->buf);
+        rc = r->buf.oom ? -ENOMEM : emit(ctx, s->key, s->klen, (const char *)r->buf.p, r->buf.len);
     }
     rp->dirty = NULL;
     return rc;
 }
 
+/* One side of a state record into V; events of departments no longer joined are skipped. */
 static int
-side_from(const struct bh_jrules *r, json_t *a, struct evs *v)
+side_from(const struct bh_jrules *r, struct bh_jreader *rd, struct evs *v)
 {
-    size_t i;
-    json_t *e;
-    if (!json_is_array(a))
+    int64_t n = bh_jread_long(rd);
+    if (rd->bad || n < 0 || n > BH_JRULE_KEEP)
         return 1;
-    json_array_foreach(a, i, e)
-    {
-        const char *d = json_string_value(json_array_get(e, 0));
-        json_t *id = json_array_get(e, 1), *type = json_array_get(e, 2);
-        json_t *at = json_array_get(e, 3);
-        int dept = d != NULL ? dept_of(d, r->depts, r->ndepts) : -1;
-        if (dept < 0 || !json_is_string(id) || !json_is_string(type) || !json_is_integer(at))
-            continue; /* a department no longer joined, or not what this version writes */
-        if (v->n == BH_JRULE_KEEP)
-            break;
-        if (push(v, dept, json_string_value(id), json_string_length(id), json_string_value(type),
-                 json_string_length(type), (int64_t)json_integer_value(at)) < 0)
+    for (int64_t i = 0; i < n && !rd->bad; i++) {
+        const char *d, *id, *type;
+        size_t dl, il, tl;
+        bh_jread_string(rd, &d, &dl);
+        bh_jread_string(rd, &id, &il);
+        bh_jread_string(rd, &type, &tl);
+        int64_t at = bh_jread_long(rd);
+        if (rd->bad)
+            return 1;
+        int dept = -1;
+        for (size_t k = 0; k < r->ndepts; k++)
+            if (strlen(r->depts[k]) == dl && memcmp(r->depts[k], d, dl) == 0)
+                dept = (int)k;
+        /* ids and types go into alerts as Avro strings: what blockhub did not write is skipped */
+        if (dept < 0 || il > 4096 || tl > 4096 || !bh_utf8_valid(id, il) ||
+            !bh_utf8_valid(type, tl))
+            continue;
+        if (push(v, dept, id, il, type, tl, at) < 0)
             return -ENOMEM;
     }
-    return 0;
+    return rd->bad ? 1 : 0;
 }
 
 int
@@ -564,17 +595,19 @@ bh_jrules_restore(struct bh_jrules *r, int32_t p, const char *key, size_t klen, 
     s->newest = INT64_MIN;
     if (value == NULL)
         return 0;
-    json_t *o = json_loadb(value, vlen, 0, NULL);
-    int rc = 1;
-    if (json_is_object(o)) {
-        rc = side_from(r, json_object_get(o, "a"), &s->a);
-        if (rc == 0)
-            rc = side_from(r, json_object_get(o, "b"), &s->b);
-        json_t *nw = json_object_get(o, "newest");
-        if (json_is_integer(nw))
-            s->newest = (int64_t)json_integer_value(nw);
-        s->over = json_is_true(json_object_get(o, "over"));
+    if (vlen < 2 || memcmp(value, "R1", 2) != 0)
+        return 1;
+    struct bh_jreader rd = {(const uint8_t *)value + 2, (const uint8_t *)value + vlen, 0};
+    s->newest = bh_jread_long(&rd);
+    s->over = bh_jread_long(&rd) != 0;
+    int rc = side_from(r, &rd, &s->a);
+    if (rc == 0)
+        rc = side_from(r, &rd, &s->b);
+    if (rc != 0 && rc != -ENOMEM) { /* what does not read is forgotten whole */
+        evs_clear(&s->a);
+        evs_clear(&s->b);
+        s->newest = INT64_MIN;
+        s->over = 0;
     }
-    json_decref(o);
     return rc;
 }

@@ -64,7 +64,7 @@ int bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t bl
                     size_t dept, const char *id, size_t id_len, const char *type, size_t type_len,
                     int64_t at, bh_jrule_fire_fn fire, void *ctx);
 
-/* The states of partition P changed since the last call, to EMIT (key, JSON value). */
+/* The states of partition P changed since the last call, to EMIT (key, value). */
 int bh_jrules_take_dirty(struct bh_jrules *r, int32_t p,
                          int (*emit)(void *ctx, const char *key, size_t klen, const char *value,
                                      size_t vlen),
