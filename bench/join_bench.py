@@ -12,10 +12,12 @@
    it reports and its peak RSS. Once per join.state_store of --stores (memory, then disk by
    default), --rounds times alternating, each on fresh output topics and a fresh group: the
    ratio of the disk store's throughput to the memory store's is printed at the end.
-4. Watches (issue 11): a store written STORE+watches (e.g. --stores memory,memory+watches)
-   runs the same join with --watches N watches: all but 100 on an event id of the input (each
-   fires once), 100 on blocks for the market's events; the alerts it fired are counted, and the
-   throughput is put against the same store's without watches.
+4. Watches and rules (issue 11): a store written STORE+watches (e.g. --stores
+   memory,memory+watches) runs the same join with --watches N watches (all but 100 on an event
+   id of the input, each firing once; 100 on blocks for the market's events) and --rules N
+   rules (half pair rules of a market type and a traffic type within 10 minutes, half spike
+   rules of more than 10 fire events of a type within 10 minutes); the alerts fired are counted, and
+   the throughput is put against the same store's without them.
 """
 import argparse
 import json
@@ -73,6 +75,8 @@ def main():
     ap.add_argument("--memory-limit", default="256MiB", help="join.memory_limit")
     ap.add_argument("--watches", type=int, default=10000,
                     help="watches of a STORE+watches run (default 10000)")
+    ap.add_argument("--rules", type=int, default=0,
+                    help="rules of a STORE+watches run (default 0; the issue's figure: 100)")
     args = ap.parse_args()
     bootstrap = args.bootstrap
     blockhub = os.path.join(args.build, "blockhub")
@@ -128,6 +132,24 @@ def main():
                              "      blocks: [%s]" % json.dumps(b), "      department: market"]
     args.watch_alerts = len(watch_ids) + sum(1 for e in events if e[0] == "market"
                                              and e[2] in set(watch_blocks))
+    if args.rules > 0:
+        ttypes = next(d for d in depts if d.name == "traffic").types
+        ftypes = next(d for d in depts if d.name == "fire").types
+        args.watch_lines += ["  rules_topic: bench.rules.%s" % tag, "  rules:"]
+        for i in range(args.rules):
+            if i % 2 == 0:
+                args.watch_lines += [
+                    "    - name: pair-%d" % i, "      type: pair", "      a_department: market",
+                    "      a_types: [%s]" % json.dumps(jh.MARKET_TYPES[i // 2 % 7],
+                                                       ensure_ascii=False),
+                    "      b_department: traffic",
+                    "      b_types: [%s]" % ttypes[(i // 2 // 7) % len(ttypes)],
+                    "      within: 10m"]
+            else:
+                args.watch_lines += [
+                    "    - name: spike-%d" % i, "      type: spike", "      department: fire",
+                    "      types: [%s]" % ftypes[i // 2 % len(ftypes)], "      more_than: 10",
+                    "      within: 10m"]
     results = {}
     for rnd in range(args.rounds):
         for store in args.stores.split(","):
@@ -151,16 +173,17 @@ def main():
         base = store.split("+")[0]
         if base in results:
             med = lambda v: sorted(v)[len(v) // 2]
-            print("%s / %s throughput (medians): %.2f, with %d watches and %d alerts a run"
-                  % (store, base, med([r["rate"] for r in results[store]]) /
-                     med([r["rate"] for r in results[base]]), args.watches,
-                     results[store][0]["alerts"]))
+            print("%s / %s throughput (medians): %.2f, with %d watches, %d rules and %d alerts "
+                  "a run" % (store, base, med([r["rate"] for r in results[store]]) /
+                             med([r["rate"] for r in results[base]]), args.watches, args.rules,
+                             results[store][0]["alerts"]))
     from confluent_kafka.admin import AdminClient
     a = AdminClient({"bootstrap.servers": bootstrap})
     if args.keep:
         print("input topics kept: --reuse %s" % tag)
     else:
-        for f in a.delete_topics(list(topics.values()) + ["bench.alerts.%s" % tag]).values():
+        for f in a.delete_topics(list(topics.values()) + ["bench.alerts.%s" % tag,
+                                                          "bench.rules.%s" % tag]).values():
             try:
                 f.result(60)
             except Exception:
@@ -271,9 +294,12 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
              s["store"]["kind"], s["store"], rss))
     assert st["counted"] == distinct and st["duplicates"] == total - distinct
     if store.endswith("+watches"):
-        print("  alerts: %d (%d expected), %.0f a second of the run"
+        print("  alerts: %d (%d from watches expected), %.0f a second of the run"
               % (st["alerts"], args.watch_alerts, st["alerts"] / (t2 - t0)))
-        assert st["alerts"] == args.watch_alerts, (st["alerts"], args.watch_alerts)
+        if args.rules == 0:
+            assert st["alerts"] == args.watch_alerts, (st["alerts"], args.watch_alerts)
+        else:
+            assert st["alerts"] >= args.watch_alerts, (st["alerts"], args.watch_alerts)
     from confluent_kafka.admin import AdminClient
     a = AdminClient({"bootstrap.servers": bootstrap})
     for f in a.delete_topics([view, state, "bench.dlq.%s" % run]).values():
