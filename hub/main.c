@@ -250,9 +250,11 @@ registry_items(const struct bh_hub_conf *cf, enum bh_subject_strategy strategy,
         }
     }
     /* The join's alerts, when it has watches. */
-    const struct bh_schema *as = cf->join.enabled && cf->join.watches.n > 0
-                                     ? bh_schemas_find(hub.schemas, cf->join.alert_schema)
-                                     : NULL;
+    const struct bh_schema *as =
+        cf->join.enabled && (cf->join.watches.n > 0 || cf->join.rules.n > 0 ||
+                             (cf->join.watches_topic != NULL && cf->join.watches_topic[0] != '\0'))
+            ? bh_schemas_find(hub.schemas, cf->join.alert_schema)
+            : NULL;
     if (as != NULL && n < cap)
         items[n++] = (struct bh_registry_item){.topic = cf->join.alerts_topic, .schema = as};
     for (size_t i = 0; i < n; i++)
@@ -968,8 +970,11 @@ check_cluster(char *err, size_t errlen)
         if (conf.join.enabled) {
             topics[ntopics++] = conf.join.view_topic;
             topics[ntopics++] = conf.join.state_topic;
-            if (conf.join.watches.n > 0)
+            if (conf.join.watches.n > 0 || conf.join.rules.n > 0 ||
+                (conf.join.watches_topic != NULL && conf.join.watches_topic[0] != '\0'))
                 topics[ntopics++] = conf.join.alerts_topic;
+            if (conf.join.rules.n > 0 && ntopics < MAX_TOPICS)
+                topics[ntopics++] = conf.join.rules_topic;
         }
     }
     int counts[MAX_TOPICS] = {0};
