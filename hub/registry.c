@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "curl_loop.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -188,13 +189,6 @@ struct req {
     struct req *next;
 };
 
-struct sock {
-    uv_poll_t poll;
-    struct bh_registry *r;
-    struct sock *next;
-    bool closing;
-};
-
 enum cache_state { C_OK, C_FETCHING, C_MISSING, C_FAILED };
 
 struct cache_entry {
@@ -207,15 +201,14 @@ struct cache_entry {
 struct bh_registry {
     uv_loop_t *loop;
     CURLM *multi;
-    uv_timer_t timer; /* curl's timeouts */
-    uv_timer_t retry; /* resolve's backoff */
+    struct bh_curl_loop curl; /* drives multi on the loop */
+    uv_timer_t retry;         /* resolve's backoff */
     uv_timer_t probe;
-    int open_handles; /* freed when the last closes */
+    int open_handles; /* freed when the last closes (curl's glue counts as one) */
     bool freeing;
     char *url;
     const struct bh_registry_conf *conf;
     struct req *inflight;
-    struct sock *socks;
     struct cache_entry *cache;
     size_t ncache, capcache;
     bool reachable;
@@ -246,103 +239,19 @@ on_handle_closed(uv_handle_t *h)
     maybe_free(r);
 }
 
+/* The glue's timer and sockets' polls are all closed. */
 static void
-on_sock_closed(uv_handle_t *h)
+on_curl_closed(void *arg)
 {
-    struct sock *s = h->data;
-    struct bh_registry *r = s->r;
-    for (struct sock **p = &r->socks; *p != NULL; p = &(*p)->next) {
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
-    }
-    free(s);
+    struct bh_registry *r = arg;
     r->open_handles--;
     maybe_free(r);
 }
 
 static void
-close_sock(struct sock *s)
+on_curl_progress(void *arg)
 {
-    if (s->closing)
-        return;
-    s->closing = true;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, on_sock_closed);
-}
-
-static void
-on_poll(uv_poll_t *h, int status, int events)
-{
-    struct sock *s = h->data;
-    struct bh_registry *r = s->r;
-    uv_os_fd_t fd;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    if (uv_fileno((uv_handle_t *)h, &fd) != 0)
-        return;
-    curl_multi_socket_action(r->multi, (curl_socket_t)fd, flags, &running);
-    check_done(r);
-}
-
-static int
-on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct bh_registry *r = userp;
-    struct sock *s = socketp;
-    (void)e;
-    if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            curl_multi_assign(r->multi, fd, NULL);
-            close_sock(s);
-        }
-        return 0;
-    }
-    if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        if (s == NULL)
-            return -1;
-        if (uv_poll_init_socket(r->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->r = r;
-        s->poll.data = s;
-        s->next = r->socks;
-        r->socks = s;
-        r->open_handles++;
-        curl_multi_assign(r->multi, fd, s);
-    }
-    int ev = ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
-    uv_poll_start(&s->poll, ev, on_poll);
-    return 0;
-}
-
-static void
-on_curl_timer(uv_timer_t *t)
-{
-    struct bh_registry *r = t->data;
-    int running;
-    curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(r);
-}
-
-static int
-on_timer_change(CURLM *m, long timeout_ms, void *userp)
-{
-    struct bh_registry *r = userp;
-    (void)m;
-    if (timeout_ms < 0)
-        uv_timer_stop(&r->timer);
-    else
-        uv_timer_start(&r->timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-    return 0;
+    check_done(arg);
 }
 
 static size_t
@@ -526,15 +435,11 @@ bh_registry_new(struct bh_registry **out, uv_loop_t *loop, const struct bh_regis
     r->loop = loop;
     r->conf = c;
     r->reachable = true;
-    curl_multi_setopt(r->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(r->multi, CURLMOPT_SOCKETDATA, r);
-    curl_multi_setopt(r->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(r->multi, CURLMOPT_TIMERDATA, r);
-    uv_timer_init(loop, &r->timer);
+    bh_curl_loop_init(&r->curl, loop, r->multi, on_curl_progress, r);
     uv_timer_init(loop, &r->retry);
     uv_timer_init(loop, &r->probe);
-    r->timer.data = r->retry.data = r->probe.data = r;
-    r->open_handles = 3;
+    r->retry.data = r->probe.data = r;
+    r->open_handles = 3; /* curl's glue, retry and probe */
     *out = r;
     return 0;
 }
@@ -552,11 +457,9 @@ bh_registry_free(struct bh_registry *r)
     }
     curl_multi_cleanup(r->multi);
     r->multi = NULL;
-    for (struct sock *s = r->socks; s != NULL; s = s->next)
-        close_sock(s);
     r->freeing = true;
     r->retry.data = r; /* a resolve's while it ran */
-    uv_close((uv_handle_t *)&r->timer, on_handle_closed);
+    bh_curl_loop_close(&r->curl, on_curl_closed);
     uv_close((uv_handle_t *)&r->retry, on_handle_closed);
     uv_close((uv_handle_t *)&r->probe, on_handle_closed);
 }

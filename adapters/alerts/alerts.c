@@ -18,9 +18,9 @@
  *
  * Everything runs on the hub's loop: the consumer's queue wakes the loop
  * through a pipe (a uv_poll), and libcurl's multi interface is driven by a
- * uv_poll per socket and a uv_timer. At stop the requests in flight are
- * dropped (their alerts come again after a restart), and the consumer is
- * closed on a worker thread, committing what was stored.
+ * uv_poll per socket and a uv_timer (hub/curl_loop.h). At stop the requests
+ * in flight are dropped (their alerts come again after a restart), and the
+ * consumer is closed on a worker thread, committing what was stored.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "curl_loop.h"
 #include "log.h"
 #include "lograte.h"
 #include "publish.h"
@@ -106,13 +107,6 @@ struct delivery {
     struct delivery *prev, *next; /* in s->deliveries */
 };
 
-struct sock {
-    uv_poll_t poll;
-    struct alerts *s;
-    struct sock *next;
-    bool closing;
-};
-
 struct alerts {
     struct bh_component *c;
     const struct alerts_conf *conf;
@@ -136,8 +130,7 @@ struct alerts {
     size_t pending;       /* alerts held */
     /* HTTP */
     CURLM *multi;
-    uv_timer_t curl_timer;
-    struct sock *socks;
+    struct bh_curl_loop curl; /* drives multi on the loop */
     struct delivery *deliveries;
     size_t in_flight;
     /* stopping */
@@ -394,106 +387,19 @@ close_handle(struct alerts *s, uv_handle_t *h)
     uv_close(h, on_handle_closed);
 }
 
-static void
-on_sock_closed(uv_handle_t *h)
-{
-    struct sock *k = h->data;
-    struct alerts *s = k->s;
-    for (struct sock **p = &s->socks; *p != NULL; p = &(*p)->next) {
-        if (*p == k) {
-            *p = k->next;
-            break;
-        }
-    }
-    free(k);
-    unref(s);
-}
-
-static void
-close_sock(struct sock *k)
-{
-    if (k->closing)
-        return;
-    k->closing = true;
-    uv_poll_stop(&k->poll);
-    uv_close((uv_handle_t *)&k->poll, on_sock_closed);
-}
-
 static void check_done(struct alerts *s);
 
+/* The glue's timer and sockets' polls are all closed. */
 static void
-on_sock_poll(uv_poll_t *h, int status, int events)
+on_curl_closed(void *arg)
 {
-    struct sock *k = h->data;
-    struct alerts *s = k->s;
-    uv_os_fd_t fd;
-    int flags = 0, running;
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    if (s->multi == NULL || uv_fileno((uv_handle_t *)h, &fd) != 0)
-        return;
-    curl_multi_socket_action(s->multi, (curl_socket_t)fd, flags, &running);
-    check_done(s);
-}
-
-static int
-on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct alerts *s = userp;
-    struct sock *k = socketp;
-    (void)e;
-    if (what == CURL_POLL_REMOVE) {
-        if (k != NULL) {
-            curl_multi_assign(s->multi, fd, NULL);
-            close_sock(k);
-        }
-        return 0;
-    }
-    if (k == NULL) {
-        k = calloc(1, sizeof(*k));
-        if (k == NULL)
-            return -1;
-        if (uv_poll_init_socket(s->loop, &k->poll, fd) != 0) {
-            free(k);
-            return -1;
-        }
-        k->s = s;
-        k->poll.data = k;
-        k->next = s->socks;
-        s->socks = k;
-        s->handles++;
-        curl_multi_assign(s->multi, fd, k);
-    }
-    int ev = ((what & CURL_POLL_IN) ? UV_READABLE : 0) | ((what & CURL_POLL_OUT) ? UV_WRITABLE : 0);
-    uv_poll_start(&k->poll, ev, on_sock_poll);
-    return 0;
+    unref(arg);
 }
 
 static void
-on_curl_timer(uv_timer_t *t)
+on_curl_progress(void *arg)
 {
-    struct alerts *s = t->data;
-    int running;
-    if (s->multi == NULL)
-        return;
-    curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(s);
-}
-
-static int
-on_timer_change(CURLM *m, long timeout_ms, void *userp)
-{
-    struct alerts *s = userp;
-    (void)m;
-    if (timeout_ms < 0)
-        uv_timer_stop(&s->curl_timer);
-    else
-        uv_timer_start(&s->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
-    return 0;
+    check_done(arg);
 }
 
 /* The subscriber's answer body is not used: read and dropped, whatever its size. */
@@ -1358,10 +1264,6 @@ start(struct bh_component *c, char *errstr, size_t errstr_size)
         free(s);
         return -ENOMEM;
     }
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
-    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
     int rc = make_consumer(s, errstr, errstr_size);
     if (rc < 0) {
         teardown_consumer(s);
@@ -1374,9 +1276,9 @@ start(struct bh_component *c, char *errstr, size_t errstr_size)
     uv_poll_init(s->loop, &s->wake, s->pipefd[0]);
     uv_idle_init(s->loop, &s->more);
     uv_timer_init(s->loop, &s->hold_timer);
-    uv_timer_init(s->loop, &s->curl_timer);
-    s->wake.data = s->more.data = s->hold_timer.data = s->curl_timer.data = s;
-    s->handles = 5; /* the four handles and the consumer */
+    bh_curl_loop_init(&s->curl, s->loop, s->multi, on_curl_progress, s);
+    s->wake.data = s->more.data = s->hold_timer.data = s;
+    s->handles = 5; /* the three handles, curl's glue and the consumer */
     uv_poll_start(&s->wake, UV_READABLE, on_wake);
     c->priv = s;
     bh_info(c->name, "alerts from %s (group %s) -> %zu subscriber(s)", conf->topic, conf->group,
@@ -1411,13 +1313,11 @@ stop(struct bh_component *c)
                 dropped);
     curl_multi_cleanup(s->multi);
     s->multi = NULL;
-    for (struct sock *k = s->socks; k != NULL; k = k->next)
-        close_sock(k);
     uv_poll_stop(&s->wake);
     close_handle(s, (uv_handle_t *)&s->wake);
     close_handle(s, (uv_handle_t *)&s->more);
     close_handle(s, (uv_handle_t *)&s->hold_timer);
-    close_handle(s, (uv_handle_t *)&s->curl_timer);
+    bh_curl_loop_close(&s->curl, on_curl_closed);
     if (s->dead_pending == 0)
         start_close(s);
     else
