@@ -116,13 +116,6 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
  * warn), then PINNED: what the join relies on cannot be changed from the
  * config.
  */
-static rd_kafka_conf_t *
-client_conf(struct bh_join *j, int producer, const char *const *defaults, const char *const *pinned,
-            char *errstr, size_t n)
-{
-    return bh_join_client_conf(j, producer, defaults, pinned, errstr, n);
-}
-
 rd_kafka_conf_t *
 bh_join_client_conf(struct bh_join *j, int producer, const char *const *defaults,
                     const char *const *pinned, char *errstr, size_t n)
@@ -770,8 +763,8 @@ bh_join_forget_plans(struct bh_join *j)
 }
 
 /* Epoch milliseconds as 2026-11-27T08:15:00.000Z. */
-static void
-fmt_time(char *out, size_t n, int64_t ms)
+void
+bh_join_fmt_time(char *out, size_t n, int64_t ms)
 {
     time_t sec = (time_t)(ms / 1000);
     int64_t frac = ms % 1000;
@@ -813,8 +806,8 @@ too_late_why(struct bh_join *j, const struct input *in, const struct part *pt, i
     size_t di = (size_t)(in - j->inputs);
     char id[120], at[40], newest[40], retention[32];
     bh_utf8_sanitize(id, sizeof(id), f->id, f->id_len);
-    fmt_time(at, sizeof(at), f->at);
-    fmt_time(newest, sizeof(newest), bh_jstate_newest(pt->state, di));
+    bh_join_fmt_time(at, sizeof(at), f->at);
+    bh_join_fmt_time(newest, sizeof(newest), bh_jstate_newest(pt->state, di));
     fmt_duration(retention, sizeof(retention), j->conf->dedup_retention);
     snprintf(why, n,
              "%s event '%s' of %s is too late: more than join.dedup_retention (%s) older than "
@@ -2583,11 +2576,11 @@ make_clients(struct bh_join *j, char *errstr, size_t n)
                           "log.queue",
                           "true",
                           NULL};
-    j->producer_template = client_conf(j, 1, pdef, ppin, errstr, n);
+    j->producer_template = bh_join_client_conf(j, 1, pdef, ppin, errstr, n);
     if (j->producer_template == NULL)
         return -EINVAL;
     rd_kafka_conf_set_dr_msg_cb(j->producer_template, on_delivery);
-    rd_kafka_conf_t *cc = client_conf(j, 0, cdef, cpin, errstr, n);
+    rd_kafka_conf_t *cc = bh_join_client_conf(j, 0, cdef, cpin, errstr, n);
     if (cc == NULL)
         return -EINVAL;
     rd_kafka_conf_set_rebalance_cb(cc, on_rebalance);
@@ -2599,7 +2592,7 @@ make_clients(struct bh_join *j, char *errstr, size_t n)
     }
     /* The changelog is read in bulk to its end: no waiting for more data at the end. */
     const char *rdef[] = {"fetch.wait.max.ms", "10", NULL};
-    rd_kafka_conf_t *rc = client_conf(j, 0, rdef, rpin, errstr, n);
+    rd_kafka_conf_t *rc = bh_join_client_conf(j, 0, rdef, rpin, errstr, n);
     if (rc == NULL)
         return -EINVAL;
     j->restorer = rd_kafka_new(RD_KAFKA_CONSUMER, rc, err, sizeof(err));

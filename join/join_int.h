@@ -252,6 +252,8 @@ struct bh_join {
 /* join.c, for join_wapi.c */
 rd_kafka_conf_t *bh_join_client_conf(struct bh_join *j, int producer, const char *const *defaults,
                                      const char *const *pinned, char *errstr, size_t n);
+/* Epoch milliseconds as 2026-11-27T08:15:00.000Z (UTC). */
+void bh_join_fmt_time(char *out, size_t n, int64_t ms);
 /* Every writer schema's plan is made again when next needed (the watched fields changed). */
 void bh_join_forget_plans(struct bh_join *j);
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mix64.h"
+#include "join_state.h"
 #include "utf8.h"
 
 /* --- configuration ------------------------------------------------------------------- */
@@ -248,20 +248,11 @@ bh_jrules_count(const struct bh_jrules *r)
     return r->nr;
 }
 
-static uint64_t
-key_hash(const char *k, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)k[i]) * 0x100000001b3ULL;
-    return bh_mix64(h);
-}
-
 /* The state of KEY in partition RP (made when MAKE), or NULL. */
 static struct rstate *
 state_of(struct rpart *rp, const char *key, size_t klen, size_t rule, int make, int *oom)
 {
-    uint64_t h = key_hash(key, klen);
+    uint64_t h = bh_jstate_hash(key, klen);
     if (rp->nbuckets > 0)
         for (struct rstate *s = rp->buckets[h & (rp->nbuckets - 1)]; s != NULL; s = s->next)
             if (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0)

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "join_int.h"
 #include "log.h"
@@ -464,12 +463,7 @@ post_watch(struct bh_join *j, h2o_req_t *req)
         return;
     }
     char now[80], why[400];
-    int64_t ms = bh_now_ms();
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(now, sizeof(now), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    bh_join_fmt_time(now, sizeof(now), bh_now_ms());
     struct bh_join_watch_conf c;
     const char *key = NULL;
     if (bh_jwatch_conf_parse(o, &c, now, &key, why, sizeof(why)) < 0) {

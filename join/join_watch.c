@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "join_state.h"
 #include "mix64.h"
 #include "timefmt.h"
 
@@ -235,10 +236,7 @@ struct bh_jwatches {
 static uint64_t
 hash_of(int field, const char *v, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)(field + 2);
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)v[i]) * 0x100000001b3ULL;
-    return bh_mix64(h);
+    return bh_jstate_hash(v, len) ^ bh_mix64((uint64_t)(field + 2));
 }
 
 static int
