@@ -518,6 +518,21 @@ def consumed_up_to_end(bootstrap, group, topics):
         c.close()
 
 
+def map_with_units(tmp_path):
+    """The world's block map, each block with a responsible unit (unit-N by its order)."""
+    with open(os.path.join(WORLD, "blocks.geojson"), encoding="utf-8") as f:
+        fc = json.load(f)
+    units = {}
+    for i, ft in enumerate(fc["features"]):
+        if i % 5 != 4:  # every fifth block has none
+            ft["properties"]["unit"] = "第%d派出所" % (i % 7)
+        units[ft["properties"]["block_id"]] = ft["properties"].get("unit")
+    path = os.path.join(str(tmp_path), "blocks-units.geojson")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(fc, f, ensure_ascii=False)
+    return path, units
+
+
 # --- the daemon -------------------------------------------------------------------
 
 class JoinHub(Hub):

@@ -5,11 +5,11 @@ kill -9 of the join in the middle of its input; each alert carries its block's r
 unit from the block map and the event that fired it.
 """
 import json
-import os
 
 from confluent_kafka import Producer
 
 import join_helpers as jh
+from join_helpers import map_with_units
 from conftest import start_refused, wait_until
 from join_helpers import world  # noqa: F401 (a fixture)
 
@@ -23,21 +23,6 @@ def iso(ms):
     import datetime
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def map_with_units(tmp_path):
-    """The world's block map, each block with a responsible unit (unit-N by its order)."""
-    with open(os.path.join(jh.WORLD, "blocks.geojson"), encoding="utf-8") as f:
-        fc = json.load(f)
-    units = {}
-    for i, ft in enumerate(fc["features"]):
-        if i % 5 != 4:  # every fifth block has none
-            ft["properties"]["unit"] = "第%d派出所" % (i % 7)
-        units[ft["properties"]["block_id"]] = ft["properties"].get("unit")
-    path = os.path.join(str(tmp_path), "blocks-units.geojson")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(fc, f, ensure_ascii=False)
-    return path, units
 
 
 def records(world, n=600, seed=11):

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from . import feeds, geo, sinks
+from . import feeds, geo, plant, sinks
 
 DEPTS = ("market", "traffic", "fire")
 DEFAULT_BASE = "2026-11-27T08:00:00+08:00"
@@ -115,6 +115,12 @@ def parse_args(argv):
                                      "plus the start time with --base-time now)")
     ap.add_argument("--block-skew", type=float, default=1.0,
                     help="spread of block popularity (log-normal sigma; 0: uniform; default 1)")
+    ap.add_argument("--plant", type=int, default=0,
+                    help="plant N combinations that must fire the join's watches and rules (each in "
+                         "a block of its own; their alerts go into the truth's 'plant'; default 0)")
+    ap.add_argument("--plant-config",
+                    help="with --plant: write the join's watches and rules for the plants here "
+                         "(JSON) before anything is sent")
     ap.add_argument("--progress", type=float, default=0,
                     help="print progress to stderr every this many seconds (default 0: never)")
     args = ap.parse_args(argv)
@@ -133,6 +139,8 @@ def parse_args(argv):
         ap.error("--truth-interval must be positive and --stop-timeout not negative")
     if args.connections < 1 or args.fire_workers < 1 or args.fire_batch < 1 or args.roll_rows < 1:
         ap.error("--connections, --fire-workers, --fire-batch and --roll-rows are at least 1")
+    if args.plant < 0 or (args.plant_config and not args.plant):
+        ap.error("--plant is a count, at least 0; --plant-config needs --plant")
     if args.base_time == "now":
         args.base = datetime.datetime.now(feeds.CST).replace(microsecond=0)
     else:
@@ -160,7 +168,8 @@ def parse_args(argv):
     return args
 
 
-def build_truth(args, total, records, market, traffic, fire, stats, final=True, stopped=None):
+def build_truth(args, total, records, market, traffic, fire, stats, final=True, stopped=None,
+                planter=None):
     """The truth of the records delivered so far. Not FINAL (written while
     running): only records each sink has confirmed delivered, nothing pending.
     FINAL after a stop (STOPPED: the signal's name): records not known to be
@@ -235,6 +244,8 @@ def build_truth(args, total, records, market, traffic, fire, stats, final=True, 
         "events": events,
         "fire_resent_ids": fire.resent_ids() if fire else [],
         "anomalies": anomalies,
+        "plant": {"count": len(planter.plants), "join": planter.config(),
+                  "alerts": planter.alerts(events)} if planter is not None else None,
         "stats": stats,
     }
 
@@ -298,8 +309,18 @@ def main(argv=None):
         print("blockhub-sim: %s" % e, file=sys.stderr)
         return 2
     base_ms = int(args.base.timestamp() * 1000)
-    gen = feeds.Generator(rng, bmap, base_ms, args.id_tag, args.block_skew, args.traffic_max_line)
+    gen = feeds.Generator(rng, bmap, base_ms, args.id_tag, args.block_skew, args.traffic_max_line,
+                          reserved=plant.RESERVED if args.plant else None)
     total = args.count if args.count is not None else int(round(args.rate * args.duration))
+    planter = None
+    if args.plant:
+        try:
+            planter = plant.Planter(args.plant, args.depts, bmap.blocks, total, args.seed)
+        except ValueError as e:
+            print("blockhub-sim: %s" % e, file=sys.stderr)
+            return 2
+        if args.plant_config:
+            write_json(args.plant_config, planter.config())
     weights = [args.mix[d] for d in args.depts]
     kinds = {d: sorted(feeds.BAD_KINDS[d]) for d in args.depts}
 
@@ -344,7 +365,8 @@ def main(argv=None):
         }
 
     writer = TruthWriter(args.truth, args.truth_interval, lambda: build_truth(
-        args, total, records, market, traffic, fire, run_stats(error), final=False))
+        args, total, records, market, traffic, fire, run_stats(error), final=False,
+        planter=planter))
     try:
         for i in range(total):
             if not bucket.take(stop):
@@ -368,6 +390,15 @@ def main(argv=None):
                 raise
             held += time.monotonic() - t0
             generated += 1
+            for rec in planter.records(gen, i, vt) if planter else ():
+                records.append((rec.dept, rec.id, rec.block, rec.type, None, None))
+                t0 = time.monotonic()
+                try:
+                    by_dept[rec.dept].add(rec, vt)
+                except (sinks.SinkStopped, sinks.SinkError):
+                    records.pop()
+                    raise
+                held += time.monotonic() - t0
             writer.maybe()
             if next_progress is not None and time.monotonic() >= next_progress:
                 el = time.monotonic() - start
@@ -406,7 +437,8 @@ def main(argv=None):
         "achieved_rate": round((generated - 1) / gen_elapsed, 1) if generated > 1 and gen_elapsed > 0 else None,
         "delivered_rate": round(generated / elapsed, 1) if elapsed > 0 else None,
     })
-    truth = build_truth(args, total, records, market, traffic, fire, stats, final=True, stopped=stopped)
+    truth = build_truth(args, total, records, market, traffic, fire, stats, final=True, stopped=stopped,
+                        planter=planter)
     if args.truth:
         write_json(args.truth, truth)
 
@@ -420,6 +452,9 @@ def main(argv=None):
     if traffic:
         extra.append("%d conn, %d heartbeats, %d reconnects" % (
             stats["traffic"]["connections"], stats["traffic"]["heartbeats"], stats["traffic"]["reconnects"]))
+    if planter:
+        extra.append("%d of %d planted alerts delivered" % (len(truth["plant"]["alerts"]),
+                                                             len(planter.plants)))
     if fire:
         extra.append("%d POSTs, %d 503s, %d resent ids" % (
             stats["fire"]["posts"], stats["fire"]["status_503"], len(truth["fire_resent_ids"])))

@@ -108,8 +108,17 @@ class Record:
 class Generator:
     """Makes the records. BASE_MS is the simulated 'now' at virtual time 0 (epoch ms)."""
 
-    def __init__(self, rng, blockmap, base_ms, tag, block_skew=1.0, traffic_max_line=65536):
+    def __init__(self, rng, blockmap, base_ms, tag, block_skew=1.0, traffic_max_line=65536,
+                 reserved=None):
         self.rng = rng
+        # event types only planted records have (--plant): random records never draw them
+        reserved = reserved or {}
+        self.market_types = {k: v[0] for k, v in MARKET_TYPES.items()
+                             if k not in reserved.get("market", ())}
+        self.traffic_types = {k: v for k, v in TRAFFIC_TYPES.items()
+                              if k not in reserved.get("traffic", ())}
+        self.fire_categories = {k: v for k, v in FIRE_CATEGORIES.items()
+                                if k not in reserved.get("fire", ())}
         self.map = blockmap
         self.base_ms = base_ms
         self.tag = tag
@@ -214,12 +223,14 @@ class Generator:
                                 "%d-11-27 24:00:00" % y, "%d-11-27 12:61:00" % y,
                                 "%d/13/01 09:30" % y, "27/11/%d 25:61" % y])
 
-    def market(self, vt, bad_kind=None):
+    def market(self, vt, bad_kind=None, plant=None):
+        """A market row; PLANT (a dict: block, type, at_ms, optional uscc) fixes the block, the
+        type, the time and the USCC of a planted valid row."""
         rng = self.rng
         rid = self.next_id("market")
-        etype = weighted(rng, {k: v[0] for k, v in MARKET_TYPES.items()})
+        etype = weighted(rng, self.market_types) if plant is None else plant["type"]
         outcome = weighted(rng, dict(MARKET_TYPES[etype][1]))
-        block = self.pick_block()
+        block = self.pick_block() if plant is None else plant["block"]
         grid, x, y = self.where(block, 0.45, 0.35, 0.15)
         row = {
             "记录编号": rid,
@@ -236,6 +247,10 @@ class Generator:
             "发生时间": self.market_time(vt),
             MARKET_EXTRA_COLUMN: rng.choice(REMARKS),
         }
+        if plant is not None:
+            row["发生时间"] = self.local(plant["at_ms"]).strftime("%Y-%m-%d %H:%M:%S")
+            if plant.get("uscc"):
+                row["统一社会信用代码"] = plant["uscc"]
         if bad_kind is None:
             return Record("market", rid, block.id, etype, row)
         if bad_kind == "uscc_check":
@@ -261,11 +276,12 @@ class Generator:
             tail = rng.choice(PLATE_LETTERS) + tail[1:]
         return "粤B" + tail
 
-    def traffic(self, vt, bad_kind=None):
+    def traffic(self, vt, bad_kind=None, plant=None):
+        """A traffic line; PLANT (a dict: block, type, at_ms, optional plate) fixes them."""
         rng = self.rng
         rid = self.next_id("traffic")
-        etype = weighted(rng, TRAFFIC_TYPES)
-        block = self.pick_block()
+        etype = weighted(rng, self.traffic_types) if plant is None else plant["type"]
+        block = self.pick_block() if plant is None else plant["block"]
         x, y = self.map.point_in(block, rng)
         dev = ("SNS-LH-%04d" if etype in ("congestion", "signal_fault") else "CAM-LH-%04d") % rng.randint(1, 400)
         ev = {"event_id": rid, "device": dev, "type": etype, "lon": x, "lat": y,
@@ -273,6 +289,12 @@ class Generator:
               "ts": self.base_ms + int(vt * 1000) - rng.randint(0, 5000)}
         if etype in TRAFFIC_PLATED and rng.random() < 0.85:
             ev["plate"] = self.plate()
+        if plant is not None:
+            ev["ts"] = plant["at_ms"]
+            if plant.get("plate"):
+                ev["plate"] = plant["plate"]
+            else:
+                ev.pop("plate", None)
         if rng.random() < 0.4:
             ev["road"] = rng.choice(ROADS)
         if rng.random() < 0.1:
@@ -305,12 +327,13 @@ class Generator:
             return t.isoformat(timespec="milliseconds")
         return t.isoformat(timespec="seconds")
 
-    def fire(self, vt, bad_kind=None):
+    def fire(self, vt, bad_kind=None, plant=None):
+        """A fire event; PLANT (a dict: block, type, at_ms) fixes its block, category and time."""
         rng = self.rng
         rid = self.next_id("fire")
-        cat = weighted(rng, FIRE_CATEGORIES)
+        cat = weighted(rng, self.fire_categories) if plant is None else plant["type"]
         level = weighted(rng, FIRE_LEVELS if cat != "alarm" else {"medium": 30, "high": 45, "critical": 25})
-        block = self.pick_block()
+        block = self.pick_block() if plant is None else plant["block"]
         grid, x, y = self.where(block, 0.45, 0.40, 0.10)
         ev = {"id": rid, "category": cat, "unit": "罗湖区%s大厦%02d" % (rng.choice(NAME_WORDS), rng.randint(1, 99))}
         if rng.random() < 0.8:
@@ -319,6 +342,8 @@ class Generator:
         if rng.random() < 0.85:
             ev["description"] = rng.choice(FIRE_DESCRIPTIONS)
         ev["occurred_at"] = self.rfc3339(self.base_ms + int(vt * 1000) - rng.randint(0, 1800 * 1000))
+        if plant is not None:
+            ev["occurred_at"] = self.local(plant["at_ms"]).isoformat(timespec="seconds")
         if bad_kind == "outside":
             grid, x, y = self.outside()
         if grid is not None:
