@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "hub.h"
+#include "adapters/alerts/alerts_api.h"
 #include "curl_loop.h"
 #include "log.h"
 #include "lograte.h"
@@ -63,6 +64,8 @@ struct alerts_conf {
     int64_t timeout;
     int64_t max_pending;
     char *ca_file;
+    int64_t history;
+    int64_t history_for;
 };
 
 /* --- state ------------------------------------------------------------------ */
@@ -133,6 +136,8 @@ struct alerts {
     struct bh_curl_loop curl; /* drives multi on the loop */
     struct delivery *deliveries;
     size_t in_flight;
+    /* GET /alerts and /alerts/stream (alerts_api.c) */
+    struct bh_alerts_api *api;
     /* stopping */
     bool stopping;
     int handles; /* open handles while closing */
@@ -904,6 +909,28 @@ take(struct alerts *s, const rd_kafka_message_t *m)
     return 0;
 }
 
+/* A record as the history of GET /alerts keeps it: the JSON POSTed to the subscribers. */
+static int
+history_json(void *arg, const rd_kafka_message_t *m, json_t **out)
+{
+    struct alerts *s = arg;
+    avro_value_t rec;
+    char why[400];
+    *out = NULL;
+    int rc = decode(s, m, &rec, why, sizeof(why));
+    if (rc < 0)
+        return rc;
+    *out = alert_json(&rec);
+    avro_value_decref(&rec);
+    return *out != NULL ? 0 : -EBADMSG;
+}
+
+static void
+on_api_closed(void *arg)
+{
+    unref(arg);
+}
+
 /* --- the consumer -------------------------------------------------------------------- */
 
 /* Both may run on librdkafka's threads: they only read the component's name. */
@@ -1222,6 +1249,7 @@ free_state(struct alerts *s)
         }
     }
     free(s->parts);
+    bh_alerts_api_free(s->api);
     free(s);
 }
 
@@ -1281,6 +1309,14 @@ start(struct bh_component *c, char *errstr, size_t errstr_size)
     s->handles = 5; /* the three handles, curl's glue and the consumer */
     uv_poll_start(&s->wake, UV_READABLE, on_wake);
     c->priv = s;
+    struct bh_alerts_api_conf ac = {conf->topic, conf->history, conf->history_for};
+    rc = bh_alerts_api_start(&s->api, c, &ac, history_json, on_api_closed, s, errstr, errstr_size);
+    if (rc < 0) {
+        bh_error(c->name, "GET /alerts not served: %s", errstr);
+        errstr[0] = '\0';
+    } else if (s->api != NULL) {
+        s->handles++;
+    }
     bh_info(c->name, "alerts from %s (group %s) -> %zu subscriber(s)", conf->topic, conf->group,
             conf->subscribers.n);
     consume(s);
@@ -1318,6 +1354,7 @@ stop(struct bh_component *c)
     close_handle(s, (uv_handle_t *)&s->more);
     close_handle(s, (uv_handle_t *)&s->hold_timer);
     bh_curl_loop_close(&s->curl, on_curl_closed);
+    bh_alerts_api_stop(s->api);
     if (s->dead_pending == 0)
         start_close(s);
     else
@@ -1387,6 +1424,7 @@ stats(const struct bh_component *c, struct bh_stats *out)
                  s->flow_pauses);
     bh_stats_add(out, "offsets_stored", "times a partition's offset moved on", false,
                  s->committed_moves);
+    bh_alerts_api_stats(s->api, out);
 }
 
 #define SKEY(field) offsetof(struct subscriber_conf, field)
@@ -1489,6 +1527,22 @@ static const struct bh_conf_key alerts_keys[] = {
      .check = check_ca_file,
      .doc = "PEM file of the CAs that https subscribers are checked against (default: the "
             "system's)."},
+    {.name = "history",
+     .type = BH_CONF_INT,
+     .offset = KEY(history),
+     .def = "10000",
+     .min = 0,
+     .max = 10000000,
+     .doc = "Alerts kept at most for GET /alerts and GET /alerts/stream on the admin API (read "
+            "by a consumer of their own, outside the group); 0: neither is served."},
+    {.name = "history_for",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(history_for),
+     .def = "24h",
+     .min = 1000,
+     .max = 31536000000,
+     .doc = "How far back the kept alerts reach (by record time): at start the history is read "
+            "from the topic's offsets of now minus this."},
     {0},
 };
 
