@@ -80,7 +80,8 @@ def test_every_endpoint_refuses_a_missing_or_wrong_token(kafka, hub_factory):
     endpoints = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/components"),
                  ("GET", "/metrics"), ("POST", "/components/fire/pause"),
                  ("POST", "/components/fire/resume"), ("PUT", "/admin/log-level"),
-                 ("GET", "/blocks/" + GRID), ("GET", "/join"), ("GET", "/nothing")]
+                 ("GET", "/blocks/" + GRID), ("GET", "/join"), ("GET", "/alerts"),
+                 ("GET", "/alerts/stream"), ("GET", "/nothing")]
     for method, path in endpoints:
         for token in (None, "wrong", ADMIN_TOKEN + "x", ""):
             r = call(h, method, path, token=token, data=b"info")
