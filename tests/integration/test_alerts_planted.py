@@ -130,12 +130,12 @@ def test_planted_alerts_fire_exactly_once_across_five_kill9(world, tmp_path):
     got = [(a["kind"], a["name"], a["block_id"],
             tuple(sorted((e["department"], e["event_id"]) for e in a["events"]))) for a in alerts]
     dup = sorted({g for g in got if got.count(g) > 1})
-    assert not dup, "alerts fired more than once: %s" % dup
+    assert not dup, "%d alerts fired more than once (first: %s)" % (len(dup), dup[:5])
     expected = sorted((p["kind"], p["name"], p["block"], tuple(tuple(e) for e in p["events"]))
                       for p in planted)
-    assert sorted(got) == expected, (
-        "missing: %s; not planted: %s" % (sorted(set(expected) - set(got)),
-                                          sorted(set(got) - set(expected))))
+    missing, other = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    assert sorted(got) == expected, "%d planted alerts missing (first: %s); %d not planted " \
+        "(first: %s)" % (len(missing), missing[:5], len(other), other[:5])
     by_key = {g: a for g, a in zip(got, alerts)}
     for p in planted:
         a = by_key[(p["kind"], p["name"], p["block"], tuple(tuple(e) for e in p["events"]))]
