@@ -14,7 +14,8 @@
  *                                     changed, 400 with why nothing did
  *
  * and what components add with bh_admin_route (the join: GET /blocks/{id},
- * GET /join). With admin.tokens set, every request needs one of them as a
+ * GET /join; the alerts adapter: GET /alerts and the event stream GET /alerts/stream,
+ * adapters/alerts/alerts_api.h). With admin.tokens set, every request needs one of them as a
  * bearer token (401 otherwise); without, the API is open and start-up says so.
  */
 #ifndef BH_ADMIN_H

@@ -21,6 +21,9 @@
  * uv_poll per socket and a uv_timer (hub/curl_loop.h). At stop the requests
  * in flight are dropped (their alerts come again after a restart), and the
  * consumer is closed on a worker thread, committing what was stored.
+ *
+ * With the admin API, GET /alerts and GET /alerts/stream serve a history of
+ * the topic read by a second consumer outside the group (alerts_api.c).
  */
 #include <curl/curl.h>
 #include <errno.h>
