@@ -36,7 +36,8 @@
 
 #define PUMP_BYTES       (64 * 1024)
 #define MAX_QUEUED       (1024 * 1024)
-#define KEEPALIVE_MS     15000
+#define KEEPALIVE_MS     15000 /* a comment line to a stream idle that long */
+#define KEEPALIVE_TICK   5000
 #define SETUP_RETRY_MS   5000
 #define HOLD_RETRY_MS    200
 #define KAFKA_TIMEOUT_MS 10000
@@ -334,6 +335,7 @@ struct bh_alerts_api {
     rd_kafka_message_t *held; /* waiting for its writer schema */
     char setup_err[300];
     int32_t nparts;
+    unsigned setup_failures;
     int handles;
     /* the history and its readers */
     struct ring ring;
@@ -355,9 +357,10 @@ struct client {
     size_t queued_len, queued_cap;
     char *inflight; /* handed to h2o, until it proceeds */
     size_t inflight_len;
-    bool sending;  /* h2o has INFLIGHT */
-    bool ending;   /* a final send is due */
-    bool finished; /* the final send was made, or h2o stopped the stream */
+    uint64_t last_sent; /* uv_now of the last send */
+    bool sending;       /* h2o has INFLIGHT */
+    bool ending;        /* a final send is due */
+    bool finished;      /* the final send was made, or h2o stopped the stream */
     bool linked;
 };
 
@@ -415,6 +418,8 @@ flush(struct client *cl)
     cl->queued = NULL;
     cl->queued_len = cl->queued_cap = 0;
     cl->sending = true;
+    if (cl->api != NULL)
+        cl->last_sent = uv_now(cl->api->loop);
     h2o_iovec_t buf = h2o_iovec_init(cl->inflight, cl->inflight_len);
     h2o_send(cl->req, &buf, 1, H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -531,8 +536,11 @@ on_keepalive(uv_timer_t *t)
 {
     struct bh_alerts_api *a = t->data;
     static const char line[] = ": keep-alive\n\n";
+    uint64_t now = uv_now(a->loop);
     for (struct client *cl = a->clients, *next; cl != NULL; cl = next) {
         next = cl->next;
+        if (now - cl->last_sent < KEEPALIVE_MS)
+            continue;
         if (append(cl, line, sizeof(line) - 1) < 0) {
             a->streams_ended_slow++;
             client_end(cl);
@@ -668,6 +676,7 @@ get_stream(struct bh_alerts_api *a, h2o_req_t *req)
     cl->req = req;
     cl->q = q;
     cl->cursor = q.has_since ? a->ring.first : ring_end(&a->ring);
+    cl->last_sent = uv_now(a->loop);
     cl->next = a->clients;
     if (cl->next != NULL)
         cl->next->prev = cl;
@@ -928,8 +937,10 @@ after_setup_work(uv_work_t *w, int status)
         return;
     }
     if (a->setup_err[0] != '\0') {
-        bh_warn(a->c->name, "history of alerts: %s; trying again in %d s", a->setup_err,
-                SETUP_RETRY_MS / 1000);
+        /* Said once at warn level (the topic may not exist yet), then at debug. */
+        bh_log(a->setup_failures++ == 0 ? BH_LOG_WARN : BH_LOG_DEBUG, a->c->name,
+               "history of alerts: %s; trying again every %d s", a->setup_err,
+               SETUP_RETRY_MS / 1000);
         uv_timer_start(&a->timer, on_setup_retry, SETUP_RETRY_MS, 0);
         return;
     }
@@ -1131,7 +1142,7 @@ bh_alerts_api_start(struct bh_alerts_api **out, struct bh_component *c,
     a->wake.data = a->more.data = a->timer.data = a->keepalive.data = a;
     a->handles = 5; /* four handles and the consumer */
     uv_poll_start(&a->wake, UV_READABLE, on_wake);
-    uv_timer_start(&a->keepalive, on_keepalive, KEEPALIVE_MS, KEEPALIVE_MS);
+    uv_timer_start(&a->keepalive, on_keepalive, KEEPALIVE_TICK, KEEPALIVE_TICK);
     start_setup(a);
     bh_info(c->name, "GET /alerts and /alerts/stream: up to %lld alert(s) of the last %lld ms",
             (long long)conf->history, (long long)conf->history_for);

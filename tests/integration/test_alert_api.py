@@ -246,8 +246,10 @@ def test_stream_delivers_each_new_alert_once_in_order(kafka, hub_factory):
         produce(kafka, topic, after[:2])
         produce(kafka, topic, after[2:])
         want = [a["alert_id"] for a in after]
-        wait_until(lambda: len(every.ids()) >= 5, "five events", timeout=30, hub=h)
-        wait_until(lambda: len(replay.ids()) >= 4, "the replay and three events", timeout=30, hub=h)
+        # Promptly: a stream is written to when an alert comes, not at its next keep-alive
+        # (15 s after the last write).
+        wait_until(lambda: len(every.ids()) >= 5, "five events", timeout=10, hub=h)
+        wait_until(lambda: len(replay.ids()) >= 4, "the replay and three events", timeout=10, hub=h)
         time.sleep(1)  # nothing more comes
         assert every.ids() == want
         assert every.alerts() == after
@@ -281,7 +283,7 @@ def test_clients_that_go_away_leave_it_serving(kafka, hub_factory):
         wait_log(h)
         quitter = Stream(h)
         produce(kafka, topic, [make_alert(0)])
-        wait_until(lambda: len(quitter.ids()) == 1, "one event", timeout=30, hub=h)
+        wait_until(lambda: len(quitter.ids()) == 1, "one event", timeout=10, hub=h)
         quitter.close()  # mid-stream
         socks = [reset_client(h.admin_port, "/alerts/stream") for _ in range(25)]
         socks += [reset_client(h.admin_port, "/alerts/stream?since=0") for _ in range(25)]
@@ -297,7 +299,7 @@ def test_clients_that_go_away_leave_it_serving(kafka, hub_factory):
         late = Stream(h, since=0)
         a = make_alert(3)
         produce(kafka, topic, [a])
-        wait_until(lambda: a["alert_id"] in late.ids(), "the stream still works", timeout=30,
+        wait_until(lambda: a["alert_id"] in late.ids(), "the stream still works", timeout=10,
                    hub=h)
         assert len(late.ids()) == 4 and len(set(late.ids())) == 4
         assert counters(h)["stream_clients"] == 1
@@ -339,6 +341,56 @@ def test_no_routes_without_history(kafka, hub_factory):
         h = api_hub(hub_factory, kafka, topic, sub, history=0).start()
         assert get(h, "/alerts").status_code == 404
         assert "history 0: GET /alerts" in h.logtext()
+        assert h.stop() == 0
+    finally:
+        sub.close()
+
+
+def test_idle_stream_gets_keep_alives(kafka, hub_factory):
+    topic = make_topic(kafka)
+    sub = Subscriber()
+    try:
+        h = api_hub(hub_factory, kafka, topic, sub).start()
+        s = Stream(h)
+        wait_until(lambda: s.comments >= 2, "a keep-alive after the greeting", timeout=30, hub=h)
+        assert s.events == [] and not s.ended
+        s.close()
+        assert h.stop() == 0
+    finally:
+        sub.close()
+
+
+def test_a_slow_client_is_bounded_and_blocks_no_one(kafka, hub_factory):
+    topic = make_topic(kafka)
+    sub = Subscriber()
+    try:
+        h = api_hub(hub_factory, kafka, topic, sub, history=40).start()
+        wait_log(h)
+        # Connects and never reads: its socket buffers fill, then its cursor falls out of the
+        # history and its stream is ended.
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", h.admin_port))
+        slow.sendall(("GET /alerts/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                      % ADMIN).encode())
+        fast = Stream(h)
+        wait_until(lambda: counters(h)["stream_clients"] == 2, "two clients", timeout=30, hub=h)
+        sent = []
+        for batch in range(6):
+            alerts_ = [make_alert(100 * batch + i) for i in range(25)]
+            for a in alerts_:
+                a["detail"] = "x" * 100000
+            produce(kafka, topic, alerts_)
+            sent += [a["alert_id"] for a in alerts_]
+        wait_until(lambda: len(fast.ids()) == len(sent), "every alert to the client that reads",
+                   timeout=60, hub=h)
+        assert fast.ids() == sent
+        c = wait_until(lambda: (lambda c: c if c["streams_ended_slow"] == 1 else None)(counters(h)),
+                       "the slow client's stream ended", timeout=30, hub=h)
+        assert c["history_alerts"] == 40
+        assert get(h, "/healthz").status_code == 200
+        slow.close()
+        fast.close()
         assert h.stop() == 0
     finally:
         sub.close()
