@@ -539,7 +539,7 @@ on_keepalive(uv_timer_t *t)
     uint64_t now = uv_now(a->loop);
     for (struct client *cl = a->clients, *next; cl != NULL; cl = next) {
         next = cl->next;
-        if (now - cl->last_sent < KEEPALIVE_MS)
+        if (cl->ending || now - cl->last_sent < KEEPALIVE_MS)
             continue;
         if (append(cl, line, sizeof(line) - 1) < 0) {
             a->streams_ended_slow++;
