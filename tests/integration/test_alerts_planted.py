@@ -15,7 +15,7 @@ import time
 from confluent_kafka import Consumer, TopicPartition
 
 import join_helpers as jh
-from conftest import SRC, TOKEN, WORLD, Hub, free_port, wait_until
+from conftest import SRC, TOKEN, WORLD, free_port, wait_until
 from join_helpers import map_with_units, world  # noqa: F401 (a fixture)
 
 SIM = os.path.join(SRC, "tools", "blockhub-sim")
@@ -38,7 +38,7 @@ def flow(entry):
     return json.dumps(entry, ensure_ascii=False)
 
 
-def test_planted_alerts_fire_exactly_once_across_five_kill9(world, tmp_path):
+def test_planted_alerts_fire_exactly_once_across_five_kill9(world, hub_factory, tmp_path):
     blocks_map, units = map_with_units(tmp_path)
     tag = world.view.rsplit(".", 1)[-1]
     alerts_topic = "block.alerts.%s" % tag
@@ -48,7 +48,7 @@ def test_planted_alerts_fire_exactly_once_across_five_kill9(world, tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     tport, fport = free_port(), free_port()
-    feeds = Hub(tmp_path, world.kafka, fire=False, adapters=[
+    feeds = hub_factory(world.kafka, fire=False, adapters=[
         {"name": "market", "type": "market", "spool_dir": str(spool),
          "topic": world.topics["market"]},
         {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % tport,
