@@ -58,6 +58,45 @@ def broker_pid(bootstrap):
         return None
 
 
+def alert_config(events, names, depts, watches, rules, alerts_topic, rules_topic):
+    """The join config lines of WATCHES watches (all but 100 on an event id of EVENTS, each
+    firing once; 100 on blocks of NAMES for the market's events) and RULES rules (half pair
+    rules of a market type and a traffic type within 10 minutes, half spike rules of more than
+    10 fire events of a type within 10 minutes), and the alerts the watches must fire."""
+    rnd_ = __import__("random").Random(9)
+    watch_ids = [e[1] for e in rnd_.sample(events, max(0, watches - 100))]
+    watch_blocks = rnd_.sample(sorted(names), min(100, len(names)))
+    lines = ["  alerts_topic: %s" % alerts_topic, "  watches:"]
+    for i, eid in enumerate(watch_ids):
+        lines += ["    - name: id-%d" % i, "      type: field",
+                  "      field: %s" % ("record_id" if eid.startswith("MA") else "event_id"),
+                  "      equals: %s" % json.dumps(eid)]
+    for i, b in enumerate(watch_blocks):
+        lines += ["    - name: block-%d" % i, "      type: blocks",
+                  "      blocks: [%s]" % json.dumps(b), "      department: market"]
+    watched = set(watch_blocks)
+    expected = len(watch_ids) + sum(1 for e in events if e[0] == "market" and e[2] in watched)
+    if rules > 0:
+        ttypes = next(d for d in depts if d.name == "traffic").types
+        ftypes = next(d for d in depts if d.name == "fire").types
+        lines += ["  rules_topic: %s" % rules_topic, "  rules:"]
+        for i in range(rules):
+            if i % 2 == 0:
+                lines += [
+                    "    - name: pair-%d" % i, "      type: pair", "      a_department: market",
+                    "      a_types: [%s]" % json.dumps(jh.MARKET_TYPES[i // 2 % 7],
+                                                       ensure_ascii=False),
+                    "      b_department: traffic",
+                    "      b_types: [%s]" % ttypes[(i // 2 // 7) % len(ttypes)],
+                    "      within: 10m"]
+            else:
+                lines += [
+                    "    - name: spike-%d" % i, "      type: spike", "      department: fire",
+                    "      types: [%s]" % ftypes[i // 2 % len(ftypes)], "      more_than: 10",
+                    "      within: 10m"]
+    return lines, expected
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True, help="the broker (host:port)")
@@ -118,38 +157,9 @@ def main():
         print("ceiling: the broker (same machine) used %.2f s CPU in those %.2f s"
               % (proc_cpu(broker) - b0, time.monotonic() - w0))
 
-    rnd_ = __import__("random").Random(9)
-    watch_ids = [e[1] for e in rnd_.sample(events, max(0, args.watches - 100))]
-    watch_blocks = rnd_.sample(sorted(names), min(100, len(names)))
-    args.watch_lines = ["  alerts_topic: bench.alerts.%s" % tag, "  watches:"]
-    for i, eid in enumerate(watch_ids):
-        args.watch_lines += ["    - name: id-%d" % i, "      type: field",
-                             "      field: %s" % ("record_id" if eid.startswith("MA") else
-                                                  "event_id"),
-                             "      equals: %s" % json.dumps(eid)]
-    for i, b in enumerate(watch_blocks):
-        args.watch_lines += ["    - name: block-%d" % i, "      type: blocks",
-                             "      blocks: [%s]" % json.dumps(b), "      department: market"]
-    args.watch_alerts = len(watch_ids) + sum(1 for e in events if e[0] == "market"
-                                             and e[2] in set(watch_blocks))
-    if args.rules > 0:
-        ttypes = next(d for d in depts if d.name == "traffic").types
-        ftypes = next(d for d in depts if d.name == "fire").types
-        args.watch_lines += ["  rules_topic: bench.rules.%s" % tag, "  rules:"]
-        for i in range(args.rules):
-            if i % 2 == 0:
-                args.watch_lines += [
-                    "    - name: pair-%d" % i, "      type: pair", "      a_department: market",
-                    "      a_types: [%s]" % json.dumps(jh.MARKET_TYPES[i // 2 % 7],
-                                                       ensure_ascii=False),
-                    "      b_department: traffic",
-                    "      b_types: [%s]" % ttypes[(i // 2 // 7) % len(ttypes)],
-                    "      within: 10m"]
-            else:
-                args.watch_lines += [
-                    "    - name: spike-%d" % i, "      type: spike", "      department: fire",
-                    "      types: [%s]" % ftypes[i // 2 % len(ftypes)], "      more_than: 10",
-                    "      within: 10m"]
+    args.watch_lines, args.watch_alerts = alert_config(
+        events, names, depts, args.watches, args.rules, "bench.alerts.%s" % tag,
+        "bench.rules.%s" % tag)
     results = {}
     for rnd in range(args.rounds):
         for store in args.stores.split(","):
@@ -199,10 +209,10 @@ def peak_rss_mib(pid):
     return 0.0
 
 
-def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas, depts, topics,
-             total, distinct, broker):
-    """One blockhub process joining every input record from the beginning with STORE."""
-    run = uuid.uuid4().hex[:8]
+def write_config(args, store, label, tmp, bootstrap, blocks_path, schemas, depts, topics, run):
+    """A join-only config of run RUN with STORE (STORE+watches: with args.watch_lines, alerts
+    on bench.alerts.RUN, the rules' state on bench.rules.RUN); returns (path, admin port, view
+    topic, state topic, group)."""
     view, state, group = "bench.view.%s" % run, "bench.view.state.%s" % run, "bench-%s" % run
     port = free_port()
     cfg = os.path.join(tmp, "blockhub-%s-%s.yaml" % (store, label))
@@ -222,11 +232,22 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
             lines.append("%s%s: %s" % ("    - " if first else "      ", k,
                                        json.dumps(v, ensure_ascii=False)))
             first = False
-    if store.endswith("+watches"):
-        lines += args.watch_lines
+    if store.endswith("+watches"):  # alerts and the rules' state: topics of this run's own
+        lines += ["  alerts_topic: bench.alerts.%s" % run if ln.startswith("  alerts_topic: ")
+                  else "  rules_topic: bench.rules.%s" % run if ln.startswith("  rules_topic: ")
+                  else ln for ln in args.watch_lines]
     lines += ["admin:", "  listen: 127.0.0.1:%d" % port]
     with open(cfg, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+    return cfg, port, view, state, group
+
+
+def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas, depts, topics,
+             total, distinct, broker):
+    """One blockhub process joining every input record from the beginning with STORE."""
+    run = uuid.uuid4().hex[:8]
+    cfg, port, view, state, group = write_config(args, store, label, tmp, bootstrap, blocks_path,
+                                                  schemas, depts, topics, run)
     logpath = os.path.join(tmp, "blockhub-%s-%s.log" % (store, label))
     log = open(logpath, "wb")
     proc = subprocess.Popen([blockhub, "--config", cfg], stdout=log, stderr=subprocess.STDOUT)
@@ -302,7 +323,8 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
             assert st["alerts"] >= args.watch_alerts, (st["alerts"], args.watch_alerts)
     from confluent_kafka.admin import AdminClient
     a = AdminClient({"bootstrap.servers": bootstrap})
-    for f in a.delete_topics([view, state, "bench.dlq.%s" % run]).values():
+    for f in a.delete_topics([view, state, "bench.dlq.%s" % run, "bench.alerts.%s" % run,
+                              "bench.rules.%s" % run]).values():
         try:
             f.result(60)
         except Exception:

@@ -113,23 +113,31 @@ struct evs {
     size_t n, cap;
 };
 
+/* What one rule remembers of one block. */
 struct rstate {
-    struct rstate *next;       /* the bucket's chain */
-    struct rstate *next_dirty; /* changed since the last commit */
-    int dirty;
-    uint64_t hash;
-    char *key; /* block, 0x1f, rule name */
-    size_t klen;
     size_t rule;
     struct evs a, b;
     int64_t newest;
     int over;
 };
 
+/* A block's states, one per rule that has seen its events, by rule; one record of the rules
+ * topic (key: the block). */
+struct rblock {
+    struct rblock *next;       /* the bucket's chain */
+    struct rblock *next_dirty; /* changed since the last commit */
+    int dirty;
+    uint64_t hash;
+    struct rstate *st; /* sorted by rule */
+    size_t n, cap;
+    size_t klen;
+    char key[]; /* the block id */
+};
+
 struct rpart {
-    struct rstate **buckets;
+    struct rblock **buckets;
     size_t nbuckets, n;
-    struct rstate *dirty;
+    struct rblock *dirty;
 };
 
 struct bh_jrules {
@@ -206,12 +214,21 @@ evs_clear(struct evs *v)
 }
 
 static void
-state_free(struct rstate *s)
+state_clear(struct rstate *s)
 {
     evs_clear(&s->a);
     evs_clear(&s->b);
-    free(s->key);
-    free(s);
+    s->newest = INT64_MIN;
+    s->over = 0;
+}
+
+static void
+block_free(struct rblock *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        state_clear(&b->st[i]);
+    free(b->st);
+    free(b);
 }
 
 void
@@ -221,9 +238,9 @@ bh_jrules_drop(struct bh_jrules *r, int32_t p)
         return;
     struct rpart *rp = &r->parts[p];
     for (size_t i = 0; i < rp->nbuckets; i++)
-        for (struct rstate *s = rp->buckets[i], *nx; s != NULL; s = nx) {
-            nx = s->next;
-            state_free(s);
+        for (struct rblock *b = rp->buckets[i], *nx; b != NULL; b = nx) {
+            nx = b->next;
+            block_free(b);
         }
     free(rp->buckets);
     memset(rp, 0, sizeof(*rp));
@@ -248,49 +265,75 @@ bh_jrules_count(const struct bh_jrules *r)
     return r->nr;
 }
 
-/* The state of KEY in partition RP (made when MAKE), or NULL. */
-static struct rstate *
-state_of(struct rpart *rp, const char *key, size_t klen, size_t rule, int make, int *oom)
+/* The block KEY of partition RP (made when MAKE), or NULL. */
+static struct rblock *
+block_of(struct rpart *rp, const char *key, size_t klen, int make, int *oom)
 {
     uint64_t h = bh_jstate_hash(key, klen);
     if (rp->nbuckets > 0)
-        for (struct rstate *s = rp->buckets[h & (rp->nbuckets - 1)]; s != NULL; s = s->next)
-            if (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0)
-                return s;
+        for (struct rblock *b = rp->buckets[h & (rp->nbuckets - 1)]; b != NULL; b = b->next)
+            if (b->hash == h && b->klen == klen && memcmp(b->key, key, klen) == 0)
+                return b;
     if (!make)
         return NULL;
     if (rp->n + 1 > rp->nbuckets) {
         size_t nb = rp->nbuckets ? rp->nbuckets * 2 : 64;
-        struct rstate **b = calloc(nb, sizeof(*b));
-        if (b == NULL) {
+        struct rblock **nbk = calloc(nb, sizeof(*nbk));
+        if (nbk == NULL) {
             *oom = 1;
             return NULL;
         }
         for (size_t i = 0; i < rp->nbuckets; i++)
-            for (struct rstate *s = rp->buckets[i], *nx; s != NULL; s = nx) {
-                nx = s->next;
-                s->next = b[s->hash & (nb - 1)];
-                b[s->hash & (nb - 1)] = s;
+            for (struct rblock *b = rp->buckets[i], *nx; b != NULL; b = nx) {
+                nx = b->next;
+                b->next = nbk[b->hash & (nb - 1)];
+                nbk[b->hash & (nb - 1)] = b;
             }
         free(rp->buckets);
-        rp->buckets = b;
+        rp->buckets = nbk;
         rp->nbuckets = nb;
     }
-    struct rstate *s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->key = malloc(klen)) == NULL) {
-        free(s);
+    struct rblock *b = calloc(1, sizeof(*b) + klen);
+    if (b == NULL) {
         *oom = 1;
         return NULL;
     }
-    memcpy(s->key, key, klen);
-    s->klen = klen;
-    s->hash = h;
-    s->rule = rule;
-    s->newest = INT64_MIN;
-    s->next = rp->buckets[h & (rp->nbuckets - 1)];
-    rp->buckets[h & (rp->nbuckets - 1)] = s;
+    memcpy(b->key, key, klen);
+    b->klen = klen;
+    b->hash = h;
+    b->next = rp->buckets[h & (rp->nbuckets - 1)];
+    rp->buckets[h & (rp->nbuckets - 1)] = b;
     rp->n++;
-    return s;
+    return b;
+}
+
+/* Block B's state of RULE (made, empty, when missing), or NULL when out of memory. The
+ * pointer holds until the next state made in B. */
+static struct rstate *
+state_of(struct rblock *b, size_t rule)
+{
+    size_t lo = 0, hi = b->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->st[mid].rule < rule)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < b->n && b->st[lo].rule == rule)
+        return &b->st[lo];
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4;
+        struct rstate *nst = realloc(b->st, cap * sizeof(*nst));
+        if (nst == NULL)
+            return NULL;
+        b->st = nst;
+        b->cap = cap;
+    }
+    memmove(&b->st[lo + 1], &b->st[lo], (b->n - lo) * sizeof(*b->st));
+    b->n++;
+    b->st[lo] = (struct rstate){.rule = rule, .newest = INT64_MIN};
+    return &b->st[lo];
 }
 
 static int
@@ -375,12 +418,12 @@ alert_ev(const struct bh_jrules *r, const struct ev *e)
 }
 
 static void
-mark(struct rpart *rp, struct rstate *s)
+mark(struct rpart *rp, struct rblock *b)
 {
-    if (!s->dirty) {
-        s->dirty = 1;
-        s->next_dirty = rp->dirty;
-        rp->dirty = s;
+    if (!b->dirty) {
+        b->dirty = 1;
+        b->next_dirty = rp->dirty;
+        rp->dirty = b;
     }
 }
 
@@ -392,7 +435,7 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
     if (p < 0 || p >= r->nparts)
         return 0;
     struct rpart *rp = &r->parts[p];
-    char key[512];
+    struct rblock *blk = NULL; /* looked up at the first rule the event is for */
     if (block_len > 300)
         return 0; /* no block id is that long (the map refuses them) */
     for (size_t i = 0; i < r->nr; i++) {
@@ -401,14 +444,10 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
         int mb = !x->spike && x->b.dept == (int)dept && type_in(x->b.types, type, type_len);
         if (!ma && !mb)
             continue;
-        size_t nl = strlen(x->name);
-        if (block_len + 1 + nl > sizeof(key))
-            continue;
-        memcpy(key, block, block_len);
-        key[block_len] = 0x1f;
-        memcpy(key + block_len + 1, x->name, nl);
         int oom = 0;
-        struct rstate *s = state_of(rp, key, block_len + 1 + nl, i, 1, &oom);
+        if (blk == NULL && (blk = block_of(rp, block, block_len, 1, &oom)) == NULL)
+            return -ENOMEM;
+        struct rstate *s = state_of(blk, i);
         if (s == NULL)
             return -ENOMEM;
         if (s->newest != INT64_MIN && too_old(s->newest, at, x->within))
@@ -438,7 +477,7 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
             } else if ((int64_t)s->a.n <= x->more_than) {
                 s->over = 0;
             }
-            mark(rp, s);
+            mark(rp, blk);
             if (rc != 0)
                 return rc;
             continue;
@@ -472,7 +511,7 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
             rc = -ENOMEM;
         if (rc == 0 && mb && push(&s->b, (int)dept, id, id_len, type, type_len, at) < 0)
             rc = -ENOMEM;
-        mark(rp, s);
+        mark(rp, blk);
         if (rc != 0)
             return rc;
     }
@@ -482,16 +521,16 @@ bh_jrules_apply(struct bh_jrules *r, int32_t p, const char *block, size_t block_
 /* --- the rules topic ------------------------------------------------------------------- */
 
 /*
- * A state as a record of the rules topic: "R1", the newest event time and the
- * spike's state (longs), then each side: its count and, per event, its
- * department's name, id and type (strings) and time (long), as the join's
- * own Avro writes them (join_avro.h).
+ * A block's states as a record of the rules topic (key: the block): "R2", the
+ * number of states, then per state the rule's name (a string), the newest
+ * event time and the spike's state (longs), then each side: its count and, per
+ * event, its department's name, id and type (strings) and time (long), as the
+ * join's own Avro writes them (join_avro.h). Records of the first format, "R1"
+ * (one state, key: block, 0x1f, rule name), are still read.
  */
 static void
-encode_rstate(const struct bh_jrules *r, const struct rstate *s, struct bh_jbuf *b)
+encode_state(const struct bh_jrules *r, const struct rstate *s, struct bh_jbuf *b)
 {
-    bh_jbuf_reset(b);
-    bh_jbuf_raw(b, "R1", 2);
     bh_jbuf_long(b, s->newest);
     bh_jbuf_long(b, s->over);
     for (int side = 0; side < 2; side++) {
@@ -507,6 +546,19 @@ encode_rstate(const struct bh_jrules *r, const struct rstate *s, struct bh_jbuf 
     }
 }
 
+static void
+encode_block(const struct bh_jrules *r, const struct rblock *blk, struct bh_jbuf *b)
+{
+    bh_jbuf_reset(b);
+    bh_jbuf_raw(b, "R2", 2);
+    bh_jbuf_long(b, (int64_t)blk->n);
+    for (size_t i = 0; i < blk->n; i++) {
+        const char *name = r->r[blk->st[i].rule].name;
+        bh_jbuf_string(b, name, strlen(name));
+        encode_state(r, &blk->st[i], b);
+    }
+}
+
 int
 bh_jrules_take_dirty(struct bh_jrules *r, int32_t p,
                      int (*emit)(void *ctx, const char *key, size_t klen, const char *value,
@@ -517,14 +569,15 @@ bh_jrules_take_dirty(struct bh_jrules *r, int32_t p,
         return 0;
     struct rpart *rp = &r->parts[p];
     int rc = 0;
-    for (struct rstate *s = rp->dirty, *nx; s != NULL; s = nx) {
-        nx = s->next_dirty;
-        s->dirty = 0;
-        s->next_dirty = NULL;
+    for (struct rblock *blk = rp->dirty, *nx; blk != NULL; blk = nx) {
+        nx = blk->next_dirty;
+        blk->dirty = 0;
+        blk->next_dirty = NULL;
         if (rc != 0)
             continue;
-        encode_rstate(r, s, &r->buf);
-        rc = r->buf.oom ? -ENOMEM : emit(ctx, s->key, s->klen, (const char *)r->buf.p, r->buf.len);
+        encode_block(r, blk, &r->buf);
+        rc = r->buf.oom ? -ENOMEM
+                        : emit(ctx, blk->key, blk->klen, (const char *)r->buf.p, r->buf.len);
     }
     rp->dirty = NULL;
     return rc;
@@ -560,45 +613,83 @@ side_from(const struct bh_jrules *r, struct bh_jreader *rd, struct evs *v)
     return rd->bad ? 1 : 0;
 }
 
+/* The rule named NAME (NL bytes), or SIZE_MAX for one no longer configured. */
+static size_t
+rule_named(const struct bh_jrules *r, const char *name, size_t nl)
+{
+    for (size_t i = 0; i < r->nr; i++)
+        if (strlen(r->r[i].name) == nl && memcmp(r->r[i].name, name, nl) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+/* One state's body (after its rule) from RD into S (NULL: read and dropped). */
+static int
+state_from(const struct bh_jrules *r, struct bh_jreader *rd, struct rstate *s)
+{
+    struct rstate tmp = {.newest = INT64_MIN};
+    struct rstate *t = s != NULL ? s : &tmp;
+    state_clear(t);
+    t->newest = bh_jread_long(rd);
+    t->over = bh_jread_long(rd) != 0;
+    int rc = side_from(r, rd, &t->a);
+    if (rc == 0)
+        rc = side_from(r, rd, &t->b);
+    if (rc != 0 || t == &tmp) /* what does not read is forgotten whole */
+        state_clear(t);
+    return rc;
+}
+
 int
 bh_jrules_restore(struct bh_jrules *r, int32_t p, const char *key, size_t klen, const char *value,
                   size_t vlen)
 {
     if (p < 0 || p >= r->nparts || key == NULL)
         return 1;
-    const char *sep = memchr(key, 0x1f, klen);
-    if (sep == NULL)
-        return 1;
-    size_t nl = klen - (size_t)(sep + 1 - key), rule = SIZE_MAX;
-    for (size_t i = 0; i < r->nr; i++)
-        if (strlen(r->r[i].name) == nl && memcmp(r->r[i].name, sep + 1, nl) == 0)
-            rule = i;
-    if (rule == SIZE_MAX)
-        return 1; /* a rule no longer configured */
     struct rpart *rp = &r->parts[p];
+    const char *sep = memchr(key, 0x1f, klen);
     int oom = 0;
-    struct rstate *s = state_of(rp, key, klen, rule, 1, &oom);
-    if (s == NULL)
+    struct rblock *blk = block_of(rp, key, sep != NULL ? (size_t)(sep - key) : klen, 1, &oom);
+    if (blk == NULL)
         return -ENOMEM;
-    evs_clear(&s->a);
-    evs_clear(&s->b);
-    s->over = 0;
-    s->newest = INT64_MIN;
+    if (sep != NULL) { /* the first format: one rule's state */
+        size_t rule = rule_named(r, sep + 1, klen - (size_t)(sep + 1 - key));
+        if (rule == SIZE_MAX)
+            return 1; /* a rule no longer configured */
+        struct rstate *s = state_of(blk, rule);
+        if (s == NULL)
+            return -ENOMEM;
+        state_clear(s);
+        if (value == NULL)
+            return 0;
+        if (vlen < 2 || memcmp(value, "R1", 2) != 0)
+            return 1;
+        struct bh_jreader rd = {(const uint8_t *)value + 2, (const uint8_t *)value + vlen, 0};
+        return state_from(r, &rd, s);
+    }
+    for (size_t i = 0; i < blk->n; i++) /* the record is the block's whole state */
+        state_clear(&blk->st[i]);
     if (value == NULL)
         return 0;
-    if (vlen < 2 || memcmp(value, "R1", 2) != 0)
+    if (vlen < 2 || memcmp(value, "R2", 2) != 0)
         return 1;
     struct bh_jreader rd = {(const uint8_t *)value + 2, (const uint8_t *)value + vlen, 0};
-    s->newest = bh_jread_long(&rd);
-    s->over = bh_jread_long(&rd) != 0;
-    int rc = side_from(r, &rd, &s->a);
-    if (rc == 0)
-        rc = side_from(r, &rd, &s->b);
-    if (rc != 0 && rc != -ENOMEM) { /* what does not read is forgotten whole */
-        evs_clear(&s->a);
-        evs_clear(&s->b);
-        s->newest = INT64_MIN;
-        s->over = 0;
+    int64_t n = bh_jread_long(&rd);
+    if (rd.bad || n < 0 || n > (int64_t)(rd.end - rd.p)) /* a state takes 4 bytes or more */
+        return 1;
+    for (int64_t k = 0; k < n; k++) {
+        const char *name;
+        size_t nl;
+        bh_jread_string(&rd, &name, &nl);
+        if (rd.bad)
+            return 1;
+        size_t rule = rule_named(r, name, nl);
+        struct rstate *s = NULL;
+        if (rule != SIZE_MAX && (s = state_of(blk, rule)) == NULL)
+            return -ENOMEM;
+        int rc = state_from(r, &rd, s);
+        if (rc != 0)
+            return rc;
     }
-    return rc;
+    return rd.bad ? 1 : 0;
 }

@@ -13,10 +13,12 @@
  * alert decodes with avro-c as blockhub.alert.BlockAlert with valid UTF-8
  * strings whenever the watch's strings are valid UTF-8 (JSON text is).
  *
- * The same bytes are also read back as a record of join.rules_topic (what a
- * rule remembered of a block: bh_jrules_restore) for a pair rule and a spike
- * rule; an event is then applied and the state written again, which must read
- * back; an alert it fires has events with their department and id.
+ * The same bytes are also read back as records of join.rules_topic (what the
+ * rules remembered of a block: bh_jrules_restore): as a block's record ("R2",
+ * block C) and as states of the first format ("R1", block B) of a pair rule
+ * and a spike rule; an event is then applied to each block and the states
+ * written again, which must read back; an alert it fires has events with
+ * their department and id.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -65,7 +67,7 @@ rule_state(void *ctx, const char *key, size_t klen, const char *value, size_t vl
 {
     /* what is written reads back, and is written again the same */
     struct bh_jrules *r = ctx;
-    if (vlen < 2 || memcmp(value, "R1", 2) != 0)
+    if (vlen < 2 || memcmp(value, "R2", 2) != 0)
         bh_fuzz_fail("a rule state without its tag");
     if (bh_jrules_restore(r, 0, key, klen, value, vlen) != 0)
         bh_fuzz_fail("a rule state written does not read back");
@@ -91,7 +93,9 @@ rules(const uint8_t *data, size_t size)
     static const char kp[] = "B\x1fp", ks[] = "B\x1fs";
     bh_jrules_restore(r, 0, kp, sizeof(kp) - 1, (const char *)data, size);
     bh_jrules_restore(r, 0, ks, sizeof(ks) - 1, (const char *)data, size);
+    bh_jrules_restore(r, 0, "C", 1, (const char *)data, size);
     bh_jrules_apply(r, 0, "B", 1, 0, "E-9", 3, "t", 1, 1795738500000, rule_fired, NULL);
+    bh_jrules_apply(r, 0, "C", 1, 0, "E-8", 3, "t", 1, 1795738500000, rule_fired, NULL);
     bh_jrules_take_dirty(r, 0, rule_state, r);
     bh_jrules_free(r);
 }
