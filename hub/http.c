@@ -386,3 +386,39 @@ bh_http_bearer_ok(h2o_req_t *req, const struct bh_strlist *tokens)
     }
     return ok;
 }
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t
+bh_http_unescape(const char *src, size_t len, char *dst, size_t cap, int plus_space)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (w + 1 >= cap)
+            return -1;
+        if (src[i] != '%') {
+            dst[w++] = plus_space && src[i] == '+' ? ' ' : src[i];
+            continue;
+        }
+        int hi = len - i >= 3 ? hexval(src[i + 1]) : -1;
+        int lo = len - i >= 3 ? hexval(src[i + 2]) : -1;
+        if (hi < 0 || lo < 0)
+            return -1;
+        dst[w++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    if (w >= cap)
+        return -1;
+    dst[w] = '\0';
+    return (ssize_t)w;
+}

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "config.h"
@@ -62,6 +63,11 @@ int bh_http_free(struct bh_http *s);
 
 /* Register FN(ARG) to run when REQ's memory is released. */
 int bh_http_on_dispose(h2o_req_t *req, void (*fn)(void *arg), void *arg);
+
+/* Percent-decode SRC[0..LEN) into DST (CAP bytes, NUL-terminated); with PLUS_SPACE a '+' is a
+ * space (a query string's value). The length written, or -1 when an escape is malformed or DST
+ * too small. */
+ssize_t bh_http_unescape(const char *src, size_t len, char *dst, size_t cap, int plus_space);
 
 /* Answer {"error": MSG} with STATUS; MSG is made valid UTF-8 first, so the answer can
  * always be built. */

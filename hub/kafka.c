@@ -890,3 +890,33 @@ bh_kafka_close(struct bh_kafka *k, int timeout_ms)
     uv_close((uv_handle_t *)&k->poll, on_handle_closed);
     return left;
 }
+
+int
+bh_kafka_conf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *errstr, size_t n)
+{
+    char err[256];
+    if (rd_kafka_conf_set(c, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, n, "kafka property %s: %s", name, err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *
+bh_kafka_consumer_conf(struct bh_kafka *k, const struct bh_kvlist *props, const char *const *pinned,
+                       int no_group, char *errstr, size_t n)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    int rc = bh_kafka_conf_set(c, "bootstrap.servers", bh_kafka_bootstrap(k), errstr, n);
+    for (size_t i = 0; rc == 0 && i < props->n; i++)
+        if (bh_kafka_property_scope(props->k[i]) != BH_KAFKA_SCOPE_PRODUCER &&
+            !(no_group && strcmp(props->k[i], "group.id") == 0))
+            rc = bh_kafka_conf_set(c, props->k[i], props->v[i], errstr, n);
+    for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
+        rc = bh_kafka_conf_set(c, pinned[i], pinned[i + 1], errstr, n);
+    if (rc < 0) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    return c;
+}

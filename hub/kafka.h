@@ -191,4 +191,14 @@ int bh_kafka_is_embedded(const struct bh_kafka *k);
  */
 size_t bh_kafka_close(struct bh_kafka *k, int timeout_ms);
 
+/* rd_kafka_conf_set, its refusal in ERRSTR as "kafka property NAME: why": 0 or -EINVAL. */
+int bh_kafka_conf_set(rd_kafka_conf_t *c, const char *name, const char *value, char *errstr,
+                      size_t n);
+/* A consumer's configuration on K's cluster: every kafka.properties entry of PROPS a consumer
+ * takes (not the producer's; with NO_GROUP not group.id either), then PINNED (name, value, ...,
+ * NULL). NULL, with the refused property in ERRSTR, when one is refused. */
+rd_kafka_conf_t *bh_kafka_consumer_conf(struct bh_kafka *k, const struct bh_kvlist *props,
+                                        const char *const *pinned, int no_group, char *errstr,
+                                        size_t n);
+
 #endif

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "join_int.h"
 #include "log.h"
 
@@ -240,42 +241,6 @@ bh_join_http_described(struct bh_join *j, rd_kafka_event_t *ev)
 
 /* --- requests -------------------------------------------------------------------- */
 
-static int
-hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode SRC into DST; -1 if malformed or too long. */
-static ssize_t
-unescape(const char *src, size_t len, char *dst, size_t cap)
-{
-    size_t w = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (w + 1 >= cap)
-            return -1;
-        if (src[i] != '%') {
-            dst[w++] = src[i];
-            continue;
-        }
-        if (i + 2 >= len)
-            return -1;
-        int hi = hex(src[i + 1]), lo = hex(src[i + 2]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        dst[w++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    dst[w] = '\0';
-    return (ssize_t)w;
-}
-
 static void
 answer_block(struct bh_join *j, h2o_req_t *req, const char *id, size_t len)
 {
@@ -455,7 +420,8 @@ on_req(void *self, h2o_req_t *req)
     }
     if (len > sizeof(prefix) - 1 && memcmp(path, prefix, sizeof(prefix) - 1) == 0) {
         char id[MAX_ID];
-        ssize_t n = unescape(path + sizeof(prefix) - 1, len - (sizeof(prefix) - 1), id, sizeof(id));
+        ssize_t n = bh_http_unescape(path + sizeof(prefix) - 1, len - (sizeof(prefix) - 1), id,
+                                     sizeof(id), 0);
         if (n <= 0 || memchr(id, '/', (size_t)n) != NULL) {
             send_error(req, 400, "Bad Request", "not a block id");
             return;

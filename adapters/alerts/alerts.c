@@ -1069,17 +1069,6 @@ on_wake(uv_poll_t *h, int status, int events)
 }
 
 static int
-set_prop(rd_kafka_conf_t *c, const char *name, const char *value, char *errstr, size_t n)
-{
-    char err[256];
-    if (rd_kafka_conf_set(c, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, n, "kafka property %s: %s", name, err);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int
 make_consumer(struct alerts *s, char *errstr, size_t n)
 {
     const struct bh_kvlist *props = &s->c->hub->conf->kafka.properties;
@@ -1102,17 +1091,9 @@ make_consumer(struct alerts *s, char *errstr, size_t n)
                             "enable.partition.eof",
                             "false",
                             NULL};
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    int rc = set_prop(c, "bootstrap.servers", bh_kafka_bootstrap(s->c->hub->kafka), errstr, n);
-    for (size_t i = 0; rc == 0 && i < props->n; i++)
-        if (bh_kafka_property_scope(props->k[i]) != BH_KAFKA_SCOPE_PRODUCER)
-            rc = set_prop(c, props->k[i], props->v[i], errstr, n);
-    for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
-        rc = set_prop(c, pinned[i], pinned[i + 1], errstr, n);
-    if (rc < 0) {
-        rd_kafka_conf_destroy(c);
-        return rc;
-    }
+    rd_kafka_conf_t *c = bh_kafka_consumer_conf(s->c->hub->kafka, props, pinned, 0, errstr, n);
+    if (c == NULL)
+        return -EINVAL;
     rd_kafka_conf_set_opaque(c, s);
     rd_kafka_conf_set_log_cb(c, on_kafka_log);
     rd_kafka_conf_set_error_cb(c, on_kafka_error);

@@ -44,45 +44,18 @@
 
 /* --- the query string ---------------------------------------------------------------- */
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode S[0..LEN) ('+' is a space) into a new string: its length, or -1. */
 static ssize_t
 unescape(const char *s, size_t len, char **out)
 {
     char *d = malloc(len + 1);
-    size_t w = 0;
-    if (d == NULL)
+    ssize_t w = d != NULL ? bh_http_unescape(s, len, d, len + 1, 1) : -1;
+    if (w < 0) {
+        free(d);
         return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '+') {
-            d[w++] = ' ';
-        } else if (s[i] == '%') {
-            int hi = len - i >= 3 ? hexval(s[i + 1]) : -1;
-            int lo = len - i >= 3 ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                free(d);
-                return -1;
-            }
-            d[w++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            d[w++] = s[i];
-        }
     }
-    d[w] = '\0';
     *out = d;
-    return (ssize_t)w;
+    return w;
 }
 
 static int
@@ -964,17 +937,6 @@ start_setup(struct bh_alerts_api *a)
 }
 
 static int
-set_prop(rd_kafka_conf_t *c, const char *name, const char *value, char *errstr, size_t n)
-{
-    char err[256];
-    if (rd_kafka_conf_set(c, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, n, "kafka property %s: %s", name, err);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static int
 make_consumer(struct bh_alerts_api *a, char *errstr, size_t n)
 {
     const struct bh_kvlist *props = &a->c->hub->conf->kafka.properties;
@@ -996,18 +958,9 @@ make_consumer(struct bh_alerts_api *a, char *errstr, size_t n)
                             "enable.partition.eof",
                             "false",
                             NULL};
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    int rc = set_prop(c, "bootstrap.servers", bh_kafka_bootstrap(a->c->hub->kafka), errstr, n);
-    for (size_t i = 0; rc == 0 && i < props->n; i++)
-        if (bh_kafka_property_scope(props->k[i]) != BH_KAFKA_SCOPE_PRODUCER &&
-            strcmp(props->k[i], "group.id") != 0)
-            rc = set_prop(c, props->k[i], props->v[i], errstr, n);
-    for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
-        rc = set_prop(c, pinned[i], pinned[i + 1], errstr, n);
-    if (rc < 0) {
-        rd_kafka_conf_destroy(c);
-        return rc;
-    }
+    rd_kafka_conf_t *c = bh_kafka_consumer_conf(a->c->hub->kafka, props, pinned, 1, errstr, n);
+    if (c == NULL)
+        return -EINVAL;
     rd_kafka_conf_set_opaque(c, a);
     rd_kafka_conf_set_log_cb(c, on_kafka_log);
     rd_kafka_conf_set_error_cb(c, on_kafka_error);
