@@ -3149,9 +3149,10 @@ const struct bh_conf_key bh_join_conf_keys[] = {
      .type = BH_CONF_STRING,
      .offset = JKEY(rules_topic),
      .def = "block.rules.state",
-     .doc = "What the rules remember of each block (compacted, key = block and rule; created "
-            "with the inputs' partition count), written in the join's transactions and read "
-            "back when a partition is restored; not for consumers."},
+     .doc = "What the rules remember of each block (compacted, one record per block: the states "
+            "of every rule that saw its events; created with the inputs' partition count), "
+            "written in the join's transactions and read back when a partition is restored; not "
+            "for consumers."},
     {.name = "watches_topic",
      .type = BH_CONF_STRING,
      .offset = JKEY(watches_topic),
