@@ -3,7 +3,7 @@
 # (plain and ASan/UBSan with gcc, libFuzzer with clang; all -Wall -Wextra
 # -Werror), starts a real single-node Kafka on loopback, runs every unit and
 # integration test of the first two builds and the fuzz tests of the third
-# (BH_FUZZ_SECONDS per target, default 40) under ctest, and stops the broker.
+# (BH_FUZZ_SECONDS per target, default 30) under ctest, and stops the broker.
 # It fails if any test fails, if a pytest test is skipped, or if fewer pytest
 # tests ran than were collected (tests/check_pytest_reports.py).
 # Usage: deploy/test.sh [extra ctest args, e.g. -R fire]
@@ -41,7 +41,7 @@ failed=0
 for dir in build build-asan build-fuzz; do
   echo "=== ctest: $dir"
   log=$(mktemp)
-  # build-fuzz: only the fuzz tests (BH_FUZZ_SECONDS each, default 40), nproc at a time
+  # build-fuzz: only the fuzz tests (BH_FUZZ_SECONDS each, default 30), nproc at a time
   only=()
   [ "$dir" = build-fuzz ] && only=(-L fuzz -j"$jobs")
   rm -rf "${dir:?}/pytest"

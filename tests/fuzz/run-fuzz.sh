@@ -5,7 +5,7 @@
 #       Run TARGET once over every file of SEED_DIR (a libFuzzer program or
 #       one linked with driver.c): the corpus as regression inputs.
 #   run-fuzz.sh fuzz TARGET SEED_DIR WORK_DIR MAX_LEN [DICT]
-#       Fuzz TARGET (libFuzzer) for BH_FUZZ_SECONDS (default 40) from
+#       Fuzz TARGET (libFuzzer) for BH_FUZZ_SECONDS (default 30) from
 #       SEED_DIR and WORK_DIR/corpus; new inputs go to WORK_DIR/corpus (the
 #       source tree is never written), anything found to WORK_DIR/artifacts.
 #
@@ -33,7 +33,7 @@ fuzz)
   work=${4:?missing WORK_DIR}
   max_len=${5:?missing MAX_LEN}
   dict=${6:-}
-  secs=${BH_FUZZ_SECONDS:-40}
+  secs=${BH_FUZZ_SECONDS:-30}
   mkdir -p "$work/corpus" "$work/artifacts"
   args=(-max_total_time="$secs" -max_len="$max_len" -timeout=25 -rss_limit_mb=3072
         -artifact_prefix="$work/artifacts/" -print_final_stats=1)
