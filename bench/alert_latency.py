@@ -15,7 +15,6 @@ and RULES (the same watches and --rules rules), each a blockhub process with the
    achieved is printed beside the one asked for.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,6 @@ os.environ.setdefault("BH_SOURCE_DIR", ROOT)
 
 import requests  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient  # noqa: E402
 
 import bhcat  # noqa: E402
 import join_bench as jb  # noqa: E402
@@ -181,13 +179,9 @@ def live_run(args, conf_name, watch_lines, rate, label, tmp, bootstrap, blockhub
           % (r["seen_p50"], r["seen_p99"], r["commit_p50"], r["commit_p99"], r["commits"],
              r["commit_ms_max"]))
     assert st["counted"] == n and len(lat) == st["alerts"], (st["counted"], n, len(lat))
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    for f in a.delete_topics(list(topics.values()) + [alerts, view, state, "bench.dlq.%s" % run,
-                                                      "bench.rules.%s" % run]).values():
-        try:
-            f.result(60)
-        except Exception:
-            pass
+    jb.delete_topics(bootstrap, list(topics.values()) + [alerts, view, state,
+                                                         "bench.dlq.%s" % run,
+                                                         "bench.rules.%s" % run])
     return r
 
 
@@ -211,17 +205,9 @@ def main():
     live_perf, args.perf = args.perf, None  # the full-rate runs: not profiled
     bootstrap = args.bootstrap
     blockhub = os.path.join(args.build, "blockhub")
-    consume = os.path.join(args.build, "bench", "bench_join_consume")
-    if not os.path.exists(consume):
-        consume = os.path.join(args.build, "bench_join_consume")
     tmp = tempfile.mkdtemp(prefix="blockhub-alert-bench.")
     tag = uuid.uuid4().hex[:8]
-    blocks_path = os.path.join(tmp, "blocks.geojson")
-    subprocess.run([sys.executable, os.path.join(HERE, "gen_blocks.py"), str(args.blocks),
-                    blocks_path], check=True)
-    with open(blocks_path, encoding="utf-8") as f:
-        names = {ft["properties"]["block_id"]: ft["properties"]["name"]
-                 for ft in json.load(f)["features"]}
+    blocks_path, names = jb.block_map(tmp, args.blocks)
     schemas = jh.schema_dir(tmp)
     decoder = bhcat.Decoder(schemas)
     depts = [jh.Department(d, schemas) for d in jh.DEPTS]
@@ -235,8 +221,7 @@ def main():
     broker = jb.broker_pid(bootstrap)
     confs = {}
     for name, nrules in (("watches", 0), ("rules", args.rules)):
-        confs[name] = jb.alert_config(events, names, depts, args.watches, nrules,
-                                      "bench.alerts.%s" % tag, "bench.rules.%s" % tag)
+        confs[name] = jb.alert_config(events, names, depts, args.watches, nrules)
     fractions = [float(x) for x in args.fractions.split(",")]
     full = {"watches": [], "rules": []}
     live = {}
@@ -272,13 +257,7 @@ def main():
                  med([x["p50"] for x in w]), med([x["p50"] for x in r]),
                  med([x["p99"] for x in w]), med([x["p99"] for x in r]),
                  med([x["p99"] for x in r]) / med([x["p99"] for x in w])))
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    for f in a.delete_topics(list(topics.values()) + ["bench.alerts.%s" % tag,
-                                                      "bench.rules.%s" % tag]).values():
-        try:
-            f.result(60)
-        except Exception:
-            pass
+    jb.delete_topics(bootstrap, topics.values())
 
 
 if __name__ == "__main__":

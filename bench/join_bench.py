@@ -58,7 +58,28 @@ def broker_pid(bootstrap):
         return None
 
 
-def alert_config(events, names, depts, watches, rules, alerts_topic, rules_topic):
+def block_map(tmp, blocks):
+    """A generated map of BLOCKS blocks in TMP (bench/gen_blocks.py): its path, and block id ->
+    name."""
+    path = os.path.join(tmp, "blocks.geojson")
+    subprocess.run([sys.executable, os.path.join(HERE, "gen_blocks.py"), str(blocks), path],
+                   check=True)
+    with open(path, encoding="utf-8") as f:
+        return path, {ft["properties"]["block_id"]: ft["properties"]["name"]
+                      for ft in json.load(f)["features"]}
+
+
+def delete_topics(bootstrap, names):
+    """Deletes NAMES (those that do not exist are no error)."""
+    from confluent_kafka.admin import AdminClient
+    for f in AdminClient({"bootstrap.servers": bootstrap}).delete_topics(list(names)).values():
+        try:
+            f.result(60)
+        except Exception:
+            pass
+
+
+def alert_config(events, names, depts, watches, rules):
     """The join config lines of WATCHES watches (all but 100 on an event id of EVENTS, each
     firing once; 100 on blocks of NAMES for the market's events) and RULES rules (half pair
     rules of a market type and a traffic type within 10 minutes, half spike rules of more than
@@ -66,7 +87,7 @@ def alert_config(events, names, depts, watches, rules, alerts_topic, rules_topic
     rnd_ = __import__("random").Random(9)
     watch_ids = [e[1] for e in rnd_.sample(events, max(0, watches - 100))]
     watch_blocks = rnd_.sample(sorted(names), min(100, len(names)))
-    lines = ["  alerts_topic: %s" % alerts_topic, "  watches:"]
+    lines = ["  watches:"]
     for i, eid in enumerate(watch_ids):
         lines += ["    - name: id-%d" % i, "      type: field",
                   "      field: %s" % ("record_id" if eid.startswith("MA") else "event_id"),
@@ -79,7 +100,7 @@ def alert_config(events, names, depts, watches, rules, alerts_topic, rules_topic
     if rules > 0:
         ttypes = next(d for d in depts if d.name == "traffic").types
         ftypes = next(d for d in depts if d.name == "fire").types
-        lines += ["  rules_topic: %s" % rules_topic, "  rules:"]
+        lines += ["  rules:"]
         for i in range(rules):
             if i % 2 == 0:
                 lines += [
@@ -125,12 +146,7 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="blockhub-join-bench.")
     tag = args.reuse or uuid.uuid4().hex[:8]
-    blocks_path = os.path.join(tmp, "blocks.geojson")
-    subprocess.run([sys.executable, os.path.join(HERE, "gen_blocks.py"), str(args.blocks),
-                    blocks_path], check=True)
-    with open(blocks_path, encoding="utf-8") as f:
-        names = {ft["properties"]["block_id"]: ft["properties"]["name"]
-                 for ft in json.load(f)["features"]}
+    blocks_path, names = block_map(tmp, args.blocks)
     schemas = jh.schema_dir(tmp)
     depts = [jh.Department(d, schemas) for d in jh.DEPTS]
     topics = {d: "bench.dept.%s.%s" % (d, tag) for d in jh.DEPTS}
@@ -157,9 +173,8 @@ def main():
         print("ceiling: the broker (same machine) used %.2f s CPU in those %.2f s"
               % (proc_cpu(broker) - b0, time.monotonic() - w0))
 
-    args.watch_lines, args.watch_alerts = alert_config(
-        events, names, depts, args.watches, args.rules, "bench.alerts.%s" % tag,
-        "bench.rules.%s" % tag)
+    args.watch_lines, args.watch_alerts = alert_config(events, names, depts, args.watches,
+                                                       args.rules)
     results = {}
     for rnd in range(args.rounds):
         for store in args.stores.split(","):
@@ -187,17 +202,10 @@ def main():
                   "a run" % (store, base, med([r["rate"] for r in results[store]]) /
                              med([r["rate"] for r in results[base]]), args.watches, args.rules,
                              results[store][0]["alerts"]))
-    from confluent_kafka.admin import AdminClient
-    a = AdminClient({"bootstrap.servers": bootstrap})
     if args.keep:
         print("input topics kept: --reuse %s" % tag)
     else:
-        for f in a.delete_topics(list(topics.values()) + ["bench.alerts.%s" % tag,
-                                                          "bench.rules.%s" % tag]).values():
-            try:
-                f.result(60)
-            except Exception:
-                pass
+        delete_topics(bootstrap, topics.values())
 
 
 def peak_rss_mib(pid):
@@ -233,9 +241,8 @@ def write_config(args, store, label, tmp, bootstrap, blocks_path, schemas, depts
                                        json.dumps(v, ensure_ascii=False)))
             first = False
     if store.endswith("+watches"):  # alerts and the rules' state: topics of this run's own
-        lines += ["  alerts_topic: bench.alerts.%s" % run if ln.startswith("  alerts_topic: ")
-                  else "  rules_topic: bench.rules.%s" % run if ln.startswith("  rules_topic: ")
-                  else ln for ln in args.watch_lines]
+        lines += ["  alerts_topic: bench.alerts.%s" % run, "  rules_topic: bench.rules.%s" % run]
+        lines += args.watch_lines
     lines += ["admin:", "  listen: 127.0.0.1:%d" % port]
     with open(cfg, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -321,14 +328,8 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
             assert st["alerts"] == args.watch_alerts, (st["alerts"], args.watch_alerts)
         else:
             assert st["alerts"] >= args.watch_alerts, (st["alerts"], args.watch_alerts)
-    from confluent_kafka.admin import AdminClient
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    for f in a.delete_topics([view, state, "bench.dlq.%s" % run, "bench.alerts.%s" % run,
-                              "bench.rules.%s" % run]).values():
-        try:
-            f.result(60)
-        except Exception:
-            pass
+    delete_topics(bootstrap, [view, state, "bench.dlq.%s" % run, "bench.alerts.%s" % run,
+                              "bench.rules.%s" % run])
     print("  log: %s" % logpath)
     return {"rate": n / (t1 - t0), "cpu_per_m": (c1 - c0) / (n / 1e6), "rss_mib": rss,
             "alerts": st.get("alerts", 0)}
