@@ -35,6 +35,10 @@ struct bh_kafka {
     int fatal;
     unsigned restarts;
     rd_kafka_conf_t *template; /* to make a new producer after a fatal error */
+    /* bh_kafka_divert: messages go to this producer's open transaction instead */
+    rd_kafka_t *divert;
+    void (*divert_take)(void *arg, struct bh_delivery *d);
+    void *divert_arg;
     /* Topic handles of the current producer: a name lookup per message costs. */
     struct {
         char *name;
@@ -781,10 +785,44 @@ bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, 
     return 0;
 }
 
+void
+bh_kafka_divert(struct bh_kafka *k, rd_kafka_t *rk, void (*take)(void *arg, struct bh_delivery *d),
+                void *arg)
+{
+    k->divert = rk;
+    k->divert_take = take;
+    k->divert_arg = arg;
+}
+
+/* bh_kafka_produce while diverted: into the other producer's transaction, the tracker to TAKE. */
+static int
+produce_diverted(struct bh_kafka *k, const char *topic, const void *key, size_t keylen,
+                 const void *value, size_t len, rd_kafka_headers_t *hdrs, struct bh_delivery *d)
+{
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->divert, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        if (d != NULL)
+            k->divert_take(k->divert_arg, d);
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return -ENOBUFS;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        return -EMSGSIZE;
+    default: /* the transaction is in an error state: the caller aborts it */
+        return -EIO;
+    }
+}
+
 int
 bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t keylen,
                  const void *value, size_t len, rd_kafka_headers_t *hdrs, struct bh_delivery *d)
 {
+    if (k->divert != NULL)
+        return produce_diverted(k, topic, key, keylen, value, len, hdrs, d);
     if (k->fatal)
         return -ESHUTDOWN;
     rd_kafka_resp_err_t e;

@@ -155,6 +155,18 @@ int bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, siz
                      const void *value, size_t len, rd_kafka_headers_t *hdrs,
                      struct bh_delivery *d);
 
+/*
+ * Divert: until bh_kafka_divert(K, NULL, NULL, NULL), bh_kafka_produce hands
+ * its messages to RK, a transactional producer of the caller's own whose open
+ * transaction takes them, instead of the hub's producer; on success it gives
+ * the tracker D (when not NULL) to TAKE(ARG, D) instead of waiting for a
+ * delivery report: the caller calls D->cb itself once the transaction is
+ * committed or aborted. Errors: -ENOBUFS, -EMSGSIZE, and -EIO when RK refuses
+ * (its transaction must be aborted). Loop thread only, around one call.
+ */
+void bh_kafka_divert(struct bh_kafka *k, rd_kafka_t *rk,
+                     void (*take)(void *arg, struct bh_delivery *d), void *arg);
+
 /* The producer's message.max.bytes: no record larger than this (with its key and headers) can be
  * produced. */
 size_t bh_kafka_max_message(const struct bh_kafka *k);

@@ -38,6 +38,17 @@ sync_dir(const char *path)
     }
 }
 
+size_t
+bh_market_checkpoint_format(char *buf, size_t size, const struct bh_market_checkpoint *c)
+{
+    int n = snprintf(
+        buf, size,
+        MAGIC "dev=%llu\nino=%llu\nsize=%llu\noffset=%llu\nrow=%lld\nline=%lld\nfile=%s\n",
+        (unsigned long long)c->dev, (unsigned long long)c->ino, (unsigned long long)c->size,
+        (unsigned long long)c->offset, (long long)c->row, (long long)c->line, c->file);
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 int
 bh_market_checkpoint_write(const char *path, const struct bh_market_checkpoint *c)
 {
@@ -46,11 +57,7 @@ bh_market_checkpoint_write(const char *path, const struct bh_market_checkpoint *
     int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     if (n < 0 || (size_t)n >= sizeof(tmp))
         return -ENAMETOOLONG;
-    n = snprintf(text, sizeof(text),
-                 MAGIC "dev=%llu\nino=%llu\nsize=%llu\noffset=%llu\nrow=%lld\nline=%lld\nfile=%s\n",
-                 (unsigned long long)c->dev, (unsigned long long)c->ino,
-                 (unsigned long long)c->size, (unsigned long long)c->offset, (long long)c->row,
-                 (long long)c->line, c->file);
+    n = (int)bh_market_checkpoint_format(text, sizeof(text), c);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
@@ -79,7 +86,17 @@ bh_market_checkpoint_read(const char *path, struct bh_market_checkpoint *c)
     close(fd);
     if (n < 0)
         return -EINVAL;
-    text[n] = '\0';
+    return bh_market_checkpoint_parse(text, (size_t)n, c);
+}
+
+int
+bh_market_checkpoint_parse(const char *buf, size_t len, struct bh_market_checkpoint *c)
+{
+    char text[NAME_MAX * 4 + 256];
+    if (len >= sizeof(text))
+        return -EINVAL;
+    memcpy(text, buf, len);
+    text[len] = '\0';
     memset(c, 0, sizeof(*c));
     unsigned long long dev, ino, size, offset;
     long long row, line;
@@ -92,7 +109,7 @@ bh_market_checkpoint_read(const char *path, struct bh_market_checkpoint *c)
         return -EINVAL;
     const char *name = text + strlen(MAGIC) + used;
     const char *end = strchr(name, '\n');
-    size_t len = end ? (size_t)(end - name) : 0;
+    len = end ? (size_t)(end - name) : 0;
     if (end == NULL || len == 0 || len >= sizeof(c->file) || offset > size || row < 0 || line < 0)
         return -EINVAL;
     memcpy(c->file, name, len);

@@ -20,6 +20,7 @@
 #define BH_MARKET_CHECKPOINT_H
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct bh_market_checkpoint {
@@ -29,6 +30,10 @@ struct bh_market_checkpoint {
     char file[NAME_MAX * 4 + 1]; /* the name as shown: see spool.h */
 };
 
+/* The text above into BUF (SIZE bytes, NUL-terminated); returns its length. */
+size_t bh_market_checkpoint_format(char *buf, size_t size, const struct bh_market_checkpoint *c);
+/* The text above from BUF (LEN bytes, not NUL-terminated): 0 or -EINVAL. */
+int bh_market_checkpoint_parse(const char *buf, size_t len, struct bh_market_checkpoint *c);
 /* 0 or a negative errno. Blocking (open, write, fsync, rename): run it off the loop. */
 int bh_market_checkpoint_write(const char *path, const struct bh_market_checkpoint *c);
 /* 0, -ENOENT (no checkpoint) or -EINVAL (not a checkpoint). */

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "kafka.h"
 #include "csv.h"
 #include "decimal.h"
 #include "decode.h"
@@ -77,6 +78,9 @@ struct market_conf {
     int64_t checkpoint_rows;
     int64_t retry_backoff;
     int64_t settle_time;
+    bool exactly_once;
+    char *transactional_id;
+    char *position_topic;
 };
 
 /* --- the columns ----------------------------------------------------------- */
@@ -219,6 +223,42 @@ struct market {
     int tl_any, tl_dead;       /* the largest refusal of this round */
     uint64_t tl_end;
     size_t tl_bytes;
+
+    /*
+     * exactly_once: the rows, their dead letters and the position after them
+     * go to Kafka in one transaction of the adapter's own producer (see "the
+     * transactions" below). A row is acknowledged only when its transaction
+     * commits; an abort fails every row of it and the file rewinds to the
+     * last committed position.
+     */
+    int eos;
+    struct txn {
+        rd_kafka_t *rk;
+        rd_kafka_conf_t *pconf, *cconf; /* for the start job */
+        char id[256];                   /* transactional.id */
+        char topic[256];                /* the position topic */
+        uv_timer_t retry;               /* the start job again after a failure */
+        uv_work_t work;
+        int job;   /* TXN_START, TXN_COMMIT */
+        int busy;  /* a job runs on the thread pool */
+        int ready; /* started: the producer's transactions are initialized */
+        int open;  /* a transaction is begun */
+        int due;   /* commit at the next chance (checkpoint_interval) */
+        int dead;  /* a fatal error (fenced): the adapter stops */
+        /* The trackers of the open transaction, in the order produced. */
+        struct bh_delivery **d;
+        size_t nd, capd;
+        /* The job's result (read on the loop once it is done). */
+        int result; /* TXN_OK, TXN_ABORTED, TXN_FATAL, TXN_FAILED */
+        rd_kafka_resp_err_t err;
+        char errstr[1024];
+        struct bh_market_checkpoint found;
+        int found_ok;
+        int abort_only; /* the commit job aborts instead */
+        int64_t t0;
+        uint64_t commits, aborts;
+    } tx;
+    int failed_stop; /* stopping because of a fatal error: bh_component_failed */
 };
 
 static void process(struct market *m);
@@ -271,6 +311,7 @@ kick(struct market *m)
 }
 
 static void checkpoint(struct market *m);
+static void txn_maybe(struct market *m);
 
 static void
 on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, int64_t offset)
@@ -345,8 +386,8 @@ checkpoint(struct market *m)
         m->ck = m->acked;
         m->ck_valid = 1;
     }
-    if (!m->ck_valid)
-        return;
+    if (!m->ck_valid || m->eos)
+        return; /* exactly_once: the position is in Kafka, committed with the rows */
     if (m->ck_busy) {
         m->ck_dirty = 1;
         return;
@@ -362,6 +403,8 @@ checkpoint(struct market *m)
 static int
 checkpoint_current(const struct market *m)
 {
+    if (m->eos)
+        return 1; /* the rows acknowledged are those committed, with their position */
     if (m->ck_busy || m->ck_dirty)
         return 0;
     return m->acked.offset == 0 ||
@@ -373,8 +416,426 @@ static void
 on_ckpt_timer(uv_timer_t *t)
 {
     struct market *m = t->data;
+    if (m->eos) {
+        m->tx.due = 1;
+        txn_maybe(m);
+        return;
+    }
     if (m->f.fd >= 0 && !checkpoint_current(m) && !m->ck_busy)
         checkpoint(m);
+}
+
+/* --- the transactions (exactly_once) --------------------------------------- */
+
+enum { TXN_START, TXN_COMMIT };
+enum { TXN_OK, TXN_ABORTED, TXN_FATAL, TXN_FAILED };
+
+#define TXN_TIMEOUT_MS 30000
+#define TXN_START_MS   30000
+#define TXN_RETRIES    10
+#define TXN_RESTART_MS 2000
+
+/* bh_kafka_divert's TAKE: a tracker of the open transaction. */
+static void
+txn_take(void *arg, struct bh_delivery *d)
+{
+    struct market *m = arg;
+    struct txn *t = &m->tx;
+    if (t->nd == t->capd) {
+        size_t cap = t->capd ? t->capd * 2 : 1024;
+        struct bh_delivery **v = realloc(t->d, cap * sizeof(*v));
+        if (v == NULL) {
+            /* Never heard of again: the file stops until the adapter is restarted. */
+            bh_error(m->a->name, "out of memory tracking a row of the transaction");
+            return;
+        }
+        t->d = v;
+        t->capd = cap;
+    }
+    t->d[t->nd++] = d;
+}
+
+/* Produce through the transaction (ON) or the hub's producer again. */
+static int
+divert(struct market *m, int on)
+{
+    struct txn *t = &m->tx;
+    if (!m->eos)
+        return 0;
+    if (!on) {
+        bh_kafka_divert(m->a->hub->kafka, NULL, NULL, NULL);
+        return 0;
+    }
+    if (!t->open) {
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
+        if (e != NULL) {
+            bh_warn(m->a->name, "cannot begin a transaction: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return -EIO;
+        }
+        t->open = 1;
+        t->t0 = (int64_t)uv_now(m->a->hub->loop);
+    }
+    bh_kafka_divert(m->a->hub->kafka, t->rk, txn_take, m);
+    return 0;
+}
+
+static int
+publish_row(struct market *m, const char *block, size_t block_len, const void *data, size_t len,
+            const char *event_id, size_t event_id_len, struct bh_delivery *d)
+{
+    int rc = divert(m, 1);
+    if (rc == 0)
+        rc = bh_publish(m->a, m->conf->topic, block, block_len, data, len, event_id, event_id_len,
+                        d);
+    divert(m, 0);
+    return rc;
+}
+
+static int
+publish_dead(struct market *m, enum bh_dlq_reason reason, const char *detail,
+             const struct bh_dlq_origin *origin, const void *payload, size_t len,
+             struct bh_delivery *d)
+{
+    int rc = divert(m, 1);
+    if (rc == 0)
+        rc = bh_publish_dead(m->a, reason, detail, origin, payload, len, d);
+    divert(m, 0);
+    return rc;
+}
+
+static void
+txn_error(struct txn *t, const char *what, rd_kafka_error_t *e)
+{
+    t->err = rd_kafka_error_code(e);
+    snprintf(t->errstr, sizeof(t->errstr), "%s: %s", what, rd_kafka_error_string(e));
+}
+
+/* The blocking part of a commit, on the thread pool: commit, else abort. */
+static void
+txn_commit_job(struct txn *t)
+{
+    rd_kafka_error_t *e = NULL;
+    if (t->abort_only)
+        goto abort;
+    for (int i = 0; i < TXN_RETRIES; i++) {
+        e = rd_kafka_commit_transaction(t->rk, TXN_TIMEOUT_MS);
+        if (e == NULL || !rd_kafka_error_is_retriable(e) || rd_kafka_error_is_fatal(e))
+            break;
+        rd_kafka_error_destroy(e);
+        e = NULL;
+    }
+    if (e == NULL) {
+        t->result = TXN_OK;
+        rd_kafka_poll(t->rk, 0);
+        return;
+    }
+    txn_error(t, "commit_transaction", e);
+    int fatal = rd_kafka_error_is_fatal(e) || !rd_kafka_error_txn_requires_abort(e);
+    rd_kafka_error_destroy(e);
+    if (fatal) {
+        t->result = TXN_FATAL;
+        return;
+    }
+abort:
+    for (int i = 0; i < TXN_RETRIES; i++) {
+        e = rd_kafka_abort_transaction(t->rk, TXN_TIMEOUT_MS);
+        if (e == NULL || !rd_kafka_error_is_retriable(e) || rd_kafka_error_is_fatal(e))
+            break;
+        rd_kafka_error_destroy(e);
+        e = NULL;
+    }
+    t->abort_only = 0;
+    if (e != NULL) {
+        txn_error(t, "abort_transaction", e);
+        rd_kafka_error_destroy(e);
+        t->result = TXN_FATAL;
+        return;
+    }
+    t->result = TXN_ABORTED;
+    rd_kafka_poll(t->rk, 0);
+}
+
+/*
+ * The blocking part of the start, on the thread pool: the producer, the
+ * position topic, init_transactions (which fences a previous instance and
+ * aborts what it left open), then the position topic read read_committed to
+ * its end: the last position of this adapter is where it resumes.
+ */
+static void
+txn_start_job(struct market *m)
+{
+    struct txn *t = &m->tx;
+    char err[256];
+    rd_kafka_error_t *e = NULL;
+    t->found_ok = 0;
+    t->result = TXN_FAILED;
+    if (t->rk == NULL) {
+        rd_kafka_conf_t *c = rd_kafka_conf_dup(t->pconf);
+        t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        if (t->rk == NULL) {
+            rd_kafka_conf_destroy(c);
+            snprintf(t->errstr, sizeof(t->errstr), "producer: %s", err);
+            return;
+        }
+        if (!bh_kafka_is_embedded(m->a->hub->kafka)) {
+            const struct bh_kafka_new_topic nt = {t->topic, bh_kafka_compacted};
+            const struct bh_kafka_create_opts o = {
+                .partitions = 1,
+                .replication = (int)m->a->hub->conf->kafka.replication,
+                .timeout_ms = TXN_START_MS,
+                .who = m->a->name,
+            };
+            if (bh_kafka_create_topics(t->rk, &nt, 1, &o, err, sizeof(err)) < 0) {
+                snprintf(t->errstr, sizeof(t->errstr), "position topic %s: %s", t->topic, err);
+                return;
+            }
+        }
+        for (int i = 0; i < TXN_RETRIES; i++) {
+            e = rd_kafka_init_transactions(t->rk, TXN_START_MS);
+            if (e == NULL || !rd_kafka_error_is_retriable(e) || rd_kafka_error_is_fatal(e))
+                break;
+            rd_kafka_error_destroy(e);
+            e = NULL;
+        }
+        if (e != NULL) {
+            txn_error(t, "init_transactions", e);
+            t->result = TXN_FATAL; /* this producer is done with: a new one next time */
+            rd_kafka_error_destroy(e);
+            return;
+        }
+    }
+    rd_kafka_conf_t *cc = rd_kafka_conf_dup(t->cconf);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+    if (c == NULL) {
+        rd_kafka_conf_destroy(cc);
+        snprintf(t->errstr, sizeof(t->errstr), "position reader: %s", err);
+        return;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, t->topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_resp_err_t ae = rd_kafka_assign(c, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (ae != RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(t->errstr, sizeof(t->errstr), "position topic %s: assign: %s", t->topic,
+                 rd_kafka_err2str(ae));
+    size_t keylen = strlen(m->a->name);
+    uint64_t deadline = uv_hrtime() + (uint64_t)TXN_START_MS * 1000000;
+    int end = 0;
+    if (ae == RD_KAFKA_RESP_ERR_NO_ERROR)
+        snprintf(t->errstr, sizeof(t->errstr), "position topic %s: not read to its end in %d ms",
+                 t->topic, TXN_START_MS);
+    while (ae == RD_KAFKA_RESP_ERR_NO_ERROR && !end && uv_hrtime() < deadline) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 200);
+        if (msg == NULL)
+            continue;
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            end = 1;
+        } else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            struct bh_market_checkpoint ck;
+            if (msg->key_len == keylen && memcmp(msg->key, m->a->name, keylen) == 0) {
+                if (msg->len == 0) {
+                    t->found_ok = 0; /* a tombstone: no position */
+                } else if (bh_market_checkpoint_parse(msg->payload, msg->len, &ck) == 0) {
+                    t->found = ck;
+                    t->found_ok = 1;
+                }
+            }
+        } else {
+            snprintf(t->errstr, sizeof(t->errstr), "position topic %s: %s", t->topic,
+                     rd_kafka_message_errstr(msg));
+        }
+        rd_kafka_message_destroy(msg);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    if (end)
+        t->result = TXN_OK;
+}
+
+static void
+txn_run(uv_work_t *w)
+{
+    struct market *m = w->data;
+    if (m->tx.job == TXN_START)
+        txn_start_job(m);
+    else
+        txn_commit_job(&m->tx);
+}
+
+static void txn_start(struct market *m);
+
+static void
+on_txn_retry(uv_timer_t *h)
+{
+    txn_start(h->data);
+}
+
+/* Every tracker of the transaction hears ERR (in the order produced). */
+static void
+txn_report(struct market *m, rd_kafka_resp_err_t err)
+{
+    struct txn *t = &m->tx;
+    size_t n = t->nd;
+    t->nd = 0;
+    for (size_t i = 0; i < n; i++)
+        t->d[i]->cb(t->d[i], err, -1, -1);
+}
+
+/* A fatal error (fenced by another instance with the same transactional.id): stop the adapter. */
+static void
+txn_fatal(struct market *m)
+{
+    struct txn *t = &m->tx;
+    bh_error(m->a->name,
+             "exactly-once: the transactional producer (transactional.id %s) failed for good: %s; "
+             "the market adapter stops (nothing after the last committed position was "
+             "published); restart it once the cause is fixed",
+             t->id, t->errstr);
+    t->dead = 1;
+    t->open = 0;
+    m->failed_stop = 1;
+    txn_report(m, t->err != RD_KAFKA_RESP_ERR_NO_ERROR ? t->err : RD_KAFKA_RESP_ERR__FATAL);
+    if (!m->stopping) {
+        m->stopping = 1;
+        uv_fs_event_stop(&m->watch);
+        uv_timer_stop(&m->rescan);
+        uv_timer_stop(&m->backoff);
+        uv_timer_stop(&m->settle);
+        m->backoff_busy = 0;
+    }
+    kick(m);
+}
+
+static void
+txn_done(uv_work_t *w, int status)
+{
+    struct market *m = w->data;
+    struct txn *t = &m->tx;
+    (void)status;
+    t->busy = 0;
+    if (t->job == TXN_START) {
+        if (t->result == TXN_OK) {
+            t->ready = 1;
+            if (t->found_ok) {
+                m->ck = t->found;
+                m->ck_valid = 1;
+                bh_info(m->a->name,
+                        "exactly once: transactional.id %s, position topic %s: %s at byte %llu "
+                        "(after row %lld)",
+                        t->id, t->topic, m->ck.file, (unsigned long long)m->ck.offset,
+                        (long long)m->ck.row);
+            } else {
+                bh_info(m->a->name,
+                        "exactly once: transactional.id %s, position topic %s: no position yet%s",
+                        t->id, t->topic, m->ck_valid ? " (the checkpoint file is taken)" : "");
+            }
+            kick(m);
+            scan(m);
+            return;
+        }
+        if (t->result == TXN_FATAL && t->rk != NULL) {
+            rd_kafka_destroy(t->rk); /* blocks briefly: only on a failed start */
+            t->rk = NULL;
+        }
+        bh_error(m->a->name, "exactly once: cannot start: %s; trying again in %d ms", t->errstr,
+                 TXN_RESTART_MS);
+        if (!m->stopping)
+            uv_timer_start(&t->retry, on_txn_retry, TXN_RESTART_MS, 0);
+        else
+            step(m);
+        return;
+    }
+    t->open = 0;
+    if (t->result == TXN_OK) {
+        t->commits++;
+        txn_report(m, RD_KAFKA_RESP_ERR_NO_ERROR);
+    } else if (t->result == TXN_ABORTED) {
+        t->aborts++;
+        bh_warn(m->a->name,
+                "exactly once: transaction aborted (%s); rewinding to the last "
+                "committed position",
+                t->errstr);
+        txn_report(m, t->err != RD_KAFKA_RESP_ERR_NO_ERROR ? t->err : RD_KAFKA_RESP_ERR__FAIL);
+    } else {
+        txn_fatal(m);
+        return;
+    }
+    kick(m);
+    if (m->f.fd < 0)
+        scan(m);
+}
+
+static void
+txn_post(struct market *m, int job)
+{
+    struct txn *t = &m->tx;
+    t->job = job;
+    t->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!t->abort_only)
+        t->errstr[0] = '\0';
+    t->work.data = m;
+    if (uv_queue_work(m->a->hub->loop, &t->work, txn_run, txn_done) == 0)
+        t->busy = 1;
+}
+
+static void
+txn_start(struct market *m)
+{
+    if (!m->stopping)
+        txn_post(m, TXN_START);
+    else
+        step(m);
+}
+
+/*
+ * The position after the last row of the transaction, to the position topic
+ * in the same transaction: -EIO when it cannot be produced (abort then).
+ */
+static int
+txn_position(struct market *m)
+{
+    struct txn *t = &m->tx;
+    if (m->head == m->tail || m->f.fd < 0)
+        return 0; /* no row of a file in it: only dead letters of entries */
+    const struct slot *s = &m->ring[(m->head - 1) % m->cap];
+    struct bh_market_checkpoint p = m->acked;
+    char text[NAME_MAX * 4 + 256];
+    p.offset = s->end;
+    p.row = s->row;
+    p.line = s->lines;
+    size_t n = bh_market_checkpoint_format(text, sizeof(text), &p);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        t->rk, RD_KAFKA_V_TOPIC(t->topic), RD_KAFKA_V_KEY(m->a->name, strlen(m->a->name)),
+        RD_KAFKA_V_VALUE(text, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(t->errstr, sizeof(t->errstr), "position record: %s", rd_kafka_err2str(e));
+        return -EIO;
+    }
+    return 0;
+}
+
+/*
+ * Commit the open transaction when it is time: checkpoint_interval passed,
+ * checkpoint_rows or max_in_flight rows are in it, the file's input is done,
+ * it failed (what was produced is committed, then the file rewinds), or the
+ * adapter stops. Reading waits while the commit runs.
+ */
+static void
+txn_maybe(struct market *m)
+{
+    struct txn *t = &m->tx;
+    struct file *f = &m->f;
+    if (!m->eos || t->busy || !t->ready || t->dead || !t->open)
+        return;
+    if (t->nd == 0 && !f->failed && !m->stopping)
+        return;
+    if (!(t->due || f->input_done || f->failed || m->stopping || bh_flow_at_limit(&m->flow) ||
+          t->nd >= (size_t)m->conf->checkpoint_rows))
+        return;
+    t->due = 0;
+    t->abort_only = txn_position(m) < 0; /* rows without their position: abort */
+    txn_post(m, TXN_COMMIT);
 }
 
 /* --- validation ------------------------------------------------------------ */
@@ -537,8 +998,7 @@ produce_event(struct market *m, struct slot *s, const struct event *ev, const st
         return rc;
     s->dead = 0;
     s->bytes = len + e.block_id.len + ev->len[C_ID];
-    return bh_publish(m->a, m->conf->topic, blk->id, e.block_id.len, data, len, ev->v[C_ID],
-                      ev->len[C_ID], &s->d);
+    return publish_row(m, blk->id, e.block_id.len, data, len, ev->v[C_ID], ev->len[C_ID], &s->d);
 }
 
 /* The current row's original bytes, without its line end. */
@@ -657,12 +1117,12 @@ dead_letter(struct market *m, struct slot *s, enum bh_dlq_reason r, const char *
         len = room;
     }
     s->bytes = len;
-    rc = bh_publish_dead(m->a, r, detail, &origin, m->raw, len, &s->d);
+    rc = publish_dead(m, r, detail, &origin, m->raw, len, &s->d);
     if (rc == -EMSGSIZE && len > 0) {
         snprintf(detail + k, sizeof(detail) - k,
                  " (payload left out: it does not fit under message.max.bytes)");
         s->bytes = 0;
-        rc = bh_publish_dead(m->a, r, detail, &origin, m->raw, 0, &s->d);
+        rc = publish_dead(m, r, detail, &origin, m->raw, 0, &s->d);
     }
     if (rc == -EMSGSIZE) {
         skip_row(m, s, detail);
@@ -1025,6 +1485,7 @@ pause_reading(struct market *m)
     if (bh_flow_stop(&m->flow))
         bh_debug(m->a->name, "%s: %zu rows out, reading paused after row %lld", m->f.shown,
                  occupied(m), (long long)m->f.row);
+    txn_maybe(m); /* exactly_once: the rows out are acknowledged by their commit */
 }
 
 /*
@@ -1036,6 +1497,14 @@ process(struct market *m)
 {
     struct file *f = &m->f;
     while (!m->stopping && !f->failed && !f->input_done) {
+        if (m->eos) {
+            if (m->tx.nd >= (size_t)m->conf->checkpoint_rows)
+                txn_maybe(m);
+            if (m->tx.busy || !m->tx.ready || m->tx.dead) {
+                m->held = 1;
+                return; /* txn_done comes back (step) */
+            }
+        }
         if (f->jump)
             jump(m);
         if (f->pos == f->len && !f->eof && !next_chunk(m)) {
@@ -1290,7 +1759,7 @@ reject_entry(struct market *m, struct bh_market_spool_entry *e, const char *what
              where);
     bh_error(m->a->name, "%s", detail);
     struct bh_dlq_origin origin = {"file", shown, NULL, -1};
-    rc = bh_publish_dead(m->a, BH_DLQ_INVALID_HEADER, detail, &origin, "", 0, NULL);
+    rc = publish_dead(m, BH_DLQ_INVALID_HEADER, detail, &origin, "", 0, NULL);
     e->reported = rc == 0; /* else: again at the next scan */
     m->files_failed++;
 }
@@ -1315,6 +1784,8 @@ take(struct market *m)
     uint64_t wait = UINT64_MAX;
     struct bh_market_spool_entry *first = NULL, *interrupted = NULL;
     char shown[BH_MARKET_SHOWN_MAX], what[300];
+    if (m->eos && (m->tx.busy || !m->tx.ready || m->tx.dead))
+        return; /* txn_done scans again */
     for (size_t i = 0; i < sp->n; i++) {
         struct bh_market_spool_entry *e = &sp->v[i];
         if (e->kind != BH_MARKET_SPOOL_FILE) {
@@ -1441,7 +1912,11 @@ static void
 on_closed(uv_handle_t *h)
 {
     struct market *m = h->data;
-    if (--m->handles == 0)
+    if (--m->handles != 0)
+        return;
+    if (m->failed_stop)
+        bh_component_failed(m->a);
+    else
         bh_component_stopped(m->a);
 }
 
@@ -1454,6 +1929,7 @@ static void
 step(struct market *m)
 {
     struct file *f = &m->f;
+    txn_maybe(m);
     int reading = f->fd >= 0 && !f->failed && !f->input_done && !m->stopping;
     if (reading || (f->fd >= 0 && m->in_flight > 0)) {
         if (reading && !m->flow.operator_pause && (bh_flow_room(&m->flow) || m->held)) {
@@ -1483,12 +1959,13 @@ step(struct market *m)
             f->fd = -1;
         }
     }
-    if (!m->stopping || m->closing || m->scan_busy || m->ck_busy || f->fd >= 0)
+    if (!m->stopping || m->closing || m->scan_busy || m->ck_busy || f->fd >= 0 || m->tx.busy)
         return;
     m->closing = 1;
     uv_handle_t *handles[] = {(uv_handle_t *)&m->watch,   (uv_handle_t *)&m->rescan,
                               (uv_handle_t *)&m->kick,    (uv_handle_t *)&m->ckpt_timer,
-                              (uv_handle_t *)&m->backoff, (uv_handle_t *)&m->settle};
+                              (uv_handle_t *)&m->backoff, (uv_handle_t *)&m->settle,
+                              (uv_handle_t *)&m->tx.retry};
     m->handles = sizeof(handles) / sizeof(handles[0]);
     for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
         uv_close(handles[i], on_closed);
@@ -1535,6 +2012,91 @@ check_done_action(const void *value, char *why, size_t n)
         return 0;
     snprintf(why, n, "'%.*s' is not move or delete", (int)bh_utf8_cut(v, strlen(v), 64), v);
     return -EINVAL;
+}
+
+/* The clients of exactly_once (made on the loop, used by the start job). */
+static int
+txn_setup(struct market *m, char *errstr, size_t n)
+{
+    const struct market_conf *c = m->conf;
+    struct txn *t = &m->tx;
+    struct bh_kafka *k = m->a->hub->kafka;
+    const struct bh_kvlist *props = &m->a->hub->conf->kafka.properties;
+    m->eos = 1;
+    snprintf(t->id, sizeof(t->id), "%s", c->transactional_id ? c->transactional_id : "");
+    if (t->id[0] == '\0')
+        snprintf(t->id, sizeof(t->id), "blockhub-market-%s", m->a->name);
+    snprintf(t->topic, sizeof(t->topic), "%s", c->position_topic ? c->position_topic : "");
+    if (t->topic[0] == '\0')
+        snprintf(t->topic, sizeof(t->topic), "blockhub.market.position.%s", m->a->name);
+    const char *pinned[] = {"transactional.id",
+                            t->id,
+                            "enable.idempotence",
+                            "true",
+                            "acks",
+                            "all",
+                            "partitioner",
+                            "murmur2_random",
+                            "client.id",
+                            t->id,
+                            NULL};
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    int rc = bh_kafka_conf_set(pc, "bootstrap.servers", bh_kafka_bootstrap(k), errstr, n);
+    for (size_t i = 0; rc == 0 && i < props->n; i++)
+        if (bh_kafka_property_scope(props->k[i]) != BH_KAFKA_SCOPE_CONSUMER)
+            rc = bh_kafka_conf_set(pc, props->k[i], props->v[i], errstr, n);
+    for (size_t i = 0; rc == 0 && pinned[i] != NULL; i += 2)
+        rc = bh_kafka_conf_set(pc, pinned[i], pinned[i + 1], errstr, n);
+    if (rc < 0) {
+        rd_kafka_conf_destroy(pc);
+        return rc;
+    }
+    t->pconf = pc;
+    /* A group only because assign() needs one: it never joins, nothing is committed. */
+    char group[300];
+    snprintf(group, sizeof(group), "%s-position", t->id);
+    const char *cpinned[] = {"group.id",
+                             group,
+                             "isolation.level",
+                             "read_committed",
+                             "enable.partition.eof",
+                             "true",
+                             "enable.auto.commit",
+                             "false",
+                             "auto.offset.reset",
+                             "earliest",
+                             NULL};
+    t->cconf = bh_kafka_consumer_conf(k, props, cpinned, 1, errstr, n);
+    return t->cconf == NULL ? -EINVAL : 0;
+}
+
+static int
+check_txn_id(const void *value, char *why, size_t n)
+{
+    const char *v = *(char *const *)value;
+    if (v == NULL)
+        return 0;
+    size_t len = strlen(v);
+    if (len == 0 || len > 200) {
+        snprintf(why, n, "must be 1 to 200 characters");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)v[i] <= ' ' || (unsigned char)v[i] >= 0x7f) {
+            snprintf(why, n, "'%.*s' has a character that is not printable ASCII (or a space)",
+                     (int)bh_utf8_cut(v, len, 64), v);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int
+check_position_topic(const void *value, char *why, size_t n)
+{
+    if (*(char *const *)value == NULL)
+        return 0;
+    return bh_conf_check_topic(value, why, n);
 }
 
 /* A record's bytes besides the row's fields: source file name, numbers, framing, key, headers. */
@@ -1596,7 +2158,10 @@ setup(struct market *m, char *errstr, size_t errstr_size)
                               errstr_size);
     if (rc < 0)
         return rc;
-    /* The latest checkpoint: where a file interrupted by a crash resumes. */
+    if (c->exactly_once && (rc = txn_setup(m, errstr, errstr_size)) < 0)
+        return rc;
+    /* The latest checkpoint: where a file interrupted by a crash resumes (with
+     * exactly_once, only until the position topic has one). */
     rc = bh_market_checkpoint_read(m->state_path, &m->ck);
     m->ck_valid = rc == 0;
     if (rc == -EINVAL)
@@ -1619,6 +2184,13 @@ free_market(struct market *m)
     free(m->raw);
     free(m->big);
     bh_market_spool_free(&m->spool);
+    if (m->tx.rk != NULL)
+        rd_kafka_destroy(m->tx.rk);
+    if (m->tx.pconf != NULL)
+        rd_kafka_conf_destroy(m->tx.pconf);
+    if (m->tx.cconf != NULL)
+        rd_kafka_conf_destroy(m->tx.cconf);
+    free(m->tx.d);
     free(m);
 }
 
@@ -1645,6 +2217,8 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
         uv_timer_init(loop, timers[i]);
         timers[i]->data = m;
     }
+    uv_timer_init(loop, &m->tx.retry);
+    m->tx.retry.data = m;
     uv_fs_event_init(loop, &m->watch);
     m->watch.data = m;
     rc = uv_fs_event_start(&m->watch, on_fs_event, c->spool_dir, 0);
@@ -1669,7 +2243,10 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
                 "max_row_bytes or raise kafka.properties.message.max.bytes",
                 (unsigned long long)c->max_row_bytes, max, keep);
     }
-    scan(m);
+    if (m->eos)
+        txn_start(m); /* its end scans */
+    else
+        scan(m);
     return 0;
 }
 
@@ -1677,7 +2254,12 @@ static void
 stop(struct bh_component *a)
 {
     struct market *m = a->priv;
+    if (m->stopping) {
+        kick(m);
+        return; /* already stopping after a fatal error */
+    }
     m->stopping = 1;
+    uv_timer_stop(&m->tx.retry);
     uv_fs_event_stop(&m->watch);
     uv_timer_stop(&m->rescan);
     uv_timer_stop(&m->backoff);
@@ -1732,6 +2314,12 @@ stats(const struct bh_component *a, struct bh_stats *out)
     bh_stats_add(out, "files_done", "files published to the end", false, m->files_done);
     bh_stats_add(out, "files_failed", "files moved to failed/", false, m->files_failed);
     bh_stats_add(out, "rows_read", "data rows read (again after a rewind)", false, m->rows_read);
+    if (m->eos) {
+        bh_stats_add(out, "transactions_committed", "exactly_once: transactions committed", false,
+                     m->tx.commits);
+        bh_stats_add(out, "transactions_aborted", "exactly_once: transactions aborted", false,
+                     m->tx.aborts);
+    }
 }
 
 #define KEY(field) offsetof(struct market_conf, field)
@@ -1835,14 +2423,59 @@ static const struct bh_conf_key market_keys[] = {
      .max = 3600000,
      .doc = "Wait before reading a file again from its checkpoint after a failed delivery, or "
             "before trying again to move it out of the spool."},
+    {.name = "exactly_once",
+     .type = BH_CONF_BOOL,
+     .offset = KEY(exactly_once),
+     .def = "false",
+     .doc = "Publish every row exactly once, kill -9 included: the rows, their dead letters and "
+            "the position after them (the checkpoint's fields) go to Kafka in one transaction of "
+            "the adapter's own producer, committed every checkpoint_interval or checkpoint_rows "
+            "rows (or max_in_flight, whichever comes first); at start the position is read back "
+            "read_committed from position_topic. Needs a cluster with transactions; consumers "
+            "read with isolation.level=read_committed. false: the checkpoint file (rows after "
+            "it may be published twice)."},
+    {.name = "transactional_id",
+     .type = BH_CONF_STRING,
+     .offset = KEY(transactional_id),
+     .check = check_txn_id,
+     .doc = "With exactly_once: the producer's transactional.id (default "
+            "blockhub-market-NAME). One running adapter per id: a second one fences the first, "
+            "which stops."},
+    {.name = "position_topic",
+     .type = BH_CONF_STRING,
+     .offset = KEY(position_topic),
+     .check = check_position_topic,
+     .doc = "With exactly_once: the compacted topic (one partition, created if missing) of the "
+            "adapter's position, keyed by the adapter's name (default "
+            "blockhub.market.position.NAME); written by this adapter only."},
     {0},
 };
+
+/* Keys that mean something only together. */
+static int
+check_conf(const void *settings, const char **key, char *why, size_t n)
+{
+    const struct market_conf *c = settings;
+    if (c->exactly_once)
+        return 0;
+    if (c->transactional_id != NULL) {
+        *key = "transactional_id";
+        snprintf(why, n, "is used only with exactly_once: true");
+        return -EINVAL;
+    }
+    if (c->position_topic != NULL) {
+        *key = "position_topic";
+        snprintf(why, n, "is used only with exactly_once: true");
+        return -EINVAL;
+    }
+    return 0;
+}
 
 const struct bh_component_type bh_adapter_type_market = {
     .name = "market",
     .doc = "Market regulation CSV files in a spool directory (docs/feeds.md, section 5).",
     .schema = SCHEMA,
-    .conf = {.keys = market_keys, .size = sizeof(struct market_conf)},
+    .conf = {.keys = market_keys, .size = sizeof(struct market_conf), .check = check_conf},
     .start = start,
     .stop = stop,
     .destroy = destroy,
