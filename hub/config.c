@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -1296,6 +1297,21 @@ out:
     return rc;
 }
 
+/* The identity of file PATH into OUT (zeroes if PATH is NULL or cannot be read). */
+static void
+stamp_file(const char *path, struct bh_conf_stamp *out)
+{
+    struct stat st;
+    memset(out, 0, sizeof(*out));
+    if (path == NULL || stat(path, &st) != 0)
+        return;
+    out->dev = (int64_t)st.st_dev;
+    out->ino = (int64_t)st.st_ino;
+    out->size = (int64_t)st.st_size;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    out->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+}
+
 static int
 bind_mapping(struct ctx *c, const struct bh_conf_key *table, const struct node *map, void *base,
              const char *prefix, bool variant_entry, int depth)
@@ -1325,6 +1341,9 @@ bind_mapping(struct ctx *c, const struct bh_conf_key *table, const struct node *
         rc = bind_key(c, k, n, field(base, k), path, depth);
         if (rc == -ENOMEM)
             return rc;
+        if (k->type == BH_CONF_STRING && (k->flags & BH_CONF_FILE))
+            stamp_file(*(char **)field(base, k),
+                       (struct bh_conf_stamp *)(void *)((char *)base + k->stamp));
         first = first ? first : rc;
     }
     return first;
@@ -1552,6 +1571,10 @@ bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b)
         switch (k->type) {
         case BH_CONF_STRING:
             if (!str_equal(*(char *const *)x, *(char *const *)y))
+                return false;
+            if ((k->flags & BH_CONF_FILE) &&
+                memcmp((const char *)a + k->stamp, (const char *)b + k->stamp,
+                       sizeof(struct bh_conf_stamp)) != 0)
                 return false;
             break;
         case BH_CONF_INT:

@@ -31,6 +31,17 @@ enum bh_conf_type {
 };
 
 #define BH_CONF_REQUIRED 0x1u
+/*
+ * STRING: the value names a file whose contents matter (a TLS certificate): when bound, the
+ * file's identity (device, inode, size, modification and change times) is stored in the
+ * struct bh_conf_stamp at .stamp, and bh_conf_equal compares it too, so that a reload sees
+ * a file replaced under the same name as a change.
+ */
+#define BH_CONF_FILE 0x2u
+
+struct bh_conf_stamp {
+    int64_t dev, ino, size, mtime_ns, ctime_ns; /* all 0: no such file */
+};
 
 struct bh_strlist {
     char **v;
@@ -91,6 +102,7 @@ struct bh_conf_key {
      * reason in WHY; the engine adds the position and the key's path.
      */
     int (*check)(const void *value, char *why, size_t why_size);
+    size_t stamp; /* BH_CONF_FILE: offset of its struct bh_conf_stamp, beside .offset */
 };
 
 /*

@@ -17,6 +17,8 @@ struct bh_http_conn {
     uv_tcp_t tcp; /* first: h2o hands the stream back to on_conn_closed */
     struct bh_http *server;
     struct bh_http_conn *prev, *next;
+    h2o_socket_t *sock;
+    char *subject; /* TLS: the client certificate's subject, once the handshake is done */
 };
 
 struct handler {
@@ -188,6 +190,7 @@ on_conn_closed(uv_handle_t *h)
     if (c->next != NULL)
         c->next->prev = c->prev;
     s->nconns--;
+    free(c->subject);
     free(c);
 }
 
@@ -211,6 +214,9 @@ on_accept(uv_stream_t *listener, int status)
     s->conns = c;
     s->nconns++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    c->sock = sock;
+    /* TLS: the context running now; a reload changes it for later connections only. */
+    s->accept.ssl_ctx = s->tls.ctx;
     h2o_accept(&s->accept, sock);
 }
 
@@ -301,7 +307,95 @@ bh_http_free(struct bh_http *s)
         h2o_config_dispose(&s->global);
         s->config_ready = 0;
     }
+    s->accept.ssl_ctx = NULL;
+    bh_tls_server_free(&s->tls);
     return 0;
+}
+
+/* --- TLS ----------------------------------------------------------------------- */
+
+/* The connection of h2o's socket SOCK, NULL if none of S's. */
+static struct bh_http_conn *
+conn_of(struct bh_http *s, const h2o_socket_t *sock)
+{
+    for (struct bh_http_conn *c = s->conns; c != NULL && sock != NULL; c = c->next)
+        if (c->sock == sock)
+            return c;
+    return NULL;
+}
+
+/*
+ * OpenSSL's progress on one of the server's connections. h2o keeps its SSL to itself, but
+ * its BIO's data is the h2o socket: at the end of the handshake the subject is taken from
+ * the SSL into the connection (found by that socket among the server's own).
+ */
+static void
+on_ssl_info(const SSL *ssl, int where, int ret)
+{
+    struct bh_http *s = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (s == NULL)
+        return;
+    if ((where & SSL_CB_ALERT) && (where & SSL_CB_WRITE) && (ret >> 8) == SSL3_AL_FATAL) {
+        s->tls_refused++;
+        bh_debug("http", "%s: TLS handshake refused: %s", s->bound,
+                 SSL_alert_desc_string_long(ret));
+        return;
+    }
+    if (!(where & SSL_CB_HANDSHAKE_DONE))
+        return;
+    s->tls_handshakes++;
+    BIO *b = SSL_get_rbio(ssl);
+    struct bh_http_conn *c = b != NULL ? conn_of(s, BIO_get_data(b)) : NULL;
+    if (c == NULL || c->subject != NULL)
+        return;
+    char subject[1024];
+    if (bh_tls_peer_subject((SSL *)ssl, subject, sizeof(subject)) >= 0)
+        c->subject = strdup(subject);
+}
+
+int
+bh_http_set_tls(struct bh_http *s, const struct bh_tls_conf *c, char *errstr, size_t errstr_size)
+{
+    SSL_CTX *old = s->tls.ctx;
+    int rc = bh_tls_server_load(&s->tls, c, errstr, errstr_size);
+    if (rc < 0)
+        return rc;
+    (void)old; /* released by the load; connections made with it hold their own reference */
+    SSL_CTX *ctx = s->tls.ctx;
+    SSL_CTX_set_app_data(ctx, s);
+    SSL_CTX_set_info_callback(ctx, on_ssl_info);
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return 0;
+}
+
+bool
+bh_http_is_tls(const struct bh_http *s)
+{
+    return s->tls.ctx != NULL;
+}
+
+ssize_t
+bh_http_tls_subject(h2o_req_t *req, char *buf, size_t n)
+{
+    if (n > 0)
+        buf[0] = '\0';
+    if (req->conn->callbacks->get_socket == NULL)
+        return -1;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->ssl == NULL)
+        return -1;
+    /* The server: the request's context is the one of bh_http, its first member's. */
+    struct bh_http *s = (struct bh_http *)((char *)req->conn->ctx - offsetof(struct bh_http, ctx));
+    struct bh_http_conn *c = conn_of(s, sock);
+    if (c == NULL || c->subject == NULL)
+        return -1;
+    size_t len = strlen(c->subject);
+    if (n == 0)
+        return (ssize_t)len;
+    size_t cut = bh_utf8_cut(c->subject, len, n - 1);
+    memcpy(buf, c->subject, cut);
+    buf[cut] = '\0';
+    return (ssize_t)cut;
 }
 
 struct dispose_hook {

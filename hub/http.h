@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "tls.h"
 
 struct bh_http {
     h2o_globalconf_t global;
@@ -33,7 +34,10 @@ struct bh_http {
     int config_ready;
     struct bh_http_conn *conns; /* open connections (internal) */
     size_t nconns;
-    char bound[80]; /* the address actually bound, "127.0.0.1:8080" */
+    struct bh_tls_server tls; /* the running TLS context (bh_http_set_tls); none: plain HTTP */
+    uint64_t tls_handshakes;  /* completed */
+    uint64_t tls_refused;     /* handshakes that ended in a fatal alert from blockhub */
+    char bound[80];           /* the address actually bound, "127.0.0.1:8080" */
 };
 
 /* Parse "host:port", "[v6]:port" or ":port" (all interfaces). */
@@ -60,6 +64,20 @@ void bh_http_stop(struct bh_http *s);
  * disposes of h2o's context and config, whose handles close on the loop.
  * 0, or -EBUSY if a connection stayed open: then S must stay allocated. */
 int bh_http_free(struct bh_http *s);
+
+/*
+ * Serve HTTPS with the context C builds (bh_tls_ctx_new): before bh_http_listen, or at a
+ * reload, when new connections get the new context and open ones keep theirs. On failure
+ * ("tls.KEY: reason" in ERRSTR) the running context, if any, stays. HTTP/2 is offered
+ * through ALPN beside HTTP/1.1.
+ */
+int bh_http_set_tls(struct bh_http *s, const struct bh_tls_conf *c, char *errstr,
+                    size_t errstr_size);
+/* Whether S serves HTTPS. */
+bool bh_http_is_tls(const struct bh_http *s);
+/* The subject of REQ's client certificate (RFC 2253, valid UTF-8; see bh_tls_peer_subject)
+ * into BUF: its length, or -1 when the connection is plain or sent no certificate. */
+ssize_t bh_http_tls_subject(h2o_req_t *req, char *buf, size_t n);
 
 /* Register FN(ARG) to run when REQ's memory is released. */
 int bh_http_on_dispose(h2o_req_t *req, void (*fn)(void *arg), void *arg);

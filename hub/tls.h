@@ -55,6 +55,9 @@ struct bh_tls_conf {
     char *key_file;       /* PEM private key */
     char *client_ca_file; /* PEM CA(s) client certificates must chain to; NULL: none */
     char *client_cert;    /* "required", "optional", "none"; NULL: required with a CA, else none */
+    /* The files as they were when the config was read: replaced under the same name, the
+     * section differs (bh_conf_equal), and a reload reads them again. */
+    struct bh_conf_stamp cert_stamp, key_stamp, client_ca_stamp;
 };
 
 /* The keys of a `tls:` section: embed as {.name = "tls", .type = BH_CONF_SECTION, .sub =

@@ -40,6 +40,7 @@ struct fire_conf {
     int64_t ack_timeout;
     int64_t retry_after;
     char *topic;
+    struct bh_tls_conf tls;
 };
 
 struct fire {
@@ -211,21 +212,27 @@ on_request_released(void *arg)
 
 /* --- producing ------------------------------------------------------------- */
 
+/* SUBJECT: the client certificate's subject, NULL without one (the field stays null, and a
+ * schema without tls_subject is written as it is). */
 static int
 encode(struct fire *f, const struct bh_fire_event *ev, const struct bh_block *blk, int64_t now,
-       const void **data, size_t *len)
+       const char *subject, const void **data, size_t *len)
 {
+    avro_value_t field;
     int rc = bh_fire_fill(&f->rec, ev, blk->id, now);
+    if (rc == 0 && subject != NULL &&
+        avro_value_get_by_name(&f->rec, "tls_subject", &field, NULL) == 0)
+        rc = bh_rec_opt_string(&f->rec, "tls_subject", subject, strlen(subject));
     return rc ?: bh_encode(f->a->hub->encoder, f->schema, &f->rec, data, len);
 }
 
 static int
 produce_event(struct fire *f, struct item *it, const struct bh_fire_event *ev,
-              const struct bh_block *blk, int64_t now)
+              const struct bh_block *blk, int64_t now, const char *subject)
 {
     const void *data;
     size_t len;
-    int rc = encode(f, ev, blk, now, &data, &len);
+    int rc = encode(f, ev, blk, now, subject, &data, &len);
     if (rc < 0)
         return rc;
     return bh_publish(f->a, f->conf->topic, blk->id, strlen(blk->id), data, len, ev->id, ev->id_len,
@@ -249,7 +256,8 @@ reject(struct batch *b, size_t index, enum bh_dlq_reason r, const char *why)
 
 /* Validate, resolve and produce every item; returns -errno if producing failed. */
 static int
-process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const char *peer)
+process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const char *peer,
+        const char *subject)
 {
     struct bh_hub *hub = f->a->hub;
     int64_t now = bh_now_ms();
@@ -287,7 +295,7 @@ process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const 
         it->raw_len = in->raw_len;
         int rc = 0;
         if (r == BH_DLQ_REASON_COUNT) {
-            rc = produce_event(f, it, &ev, blk, now);
+            rc = produce_event(f, it, &ev, blk, now, subject);
             if (rc == 0) {
                 b->accepted++;
             } else if (rc == -EMSGSIZE) {
@@ -384,8 +392,9 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     }
     size_t n = body.n;
 
-    char peer[80];
+    char peer[80], subject[1024];
     bh_http_peer(req, peer, sizeof(peer));
+    bool has_subject = bh_http_tls_subject(req, subject, sizeof(subject)) >= 0;
     struct batch *b = calloc(1, sizeof(*b));
     if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL ||
         (b->rejected = json_array()) == NULL) {
@@ -404,7 +413,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     bh_http_on_dispose(req, on_request_released, b);
     f->live++;
 
-    int rc = process(f, b, &body, peer);
+    int rc = process(f, b, &body, peer, has_subject ? subject : NULL);
     bh_fire_body_free(&body);
     if (rc < 0)
         answer(b, "events could not be queued for Kafka");
@@ -447,6 +456,8 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
         goto out;
     }
     rc = bh_http_init(&f->http, a->hub->loop, c->listen, c->body_limit, errstr, errstr_size);
+    if (rc == 0 && bh_tls_conf_enabled(&c->tls))
+        rc = bh_http_set_tls(&f->http, &c->tls, errstr, errstr_size);
     if (rc == 0)
         rc = bh_http_handle(&f->http, c->path, on_req, f);
     if (rc == 0)
@@ -464,7 +475,14 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
                 "body_limit (%llu bytes) is above Kafka's message.max.bytes (%zu bytes): an "
                 "event whose record is larger is rejected as too_large and dead-lettered",
                 (unsigned long long)c->body_limit, max_message);
-    bh_info(a->name, "fire webhooks on http://%s%s -> %s", f->http.bound, c->path, c->topic);
+    bh_info(a->name, "fire webhooks on %s://%s%s -> %s%s",
+            bh_http_is_tls(&f->http) ? "https" : "http", f->http.bound, c->path, c->topic,
+            !bh_http_is_tls(&f->http) ? ""
+            : bh_tls_conf_client_cert(&c->tls) == BH_TLS_CLIENT_REQUIRED
+                ? " (client certificate required)"
+            : bh_tls_conf_client_cert(&c->tls) == BH_TLS_CLIENT_OPTIONAL
+                ? " (client certificate optional)"
+                : "");
     return 0;
 out:
     free(f);
@@ -514,7 +532,11 @@ resume_intake(struct bh_component *a)
 /*
  * New tokens, timeouts and limits are taken at once (the next request sees
  * them; open connections and requests in flight go on); a new address, path,
- * body limit or topic needs a new server: the adapter is replaced instead.
+ * body limit or topic needs a new server: the adapter is replaced instead, and
+ * so does TLS turned on or off. With TLS on, the certificate, key and client CA
+ * files are read again and a new context serves the connections made from now
+ * on (open ones keep theirs); files that do not make one refuse the reload
+ * (the config check has read them already) and the running context stays.
  */
 static int
 reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr_size)
@@ -522,12 +544,19 @@ reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr
     struct fire *f = a->priv;
     const struct fire_conf *n = settings, *o = f->conf;
     if (strcmp(n->listen, o->listen) != 0 || strcmp(n->path, o->path) != 0 ||
-        n->body_limit != o->body_limit || strcmp(n->topic, o->topic) != 0) {
-        snprintf(errstr, errstr_size, "listen, path, body_limit or topic changed");
+        n->body_limit != o->body_limit || strcmp(n->topic, o->topic) != 0 ||
+        bh_tls_conf_enabled(&n->tls) != bh_tls_conf_enabled(&o->tls)) {
+        snprintf(errstr, errstr_size, "listen, path, body_limit, topic or TLS on/off changed");
         return -ENOTSUP;
     }
+    if (bh_tls_conf_enabled(&n->tls)) {
+        int rc = bh_http_set_tls(&f->http, &n->tls, errstr, errstr_size);
+        if (rc < 0)
+            return rc;
+    }
     f->conf = n;
-    bh_info(a->name, "new settings taken (%zu token(s))", n->tokens.n);
+    bh_info(a->name, "new settings taken (%zu token(s)%s)", n->tokens.n,
+            bh_tls_conf_enabled(&n->tls) ? ", TLS files read again" : "");
     return 0;
 }
 
@@ -544,6 +573,13 @@ stats(const struct bh_component *a, struct bh_stats *out)
                  f->answered_503);
     bh_stats_add(out, "refused", "requests refused as a whole (4xx)", false, f->refused);
     bh_stats_add(out, "requests_open", "requests waiting for Kafka", true, f->live);
+    if (bh_http_is_tls(&f->http)) {
+        bh_stats_add(out, "tls_handshakes", "TLS handshakes completed", false,
+                     f->http.tls_handshakes);
+        bh_stats_add(out, "tls_refused",
+                     "TLS handshakes refused (no or a wrong client certificate, not TLS...)", false,
+                     f->http.tls_refused);
+    }
 }
 
 static int
@@ -561,6 +597,14 @@ check_tokens(const void *value, char *why, size_t why_size)
         }
     }
     return 0;
+}
+
+/* Across the keys of one entry: the tls section as a whole, its files read. */
+static int
+check_entry(const void *settings, const char **key, char *why, size_t why_size)
+{
+    const struct fire_conf *c = settings;
+    return bh_tls_conf_check(&c->tls, key, why, why_size);
 }
 
 #define KEY(field) offsetof(struct fire_conf, field)
@@ -617,6 +661,12 @@ static const struct bh_conf_key fire_keys[] = {
      .def = "dept.fire",
      .check = bh_conf_check_topic,
      .doc = "Topic the events are published to, keyed by block."},
+    {.name = "tls",
+     .type = BH_CONF_SECTION,
+     .offset = KEY(tls),
+     .sub = bh_tls_conf_keys,
+     .doc = "HTTPS on the listener, optionally with client certificates (mutual TLS); the "
+            "subject of a client certificate goes into each record's tls_subject."},
     {0},
 };
 
@@ -624,7 +674,7 @@ const struct bh_component_type bh_adapter_type_fire = {
     .name = "fire",
     .doc = "Fire department webhooks over HTTP (docs/feeds.md, section 3).",
     .schema = SCHEMA,
-    .conf = {.keys = fire_keys, .size = sizeof(struct fire_conf)},
+    .conf = {.keys = fire_keys, .size = sizeof(struct fire_conf), .check = check_entry},
     .start = start,
     .stop = stop,
     .destroy = destroy,
