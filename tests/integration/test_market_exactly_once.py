@@ -135,7 +135,7 @@ def test_fenced_adapter_stops_and_the_hub_serves_on(kafka, hub_factory, tmp_path
     # a file makes the first one produce and commit: its producer learns it is fenced
     drop(a.spool, "scjg_fenced.csv", big_file(10))
     wait_until(lambda: "failed for good" in a.logtext(), "the fenced adapter stops", hub=a,
-               timeout=90)
+               timeout=30)
     assert "the market adapter stops" in a.logtext()
     r = a.post([])
     assert r.status_code in (200, 400), r.text  # still answering
