@@ -149,7 +149,8 @@ void bh_tls_close(struct bh_tls_session *s);
 enum bh_tls_state bh_tls_state(const struct bh_tls_session *s);
 /* Why the session failed ("" if it did not). */
 const char *bh_tls_error(const struct bh_tls_session *s);
-/* The peer certificate's subject once BH_TLS_OPEN ("" without a certificate); NULL before. */
+/* The peer certificate's subject once BH_TLS_OPEN ("" without a certificate); NULL before,
+ * and after a handshake that failed. */
 const char *bh_tls_subject(const struct bh_tls_session *s);
 /* The SSL object, for what this API does not cover (ALPN, the cipher...). */
 SSL *bh_tls_ssl(struct bh_tls_session *s);
