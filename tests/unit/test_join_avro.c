@@ -87,6 +87,7 @@ test_plan_fire_event(void **state)
     assert_int_equal(bh_rec_long(&rec, "occurred_at", 1795738500000LL), 0);
     assert_int_equal(bh_rec_int(&rec, "occurred_offset_min", 480), 0);
     assert_int_equal(bh_rec_long(&rec, "received_at", 1795738501234LL), 0);
+    assert_int_equal(bh_rec_null_unset(&rec), 0); /* tls_subject, and what comes later */
     assert_int_equal(bh_encode(enc, s, &rec, &data, &len), 0);
 
     uint64_t fp;
@@ -106,10 +107,11 @@ test_plan_fire_event(void **state)
     assert_int_equal(bh_jplan_symbols(p), 5);
     assert_string_equal(bh_jplan_symbol(p, 0), "alarm");
     /* every truncation that cuts into a needed field is refused; the fields after
-     * occurred_at (the offset and received_at) are not read */
+     * occurred_at (the offset, received_at and a null tls_subject) are not read */
     struct bh_jbuf tail = {0};
     bh_jbuf_long(&tail, 480);
     bh_jbuf_long(&tail, 1795738501234LL);
+    bh_jbuf_long(&tail, 0); /* tls_subject: the null branch */
     size_t needed = blen - tail.len;
     bh_jbuf_free(&tail);
     for (size_t cut = 0; cut < needed; cut++)
