@@ -19,6 +19,7 @@ struct bh_http_conn {
     struct bh_http_conn *prev, *next;
     h2o_socket_t *sock;
     char *subject; /* TLS: the client certificate's subject, once the handshake is done */
+    bool handshaken;
 };
 
 struct handler {
@@ -343,11 +344,12 @@ on_ssl_info(const SSL *ssl, int where, int ret)
     }
     if (!(where & SSL_CB_HANDSHAKE_DONE))
         return;
-    s->tls_handshakes++;
     BIO *b = SSL_get_rbio(ssl);
     struct bh_http_conn *c = b != NULL ? conn_of(s, BIO_get_data(b)) : NULL;
-    if (c == NULL || c->subject != NULL)
-        return;
+    if (c == NULL || c->handshaken)
+        return; /* TLS 1.3 says "done" again after its session tickets */
+    c->handshaken = true;
+    s->tls_handshakes++;
     char subject[1024];
     if (bh_tls_peer_subject((SSL *)ssl, subject, sizeof(subject)) >= 0)
         c->subject = strdup(subject);
