@@ -239,12 +239,13 @@ struct market {
         char topic[256];                /* the position topic */
         uv_timer_t retry;               /* the start job again after a failure */
         uv_work_t work;
-        int job;   /* TXN_START, TXN_COMMIT */
-        int busy;  /* a job runs on the thread pool */
-        int ready; /* started: the producer's transactions are initialized */
-        int open;  /* a transaction is begun */
-        int due;   /* commit at the next chance (checkpoint_interval) */
-        int dead;  /* a fatal error (fenced): the adapter stops */
+        int job;    /* TXN_START, TXN_COMMIT */
+        int busy;   /* a job runs on the thread pool */
+        int ready;  /* started: the producer's transactions are initialized */
+        int inited; /* init_transactions of rk succeeded */
+        int open;   /* a transaction is begun */
+        int due;    /* commit at the next chance (checkpoint_interval) */
+        int dead;   /* a fatal error (fenced): the adapter stops */
         /* The trackers of the open transaction, in the order produced. */
         struct bh_delivery **d;
         size_t nd, capd;
@@ -578,6 +579,8 @@ txn_start_job(struct market *m)
             snprintf(t->errstr, sizeof(t->errstr), "producer: %s", err);
             return;
         }
+    }
+    if (!t->inited) {
         if (!bh_kafka_is_embedded(m->a->hub->kafka)) {
             const struct bh_kafka_new_topic nt = {t->topic, bh_kafka_compacted};
             const struct bh_kafka_create_opts o = {
@@ -604,6 +607,7 @@ txn_start_job(struct market *m)
             rd_kafka_error_destroy(e);
             return;
         }
+        t->inited = 1;
     }
     rd_kafka_conf_t *cc = rd_kafka_conf_dup(t->cconf);
     rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
@@ -737,6 +741,7 @@ txn_done(uv_work_t *w, int status)
         if (t->result == TXN_FATAL && t->rk != NULL) {
             rd_kafka_destroy(t->rk); /* blocks briefly: only on a failed start */
             t->rk = NULL;
+            t->inited = 0;
         }
         bh_error(m->a->name, "exactly once: cannot start: %s; trying again in %d ms", t->errstr,
                  TXN_RESTART_MS);
