@@ -145,6 +145,7 @@ dead_letter:
 adapters:
   - name: traffic
     type: traffic
+    auth: none
     listen: 127.0.0.1:$lport
     topic: $topic
 YAML

@@ -48,8 +48,28 @@
  * max_in_flight: one connection at a time, going on as Kafka acknowledges),
  * then its cut-off line goes on and it is closed. Once every connection is
  * drained and every pending line acknowledged (at most kafka.flush_timeout),
- * the timers close and bh_component_stopped() follows. blockhub never writes
- * to a gateway.
+ * the timers close and bh_component_stopped() follows.
+ *
+ * Who is a gateway (auth, docs/feeds.md 4.4): with auth token, the first line
+ * of a connection must be a hello naming one of the adapter's tokens; any
+ * other first line, a wrong token, or no hello within hello_timeout gets one
+ * error line back and the connection is closed, nothing of it published.
+ * With auth none (which the config must say) a hello is optional.
+ *
+ * Acknowledgements: a gateway whose hello says "ack": true gets lines back,
+ * {"ack":N}, each saying that every line up to N of this connection (the
+ * hello is line 1; blank lines count) is in Kafka or dead-lettered. A
+ * connection's pending lines are listed in line order (struct pending's
+ * cprev/cnext), so N is the line before the oldest one not done, or every
+ * line read when none is left. Acks are written once per turn of the loop
+ * (a check handle), one write at a time per connection, so a gateway that
+ * does not read them costs one small buffer. A line given up on (lost at
+ * shutdown, or its dead letter too large) closes its connection instead of
+ * being acknowledged, and a line cut off by the connection's end is not
+ * published at all: the gateway sends both again. At stop an acknowledging
+ * connection, once drained, stays open until its lines are acknowledged and
+ * its last ack is written. Gateways that do not ask get no line back but the
+ * answer to their hello, if they sent one.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -67,6 +87,7 @@
 #include "publish.h"
 #include "traffic_avro.h"
 #include "traffic_event.h"
+#include "traffic_hello.h"
 #include "traffic_lines.h"
 #include "utf8.h"
 
@@ -89,6 +110,9 @@ struct traffic_conf {
     int64_t max_connections;
     int64_t max_connections_per_peer;
     int64_t idle_timeout;
+    char *auth; /* "token" or "none"; no default */
+    struct bh_strlist tokens;
+    int64_t hello_timeout;
 };
 
 /* Why a connection ended while a line was still open. */
@@ -101,12 +125,15 @@ static const char *const cut_text[] = {
 };
 
 struct traffic;
+struct conn;
 
 /* One line that produced a record or a dead letter, until Kafka acknowledges it. */
 struct pending {
     struct bh_delivery d; /* first: the delivery callback hands it back */
     struct traffic *t;
-    struct pending *next; /* in the retry list or the free list */
+    struct pending *next;          /* in the retry list or the free list */
+    struct conn *conn;             /* an acknowledging connection it came from, while open */
+    struct pending *cprev, *cnext; /* in that connection's pending lines, in line order */
     int64_t received_at;
     int64_t line_no;
     uint64_t full_len;
@@ -137,6 +164,19 @@ struct conn {
     bool reading;
     bool closing;
     bool draining; /* stopping: not yet drained */
+    /* the hello and acknowledgements (see the top of the file) */
+    bool greeted;         /* the first line is behind it: a hello, or (auth none) an event */
+    bool refused;         /* a refusal was written: nothing more is read, it closes */
+    bool ack;             /* the gateway asked for acknowledgements */
+    bool say_hello;       /* the answer to its hello is still to be written */
+    bool writing;         /* a write to the gateway is under way */
+    bool close_after_ack; /* stopping: drained, closes once its lines are acknowledged */
+    uint64_t accepted;    /* uv_now() at accept, for hello_timeout */
+    int64_t acked;        /* the last N written in an ack */
+    struct pending *pend_head, *pend_tail;
+    uv_write_t wreq;
+    char wbuf[64];
+    char gateway[BH_HELLO_GATEWAY_MAX + 1]; /* as the hello names it */
 };
 
 /* Connections from one address. */
@@ -158,7 +198,8 @@ struct traffic {
     size_t max_payload;
     uv_tcp_t listener;
     uv_timer_t retry_timer, idle_timer, drain_timer;
-    char source[80]; /* the address bound */
+    uv_check_t ack_check; /* writes the acknowledgements due, once per turn of the loop */
+    char source[80];      /* the address bound */
     struct conn *conns;
     size_t nconns;
     struct peer **peers; /* connections per address, a hash table (peer_slot) */
@@ -177,6 +218,8 @@ struct traffic {
     uint64_t refused_log_ms;
     uint64_t refused_quiet; /* refusals not logged since the last line about one */
     uint64_t refused;       /* connections refused in all */
+    uint64_t unauthorized;  /* connections refused for their hello (or its absence) */
+    uint64_t acks_sent;
     bool stopping;
     bool in_drain; /* drain_all() is running */
     bool closing_all;
@@ -210,6 +253,114 @@ pending_new(struct traffic *t, const char *data, size_t len)
 static void resume_all(struct traffic *t);
 static void drain_all(struct traffic *t);
 static void close_all(struct traffic *t);
+static void close_conn(struct conn *c, enum cut cut);
+static void on_ack_check(uv_check_t *h);
+
+/* --- a connection's pending lines, and its acknowledgements ---------------------- */
+
+/* Every line of C up to this one is done with. */
+static int64_t
+ack_point(const struct conn *c)
+{
+    return c->pend_head != NULL ? c->pend_head->line_no - 1 : c->lines.number;
+}
+
+/* Acknowledgements may be due: write them at the end of this turn of the loop. */
+static void
+arm_acks(struct traffic *t)
+{
+    if (!t->closing_all && !uv_is_active((uv_handle_t *)&t->ack_check))
+        uv_check_start(&t->ack_check, on_ack_check);
+}
+
+static void
+conn_link(struct conn *c, struct pending *pd)
+{
+    pd->conn = c;
+    pd->cnext = NULL;
+    pd->cprev = c->pend_tail;
+    if (c->pend_tail != NULL)
+        c->pend_tail->cnext = pd;
+    else
+        c->pend_head = pd;
+    c->pend_tail = pd;
+}
+
+static void
+conn_unlink(struct pending *pd)
+{
+    struct conn *c = pd->conn;
+    if (pd->cprev != NULL)
+        pd->cprev->cnext = pd->cnext;
+    else
+        c->pend_head = pd->cnext;
+    if (pd->cnext != NULL)
+        pd->cnext->cprev = pd->cprev;
+    else
+        c->pend_tail = pd->cprev;
+    pd->conn = NULL;
+    pd->cprev = pd->cnext = NULL;
+}
+
+static void
+on_written(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    c->writing = false;
+    if (status == UV_ECANCELED || c->closing)
+        return;
+    if (status < 0) {
+        bh_warn(c->t->a->name, "gateway %s: cannot write to it: %s; closing", c->peer,
+                uv_strerror(status));
+        close_conn(c, CUT_CLOSED);
+        return;
+    }
+    arm_acks(c->t); /* more may have come due meanwhile */
+}
+
+/* Write what C is owed: the answer to its hello, the latest acknowledgement. */
+static void
+flush_conn(struct conn *c)
+{
+    struct traffic *t = c->t;
+    if (c->writing || c->closing || c->refused)
+        return;
+    size_t n = 0;
+    if (c->say_hello) {
+        n += (size_t)snprintf(c->wbuf, sizeof(c->wbuf), "{\"hello\":1,\"ack\":%s}\n",
+                              c->ack ? "true" : "false");
+        c->say_hello = false;
+    }
+    int64_t upto = ack_point(c);
+    if (c->ack && upto > c->acked) {
+        n +=
+            (size_t)snprintf(c->wbuf + n, sizeof(c->wbuf) - n, "{\"ack\":%lld}\n", (long long)upto);
+        c->acked = upto;
+        t->acks_sent++;
+    }
+    if (n == 0)
+        return;
+    uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)n);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        bh_warn(t->a->name, "gateway %s: cannot write to it: %s; closing", c->peer,
+                uv_strerror(rc));
+        close_conn(c, CUT_CLOSED);
+        return;
+    }
+    c->writing = true;
+}
+
+static void
+on_ack_check(uv_check_t *h)
+{
+    struct traffic *t = h->data;
+    uv_check_stop(h);
+    for (struct conn *c = t->conns; c != NULL; c = c->next)
+        if (c->ack || c->say_hello)
+            flush_conn(c);
+}
 
 /* Stopping, every connection drained and every line acknowledged: close the rest. */
 static void
@@ -224,6 +375,13 @@ static void
 pending_done(struct pending *pd)
 {
     struct traffic *t = pd->t;
+    struct conn *c = pd->conn;
+    if (c != NULL) {
+        conn_unlink(pd);
+        arm_acks(t);
+        if (c->close_after_ack && c->pend_head == NULL)
+            close_conn(c, CUT_NONE); /* writes its last ack */
+    }
     bh_flow_release(&t->flow, pd->len);
     if (pd->len <= SLOT_DATA) {
         pd->next = t->free_slots;
@@ -240,6 +398,18 @@ pending_done(struct pending *pd)
     maybe_stopped(t);
 }
 
+/*
+ * PD is given up on: its connection, if it asked for acknowledgements, is
+ * closed first, so that no ack covers it and the gateway sends it again.
+ */
+static void
+lose(struct pending *pd)
+{
+    if (pd->conn != NULL)
+        close_conn(pd->conn, CUT_NONE);
+    pending_done(pd);
+}
+
 static void
 retry_later(struct pending *pd, const char *why)
 {
@@ -247,7 +417,7 @@ retry_later(struct pending *pd, const char *why)
     if (t->closing_all) {
         bh_error(t->a->name, "line %lld from %s lost at shutdown: %s", (long long)pd->line_no,
                  pd->peer, why);
-        pending_done(pd);
+        lose(pd);
         return;
     }
     pd->next = NULL;
@@ -381,7 +551,7 @@ process_or_retry(struct traffic *t, struct pending *pd)
                  "line %lld from %s lost: its dead letter is larger than kafka "
                  "message.max.bytes (%zu); lower dead_letter.max_payload",
                  (long long)pd->line_no, pd->peer, bh_kafka_max_message(t->a->hub->kafka));
-        pending_done(pd);
+        lose(pd);
     } else if (rc < 0) {
         retry_later(pd, strerror(-rc));
     }
@@ -412,7 +582,7 @@ suspect(struct pending *pd)
     if (t->closing_all) {
         bh_error(t->a->name, "line %lld from %s lost at shutdown: Kafka refused it as too large",
                  (long long)pd->line_no, pd->peer);
-        pending_done(pd);
+        lose(pd);
         return;
     }
     if (t->suspect_head == NULL && !t->suspect_out)
@@ -450,7 +620,7 @@ on_delivered(struct bh_delivery *d, rd_kafka_resp_err_t err, int32_t partition, 
     } else if (too_large && pd->dead) {
         bh_error(t->a->name, "dead letter for line %lld from %s refused by Kafka: %s",
                  (long long)pd->line_no, pd->peer, rd_kafka_err2str(err));
-        pending_done(pd);
+        lose(pd);
     } else if (too_large && alone) {
         pd->refused = err;
         process_or_retry(t, pd);
@@ -493,18 +663,116 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(t->readbuf, sizeof(t->readbuf));
 }
 
+/* At most one line about refused gateways every REFUSAL_LOG ms. */
+static void
+log_refusal(struct traffic *t, const char *peer, const char *why)
+{
+    uint64_t now = uv_now(t->a->hub->loop);
+    t->refused++;
+    if (t->refused_log_ms == 0 || now - t->refused_log_ms >= REFUSAL_LOG) {
+        if (t->refused_quiet > 0)
+            bh_warn(t->a->name,
+                    "refusing gateway %s: %s (%llu more refused since the last such line)", peer,
+                    why, (unsigned long long)t->refused_quiet);
+        else
+            bh_warn(t->a->name, "refusing gateway %s: %s", peer, why);
+        t->refused_log_ms = now != 0 ? now : 1;
+        t->refused_quiet = 0;
+    } else {
+        t->refused_quiet++;
+    }
+}
+
+/*
+ * C's hello (or its absence) is not accepted: one error line says why (WHY is
+ * blockhub's own ASCII text), nothing more of C is read or published, and it
+ * is closed once the bytes read so far are framed.
+ */
+static void
+refuse_gateway(struct conn *c, const char *why)
+{
+    struct traffic *t = c->t;
+    char line[400];
+    int n = snprintf(line, sizeof(line), "{\"error\":\"refused\",\"detail\":\"");
+    for (const char *p = why; *p && n < (int)sizeof(line) - 4; p++)
+        line[n++] = *p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e
+                        ? '?'
+                        : *p;
+    n += snprintf(line + n, sizeof(line) - (size_t)n, "\"}\n");
+    if (n > (int)sizeof(line) - 1)
+        n = (int)sizeof(line) - 1;
+    uv_buf_t b = uv_buf_init(line, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* the first bytes written: they fit */
+    c->refused = true;
+    t->unauthorized++;
+    log_refusal(t, c->peer, why);
+}
+
+/*
+ * The first line of C: a hello is taken (and answered), anything else is an
+ * event where auth is none. True when LINE is to be processed as an event.
+ */
+static bool
+greet(struct conn *c, const struct bh_traffic_line *line)
+{
+    struct traffic *t = c->t;
+    struct bh_traffic_hello h;
+    char why[256];
+    bool token_auth = strcmp(t->conf->auth, "token") == 0;
+    enum bh_hello_kind k =
+        line->too_long || line->unterminated
+            ? BH_HELLO_NOT
+            : bh_traffic_hello_parse(line->data, line->len, &h, why, sizeof(why));
+    c->greeted = true;
+    if (k == BH_HELLO_NOT && !token_auth)
+        return true; /* no hello: today's protocol */
+    if (k == BH_HELLO_NOT) {
+        refuse_gateway(c, "the first line must be a hello with a token (auth is token)");
+        return false;
+    }
+    if (k == BH_HELLO_BAD) {
+        refuse_gateway(c, why);
+        return false;
+    }
+    bool ok = !token_auth ||
+              (h.has_token &&
+               bh_traffic_token_ok(h.token, h.token_len, t->conf->tokens.v, t->conf->tokens.n));
+    explicit_bzero(h.token, sizeof(h.token));
+    if (!ok) {
+        refuse_gateway(c, h.has_token ? "the hello's token is not one of this adapter's tokens"
+                                      : "the hello has no token (auth is token)");
+        return false;
+    }
+    c->ack = h.ack;
+    c->acked = 0;
+    memcpy(c->gateway, h.gateway, sizeof(c->gateway));
+    c->say_hello = true;
+    arm_acks(t);
+    bh_info(t->a->name, "gateway %s%s%s%s: hello, acknowledgements %s", c->peer,
+            c->gateway[0] ? " (" : "", c->gateway, c->gateway[0] ? ")" : "", c->ack ? "on" : "off");
+    return false;
+}
+
 static void
 on_line(void *arg, const struct bh_traffic_line *line)
 {
     struct conn *c = arg;
     struct traffic *t = c->t;
+    if (c->refused || (c->ack && c->closing))
+        return; /* (an acknowledging gateway sends what follows a lost line again) */
+    if (!c->greeted && !greet(c, line))
+        return;
     size_t keep = line->too_long && line->len > t->max_payload ? t->max_payload : line->len;
     struct pending *pd = pending_new(t, line->data, keep);
     if (pd == NULL) {
         bh_error(t->a->name, "out of memory: line %lld from %s dropped", (long long)line->number,
                  c->peer);
+        if (c->ack) /* so that no ack covers it: the gateway sends it again */
+            refuse_gateway(c, "out of memory");
         return;
     }
+    if (c->ack)
+        conn_link(c, pd);
     pd->d.cb = on_delivered;
     pd->received_at = t->read_ms;
     pd->line_no = line->number;
@@ -602,6 +870,12 @@ on_conn_closed(uv_handle_t *h)
         t->nconns--;
         peer_remove(t, c->addr);
     }
+    for (struct pending *pd = c->pend_head; pd != NULL;) {
+        struct pending *next = pd->cnext;
+        pd->conn = NULL;
+        pd->cprev = pd->cnext = NULL;
+        pd = next;
+    }
     bh_traffic_lines_free(&c->lines);
     free(c);
     if (--t->handles == 0 && t->closing_all)
@@ -612,7 +886,8 @@ on_conn_closed(uv_handle_t *h)
 static void
 cut_line(struct conn *c, enum cut cut)
 {
-    if (!bh_traffic_lines_pending(&c->lines))
+    /* An acknowledging gateway sends a line cut off again: it was never acknowledged. */
+    if (c->ack || c->refused || !bh_traffic_lines_pending(&c->lines))
         return;
     c->t->read_ms = bh_now_ms();
     c->cut = (uint8_t)cut;
@@ -626,6 +901,17 @@ close_conn(struct conn *c, enum cut cut)
         return;
     c->closing = true;
     cut_line(c, cut);
+    if (c->ack && !c->writing && !c->refused && ack_point(c) > c->acked) {
+        /* The last ack, if the socket takes it now; else the gateway sends those lines again. */
+        char line[40];
+        int64_t upto = ack_point(c);
+        int n = snprintf(line, sizeof(line), "{\"ack\":%lld}\n", (long long)upto);
+        uv_buf_t b = uv_buf_init(line, (unsigned)n);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) == n) {
+            c->acked = upto;
+            c->t->acks_sent++;
+        }
+    }
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
@@ -645,12 +931,24 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
                      c->peer);
             close_conn(c, CUT_NONE);
+        } else if (c->refused) {
+            close_conn(c, CUT_NONE);
         }
         check_pressure(t);
         return;
     }
     if (nread == 0)
         return;
+    if (nread == UV_EOF && c->ack && c->pend_head != NULL && !c->closing) {
+        /* The gateway is done sending and waits for its last acknowledgements. */
+        uv_read_stop(s);
+        c->reading = false;
+        c->close_after_ack = true;
+        bh_info(t->a->name,
+                "gateway %s finished after %lld line(s): closing once they are acknowledged",
+                c->peer, (long long)c->lines.number);
+        return;
+    }
     if (nread != UV_EOF)
         bh_warn(t->a->name, "gateway %s: %s", c->peer, uv_strerror((int)nread));
     bh_info(t->a->name, "gateway %s disconnected after %lld line(s)", c->peer,
@@ -661,7 +959,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void
 start_reading(struct conn *c)
 {
-    if (c->reading || c->closing)
+    if (c->reading || c->closing || c->close_after_ack)
         return;
     int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
@@ -711,20 +1009,7 @@ resume_all(struct traffic *t)
 static void
 refuse(struct traffic *t, struct conn *c, const char *why)
 {
-    uint64_t now = uv_now(t->a->hub->loop);
-    t->refused++;
-    if (t->refused_log_ms == 0 || now - t->refused_log_ms >= REFUSAL_LOG) {
-        if (t->refused_quiet > 0)
-            bh_warn(t->a->name,
-                    "refusing gateway %s: %s (%llu more refused since the last such line)", c->peer,
-                    why, (unsigned long long)t->refused_quiet);
-        else
-            bh_warn(t->a->name, "refusing gateway %s: %s", c->peer, why);
-        t->refused_log_ms = now != 0 ? now : 1;
-        t->refused_quiet = 0;
-    } else {
-        t->refused_quiet++;
-    }
+    log_refusal(t, c->peer, why);
     c->closing = true;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
@@ -793,6 +1078,7 @@ on_connection(uv_stream_t *server, int status)
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen);
     if (!admit(t, c, (struct sockaddr *)&sa, !t->stopping))
         return;
+    c->accepted = uv_now(t->a->hub->loop);
     bh_info(t->a->name, "gateway %s connected (%zu connection(s))", c->peer, t->nconns);
     if (bh_flow_reading(&t->flow) && !t->stopping)
         start_reading(c);
@@ -854,7 +1140,12 @@ on_idle_check(uv_timer_t *timer)
     struct conn *c = t->conns;
     while (c != NULL) {
         struct conn *next = c->next;
-        if (c->reading && now - c->last_active >= (uint64_t)t->conf->idle_timeout) {
+        if (!c->greeted && !c->closing && strcmp(t->conf->auth, "token") == 0 &&
+            now - c->accepted >= (uint64_t)t->conf->hello_timeout) {
+            refuse_gateway(c, "no hello within hello_timeout");
+            close_conn(c, CUT_NONE);
+        } else if (c->reading && t->conf->idle_timeout > 0 &&
+                   now - c->last_active >= (uint64_t)t->conf->idle_timeout) {
             bh_info(t->a->name, "gateway %s idle for %lld ms: closing", c->peer,
                     (long long)t->conf->idle_timeout);
             close_conn(c, CUT_IDLE);
@@ -885,7 +1176,7 @@ close_all(struct traffic *t)
             struct pending *next = pd->next;
             bh_error(t->a->name, "line %lld from %s lost at shutdown: never acknowledged by Kafka",
                      (long long)pd->line_no, pd->peer);
-            pending_done(pd);
+            lose(pd);
             pd = next;
         }
     }
@@ -899,6 +1190,7 @@ close_all(struct traffic *t)
     close_handle(t, (uv_handle_t *)&t->retry_timer);
     close_handle(t, (uv_handle_t *)&t->idle_timer);
     close_handle(t, (uv_handle_t *)&t->drain_timer);
+    close_handle(t, (uv_handle_t *)&t->ack_check);
 }
 
 static void
@@ -921,6 +1213,10 @@ drained(struct conn *c)
     t->draining--;
     bh_info(t->a->name, "gateway %s drained at shutdown after %lld line(s)", c->peer,
             (long long)c->lines.number);
+    if (c->ack && !c->closing && c->pend_head != NULL) {
+        c->close_after_ack = true; /* pending_done() closes it, with its last ack */
+        return;
+    }
     close_conn(c, c->cut == CUT_CLOSED ? CUT_CLOSED : CUT_STOPPED);
 }
 
@@ -960,6 +1256,8 @@ drain_conn(struct conn *c)
                      c->peer);
             break;
         }
+        if (c->refused || c->closing)
+            break;
     }
     /* All read that was there: did the gateway also close its side before the stop? */
     char b;
@@ -1081,14 +1379,24 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
     uv_timer_init(loop, &t->retry_timer);
     uv_timer_init(loop, &t->idle_timer);
     uv_timer_init(loop, &t->drain_timer);
-    t->retry_timer.data = t->idle_timer.data = t->drain_timer.data = t;
-    t->handles += 3;
-    if (c->idle_timeout > 0) {
-        uint64_t every = (uint64_t)c->idle_timeout / 4 > 50 ? (uint64_t)c->idle_timeout / 4 : 50;
+    uv_check_init(loop, &t->ack_check);
+    t->retry_timer.data = t->idle_timer.data = t->drain_timer.data = t->ack_check.data = t;
+    t->handles += 4;
+    /* The idle check also closes connections that owe their hello. */
+    uint64_t period = c->idle_timeout > 0 ? (uint64_t)c->idle_timeout : UINT64_MAX;
+    if (strcmp(c->auth, "token") == 0 && (uint64_t)c->hello_timeout < period)
+        period = (uint64_t)c->hello_timeout;
+    if (period != UINT64_MAX) {
+        uint64_t every = period / 4 > 50 ? period / 4 : 50;
         uv_timer_start(&t->idle_timer, on_idle_check, every, every);
     }
+    if (strcmp(c->auth, "none") == 0)
+        bh_warn(a->name,
+                "auth is none: any host that reaches %s may publish traffic events (set auth: "
+                "token and tokens to require a hello with a token)",
+                t->source);
     a->priv = t;
-    bh_info(a->name, "traffic gateways on tcp://%s -> %s", t->source, c->topic);
+    bh_info(a->name, "traffic gateways on tcp://%s -> %s (auth %s)", t->source, c->topic, c->auth);
     return 0;
 out:
     bh_traffic_parser_free(t->parser);
@@ -1194,8 +1502,10 @@ reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr
     struct traffic *t = a->priv;
     const struct traffic_conf *n = settings, *o = t->conf;
     if (strcmp(n->listen, o->listen) != 0 || strcmp(n->topic, o->topic) != 0 ||
-        n->max_line != o->max_line || n->idle_timeout != o->idle_timeout) {
-        snprintf(errstr, errstr_size, "listen, topic, max_line or idle_timeout changed");
+        n->max_line != o->max_line || n->idle_timeout != o->idle_timeout ||
+        strcmp(n->auth, o->auth) != 0 || n->hello_timeout != o->hello_timeout) {
+        snprintf(errstr, errstr_size,
+                 "listen, topic, max_line, idle_timeout, auth or hello_timeout changed");
         return -ENOTSUP;
     }
     t->conf = n;
@@ -1203,7 +1513,7 @@ reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr
     t->flow.max_bytes = n->max_in_flight_bytes;
     if (!t->closing_all && !t->stopping && bh_flow_room(&t->flow))
         resume_all(t);
-    bh_info(a->name, "new limits taken; %zu connection(s) stay open", t->nconns);
+    bh_info(a->name, "new limits and tokens taken; %zu connection(s) stay open", t->nconns);
     return 0;
 }
 
@@ -1218,6 +1528,63 @@ stats(const struct bh_component *a, struct bh_stats *out)
     bh_stats_add(out, "connections_refused", "connections refused (limits, shutdown)", false,
                  t->refused);
     bh_stats_add(out, "retry_queue", "lines waiting to be produced again", true, t->retry_count);
+    bh_stats_add(out, "gateways_refused", "connections refused for their hello or its absence",
+                 false, t->unauthorized);
+    bh_stats_add(out, "acks_sent", "acknowledgement lines written to gateways", false,
+                 t->acks_sent);
+}
+
+static int
+check_auth(const void *value, char *why, size_t why_size)
+{
+    const char *v = *(char *const *)value;
+    if (v != NULL && strcmp(v, "token") != 0 && strcmp(v, "none") != 0) {
+        snprintf(why, why_size, "'%s' is neither token nor none", v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int
+check_tokens(const void *value, char *why, size_t why_size)
+{
+    const struct bh_strlist *l = value;
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i][0] == '\0') {
+            snprintf(why, why_size, "token %zu is empty", i);
+            return -EINVAL;
+        }
+        if (strlen(l->v[i]) > BH_HELLO_TOKEN_MAX) {
+            snprintf(why, why_size, "token %zu is longer than %d bytes", i, BH_HELLO_TOKEN_MAX);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Across keys: tokens go with auth token, and only with it. */
+static int
+check_conf(const void *settings, const char **key, char *why, size_t why_size)
+{
+    const struct traffic_conf *c = settings;
+    if (c->auth == NULL) {
+        *key = "auth";
+        snprintf(why, why_size,
+                 "not set: say token (gateways send a hello with one of tokens first) or none "
+                 "(any host that reaches listen may send)");
+        return -EINVAL;
+    }
+    if (strcmp(c->auth, "token") == 0 && c->tokens.n == 0) {
+        *key = "tokens";
+        snprintf(why, why_size, "auth is token: at least one token is required");
+        return -EINVAL;
+    }
+    if (strcmp(c->auth, "none") == 0 && c->tokens.n > 0) {
+        *key = "tokens";
+        snprintf(why, why_size, "auth is none: tokens would not be checked (say auth: token)");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* What Kafka takes as a topic name: 1-249 of [a-zA-Z0-9._-], neither "." nor "..". */
@@ -1286,6 +1653,27 @@ static const struct bh_conf_key traffic_keys[] = {
      .doc = "A connection that sends nothing (not even a heartbeat) for this long is closed, so "
             "silent sockets cannot hold the connections; 0: never. Time spent paused by "
             "back-pressure does not count."},
+    {.name = "auth",
+     .type = BH_CONF_STRING,
+     .offset = KEY(auth),
+     .check = check_auth,
+     .doc = "Who may send (no default: say it): token (the first line of a connection must be "
+            "a hello naming one of tokens, docs/feeds.md 4.4) or none (any host that reaches "
+            "listen, logged as a warning at start)."},
+    {.name = "tokens",
+     .type = BH_CONF_STRING_LIST,
+     .offset = KEY(tokens),
+     .check = check_tokens,
+     .doc = "The tokens a hello may name (auth token: at least one; none empty). Changed by a "
+            "reload for the connections that follow."},
+    {.name = "hello_timeout",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(hello_timeout),
+     .def = "10s",
+     .min = 100,
+     .max = 3600 * 1000,
+     .doc = "With auth token, a connection that has not sent its hello within this long is "
+            "refused and closed."},
     {0},
 };
 
@@ -1293,7 +1681,7 @@ const struct bh_component_type bh_adapter_type_traffic = {
     .name = "traffic",
     .doc = "Traffic gateway events: JSON lines over TCP (docs/feeds.md, section 4).",
     .schema = SCHEMA,
-    .conf = {.keys = traffic_keys, .size = sizeof(struct traffic_conf)},
+    .conf = {.keys = traffic_keys, .size = sizeof(struct traffic_conf), .check = check_conf},
     .start = start,
     .stop = stop,
     .destroy = destroy,

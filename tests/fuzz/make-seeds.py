@@ -237,7 +237,7 @@ def config():
           "adapters:\n  - name: fire\n    type: fire\n    tokens: [t]\n    body_limit: 512KiB\n"
           "    max_items: 10\n    ack_timeout: 250ms\n  - name: m\n    type: market\n"
           "    spool_dir: /tmp/x\n    encoding: GBK\n    done_action: delete\n"
-          "  - {name: t, type: traffic, listen: '[::1]:9400', max_line: 64KiB, idle_timeout: 0}\n"
+          "  - {name: t, type: traffic, auth: none, listen: '[::1]:9400', max_line: 64KiB, idle_timeout: 0}\n"
           "join:\n  enabled: yes\n  window: 1h\n  dedup_retention: 400d\n  inputs:\n"
           "    - {name: fire, type: avro, topic: dept.fire, type_field: category}\n")
     write(t, "errors", "blocks: {map: m}\nkafka: {partitions: 0, brokers: ''}\nadapters:\n"

@@ -28,7 +28,7 @@ def admin_hub(hub_factory, kafka, tokens=(ADMIN_TOKEN,)):
     if tokens:
         sets.append("admin.tokens=[%s]" % ",".join(tokens))
     h = hub_factory(kafka, extra_sets=sets, adapters=[
-        {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % traffic_port,
+        {"name": "traffic", "type": "traffic", "auth": "none", "listen": "127.0.0.1:%d" % traffic_port,
          "topic": traffic_topic}])
     h.admin = "http://127.0.0.1:%d" % port
     h.traffic_port = traffic_port

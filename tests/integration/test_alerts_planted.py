@@ -51,7 +51,7 @@ def test_planted_alerts_fire_exactly_once_across_five_kill9(world, hub_factory, 
     feeds = hub_factory(world.kafka, fire=False, adapters=[
         {"name": "market", "type": "market", "spool_dir": str(spool),
          "topic": world.topics["market"]},
-        {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % tport,
+        {"name": "traffic", "type": "traffic", "auth": "none", "listen": "127.0.0.1:%d" % tport,
          "topic": world.topics["traffic"]},
         {"name": "fire", "type": "fire", "listen": "127.0.0.1:%d" % fport, "tokens": [TOKEN],
          "topic": world.topics["fire"]},

@@ -153,7 +153,7 @@ def test_check_lists_every_cluster_problem(kafka, tmp_path):
         f.result(30)
     cfg = write(tmp_path, brokers=kafka, topic=fire, dlq="hub.dlq.%s" % tag)
     with open(cfg, "a") as f:
-        f.write("  - name: traffic\n    type: traffic\n    listen: 127.0.0.1:0\n"
+        f.write("  - name: traffic\n    type: traffic\n    auth: none\n    listen: 127.0.0.1:0\n"
                 "    topic: %s\n" % traffic)
     r = subprocess.run([BLOCKHUB, "check", "--config", cfg], capture_output=True, text=True,
                        timeout=120)

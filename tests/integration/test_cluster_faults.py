@@ -191,7 +191,7 @@ class ClusterHub(jh.JoinHub):
                 "  - name: fire", "    type: fire", "    listen: 127.0.0.1:%d" % self.port,
                 "    tokens: [%s]" % TOKEN, "    topic: %s" % w.topics["fire"],
                 "    ack_timeout: 3s", "    retry_after: 1s",
-                "  - name: traffic", "    type: traffic",
+                "  - name: traffic", "    type: traffic", "    auth: none",
                 "    listen: 127.0.0.1:%d" % w.traffic_port, "    topic: %s" % w.topics["traffic"],
                 "  - name: market", "    type: market", "    spool_dir: %s" % w.spool,
                 "    topic: %s" % w.topics["market"], "    settle_time: 200ms",

@@ -117,7 +117,7 @@ class World:
         spool = self.tmp / ("spool-%s" % uuid.uuid4().hex[:6])
         spool.mkdir()
         if "traffic" in depts:
-            entries.append({"name": "traffic", "type": "traffic",
+            entries.append({"name": "traffic", "type": "traffic", "auth": "none",
                             "listen": "127.0.0.1:%d" % traffic_port,
                             "topic": self.topics["traffic"]})
         if "market" in depts:

@@ -125,7 +125,7 @@ def test_adapters_added_and_removed_while_the_others_run(kafka, hub_factory, dec
     wait_until(lambda: component(h, "traffic")["counters"]["connections"] == 1, "connected")
     port2 = free_port()
     topic2 = h.traffic_topic + ".two"
-    entry = ('  - name: "traffic2"\n    type: "traffic"\n    listen: "127.0.0.1:%d"\n'
+    entry = ('  - name: "traffic2"\n    type: "traffic"\n    auth: none\n    listen: "127.0.0.1:%d"\n'
              '    topic: "%s"\n' % (port2, topic2))
     with open(h.config, encoding="utf-8") as f:
         base = f.read()
@@ -269,7 +269,7 @@ def test_an_address_in_use_refuses_the_reload(kafka, hub_factory):
     port = squatter.getsockname()[1]
     with open(h.config, encoding="utf-8") as f:
         base = f.read()
-    entry = ('  - name: "traffic2"\n    type: "traffic"\n    listen: "127.0.0.1:%d"\n'
+    entry = ('  - name: "traffic2"\n    type: "traffic"\n    auth: none\n    listen: "127.0.0.1:%d"\n'
              '    topic: "%s"\n' % (port, h.traffic_topic + ".two"))
     # And a change to fire's tokens in the same file, which must not be applied either.
     with open(h.config, "w", encoding="utf-8") as f:

@@ -480,7 +480,7 @@ def test_truth_equals_consumer_counts_after_60s_mixed_run(kafka, hub_factory, de
     tport = free_port()
     hub = hub_factory(kafka, adapters=[
         {"name": "market", "type": "market", "spool_dir": str(spool), "topic": topics["market"]},
-        {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % tport,
+        {"name": "traffic", "type": "traffic", "auth": "none", "listen": "127.0.0.1:%d" % tport,
          "topic": topics["traffic"]},
     ]).start()
     topics["fire"] = hub.fire_topic

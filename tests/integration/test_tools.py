@@ -161,7 +161,7 @@ def test_sim_stops_on_sigint_in_the_background_and_its_truth_is_what_kafka_got(
     hub = hub_factory(kafka, adapters=[
         {"name": "market", "type": "market", "spool_dir": str(spool), "topic": topics["market"],
          "settle_time": "0s", "rescan_interval": "200ms"},
-        {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % tport,
+        {"name": "traffic", "type": "traffic", "auth": "none", "listen": "127.0.0.1:%d" % tport,
          "topic": topics["traffic"]},
     ]).start()
     topics["fire"] = hub.fire_topic

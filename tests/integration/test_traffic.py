@@ -26,7 +26,7 @@ def traffic_hub(hub_factory, brokers, fire=False, extra_sets=(), **settings):
     """A hub with one traffic adapter on a port and topic of its own."""
     port = free_port()
     topic = "dept.traffic.%s" % uuid.uuid4().hex[:10]
-    entry = {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % port,
+    entry = {"name": "traffic", "type": "traffic", "auth": "none", "listen": "127.0.0.1:%d" % port,
              "topic": topic}
     entry.update(settings)
     hub = hub_factory(brokers, adapters=[entry], fire=fire, extra_sets=list(extra_sets))

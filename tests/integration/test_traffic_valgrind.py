@@ -19,7 +19,7 @@ from test_traffic_shutdown import unsent, wait_until
 
 def test_traffic_start_refuse_drain_under_valgrind(kafka, tmp_path, decoder):
     port = free_port()
-    entry = {"name": "traffic", "type": "traffic", "listen": "127.0.0.1:%d" % port,
+    entry = {"name": "traffic", "type": "traffic", "auth": "none", "listen": "127.0.0.1:%d" % port,
              "topic": "dept.traffic.%s" % uuid.uuid4().hex[:10],
              "max_connections_per_peer": 2, "max_in_flight": 50, "max_line": 4096}
     hub = Hub(tmp_path, kafka, fire=False, adapters=[entry])

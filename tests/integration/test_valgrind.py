@@ -82,7 +82,7 @@ def test_every_part_closes_its_handles_at_exit(kafka, tmp_path):
         "adapters:",
         "  - {name: fire, type: fire, listen: '127.0.0.1:%d', tokens: [%s], topic: %s}"
         % (fport, TOKEN, topics["fire"]),
-        "  - {name: traffic, type: traffic, listen: '127.0.0.1:%d', topic: %s}"
+        "  - {name: traffic, type: traffic, auth: none, listen: '127.0.0.1:%d', topic: %s}"
         % (tport, topics["traffic"]),
         "  - {name: market, type: market, spool_dir: '%s', topic: %s}" % (spool, topics["market"]),
         "join:", "  enabled: true", "  group: exit-%s" % tag,

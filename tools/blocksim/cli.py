@@ -89,7 +89,15 @@ def parse_args(argv):
     ap.add_argument("--stop-timeout", type=float, default=30.0,
                     help="on SIGINT/SIGTERM, seconds to send what is queued before giving it "
                          "up (default 30)")
-    ap.add_argument("--connections", type=int, default=1, help="traffic: TCP connections (default 1)")
+    ap.add_argument("--connections", type=int, default=1,
+                    help="traffic: TCP connections, one gateway each (default 1)")
+    ap.add_argument("--traffic-token", default=os.environ.get("BH_TRAFFIC_TOKEN"),
+                    help="traffic: send a hello with this token first on every connection (auth "
+                         "token; default: $BH_TRAFFIC_TOKEN)")
+    ap.add_argument("--traffic-ack", action="store_true",
+                    help="traffic: ask for acknowledgements in the hello; a line counts as "
+                         "delivered once acknowledged, and what a dropped connection did not "
+                         "acknowledge is sent again")
     ap.add_argument("--heartbeat", type=float, default=5.0,
                     help="traffic: seconds between heartbeat lines per connection, 0: none (default 5)")
     ap.add_argument("--traffic-max-line", type=int, default=65536,
@@ -331,7 +339,8 @@ def main(argv=None):
                                        args.market_encoding)
         if "traffic" in args.depts:
             traffic = sinks.TrafficStreams(args.traffic, gen, args.connections, args.heartbeat,
-                                           args.connect_timeout, stop=stop)
+                                           args.connect_timeout, stop=stop, ack=args.traffic_ack,
+                                           token=args.traffic_token)
         if "fire" in args.depts:
             fire = sinks.FireWebhook(args.fire, args.fire_token, rng, args.fire_batch, args.fire_linger,
                                      args.fire_workers, args.fire_timeout, args.fire_retries,

@@ -16,6 +16,7 @@ STOP (a Stop) is shared with the caller: after a stop signal a sink waiting for
 room gives the record up (SinkStopped), and once the stop is forced (a second
 signal, or the drain took too long) the senders give up what they still hold.
 """
+import collections
 import http.client
 import json
 import os
@@ -144,8 +145,9 @@ class MarketSpool:
 class _Stream(threading.Thread):
     """One gateway connection: writes queued lines, reconnects and resends on a drop."""
 
-    def __init__(self, host, port, connect_timeout, stop, delivered):
+    def __init__(self, host, port, connect_timeout, stop, delivered, token=None):
         super().__init__(daemon=True)
+        self.token = token
         self.host, self.port = host, port
         self.connect_timeout = connect_timeout
         self.stop = stop
@@ -165,6 +167,8 @@ class _Stream(threading.Thread):
             try:
                 s = socket.create_connection((self.host, self.port), timeout=30)
                 s.settimeout(None)
+                if self.token:  # auth token: a hello first, no acknowledgements asked
+                    s.sendall(json.dumps({"hello": 1, "token": self.token}).encode() + b"\n")
                 return s
             except OSError as e:
                 if time.monotonic() + delay > deadline or self.stop.forced():
@@ -229,8 +233,184 @@ class _Stream(threading.Thread):
             sock.close()
 
 
+class _AckStream(threading.Thread):
+    """One gateway that asks for acknowledgements (docs/feeds.md 4.4): its first line on
+    every connection is a hello with "ack": true (and TOKEN, if any). Every line is kept
+    until an {"ack": N} covers it (line 1 is the hello), and only then counted as delivered;
+    when the connection drops, it connects again and sends every line not acknowledged, in
+    order, before new ones. At most MAX_UNACKED lines wait for their ack."""
+
+    MAX_UNACKED = 20000
+
+    def __init__(self, host, port, connect_timeout, stop, delivered, name, token):
+        super().__init__(daemon=True)
+        self.host, self.port = host, port
+        self.connect_timeout = connect_timeout
+        self.stop = stop
+        self.delivered = delivered
+        self.name_ = name
+        self.token = token
+        self.closing = False
+        self.q = queue.Queue(maxsize=2000)
+        self.error = None
+        self.unsent = []
+        self.reconnects = 0
+        self.resent_lines = 0
+        self.bytes = 0
+        self.acks = 0
+        self.cv = threading.Condition()
+        self.inflight = collections.deque()  # (line number, rid, bytes) on this connection
+        self.backlog = collections.deque()   # (rid, bytes) to send again, first
+        self.gen = 0        # the connection's generation
+        self.dead = -1      # the generation the reader saw end
+        self.refusal = None
+
+    def _connect(self):
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.05
+        while True:
+            try:
+                return socket.create_connection((self.host, self.port), timeout=30)
+            except OSError as e:
+                if time.monotonic() + delay > deadline or self.stop.forced():
+                    raise SinkError("traffic: cannot connect to %s:%d: %s" % (self.host, self.port, e))
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def _read(self, sock, gen):
+        buf = b""
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    msg = json.loads(line)
+                    with self.cv:
+                        if "error" in msg:
+                            self.refusal = "traffic: refused by blockhub: %s" % msg.get("detail")
+                        elif "ack" in msg and "hello" not in msg and gen == self.gen:
+                            n = msg["ack"]
+                            self.acks += 1
+                            while self.inflight and self.inflight[0][0] <= n:
+                                _, rid, _ = self.inflight.popleft()
+                                if rid:
+                                    self.delivered.add(rid)
+                        self.cv.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self.cv:
+            if gen == self.gen:
+                self.dead = gen
+            self.cv.notify_all()
+
+    def _open(self):
+        sock = self._connect()
+        sock.settimeout(None)
+        hello = {"hello": 1, "gateway": self.name_, "ack": True}
+        if self.token:
+            hello["token"] = self.token
+        with self.cv:
+            self.gen += 1
+            gen = self.gen
+        sock.sendall(json.dumps(hello).encode() + b"\n")
+        threading.Thread(target=self._read, args=(sock, gen), daemon=True).start()
+        return sock, gen
+
+    def _drop(self, sock):
+        """The connection is gone: what it did not acknowledge is sent again first."""
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes its reader
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+        with self.cv:
+            again = [(rid, data) for _, rid, data in self.inflight]
+            self.inflight.clear()
+            self.resent_lines += len(again)
+            self.backlog.extendleft(reversed(again))
+            self.gen += 1  # acks of the old connection no longer count
+        self.reconnects += 1
+
+    def _next_batch(self):
+        with self.cv:
+            if self.backlog:
+                batch = []
+                while self.backlog and len(batch) < 1000:
+                    batch.append(self.backlog.popleft())
+                return batch
+        try:
+            item = self.q.get(timeout=0.05)
+        except queue.Empty:
+            return []
+        batch = [item]
+        while len(batch) < 1000:
+            try:
+                batch.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def run(self):
+        sock, gen, line_no = None, 0, 0
+        try:
+            while not self.stop.forced():
+                if self.refusal:
+                    raise SinkError(self.refusal)
+                if sock is not None and self.dead == gen:
+                    self._drop(sock)
+                    sock = None
+                if sock is None:
+                    sock, gen = self._open()
+                    line_no = 1  # the hello
+                with self.cv:
+                    if len(self.inflight) >= self.MAX_UNACKED:
+                        self.cv.wait(0.1)
+                        continue
+                batch = self._next_batch()
+                if not batch:
+                    if self.closing and self.q.empty():
+                        with self.cv:
+                            if not self.backlog and not self.inflight:
+                                break
+                            if not self.backlog:
+                                self.cv.wait(0.1)  # the last acks
+                    continue
+                with self.cv:
+                    for rid, data in batch:
+                        line_no += 1
+                        self.inflight.append((line_no, rid, data))
+                try:
+                    data = b"".join(d for _, d in batch)
+                    sock.sendall(data)
+                    self.bytes += len(data)
+                except OSError:
+                    self._drop(sock)
+                    sock = None
+        except SinkError as e:
+            self.error = str(e)
+        with self.cv:
+            self.unsent.extend(rid for _, rid, _ in self.inflight if rid)
+            self.unsent.extend(rid for rid, _ in self.backlog if rid)
+        while True:
+            try:
+                rid, _ = self.q.get_nowait()
+            except queue.Empty:
+                break
+            if rid:
+                self.unsent.append(rid)
+        if sock is not None:
+            sock.close()
+
+
 class TrafficStreams:
-    def __init__(self, addr, gen, connections=1, heartbeat=5.0, connect_timeout=30.0, stop=None):
+    def __init__(self, addr, gen, connections=1, heartbeat=5.0, connect_timeout=30.0, stop=None,
+                 ack=False, token=None):
         host, _, port = addr.rpartition(":")
         if not host or not port.isdigit():
             raise SinkError("traffic: address %r is not HOST:PORT" % addr)
@@ -240,8 +420,13 @@ class TrafficStreams:
         self.stop = stop or Stop()
         self.draining = False
         self.delivered = set()
-        self.streams = [_Stream(host, int(port), connect_timeout, self.stop, self.delivered)
-                        for _ in range(connections)]
+        if ack:
+            self.streams = [_AckStream(host, int(port), connect_timeout, self.stop, self.delivered,
+                                       "sim-gw-%d" % k, token) for k in range(connections)]
+        else:
+            self.streams = [_Stream(host, int(port), connect_timeout, self.stop, self.delivered,
+                                    token) for _ in range(connections)]
+        self.ack = ack
         self.next_hb = [heartbeat] * connections
         self.n = 0
         self.heartbeats = 0
@@ -298,6 +483,7 @@ class TrafficStreams:
         return {"connections": len(self.streams), "heartbeats": self.heartbeats,
                 "reconnects": sum(s.reconnects for s in self.streams),
                 "resent_lines": sum(s.resent_lines for s in self.streams),
+                "acks": sum(getattr(s, "acks", 0) for s in self.streams),
                 "bytes": sum(s.bytes for s in self.streams)}
 
 
