@@ -12,7 +12,11 @@
  *     line's event_id, device, plate and road;
  *   - the flat-line fast path and yajl give the same answer: the same kind,
  *     the same reason and text, the same event;
- *   - the framer hands out lines that hold no line feed, numbered in order.
+ *   - the framer hands out lines that hold no line feed, numbered in order;
+ *   - every line is also read as a hello (bh_traffic_hello_parse): a refusal
+ *     has a reason in valid UTF-8; a hello taken is version 1, its gateway
+ *     valid UTF-8 without control characters and its token within bounds, and
+ *     the line is valid UTF-8 for the event parser too.
  */
 #include <math.h>
 #include <stdint.h>
@@ -22,8 +26,10 @@
 
 #include "adapters/traffic/traffic_avro.h"
 #include "adapters/traffic/traffic_event_test.h"
+#include "adapters/traffic/traffic_hello.h"
 #include "adapters/traffic/traffic_lines.h"
 #include "fuzz_common.h"
+#include "utf8.h"
 
 #define MAX_LINE (64 * 1024)
 #define KEEP     4096
@@ -127,6 +133,42 @@ struct stream {
 };
 
 static void
+check_hello(const struct bh_traffic_line *line)
+{
+    struct bh_traffic_hello h;
+    char why[256];
+    switch (bh_traffic_hello_parse(line->data, line->len, &h, why, sizeof(why))) {
+    case BH_HELLO_NOT:
+        return;
+    case BH_HELLO_BAD:
+        bh_fuzz_check_why("hello refusal", why);
+        return;
+    case BH_HELLO_OK:
+        break;
+    }
+    if (h.version != 1)
+        bh_fuzz_fail("line %lld: a hello of version %d taken", (long long)line->number, h.version);
+    size_t glen = strlen(h.gateway);
+    if (glen > BH_HELLO_GATEWAY_MAX || h.token_len > BH_HELLO_TOKEN_MAX ||
+        (h.has_token && strlen(h.token) > h.token_len))
+        bh_fuzz_fail("line %lld: a hello's gateway or token out of bounds",
+                     (long long)line->number);
+    bh_fuzz_check_utf8("hello gateway", h.gateway, glen);
+    for (size_t i = 0; i < glen; i++)
+        if ((unsigned char)h.gateway[i] < 0x20 || h.gateway[i] == 0x7f)
+            bh_fuzz_fail("line %lld: a hello's gateway holds a control character",
+                         (long long)line->number);
+    if (bh_utf8_valid(line->data, line->len) < 0)
+        bh_fuzz_fail("line %lld: a hello taken from bytes that are not UTF-8",
+                     (long long)line->number);
+    /* the tokens compare: the hello's own token is one of [token] */
+    char *one[1] = {h.token};
+    if (h.has_token && h.token_len > 0 && strlen(h.token) == h.token_len &&
+        !bh_traffic_token_ok(h.token, h.token_len, one, 1))
+        bh_fuzz_fail("line %lld: a token does not match itself", (long long)line->number);
+}
+
+static void
 on_line(void *arg, const struct bh_traffic_line *line)
 {
     struct stream *st = arg;
@@ -140,6 +182,7 @@ on_line(void *arg, const struct bh_traffic_line *line)
         bh_fuzz_fail("line %lld holds a line feed", (long long)line->number);
     if (line->too_long)
         return; /* too_large, with the first bytes */
+    check_hello(line);
 
     struct bh_traffic_event a, b;
     enum bh_dlq_reason ra = BH_DLQ_REASON_COUNT, rb = BH_DLQ_REASON_COUNT;

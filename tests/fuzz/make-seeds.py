@@ -117,6 +117,11 @@ def traffic():
     write(t, "crlf", "\r\n".join(lines[:4]) + "\r\n")
     write(t, "heartbeat", '{"type":"heartbeat","ts":1795737637000}')
     write(t, "heartbeat-twice", '{"type":"heartbeat","type":"heartbeat"}')
+    # the hello (docs/feeds.md 4.4) and its refusals
+    write(t, "hello", '{"hello":1,"gateway":"jj-gw-03","token":"t0k","ack":true}\n' + lines[0])
+    write(t, "hello-bad", '{"hello":2}\n{"hello":1,"ack":1}\n{"hello":1,"token":7}\n'
+                          '{"hello":1,"gateway":"a\\u0001"}\n{"hello":1,"ack":true,"ack":false}\n'
+                          '{"ack":"x","hello":1}\n{"hello":1,"gateway":"中文网关","x":[1,{"y":null}]}')
     write(t, "u-escape-cjk", '{"event_id":"\\u中文"}')
     for field in ("event_id", "device", "type", "plate", "road"):
         write(t, "cjk22-" + field, dumps(dict(good, **{field: CJK22})))
