@@ -70,6 +70,17 @@
  * connection, once drained, stays open until its lines are acknowledged and
  * its last ack is written. Gateways that do not ask get no line back but the
  * answer to their hello, if they sent one.
+ *
+ * TLS (the tls section): each connection is a session over memory BIOs
+ * (hub/tls.h) between the socket and the framer: ciphertext read is fed in,
+ * plaintext comes out to the lines, and what blockhub writes (the handshake,
+ * hello answers, acks, refusals) is encrypted and written from buffers of its
+ * own. A failed handshake (no certificate where one is required, a
+ * certificate of another CA, bytes that are not TLS) closes the connection,
+ * counted and logged like a refusal. The verified client certificate's
+ * subject goes into every record of the connection (tls_subject), and with
+ * subjects set it must be one of them; auth tls takes the certificate as the
+ * gateway's credential (no hello needed).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,6 +100,7 @@
 #include "traffic_event.h"
 #include "traffic_hello.h"
 #include "traffic_lines.h"
+#include "tls.h"
 #include "utf8.h"
 
 #define SCHEMA      "blockhub.traffic.TrafficEvent"
@@ -110,10 +122,33 @@ struct traffic_conf {
     int64_t max_connections;
     int64_t max_connections_per_peer;
     int64_t idle_timeout;
-    char *auth; /* "token" or "none"; no default */
+    char *auth; /* "token", "tls" or "none"; no default */
     struct bh_strlist tokens;
     int64_t hello_timeout;
+    struct bh_tls_conf tls;
+    struct bh_strlist subjects; /* client certificate subjects allowed; empty: any verified */
 };
+
+/* A client certificate's subject, shared by a connection and its pending lines. */
+struct subject {
+    uint32_t refs;
+    char s[];
+};
+
+static struct subject *
+subject_get(struct subject *s)
+{
+    if (s != NULL)
+        s->refs++;
+    return s;
+}
+
+static void
+subject_put(struct subject *s)
+{
+    if (s != NULL && --s->refs == 0)
+        free(s);
+}
 
 /* Why a connection ended while a line was still open. */
 enum cut { CUT_NONE, CUT_CLOSED, CUT_IDLE, CUT_STOPPED };
@@ -133,6 +168,7 @@ struct pending {
     struct traffic *t;
     struct pending *next;          /* in the retry list or the free list */
     struct conn *conn;             /* an acknowledging connection it came from, while open */
+    struct subject *subject;       /* its connection's client certificate, if any */
     struct pending *cprev, *cnext; /* in that connection's pending lines, in line order */
     int64_t received_at;
     int64_t line_no;
@@ -177,6 +213,16 @@ struct conn {
     uv_write_t wreq;
     char wbuf[64];
     char gateway[BH_HELLO_GATEWAY_MAX + 1]; /* as the hello names it */
+    struct bh_tls_session *tls;             /* NULL: plain TCP */
+    struct subject *subject;                /* the verified client certificate's, if any */
+    uint32_t tls_writes;                    /* TLS: writes of ciphertext under way */
+    bool tls_open;                          /* TLS: the handshake is done */
+};
+
+/* TLS: ciphertext on its way to the socket. */
+struct tls_write {
+    uv_write_t req;
+    char data[];
 };
 
 /* Connections from one address. */
@@ -220,6 +266,9 @@ struct traffic {
     uint64_t refused;       /* connections refused in all */
     uint64_t unauthorized;  /* connections refused for their hello (or its absence) */
     uint64_t acks_sent;
+    struct bh_tls_server tls; /* the running TLS context; .ctx NULL: plain TCP */
+    uint64_t tls_handshakes, tls_refused;
+    char plainbuf[16384]; /* TLS: plaintext of the read being processed */
     bool stopping;
     bool in_drain; /* drain_all() is running */
     bool closing_all;
@@ -302,11 +351,10 @@ conn_unlink(struct pending *pd)
     pd->cprev = pd->cnext = NULL;
 }
 
+/* The end of a write to C (STATUS as libuv gives it). */
 static void
-on_written(uv_write_t *w, int status)
+written(struct conn *c, int status)
 {
-    struct conn *c = w->data;
-    c->writing = false;
     if (status == UV_ECANCELED || c->closing)
         return;
     if (status < 0) {
@@ -316,6 +364,74 @@ on_written(uv_write_t *w, int status)
         return;
     }
     arm_acks(c->t); /* more may have come due meanwhile */
+}
+
+static void
+on_written(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    c->writing = false;
+    written(c, status);
+}
+
+static void
+on_tls_written(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    free(w); /* the struct tls_write it begins */
+    if (--c->tls_writes == 0)
+        c->writing = false;
+    written(c, status);
+}
+
+/* TLS: write the ciphertext waiting in C's session. 0, or a libuv error (C is to be closed). */
+static int
+tls_flush(struct conn *c)
+{
+    while (bh_tls_pending(c->tls) > 0) {
+        size_t n = bh_tls_pending(c->tls);
+        struct tls_write *w = malloc(sizeof(*w) + n);
+        if (w == NULL)
+            return UV_ENOMEM;
+        n = bh_tls_take(c->tls, w->data, n);
+        w->req.data = c;
+        uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+        int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written);
+        if (rc < 0) {
+            free(w);
+            return rc;
+        }
+        c->tls_writes++;
+        c->writing = true;
+    }
+    return 0;
+}
+
+/* TLS: what the session holds for the socket, if the socket takes it now (C is closing). */
+static void
+tls_flush_now(struct conn *c)
+{
+    char buf[4096];
+    while (bh_tls_pending(c->tls) > 0) {
+        size_t n = bh_tls_take(c->tls, buf, sizeof(buf));
+        uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)n)
+            return;
+    }
+}
+
+/* DATA for C at once, if its socket takes it now: true when it did. */
+static bool
+send_now(struct conn *c, const char *data, size_t n)
+{
+    if (c->tls != NULL) {
+        if (!c->tls_open || c->writing || bh_tls_write(c->tls, data, n) != (ssize_t)n)
+            return false;
+        tls_flush_now(c);
+        return bh_tls_pending(c->tls) == 0;
+    }
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+    return uv_try_write((uv_stream_t *)&c->tcp, &b, 1) == (int)n;
 }
 
 /* Write what C is owed: the answer to its hello, the latest acknowledgement. */
@@ -340,16 +456,20 @@ flush_conn(struct conn *c)
     }
     if (n == 0)
         return;
-    uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)n);
-    c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    int rc;
+    if (c->tls != NULL) {
+        rc = bh_tls_write(c->tls, c->wbuf, n) == (ssize_t)n ? tls_flush(c) : UV_EPIPE;
+    } else {
+        uv_buf_t b = uv_buf_init(c->wbuf, (unsigned)n);
+        c->wreq.data = c;
+        rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+        c->writing = rc == 0;
+    }
     if (rc < 0) {
         bh_warn(t->a->name, "gateway %s: cannot write to it: %s; closing", c->peer,
                 uv_strerror(rc));
         close_conn(c, CUT_CLOSED);
-        return;
     }
-    c->writing = true;
 }
 
 static void
@@ -383,6 +503,8 @@ pending_done(struct pending *pd)
             close_conn(c, CUT_NONE); /* writes its last ack */
     }
     bh_flow_release(&t->flow, pd->len);
+    subject_put(pd->subject);
+    pd->subject = NULL;
     if (pd->len <= SLOT_DATA) {
         pd->next = t->free_slots;
         t->free_slots = pd;
@@ -438,7 +560,8 @@ static int
 encode(struct traffic *t, const struct pending *pd, const struct bh_traffic_event *ev,
        const struct bh_block *blk, const void **data, size_t *len)
 {
-    struct bh_traffic_extra x = {blk->id, pd->received_at, pd->peer};
+    struct bh_traffic_extra x = {blk->id, pd->received_at, pd->peer,
+                                 pd->subject != NULL ? pd->subject->s : NULL};
     size_t need = t->frame_len + bh_traffic_avro_bound(ev, &x);
     if (need > t->out_cap) {
         uint8_t *out = realloc(t->out, need);
@@ -701,8 +824,7 @@ refuse_gateway(struct conn *c, const char *why)
     n += snprintf(line + n, sizeof(line) - (size_t)n, "\"}\n");
     if (n > (int)sizeof(line) - 1)
         n = (int)sizeof(line) - 1;
-    uv_buf_t b = uv_buf_init(line, (unsigned)n);
-    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* the first bytes written: they fit */
+    (void)send_now(c, line, (size_t)n); /* the first bytes written: they fit */
     c->refused = true;
     t->unauthorized++;
     log_refusal(t, c->peer, why);
@@ -773,6 +895,7 @@ on_line(void *arg, const struct bh_traffic_line *line)
     }
     if (c->ack)
         conn_link(c, pd);
+    pd->subject = subject_get(c->subject);
     pd->d.cb = on_delivered;
     pd->received_at = t->read_ms;
     pd->line_no = line->number;
@@ -877,6 +1000,8 @@ on_conn_closed(uv_handle_t *h)
         pd = next;
     }
     bh_traffic_lines_free(&c->lines);
+    bh_tls_session_free(c->tls);
+    subject_put(c->subject);
     free(c);
     if (--t->handles == 0 && t->closing_all)
         bh_component_stopped(t->a);
@@ -906,11 +1031,14 @@ close_conn(struct conn *c, enum cut cut)
         char line[40];
         int64_t upto = ack_point(c);
         int n = snprintf(line, sizeof(line), "{\"ack\":%lld}\n", (long long)upto);
-        uv_buf_t b = uv_buf_init(line, (unsigned)n);
-        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) == n) {
+        if (send_now(c, line, (size_t)n)) {
             c->acked = upto;
             c->t->acks_sent++;
         }
+    }
+    if (c->tls != NULL && c->tls_open && !c->writing) {
+        bh_tls_close(c->tls); /* close_notify, if the socket takes it */
+        tls_flush_now(c);
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = false;
@@ -918,6 +1046,76 @@ close_conn(struct conn *c, enum cut cut)
 }
 
 static void check_pressure(struct traffic *t);
+
+/* TLS: C's handshake is done: its certificate's subject, and whether it may send. */
+static void
+tls_opened(struct conn *c)
+{
+    struct traffic *t = c->t;
+    c->tls_open = true;
+    t->tls_handshakes++;
+    const char *subj = bh_tls_subject(c->tls);
+    if (subj != NULL && subj[0] != '\0') {
+        size_t n = strlen(subj);
+        c->subject = malloc(sizeof(*c->subject) + n + 1);
+        if (c->subject == NULL) {
+            refuse_gateway(c, "out of memory");
+            return;
+        }
+        c->subject->refs = 1;
+        memcpy(c->subject->s, subj, n + 1);
+    }
+    if (t->conf->subjects.n > 0) {
+        bool ok = false;
+        for (size_t i = 0; c->subject != NULL && i < t->conf->subjects.n; i++)
+            ok |= strcmp(t->conf->subjects.v[i], c->subject->s) == 0;
+        if (!ok) {
+            refuse_gateway(c, "the client certificate's subject is not one of subjects");
+            return;
+        }
+    }
+    bh_debug(t->a->name, "gateway %s: TLS, certificate %s", c->peer,
+             c->subject != NULL ? c->subject->s : "(none)");
+}
+
+/*
+ * N bytes read from C's socket: framed into lines, through the TLS session
+ * first if C has one. 0; 1 when the gateway closed its TLS session (as an
+ * end of stream); or a negative errno when C is to be closed now.
+ */
+static int
+conn_input(struct conn *c, const char *data, size_t n)
+{
+    struct traffic *t = c->t;
+    if (c->tls == NULL)
+        return bh_traffic_lines_feed(&c->lines, data, n, on_line, c) < 0 ? -ENOMEM : 0;
+    if (bh_tls_feed(c->tls, data, n) < 0)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t got = bh_tls_read(c->tls, t->plainbuf, sizeof(t->plainbuf));
+        if (!c->tls_open && bh_tls_state(c->tls) == BH_TLS_OPEN)
+            tls_opened(c);
+        if (got < 0) {
+            char why[300];
+            snprintf(why, sizeof(why), "TLS: %s", bh_tls_error(c->tls));
+            t->tls_refused++;
+            log_refusal(t, c->peer, why);
+            tls_flush_now(c); /* its alert */
+            return -EPROTO;
+        }
+        if (got == 0 || c->refused)
+            break;
+        if (bh_traffic_lines_feed(&c->lines, t->plainbuf, (size_t)got, on_line, c) < 0)
+            return -ENOMEM;
+        if (c->refused || c->closing)
+            break;
+    }
+    if (c->closing || c->refused)
+        return 0;
+    if (tls_flush(c) < 0)
+        return -EPIPE;
+    return bh_tls_state(c->tls) == BH_TLS_CLOSED ? 1 : 0;
+}
 
 static void
 on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -927,15 +1125,17 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         c->last_active = uv_now(t->a->hub->loop);
         t->read_ms = bh_now_ms();
-        if (bh_traffic_lines_feed(&c->lines, buf->base, (size_t)nread, on_line, c) < 0) {
+        int rc = conn_input(c, buf->base, (size_t)nread);
+        if (rc == -ENOMEM)
             bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
                      c->peer);
+        if (rc < 0 || c->refused)
             close_conn(c, CUT_NONE);
-        } else if (c->refused) {
-            close_conn(c, CUT_NONE);
-        }
+        else if (rc == 1)
+            nread = UV_EOF; /* close_notify: the end of the stream */
         check_pressure(t);
-        return;
+        if (nread > 0 || c->closing)
+            return;
     }
     if (nread == 0)
         return;
@@ -1039,6 +1239,11 @@ admit(struct traffic *t, struct conn *c, const struct sockaddr *sa, bool limits)
         return false;
     }
     if (peer_add(t, c->addr) < 0) {
+        refuse(t, c, "out of memory");
+        return false;
+    }
+    if (t->tls.ctx != NULL && (c->tls = bh_tls_session_new(bh_tls_server_ctx(&t->tls))) == NULL) {
+        peer_remove(t, c->addr);
         refuse(t, c, "out of memory");
         return false;
     }
@@ -1251,12 +1456,13 @@ drain_conn(struct conn *c)
         }
         c->drain_left -= (uint64_t)n;
         t->read_ms = bh_now_ms();
-        if (bh_traffic_lines_feed(&c->lines, t->readbuf, (size_t)n, on_line, c) < 0) {
+        int rc = conn_input(c, t->readbuf, (size_t)n);
+        if (rc == -ENOMEM)
             bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
                      c->peer);
-            break;
-        }
-        if (c->refused || c->closing)
+        if (rc == 1)
+            c->cut = CUT_CLOSED;
+        if (rc != 0 || c->refused || c->closing)
             break;
     }
     /* All read that was there: did the gateway also close its side before the stop? */
@@ -1357,6 +1563,11 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
                                errstr_size);
     if (rc < 0)
         goto out;
+    if (bh_tls_conf_enabled(&c->tls)) {
+        rc = bh_tls_server_load(&t->tls, &c->tls, errstr, errstr_size);
+        if (rc < 0)
+            goto out;
+    }
     uv_tcp_init(loop, &t->listener);
     t->listener.data = t;
     t->handles = 1;
@@ -1366,6 +1577,7 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
     if (rc < 0) {
         snprintf(errstr, errstr_size, "listen on %s: %s", c->listen, uv_strerror(rc));
         /* The handle is closed on the loop's next turn; T goes with it. */
+        bh_tls_server_free(&t->tls);
         bh_traffic_parser_free(t->parser);
         free(t->peers);
         uv_close((uv_handle_t *)&t->listener, free_listener_owner);
@@ -1396,9 +1608,17 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
                 "token and tokens to require a hello with a token)",
                 t->source);
     a->priv = t;
-    bh_info(a->name, "traffic gateways on tcp://%s -> %s (auth %s)", t->source, c->topic, c->auth);
+    bh_info(a->name, "traffic gateways on %s://%s -> %s (auth %s%s)", t->tls.ctx ? "tls" : "tcp",
+            t->source, c->topic, c->auth,
+            !t->tls.ctx ? ""
+            : bh_tls_conf_client_cert(&c->tls) == BH_TLS_CLIENT_REQUIRED
+                ? ", client certificates required"
+            : bh_tls_conf_client_cert(&c->tls) == BH_TLS_CLIENT_OPTIONAL
+                ? ", client certificates checked if sent"
+                : "");
     return 0;
 out:
+    bh_tls_server_free(&t->tls);
     bh_traffic_parser_free(t->parser);
     free(t->peers);
     free(t);
@@ -1460,6 +1680,7 @@ destroy(struct bh_component *a)
     }
     free(t->peers);
     bh_traffic_parser_free(t->parser);
+    bh_tls_server_free(&t->tls);
     free(t->out);
     free(t);
     a->priv = NULL;
@@ -1503,10 +1724,18 @@ reload(struct bh_component *a, const void *settings, char *errstr, size_t errstr
     const struct traffic_conf *n = settings, *o = t->conf;
     if (strcmp(n->listen, o->listen) != 0 || strcmp(n->topic, o->topic) != 0 ||
         n->max_line != o->max_line || n->idle_timeout != o->idle_timeout ||
-        strcmp(n->auth, o->auth) != 0 || n->hello_timeout != o->hello_timeout) {
-        snprintf(errstr, errstr_size,
-                 "listen, topic, max_line, idle_timeout, auth or hello_timeout changed");
+        strcmp(n->auth, o->auth) != 0 || n->hello_timeout != o->hello_timeout ||
+        bh_tls_conf_enabled(&n->tls) != bh_tls_conf_enabled(&o->tls)) {
+        snprintf(
+            errstr, errstr_size,
+            "listen, topic, max_line, idle_timeout, auth, hello_timeout or TLS on/off changed");
         return -ENOTSUP;
+    }
+    if (bh_tls_conf_enabled(&n->tls)) {
+        /* New connections get the files as they are now; open ones keep theirs. */
+        int rc = bh_tls_server_load(&t->tls, &n->tls, errstr, errstr_size);
+        if (rc < 0)
+            return rc;
     }
     t->conf = n;
     t->flow.max = (size_t)n->max_in_flight;
@@ -1532,14 +1761,20 @@ stats(const struct bh_component *a, struct bh_stats *out)
                  false, t->unauthorized);
     bh_stats_add(out, "acks_sent", "acknowledgement lines written to gateways", false,
                  t->acks_sent);
+    if (t->tls.ctx != NULL) {
+        bh_stats_add(out, "tls_handshakes", "TLS handshakes completed", false, t->tls_handshakes);
+        bh_stats_add(out, "tls_refused",
+                     "TLS connections that failed (certificate refused, not TLS...)", false,
+                     t->tls_refused);
+    }
 }
 
 static int
 check_auth(const void *value, char *why, size_t why_size)
 {
     const char *v = *(char *const *)value;
-    if (v != NULL && strcmp(v, "token") != 0 && strcmp(v, "none") != 0) {
-        snprintf(why, why_size, "'%s' is neither token nor none", v);
+    if (v != NULL && strcmp(v, "token") != 0 && strcmp(v, "tls") != 0 && strcmp(v, "none") != 0) {
+        snprintf(why, why_size, "'%s' is not token, tls or none", v);
         return -EINVAL;
     }
     return 0;
@@ -1579,12 +1814,31 @@ check_conf(const void *settings, const char **key, char *why, size_t why_size)
         snprintf(why, why_size, "auth is token: at least one token is required");
         return -EINVAL;
     }
-    if (strcmp(c->auth, "none") == 0 && c->tokens.n > 0) {
+    if (strcmp(c->auth, "token") != 0 && c->tokens.n > 0) {
         *key = "tokens";
-        snprintf(why, why_size, "auth is none: tokens would not be checked (say auth: token)");
+        snprintf(why, why_size, "auth is %s: tokens would not be checked (say auth: token)",
+                 c->auth);
         return -EINVAL;
     }
-    return 0;
+    bool client_certs =
+        bh_tls_conf_enabled(&c->tls) && bh_tls_conf_client_cert(&c->tls) != BH_TLS_CLIENT_NONE;
+    if (strcmp(c->auth, "tls") == 0 &&
+        !(bh_tls_conf_enabled(&c->tls) &&
+          bh_tls_conf_client_cert(&c->tls) == BH_TLS_CLIENT_REQUIRED)) {
+        *key = "auth";
+        snprintf(why, why_size,
+                 "auth tls takes the client certificate as the credential: it needs tls.cert_file, "
+                 "tls.key_file and tls.client_ca_file, with client_cert required");
+        return -EINVAL;
+    }
+    if (c->subjects.n > 0 && !client_certs) {
+        *key = "subjects";
+        snprintf(why, why_size,
+                 "subjects are those of client certificates: set tls with a "
+                 "client_ca_file");
+        return -EINVAL;
+    }
+    return bh_tls_conf_check(&c->tls, key, why, why_size);
 }
 
 /* What Kafka takes as a topic name: 1-249 of [a-zA-Z0-9._-], neither "." nor "..". */
@@ -1658,8 +1912,9 @@ static const struct bh_conf_key traffic_keys[] = {
      .offset = KEY(auth),
      .check = check_auth,
      .doc = "Who may send (no default: say it): token (the first line of a connection must be "
-            "a hello naming one of tokens, docs/feeds.md 4.4) or none (any host that reaches "
-            "listen, logged as a warning at start)."},
+            "a hello naming one of tokens, docs/feeds.md 4.4), tls (a client certificate that "
+            "tls.client_ca_file verifies, with client_cert required) or none (any host that "
+            "reaches listen, logged as a warning at start)."},
     {.name = "tokens",
      .type = BH_CONF_STRING_LIST,
      .offset = KEY(tokens),
@@ -1674,6 +1929,19 @@ static const struct bh_conf_key traffic_keys[] = {
      .max = 3600 * 1000,
      .doc = "With auth token, a connection that has not sent its hello within this long is "
             "refused and closed."},
+    {.name = "tls",
+     .type = BH_CONF_SECTION,
+     .offset = KEY(tls),
+     .sub = bh_tls_conf_keys,
+     .doc = "TLS on the listener (cert_file and key_file turn it on); with client_ca_file, client "
+            "certificates are checked, and the subject of a client certificate goes into each "
+            "record's tls_subject. The files are read again on a reload (new connections)."},
+    {.name = "subjects",
+     .type = BH_CONF_STRING_LIST,
+     .offset = KEY(subjects),
+     .doc = "With client certificates: the subjects allowed (RFC 2253, as tls_subject shows "
+            "them, e.g. CN=jj-gw-03,O=Traffic Police,C=CN); another is refused after the "
+            "handshake. Empty: any certificate the CA verifies."},
     {0},
 };
 

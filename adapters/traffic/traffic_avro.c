@@ -10,9 +10,10 @@
 size_t
 bh_traffic_avro_bound(const struct bh_traffic_event *ev, const struct bh_traffic_extra *x)
 {
-    /* 12 fields, none longer than a 10-byte varint plus its string */
-    return 12 * BH_AVRO_LONG_MAX + ev->event_id.len + ev->device.len + ev->plate.len +
-           ev->road.len + strlen(x->block_id) + strlen(x->peer);
+    /* 13 fields, none longer than a 10-byte varint plus its string */
+    return 13 * BH_AVRO_LONG_MAX + ev->event_id.len + ev->device.len + ev->plate.len +
+           ev->road.len + strlen(x->block_id) + strlen(x->peer) +
+           (x->tls_subject != NULL ? strlen(x->tls_subject) : 0);
 }
 
 size_t
@@ -32,6 +33,7 @@ bh_traffic_avro_write(uint8_t *out, const struct bh_traffic_event *ev,
     p = bh_avro_put_opt_bytes(p, ev->road.s, ev->road.len);
     p = bh_avro_put_long(p, x->received_at);
     p = bh_avro_put_bytes(p, x->peer, strlen(x->peer));
+    p = bh_avro_put_opt_bytes(p, x->tls_subject, x->tls_subject ? strlen(x->tls_subject) : 0);
     return (size_t)(p - out);
 }
 
@@ -50,7 +52,10 @@ fill(avro_value_t *r, const struct bh_traffic_event *ev, const struct bh_traffic
     rc = rc ?: bh_rec_opt_string(r, "plate", ev->plate.s, ev->plate.len);
     rc = rc ?: bh_rec_opt_string(r, "road", ev->road.s, ev->road.len);
     rc = rc ?: bh_rec_long(r, "received_at", x->received_at);
-    return rc ?: bh_rec_cstring(r, "peer", x->peer);
+    rc = rc ?: bh_rec_cstring(r, "peer", x->peer);
+    return rc
+               ?: bh_rec_opt_string(r, "tls_subject", x->tls_subject,
+                                    x->tls_subject ? strlen(x->tls_subject) : 0);
 }
 
 int
@@ -77,7 +82,8 @@ bh_traffic_avro_check(const struct bh_schema *s, struct bh_encoder *enc, uint8_t
             .severity = 1 + i % 5,
             .ts = 1795737637000LL - i * 86400000LL * 1000,
         };
-        struct bh_traffic_extra x = {"440303-017", 1795737637123LL, "[::1]:65535"};
+        struct bh_traffic_extra x = {"440303-017", 1795737637123LL, "[::1]:65535",
+                                     i % 3 ? NULL : "CN=交警网关 3,O=Traffic\\, Police,C=CN"};
         const void *data;
         size_t len, hlen, n = bh_traffic_avro_write(body, &ev, &x);
         avro_value_reset(&rec);

@@ -21,6 +21,7 @@ struct bh_traffic_extra {
     const char *block_id;
     int64_t received_at;
     const char *peer;
+    const char *tls_subject; /* NULL: none */
 };
 
 /* Most bytes the body of EV's record can take. */

@@ -104,7 +104,8 @@ check_record(const struct bh_traffic_event *ev)
         bh_blockmap_resolve(bh_fuzz_blocks(), NULL, 0, true, ev->lon, ev->lat);
     if (blk == NULL)
         return; /* unresolved_block */
-    struct bh_traffic_extra x = {blk->id, 1795741387000LL, "127.0.0.1:40000"};
+    struct bh_traffic_extra x = {blk->id, 1795741387000LL, "127.0.0.1:40000",
+                                 ev->severity % 2 ? "CN=jj-gw-03,O=Traffic Police,C=CN" : NULL};
     size_t need = frame_len + bh_traffic_avro_bound(ev, &x);
     if (need > out_cap) {
         uint8_t *p = realloc(out, need);

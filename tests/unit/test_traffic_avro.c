@@ -68,7 +68,7 @@ test_bytes_are_avro_c_bytes(void **state)
     assert_int_equal(avro_generic_value_new(s->iface, &rec), 0);
     srand(1795737);
     for (int i = 0; i < 5000; i++) {
-        char id[300], dev[40], plate[40], road[200], peer[48];
+        char id[300], dev[40], plate[40], road[200], peer[48], subject[200];
         struct bh_traffic_event ev = {0};
         random_string(id, &ev.event_id.len, sizeof(id)); /* lengths past 63: 2-byte varints */
         random_string(dev, &ev.device.len, sizeof(dev));
@@ -88,7 +88,13 @@ test_bytes_are_avro_c_bytes(void **state)
         ev.severity = 1 + rand() % 5;
         ev.ts = (int64_t)rand() * rand() % 253402300800000LL;
         snprintf(peer, sizeof(peer), "127.0.0.%d:%d", rand() % 256, rand() % 65536);
-        struct bh_traffic_extra x = {"440303-017", -(int64_t)rand() * rand(), peer};
+        struct bh_traffic_extra x = {"440303-017", -(int64_t)rand() * rand(), peer, NULL};
+        if (rand() % 2) {
+            size_t slen;
+            random_string(subject, &slen, sizeof(subject) - 1);
+            subject[slen] = '\0';
+            x.tls_subject = subject;
+        }
 
         size_t n = bh_traffic_avro_write(body, &ev, &x);
         assert_true(n <= bh_traffic_avro_bound(&ev, &x));
@@ -105,6 +111,9 @@ test_bytes_are_avro_c_bytes(void **state)
         assert_int_equal(bh_rec_opt_string(&rec, "road", ev.road.s, ev.road.len), 0);
         assert_int_equal(bh_rec_long(&rec, "received_at", x.received_at), 0);
         assert_int_equal(bh_rec_cstring(&rec, "peer", x.peer), 0);
+        assert_int_equal(bh_rec_opt_string(&rec, "tls_subject", x.tls_subject,
+                                           x.tls_subject ? strlen(x.tls_subject) : 0),
+                         0);
         const void *data;
         size_t len;
         assert_int_equal(bh_encode(enc, s, &rec, &data, &len), 0);
