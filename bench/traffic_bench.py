@@ -7,6 +7,11 @@
         wait until TOPIC's end offsets sum to N; prints seconds, the CPU seconds
         process PID used meanwhile (all its threads, /proc/PID/stat) and its
         peak RSS (VmHWM)
+    traffic_bench.py gateway BOOTSTRAP TOPIC N PID HOST:PORT FILE [ack] [tls CA CERT KEY]
+        as blockhub, but the way a gateway writes (1 MiB sendall), optionally
+        with a hello asking for acknowledgements (then also waits for the ack
+        of the last line) and over TLS with a client certificate; prints the
+        same, plus acked_after (seconds to the last ack, or -1)
     traffic_bench.py dump BOOTSTRAP TOPIC N OUT
         write TOPIC's first N messages as kcat -P input: key KEY_DELIM value
         MSG_DELIM (the delimiters are checked not to occur in the data)
@@ -107,6 +112,62 @@ def cmd_blockhub(bootstrap, topic, n, pid, addr, path):
           % (t1 - t0, cpu1 - cpu0, vmhwm(pid), have, done["sent"] - t0))
 
 
+def cmd_gateway(bootstrap, topic, n, pid, addr, path, *opts):
+    import json
+    import ssl
+    n, pid = int(n), int(pid)
+    host, port = addr.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    opts = list(opts)
+    ack = "ack" in opts
+    if "tls" in opts:
+        ca, cert, key = opts[opts.index("tls") + 1:opts.index("tls") + 4]
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.load_cert_chain(cert, key)
+        sock = ctx.wrap_socket(sock, server_hostname=host)
+    done = {"acked": -1.0}
+    last = n + 1  # the hello is line 1
+
+    def reader():
+        buf = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if json.loads(line).get("ack") == last:
+                    done["acked"] = time.monotonic()
+                    return
+
+    def send():
+        if ack:
+            sock.sendall(b'{"hello": 1, "gateway": "bench", "ack": true}\n')
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                sock.sendall(chunk)
+        done["sent"] = time.monotonic()
+
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    threads = [threading.Thread(target=send)]
+    if ack:
+        threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    t1, have = wait_count(bootstrap, topic, n)
+    cpu1 = cpu_seconds(pid)
+    for t in threads:
+        t.join()
+    sock.close()
+    print("seconds=%.3f cpu_seconds=%.2f vmhwm=%d messages=%d sent_after=%.3f acked_after=%.3f"
+          % (t1 - t0, cpu1 - cpu0, vmhwm(pid), have, done["sent"] - t0,
+             done["acked"] - t0 if done["acked"] > 0 else -1))
+
+
 def cmd_dump(bootstrap, topic, n, out):
     n = int(n)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-dump-%d" % os.getpid(),
@@ -147,6 +208,8 @@ def main():
         cmd_create(*args)
     elif cmd == "blockhub":
         cmd_blockhub(*args)
+    elif cmd == "gateway":
+        cmd_gateway(*args)
     elif cmd == "dump":
         cmd_dump(*args)
     elif cmd == "kcat":
