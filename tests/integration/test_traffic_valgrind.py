@@ -70,3 +70,55 @@ def test_traffic_start_refuse_drain_under_valgrind(kafka, tmp_path, decoder):
     assert dead == ["invalid_json", "too_large"]
     for s, _ in gateways:
         s.close()
+
+
+def test_traffic_tls_and_acks_under_valgrind(kafka, tmp_path, decoder):
+    """TLS sessions over memory BIOs, acknowledgement writes and refusals: the buffers handed
+    to libuv's writes live until libuv is done with them."""
+    from tls_helpers import make_pki
+    from test_traffic_tls import read_json_lines, refused, tls_gateway
+    pki = make_pki(tmp_path / "pki")
+    port = free_port()
+    entry = {"name": "traffic", "type": "traffic", "auth": "tls", "listen": "127.0.0.1:%d" % port,
+             "topic": "dept.traffic.%s" % uuid.uuid4().hex[:10],
+             "tls": {"cert_file": pki["server.pem"], "key_file": pki["server.key"],
+                     "client_ca_file": pki["ca.pem"], "client_cert": "required"}}
+    hub = Hub(tmp_path, kafka, fire=False, adapters=[entry])
+    hub.traffic_port = port
+    hub.traffic_topic = entry["topic"]
+    log = tmp_path / "valgrind.log"
+    args = ["valgrind", "-q", "--error-exitcode=99",
+            "--suppressions=%s" % os.path.join(SRC, "tests", "valgrind.supp"),
+            "--log-file=%s" % log, BLOCKHUB, "--config", hub.config]
+    with open(hub.logpath, "ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: proc.poll() is None and "hub: ready" in hub.logtext(),
+                       "blockhub under valgrind to start", timeout=120)
+            assert refused(hub, pki, "stranger")
+            assert refused(hub, pki, None)
+            plain, _ = connect_from(hub, "127.0.0.1")
+            plain.sendall(ndjson([event(1, "JJ-VG-PLAIN")]))
+            plain.close()
+            want = []
+            gws = [tls_gateway(hub, pki) for _ in range(2)]
+            for k, s in enumerate(gws):
+                evs = [event(k * 1000 + i, "JJ-VGT") for i in range(200)]
+                s.sendall(b'{"hello": 1, "ack": true}\n' + ndjson(evs) + b"not json\n")
+                want += [e["event_id"] for e in evs]
+            for s in gws:
+                assert read_json_lines(s, lambda ls: ls and ls[-1].get("ack") == 202)
+            gws[0].close()  # one leaves, the other is open at the stop
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    report = log.read_text()
+    assert rc == 0, "exit %d\n%s\n%s" % (rc, report, hub.logtext())
+    assert report.strip() == "", report
+    msgs = decoded(kafka, hub.traffic_topic, decoder, "blockhub.traffic.TrafficEvent")
+    assert sorted(rec["event_id"] for _, rec in msgs) == sorted(want)
+    for s in gws:
+        s.close()
