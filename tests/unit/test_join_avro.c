@@ -259,6 +259,7 @@ test_plan_extras(void **state)
     assert_int_equal(bh_rec_null(&rec, "road"), 0);
     assert_int_equal(bh_rec_long(&rec, "received_at", 1700000000001), 0);
     assert_int_equal(bh_rec_cstring(&rec, "peer", "127.0.0.1:5"), 0);
+    assert_int_equal(bh_rec_null(&rec, "tls_subject"), 0);
     char buf[1024];
     avro_writer_t w = avro_writer_memory(buf, sizeof(buf));
     assert_int_equal(avro_value_write(w, &rec), 0);
