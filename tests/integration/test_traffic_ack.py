@@ -10,6 +10,7 @@ in the topic, counted against what it says it sent.
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -135,6 +136,26 @@ def test_acks_cover_every_line_once_published(kafka, hub_factory, decoder):
     lines, closed = read_lines(s, lambda ls: False)
     assert closed and lines and lines[-1] == {"ack": last + 300}, lines[-3:]
     assert hub.stop() == 0
+
+
+def test_sigterm_acknowledges_every_line_read_before_closing(kafka, hub_factory):
+    """At SIGTERM an acknowledging connection is drained of what its socket holds, and stays
+    open until those lines are in Kafka: its last ack covers every line, then it closes."""
+    from test_traffic_shutdown import freeze, unsent, wait_until as wait_for
+    hub = traffic_hub(hub_factory, kafka).start()
+    s = gateway(hub, {"hello": 1, "ack": True})
+    assert read_lines(s, lambda ls: ls)[0][0] == {"hello": 1, "ack": True}
+    evs = [event(i, "AK-TERM") for i in range(300)]
+    # frozen, blockhub reads nothing: at the stop every line is read and none acknowledged
+    freeze(hub.proc.pid)
+    s.sendall(ndjson(evs))
+    wait_for(lambda: unsent(s) == 0, "blockhub's kernel to hold every byte")
+    hub.proc.send_signal(signal.SIGTERM)
+    hub.proc.send_signal(signal.SIGCONT)
+    lines, closed = read_lines(s, lambda ls: False)
+    assert closed and lines[-1] == {"ack": 301}, lines[-3:]
+    assert hub.stop(None) == 0
+    assert sorted(ids_in(kafka, hub.traffic_topic)) == sorted(e["event_id"] for e in evs)
 
 
 def restart(hub):
