@@ -642,14 +642,7 @@ bh_admin_free(struct bh_admin *a)
 static int
 check_tokens(const void *value, char *why, size_t why_size)
 {
-    const struct bh_strlist *l = value;
-    for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i][0] == '\0') {
-            snprintf(why, why_size, "token %zu is empty", i);
-            return -EINVAL;
-        }
-    }
-    return 0;
+    return bh_conf_check_secrets(value, 0, why, why_size);
 }
 
 const struct bh_conf_key bh_admin_conf_keys[] = {

@@ -1871,3 +1871,19 @@ bh_conf_write_reference(FILE *f, const struct bh_conf_key *root)
         return;
     write_section(f, root, "", "Top level", NULL, 0);
 }
+
+int
+bh_conf_check_secrets(const struct bh_strlist *l, size_t max, char *why, size_t why_size)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i][0] == '\0') {
+            snprintf(why, why_size, "token %zu is empty", i);
+            return -EINVAL;
+        }
+        if (max > 0 && strlen(l->v[i]) > max) {
+            snprintf(why, why_size, "token %zu is longer than %zu bytes", i, max);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}

@@ -151,6 +151,11 @@ void bh_conf_write_reference(FILE *f, const struct bh_conf_key *root);
 
 /* Parsers shared with other modules (accept the same text as the config). */
 int bh_conf_parse_size(const char *text, uint64_t *out);
+/*
+ * The check of a list of secrets (tokens): none empty, none longer than MAX
+ * bytes (0: no limit). 0, or -EINVAL with the reason in WHY.
+ */
+int bh_conf_check_secrets(const struct bh_strlist *l, size_t max, char *why, size_t why_size);
 int bh_conf_parse_duration(const char *text, int64_t *out_ms);
 
 #endif

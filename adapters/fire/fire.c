@@ -590,13 +590,7 @@ check_tokens(const void *value, char *why, size_t why_size)
         snprintf(why, why_size, "at least one bearer token is required");
         return -EINVAL;
     }
-    for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i][0] == '\0') {
-            snprintf(why, why_size, "token %zu is empty", i);
-            return -EINVAL;
-        }
-    }
-    return 0;
+    return bh_conf_check_secrets(l, 0, why, why_size);
 }
 
 /* Across the keys of one entry: the tls section as a whole, its files read. */

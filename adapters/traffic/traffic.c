@@ -109,6 +109,7 @@
 #define RETRY_MS    1000 /* a failed delivery is retried after this */
 #define PEER_MAX    48   /* "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535" */
 #define REFUSAL_LOG 1000 /* at most one line about refused connections this often (ms) */
+#define LINGER_MS   1000 /* a refused connection is read (and dropped) this long for its close */
 /* Besides a line's strings (the event id twice: in the record and a header),
  * what a record carries: the other fields, block id, peer, key, header names. */
 #define RECORD_OVERHEAD 1024
@@ -201,8 +202,11 @@ struct conn {
     bool closing;
     bool draining; /* stopping: not yet drained */
     /* the hello and acknowledgements (see the top of the file) */
-    bool greeted;         /* the first line is behind it: a hello, or (auth none) an event */
-    bool refused;         /* a refusal was written: nothing more is read, it closes */
+    bool greeted;        /* the first line is behind it: a hello, or (auth none) an event */
+    bool refused;        /* a refusal was written: nothing more is taken, it closes */
+    bool lingering;      /* refused: its write side shut, what it sends dropped until it closes */
+    uint64_t refused_at; /* uv_now() of the refusal */
+    uv_shutdown_t shut;
     bool ack;             /* the gateway asked for acknowledgements */
     bool say_hello;       /* the answer to its hello is still to be written */
     bool writing;         /* a write to the gateway is under way */
@@ -826,6 +830,7 @@ refuse_gateway(struct conn *c, const char *why)
         n = (int)sizeof(line) - 1;
     (void)send_now(c, line, (size_t)n); /* the first bytes written: they fit */
     c->refused = true;
+    c->refused_at = uv_now(t->a->hub->loop);
     t->unauthorized++;
     log_refusal(t, c->peer, why);
 }
@@ -1046,6 +1051,34 @@ close_conn(struct conn *c, enum cut cut)
 }
 
 static void check_pressure(struct traffic *t);
+static void start_reading(struct conn *c);
+
+static void
+on_shut(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (status < 0 && status != UV_ECANCELED && !c->closing)
+        close_conn(c, CUT_NONE);
+}
+
+/*
+ * C was refused: its refusal line goes out with a FIN, and what the gateway
+ * still sends is read and dropped until it closes (or LINGER_MS pass), so
+ * that a close with bytes unread (a reset) does not destroy the line first.
+ */
+static void
+linger(struct conn *c)
+{
+    if (c->lingering || c->closing)
+        return;
+    c->lingering = true;
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shut) < 0) {
+        close_conn(c, CUT_NONE);
+        return;
+    }
+    start_reading(c);
+}
 
 /* TLS: C's handshake is done: its certificate's subject, and whether it may send. */
 static void
@@ -1122,6 +1155,11 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
     struct traffic *t = c->t;
+    if (c->refused) {
+        if (nread < 0)
+            close_conn(c, CUT_NONE); /* done lingering */
+        return;
+    }
     if (nread > 0) {
         c->last_active = uv_now(t->a->hub->loop);
         t->read_ms = bh_now_ms();
@@ -1129,8 +1167,10 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (rc == -ENOMEM)
             bh_error(t->a->name, "out of memory for a line from %s: closing the connection",
                      c->peer);
-        if (rc < 0 || c->refused)
+        if (rc < 0)
             close_conn(c, CUT_NONE);
+        else if (c->refused)
+            linger(c);
         else if (rc == 1)
             nread = UV_EOF; /* close_notify: the end of the stream */
         check_pressure(t);
@@ -1348,6 +1388,8 @@ on_idle_check(uv_timer_t *timer)
         if (!c->greeted && !c->closing && strcmp(t->conf->auth, "token") == 0 &&
             now - c->accepted >= (uint64_t)t->conf->hello_timeout) {
             refuse_gateway(c, "no hello within hello_timeout");
+            linger(c);
+        } else if (c->lingering && !c->closing && now - c->refused_at >= LINGER_MS) {
             close_conn(c, CUT_NONE);
         } else if (c->reading && t->conf->idle_timeout > 0 &&
                    now - c->last_active >= (uint64_t)t->conf->idle_timeout) {
@@ -1594,14 +1636,14 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
     uv_check_init(loop, &t->ack_check);
     t->retry_timer.data = t->idle_timer.data = t->drain_timer.data = t->ack_check.data = t;
     t->handles += 4;
-    /* The idle check also closes connections that owe their hello. */
-    uint64_t period = c->idle_timeout > 0 ? (uint64_t)c->idle_timeout : UINT64_MAX;
+    /* The idle check also closes connections that owe their hello, and refused ones. */
+    uint64_t period = LINGER_MS;
+    if (c->idle_timeout > 0 && (uint64_t)c->idle_timeout < period)
+        period = (uint64_t)c->idle_timeout;
     if (strcmp(c->auth, "token") == 0 && (uint64_t)c->hello_timeout < period)
         period = (uint64_t)c->hello_timeout;
-    if (period != UINT64_MAX) {
-        uint64_t every = period / 4 > 50 ? period / 4 : 50;
-        uv_timer_start(&t->idle_timer, on_idle_check, every, every);
-    }
+    uint64_t every = period / 4 > 50 ? period / 4 : 50;
+    uv_timer_start(&t->idle_timer, on_idle_check, every, every);
     if (strcmp(c->auth, "none") == 0)
         bh_warn(a->name,
                 "auth is none: any host that reaches %s may publish traffic events (set auth: "
@@ -1638,6 +1680,10 @@ stop(struct bh_component *a)
         c->reading = false;
         if (c->closing)
             continue;
+        if (c->refused) {
+            close_conn(c, CUT_NONE);
+            continue;
+        }
         /* What the kernel holds now is what the gateway has delivered. */
         uv_os_fd_t fd;
         int held = 0;
@@ -1783,18 +1829,7 @@ check_auth(const void *value, char *why, size_t why_size)
 static int
 check_tokens(const void *value, char *why, size_t why_size)
 {
-    const struct bh_strlist *l = value;
-    for (size_t i = 0; i < l->n; i++) {
-        if (l->v[i][0] == '\0') {
-            snprintf(why, why_size, "token %zu is empty", i);
-            return -EINVAL;
-        }
-        if (strlen(l->v[i]) > BH_HELLO_TOKEN_MAX) {
-            snprintf(why, why_size, "token %zu is longer than %d bytes", i, BH_HELLO_TOKEN_MAX);
-            return -EINVAL;
-        }
-    }
-    return 0;
+    return bh_conf_check_secrets(value, BH_HELLO_TOKEN_MAX, why, why_size);
 }
 
 /* Across keys: tokens go with auth token, and only with it. */
