@@ -545,6 +545,8 @@ bh_admin_start(struct bh_hub *hub, char *errstr, size_t n)
     int rc = bh_http_init(&a->http, hub->loop, c->listen, 4096, errstr, n);
     if (rc == 0)
         rc = bh_http_handle(&a->http, "/", on_req, a);
+    if (rc == 0 && bh_tls_conf_enabled(&c->tls))
+        rc = bh_http_set_tls(&a->http, &c->tls, errstr, n);
     if (rc == 0)
         rc = bh_http_listen(&a->http, errstr, n);
     if (rc < 0) {
@@ -563,10 +565,12 @@ bh_admin_start(struct bh_hub *hub, char *errstr, size_t n)
             gethostname(host, sizeof(host) - 1);
         else
             snprintf(host, sizeof(host), "%.*s", (int)(colon - a->http.bound), a->http.bound);
-        snprintf(a->url, sizeof(a->url), "http://%s%s", host, colon);
+        snprintf(a->url, sizeof(a->url), "%s://%s%s", bh_http_is_tls(&a->http) ? "https" : "http",
+                 host, colon);
     }
     hub->admin = a;
-    bh_info("admin", "admin API on http://%s (advertised as %s)%s", a->http.bound, a->url,
+    bh_info("admin", "admin API on %s://%s (advertised as %s)%s",
+            bh_http_is_tls(&a->http) ? "https" : "http", a->http.bound, a->url,
             c->tokens.n > 0 ? "" : "; no admin.tokens: anyone who reaches it may use it");
     return 0;
 }
@@ -613,8 +617,15 @@ bh_admin_port(const struct bh_admin *a)
 void
 bh_admin_set_conf(struct bh_admin *a, const struct bh_admin_conf *conf)
 {
-    if (a != NULL)
-        a->conf = conf;
+    if (a == NULL)
+        return;
+    a->conf = conf;
+    if (bh_http_is_tls(&a->http) && bh_tls_conf_enabled(&conf->tls)) {
+        /* New connections get the files as they are now (checked with the config). */
+        char err[400];
+        if (bh_http_set_tls(&a->http, &conf->tls, err, sizeof(err)) < 0)
+            bh_error("admin", "admin.%s; the running certificate stays", err);
+    }
 }
 
 void
@@ -662,5 +673,12 @@ const struct bh_conf_key bh_admin_conf_keys[] = {
      .offset = AKEY(tokens),
      .check = check_tokens,
      .doc = "Bearer tokens of the admin API; unset: the API is open to whoever reaches it."},
+    {.name = "tls",
+     .type = BH_CONF_SECTION,
+     .offset = AKEY(tls),
+     .sub = bh_tls_conf_keys,
+     .doc = "HTTPS on the admin API (cert_file and key_file turn it on; with client_ca_file, "
+            "clients show a certificate of that CA). The files are read again on a reload; "
+            "turning TLS on or off takes a restart."},
     {0},
 };

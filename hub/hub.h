@@ -16,6 +16,7 @@
 #include "config.h"
 #include "kafka.h"
 #include "registry.h"
+#include "tls.h"
 
 struct bh_log_conf {
     char *level;
@@ -49,6 +50,7 @@ struct bh_admin_conf {
     char *listen;
     char *advertise;
     struct bh_strlist tokens;
+    struct bh_tls_conf tls;
 };
 
 /* One input of the join: the department is the entry's name (join/join.c). */

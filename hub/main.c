@@ -382,6 +382,14 @@ final_check(const void *out, const char **key, char *why, size_t n)
         snprintf(why, n, "the path is too long");
         return -ENAMETOOLONG;
     }
+    const char *tkey = NULL;
+    rc = bh_tls_conf_check(&cf->admin.tls, &tkey, why, n);
+    if (rc < 0) {
+        static char admin_key[64];
+        snprintf(admin_key, sizeof(admin_key), "admin.%s", tkey != NULL ? tkey : "tls");
+        *key = admin_key;
+        return rc;
+    }
     /* After refused keys too (the engine lists every problem): what they left unset is skipped. */
     if (cf->schemas.dir == NULL || cf->dead_letter.topic == NULL)
         goto map;
@@ -612,6 +620,10 @@ restart_only(const struct bh_hub_conf *old, const struct bh_hub_conf *nc, char *
               : nc->admin.listen != NULL && strcmp(old->admin.listen, nc->admin.listen) == 0)) {
         size_t len = strlen(list);
         snprintf(list + len, sizeof(list) - len, "%sadmin.listen", len ? ", " : "");
+    }
+    if (bh_tls_conf_enabled(&old->admin.tls) != bh_tls_conf_enabled(&nc->admin.tls)) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof(list) - len, "%sadmin.tls (on or off)", len ? ", " : "");
     }
     if (list[0] == '\0')
         return 0;

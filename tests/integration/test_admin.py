@@ -271,3 +271,50 @@ def test_market_metrics_equal_its_topic(kafka, hub_factory, decoder, tmp_path):
         assert r["headers"]["blockhub.event_id"] == \
             decoder.decode(r["value"])[1]["record_id"].encode()
     assert h.stop() == 0, h.logtext()
+
+
+def test_admin_over_https_with_client_certificates(kafka, hub_factory, tmp_path):
+    """admin.tls: the admin API over HTTPS; with client_ca_file a client without a certificate
+    or with one of another CA is refused in the handshake, plain HTTP gets no answer, and a
+    client of the CA is served (its token still checked)."""
+    import subprocess
+
+    from tls_helpers import make_pki
+    pki = make_pki(tmp_path / "pki")
+    h = admin_hub(hub_factory, kafka)
+    h.sets += ["admin.tls.cert_file=%s" % pki["server.pem"], "admin.tls.key_file=%s" % pki["server.key"],
+               "admin.tls.client_ca_file=%s" % pki["ca.pem"]]
+    h.start()
+    h.admin = h.admin.replace("http://", "https://")
+    assert "admin API on https://" in h.logtext()
+    me = (pki["client.pem"], pki["client.key"])
+    r = call(h, "GET", "/components", verify=pki["ca.pem"], cert=me)
+    assert r.status_code == 200 and {c["name"] for c in r.json()["components"]} >= {"traffic"}
+    assert call(h, "GET", "/components", token="wrong", verify=pki["ca.pem"],
+                cert=me).status_code == 401
+    for cert in (None, (pki["stranger.pem"], pki["stranger.key"])):
+        try:
+            call(h, "GET", "/components", verify=pki["ca.pem"], cert=cert)
+            raise AssertionError("served without a certificate of the CA: %r" % (cert,))
+        except (requests.exceptions.SSLError, requests.exceptions.ConnectionError):
+            pass
+    port = int(h.admin.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+        assert b"HTTP/" not in got, got
+    assert h.stop() == 0
+    # a certificate file that is not there: refused with the key
+    h.sets += ["admin.tls.cert_file=/nonexistent/admin.pem"]
+    out = subprocess.run([h.binary, "--config", h.config, "--check"] +
+                         [a for s in h.sets for a in ("--set", s)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "admin.tls.cert_file" in out.stderr, out.stderr
