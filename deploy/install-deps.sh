@@ -3,9 +3,14 @@
 # Kafka broker. Idempotent and fast when everything is already present: it is
 # run at the start of every test run.
 #
-#   deploy/install-deps.sh            # everything: apt, Kafka jars, Python
-#                                     # venv, schema registry
+#   deploy/install-deps.sh            # everything: apt, librdkafka, Kafka
+#                                     # jars, Python venv, schema registry
 #   deploy/install-deps.sh apt        # only the Debian packages
+#   deploy/install-deps.sh rdkafka    # only librdkafka 2.8.0, built from
+#                                     # Debian's source package into
+#                                     # $BLOCKHUB_CACHE/librdkafka-2.8.0
+#                                     # (blockhub links it, not Debian 12's
+#                                     # librdkafka 2.0.2: see bh_rdkafka_ensure)
 #   deploy/install-deps.sh kafka      # only the Kafka broker jars
 #   deploy/install-deps.sh venv       # only the Python virtualenv
 #   deploy/install-deps.sh registry   # only the schema registry: Apicurio
@@ -28,6 +33,9 @@
 #   BLOCKHUB_PYTHON         interpreter for the venv (default: /usr/bin/python3
 #                           if present, else python3 on PATH)
 #   BLOCKHUB_SKIP_APT=1     never look at / install Debian packages
+#   BLOCKHUB_RDKAFKA_TARBALL  a local copy of librdkafka_2.8.0.orig.tar.gz to
+#                           build from instead of downloading it (its sha256
+#                           is checked all the same)
 #
 # Progress goes to stderr; the last line on stdout says where the cache is.
 
@@ -41,10 +49,28 @@ BH_REGISTRY_VERSION="${BLOCKHUB_REGISTRY_VERSION:-3.3.3}"
 BH_REGISTRY_POM="$BH_DEPLOY_DIR/registry/pom.xml"
 BH_REQUIREMENTS="$BH_DEPLOY_DIR/requirements.txt"
 BH_VENV="$BH_CACHE/venv"
+# librdkafka: Debian trixie's source package of 2.8.0 (the upstream tarball,
+# byte for byte), checked against this sha256.
+BH_RDKAFKA_VERSION=2.8.0
+BH_RDKAFKA_URL="http://deb.debian.org/debian/pool/main/libr/librdkafka/librdkafka_${BH_RDKAFKA_VERSION}.orig.tar.gz"
+BH_RDKAFKA_SHA256=5bd1c46f63265f31c6bfcedcde78703f77d28238eadf23821c2b43fc30be3e25
+# Its features: TLS, SASL (SCRAM and OAUTHBEARER built in; GSSAPI through
+# Cyrus SASL), the compression codecs, and libcurl (OIDC token fetch).
+BH_RDKAFKA_CONFIGURE=(
+  --no-download --enable-ssl --enable-gssapi --enable-zstd --enable-lz4-ext
+  --enable-zlib --enable-curl --disable-syslog --disable-valgrind
+)
+# The Debian packages its build needs (the -dev packages of those features).
+BH_RDKAFKA_BUILD_PACKAGES=(
+  build-essential pkg-config curl
+  libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev libcurl4-openssl-dev
+)
 
 BH_APT_PACKAGES=(
   build-essential cmake pkg-config
-  librdkafka-dev libavro-dev libuv1-dev libh2o-dev libssl-dev
+  # librdkafka is built from source (part "rdkafka"): these are its build deps
+  libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
+  libavro-dev libuv1-dev libh2o-dev libssl-dev
   libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   libcurl4-openssl-dev   # the schema registry client (hub/registry.c)
   librocksdb-dev   # the join's local state store (join.state_store: disk)
@@ -231,6 +257,81 @@ bh_registry_ensure() {
   return 0
 }
 
+# --- librdkafka ----------------------------------------------------------------
+# blockhub links librdkafka 2.8.0 built here, not Debian 12's librdkafka-dev
+# 2.0.2: 2.0.2's SCRAM client-final-message repeats the nonce, which Kafka 4.x
+# (and every broker with the CVE-2024-56128 fix) refuses, so 2.0.2 cannot
+# authenticate with SCRAM-SHA-256/512 there (fixed in librdkafka 2.6.1).
+# CMakeLists.txt reads $(bh_rdkafka_prefix)/lib/pkgconfig/rdkafka.pc.
+
+bh_rdkafka_prefix() { printf '%s/librdkafka-%s\n' "$BH_CACHE" "$BH_RDKAFKA_VERSION"; }
+
+# What the marker must contain for the built library to be current: the
+# tarball and the configure flags that built it (changing either rebuilds).
+bh_rdkafka_stamp() {
+  printf 'librdkafka %s sha256 %s\nconfigure %s\n' "$BH_RDKAFKA_VERSION" "$BH_RDKAFKA_SHA256" \
+    "${BH_RDKAFKA_CONFIGURE[*]}"
+}
+
+bh_rdkafka_present() {
+  local prefix; prefix="$(bh_rdkafka_prefix)"
+  [[ -f "$prefix/.complete" && -f "$prefix/lib/pkgconfig/rdkafka.pc" \
+     && -e "$prefix/lib/librdkafka.so.1" ]] \
+    && [[ "$(cat "$prefix/.complete")" == "$(bh_rdkafka_stamp)" ]]
+}
+
+# bh_rdkafka_ensure: makes sure $(bh_rdkafka_prefix) holds librdkafka
+# 2.8.0's C library (headers, librdkafka.so, rdkafka.pc). Downloads the
+# source tarball (checking its sha256), configures and builds only the C
+# library (make -C src: no C++ library, examples or tests). Safe to run
+# concurrently; does nothing when it is already built.
+bh_rdkafka_ensure() {
+  bh_rdkafka_present && return 0
+  bh_apt_ensure "${BH_RDKAFKA_BUILD_PACKAGES[@]}"
+  local prefix; prefix="$(bh_rdkafka_prefix)"
+  mkdir -p "$BH_CACHE"
+  (
+    flock -w 900 9 || bh_die "timed out waiting for the lock on $BH_CACHE/.librdkafka.lock"
+    bh_rdkafka_present && exit 0         # another process built it meanwhile
+    local tarball="$BH_CACHE/src/librdkafka_${BH_RDKAFKA_VERSION}.orig.tar.gz"
+    mkdir -p "$BH_CACHE/src"
+    if [[ -n "${BLOCKHUB_RDKAFKA_TARBALL:-}" ]]; then
+      cp "$BLOCKHUB_RDKAFKA_TARBALL" "$tarball.tmp.$$" \
+        || bh_die "cannot read BLOCKHUB_RDKAFKA_TARBALL=$BLOCKHUB_RDKAFKA_TARBALL"
+      mv "$tarball.tmp.$$" "$tarball"
+    elif [[ ! -f "$tarball" ]] || ! sha256sum -c --status <<<"$BH_RDKAFKA_SHA256  $tarball"; then
+      bh_log "fetching $BH_RDKAFKA_URL"
+      curl -fsSL --retry 3 -o "$tarball.tmp.$$" "$BH_RDKAFKA_URL" \
+        || { rm -f "$tarball.tmp.$$"; bh_die "could not download $BH_RDKAFKA_URL"; }
+      mv "$tarball.tmp.$$" "$tarball"
+    fi
+    local got; got="$(sha256sum <"$tarball" | cut -d' ' -f1)"
+    if [[ "$got" != "$BH_RDKAFKA_SHA256" ]]; then
+      rm -f "$tarball"
+      bh_die "librdkafka tarball sha256 $got, expected $BH_RDKAFKA_SHA256 (removed it)"
+    fi
+    local build="$BH_CACHE/src/librdkafka-build.$$"
+    rm -rf "$build"
+    mkdir -p "$build"
+    tar -xzf "$tarball" -C "$build" --strip-components=1 \
+      || { rm -rf "$build"; bh_die "cannot unpack $tarball"; }
+    bh_log "building librdkafka $BH_RDKAFKA_VERSION into $prefix (about a minute on 2 cores)"
+    local start=$SECONDS log="$build/build.log"
+    rm -rf "$prefix"
+    if ! (cd "$build" && ./configure --prefix="$prefix" "${BH_RDKAFKA_CONFIGURE[@]}" \
+          && make -C src -j"$(nproc)" && make -C src install) >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      rm -rf "$prefix"
+      bh_die "building librdkafka $BH_RDKAFKA_VERSION failed (the end of $log is above; the build directory is kept)"
+    fi
+    # Only the C library's shared object, headers and pkg-config file are used.
+    rm -f "$prefix"/lib/librdkafka*.a "$prefix"/lib/pkgconfig/rdkafka-static.pc
+    rm -rf "$build"
+    bh_rdkafka_stamp >"$prefix/.complete"
+    bh_log "built librdkafka $BH_RDKAFKA_VERSION in $((SECONDS - start)) s"
+  ) 9>"$BH_CACHE/.librdkafka.lock"
+}
+
 bh_python() {
   if [[ -n "${BLOCKHUB_PYTHON:-}" ]]; then
     printf '%s\n' "$BLOCKHUB_PYTHON"
@@ -275,19 +376,20 @@ bh_venv_ensure() {
 
 bh_main() {
   local what=("$@")
-  [[ ${#what[@]} -eq 0 ]] && what=(apt kafka venv registry)
+  [[ ${#what[@]} -eq 0 ]] && what=(apt rdkafka kafka venv registry)
   local w
   for w in "${what[@]}"; do
     case "$w" in
       apt)   bh_apt_ensure "${BH_APT_PACKAGES[@]}" ;;
+      rdkafka) bh_rdkafka_ensure ;;
       kafka) bh_kafka_ensure ;;
       venv)  bh_venv_ensure ;;
       registry) bh_registry_ensure ;;
-      -h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
-      *) bh_die "unknown part '$w' (expected: apt, kafka, venv, registry)" ;;
+      -h|--help) sed -n '2,40p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return 0 ;;
+      *) bh_die "unknown part '$w' (expected: apt, rdkafka, kafka, venv, registry)" ;;
     esac
   done
-  echo "blockhub deps ready: cache $BH_CACHE (kafka jars $(bh_kafka_home)/libs, venv $BH_VENV, registry $(bh_registry_home)/quarkus-app)"
+  echo "blockhub deps ready: cache $BH_CACHE (librdkafka $(bh_rdkafka_prefix), kafka jars $(bh_kafka_home)/libs, venv $BH_VENV, registry $(bh_registry_home)/quarkus-app)"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
