@@ -55,6 +55,8 @@ struct bh_kafka {
     int all_down;
     struct bh_kafka_broker brokers[16]; /* from the latest statistics */
     size_t nbrokers;
+    /* The first authentication failure the client reported (SASL refused): "" if none. */
+    char auth_error[512];
 };
 
 static void on_restart(uv_timer_t *t);
@@ -136,6 +138,8 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         k->all_down = 1;
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION && k->auth_error[0] == '\0')
+        snprintf(k->auth_error, sizeof(k->auth_error), "%s", reason);
     /* Transport errors while a broker is away are expected and retried: warnings. */
     char text[BH_LOGRATE_TEXT];
     snprintf(text, sizeof(text), "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
@@ -211,6 +215,41 @@ serve(struct bh_kafka *k)
 {
     while (rd_kafka_poll(k->rk, 0) > 0)
         ;
+}
+
+/*
+ * The authentication failure K's producer reported, or NULL. Its errors come
+ * through the main queue: served here when that runs no delivery report
+ * (nothing in flight), as before the loop runs, so a blocking wait sees them.
+ */
+static const char *
+auth_failure(struct bh_kafka *k)
+{
+    if (k->auth_error[0] == '\0' && k->rk != NULL && k->in_flight == 0)
+        serve(k);
+    return k->auth_error[0] != '\0' ? k->auth_error : NULL;
+}
+
+static int
+auth_refused(struct bh_kafka *k, const char *who, char *errstr, size_t errstr_size)
+{
+    snprintf(errstr, errstr_size,
+             "%s: authentication failed at %s: %s (check kafka.properties: security.protocol, "
+             "sasl.mechanisms, sasl.username, sasl.password)",
+             who, k->bootstrap, k->auth_error);
+    return -EACCES;
+}
+
+int
+bh_kafka_auth_failed(struct bh_kafka *k, int wait_ms, char *errstr, size_t errstr_size)
+{
+    uint64_t deadline = uv_hrtime() / 1000000 + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
+    while (auth_failure(k) == NULL) {
+        if (uv_hrtime() / 1000000 >= deadline)
+            return 0;
+        usleep(50 * 1000);
+    }
+    return auth_refused(k, "kafka", errstr, errstr_size);
 }
 
 static void
@@ -710,7 +749,20 @@ bh_kafka_create_topics(rd_kafka_t *rk, const struct bh_kafka_new_topic *topics, 
         }
     }
     rd_kafka_CreateTopics(rk, nt, n, opt, q);
-    ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
+    if (o->client == NULL) {
+        ev = rd_kafka_queue_poll(q, o->timeout_ms + 2000);
+    } else {
+        /* A refused authentication ends the wait: the cluster will not answer. */
+        uint64_t deadline = uv_hrtime() / 1000000 + (uint64_t)o->timeout_ms + 2000;
+        while ((ev = rd_kafka_queue_poll(q, 100)) == NULL) {
+            if (auth_failure(o->client) != NULL) {
+                rc = auth_refused(o->client, o->who, errstr, errstr_size);
+                goto out;
+            }
+            if (uv_hrtime() / 1000000 >= deadline)
+                break;
+        }
+    }
     if (ev == NULL || rd_kafka_event_error(ev)) {
         /* The cluster did not answer: not a reason to refuse, it may come later. */
         char bootstrap[512];
@@ -764,7 +816,8 @@ bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, 
         const struct bh_kafka_create_opts o = {.partitions = k->partitions,
                                                .replication = k->replication,
                                                .timeout_ms = k->create_timeout_ms,
-                                               .who = "kafka"};
+                                               .who = "kafka",
+                                               .client = k};
         struct bh_kafka_new_topic *nt = calloc(n > 0 ? n : 1, sizeof(*nt));
         if (nt == NULL)
             return -ENOMEM;

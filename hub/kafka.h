@@ -61,10 +61,18 @@ int bh_kafka_new(struct bh_kafka **out, uv_loop_t *loop, const struct bh_kafka_c
                  char *errstr, size_t errstr_size);
 
 /*
+ * Did the cluster refuse K's authentication (SASL: wrong mechanism, user or
+ * password)? Waits up to WAIT_MS for the answer; call before the loop runs.
+ * -EACCES with the reason in ERRSTR, or 0.
+ */
+int bh_kafka_auth_failed(struct bh_kafka *k, int wait_ms, char *errstr, size_t errstr_size);
+
+/*
  * Make sure TOPICS exist (creating the missing ones with the configured
  * partition count). Blocks up to create_timeout_ms; call before the loop runs.
- * -ETIMEDOUT: the cluster did not answer in time (it may still come); any
- * other error: the cluster refused.
+ * -ETIMEDOUT: the cluster did not answer in time (it may still come);
+ * -EACCES: it refused the producer's authentication (as soon as it did);
+ * any other error: the cluster refused.
  */
 int bh_kafka_ensure_topics(struct bh_kafka *k, const char *const *topics, size_t n, char *errstr,
                            size_t errstr_size);
@@ -105,6 +113,8 @@ struct bh_kafka_create_opts {
     int timeout_ms;     /* how long the cluster has to answer */
     const char *who;    /* the log component and the prefix of errors: "kafka", "join" */
     bool validate_only; /* ask whether they could be created; every refusal listed, one a line */
+    /* The producer whose client RK is: a refused authentication of it ends the wait (-EACCES). */
+    struct bh_kafka *client;
 };
 
 /*

@@ -990,9 +990,24 @@ check_cluster(char *err, size_t errlen)
         }
     }
     int counts[MAX_TOPICS] = {0};
-    if (rc == 0)
-        rc = bh_kafka_partition_counts(bh_kafka_handle(hub.kafka), topics, ntopics, counts,
-                                       (int)conf.kafka.create_timeout, "kafka", err, errlen);
+    /* Asked a second at a time: no metadata because the cluster refused our credentials is a
+     * config error, refused as soon as the client says so. */
+    uint64_t end = uv_hrtime() / 1000000 + conf.kafka.create_timeout;
+    while (rc == 0) {
+        uint64_t now = uv_hrtime() / 1000000;
+        int slice = end > now + 1000 ? 1000 : end > now ? (int)(end - now) : 1;
+        rc = bh_kafka_partition_counts(bh_kafka_handle(hub.kafka), topics, ntopics, counts, slice,
+                                       "kafka", err, errlen);
+        if (rc != -ETIMEDOUT)
+            break;
+        if (bh_kafka_auth_failed(hub.kafka, 100, err, errlen) < 0) {
+            rc = -EINVAL;
+            break;
+        }
+        if (uv_hrtime() / 1000000 >= end)
+            break;
+        rc = 0;
+    }
     if (rc == 0) {
         /* Every problem, one a line: counts that differ, topics that could not be created. */
         err[0] = '\0';
