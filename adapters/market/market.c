@@ -686,6 +686,19 @@ txn_report(struct market *m, rd_kafka_resp_err_t err)
         t->d[i]->cb(t->d[i], err, -1, -1);
 }
 
+/* Take no more files: the watch, the rescans, the backoff, settling and a start's retry stop. */
+static void
+stop_intake(struct market *m)
+{
+    m->stopping = 1;
+    uv_timer_stop(&m->tx.retry);
+    uv_fs_event_stop(&m->watch);
+    uv_timer_stop(&m->rescan);
+    uv_timer_stop(&m->backoff);
+    uv_timer_stop(&m->settle);
+    m->backoff_busy = 0;
+}
+
 /* A fatal error (fenced by another instance with the same transactional.id): stop the adapter. */
 static void
 txn_fatal(struct market *m)
@@ -700,14 +713,8 @@ txn_fatal(struct market *m)
     t->open = 0;
     m->failed_stop = 1;
     txn_report(m, t->err != RD_KAFKA_RESP_ERR_NO_ERROR ? t->err : RD_KAFKA_RESP_ERR__FATAL);
-    if (!m->stopping) {
-        m->stopping = 1;
-        uv_fs_event_stop(&m->watch);
-        uv_timer_stop(&m->rescan);
-        uv_timer_stop(&m->backoff);
-        uv_timer_stop(&m->settle);
-        m->backoff_busy = 0;
-    }
+    if (!m->stopping)
+        stop_intake(m);
     kick(m);
 }
 
@@ -2263,13 +2270,7 @@ stop(struct bh_component *a)
         kick(m);
         return; /* already stopping after a fatal error */
     }
-    m->stopping = 1;
-    uv_timer_stop(&m->tx.retry);
-    uv_fs_event_stop(&m->watch);
-    uv_timer_stop(&m->rescan);
-    uv_timer_stop(&m->backoff);
-    uv_timer_stop(&m->settle);
-    m->backoff_busy = 0;
+    stop_intake(m);
     kick(m);
 }
 
