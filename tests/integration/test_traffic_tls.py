@@ -17,6 +17,7 @@ import pytest
 
 import bhcat
 from conftest import wait_log
+from test_traffic_ack import read_lines
 from test_traffic import event, ndjson, traffic_hub
 from tls_helpers import CLIENT_SUBJECT_RFC2253, make_pki
 
@@ -61,19 +62,6 @@ def refused(hub, pki, cert):
         s.close()
 
 
-def read_json_lines(s, until):
-    buf, lines = b"", []
-    while not until(lines):
-        data = s.recv(65536)
-        if not data:
-            break
-        buf += data
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            lines.append(json.loads(line))
-    return lines
-
-
 def records(kafka, hub, decoder):
     return [decoder.decode(m["value"])[1] for m in bhcat.consume_all(kafka, hub.traffic_topic)]
 
@@ -100,7 +88,7 @@ def test_mtls_refuses_strangers_and_serves_with_the_subject(kafka, hub_factory, 
     # the right certificate: served, with acknowledgements over TLS
     s = tls_gateway(hub, pki)
     s.sendall(b'{"hello": 1, "ack": true}\n' + ndjson([event(i, "TL-OK") for i in range(200)]))
-    lines = read_json_lines(s, lambda ls: ls and ls[-1].get("ack") == 201)
+    lines = read_lines(s, lambda ls: ls and ls[-1].get("ack") == 201)[0]
     assert lines[0] == {"hello": 1, "ack": True} and lines[-1] == {"ack": 201}, lines[-3:]
     s.close()
     recs = records(kafka, hub, decoder)
@@ -115,14 +103,14 @@ def test_subjects_narrow_who_may_send(kafka, hub_factory, decoder, pki):
     hub = tls_traffic_hub(hub_factory, kafka, pki, subjects=["CN=jj-gw-03,O=Traffic Police,C=CN"]).start()
     s = tls_gateway(hub, pki)  # a certificate of the CA, but not one of subjects
     s.sendall(ndjson([event(1, "TL-SUBJ")]))
-    lines = read_json_lines(s, lambda ls: False)
+    lines = read_lines(s, lambda ls: False)[0]
     assert len(lines) == 1 and "subjects" in lines[0]["detail"], lines
     s.close()
     assert hub.stop() == 0
     hub = tls_traffic_hub(hub_factory, kafka, pki, subjects=[CLIENT_SUBJECT_RFC2253]).start()
     s = tls_gateway(hub, pki)
     s.sendall(b'{"hello": 1, "ack": true}\n' + ndjson([event(1, "TL-SUBJ-OK")]))
-    assert read_json_lines(s, lambda ls: ls and ls[-1].get("ack") == 2)[-1] == {"ack": 2}
+    assert read_lines(s, lambda ls: ls and ls[-1].get("ack") == 2)[0][-1] == {"ack": 2}
     s.close()
     assert [r["tls_subject"] for r in records(kafka, hub, decoder)] == [CLIENT_SUBJECT_RFC2253]
     assert hub.stop() == 0
@@ -162,6 +150,6 @@ def test_reload_takes_new_certificate_files(kafka, hub_factory, pki):
     wait_log(hub, "traffic reloaded")
     assert server_cert() == der(pki["server2.pem"])
     kept.sendall(b'{"hello": 1, "ack": true}\n' + ndjson([event(7, "TL-KEPT")]))
-    assert read_json_lines(kept, lambda ls: ls and ls[-1].get("ack") == 2)[-1] == {"ack": 2}
+    assert read_lines(kept, lambda ls: ls and ls[-1].get("ack") == 2)[0][-1] == {"ack": 2}
     kept.close()
     assert hub.stop() == 0
