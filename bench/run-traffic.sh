@@ -18,7 +18,8 @@
 # Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end. PARTITIONS (default 6, the hub's default). BH_PYTHON: a Python with
-# confluent-kafka (default: the test venv).
+# confluent-kafka (default: the test venv). PERF_OUT=FILE: perf record -g of
+# blockhub over each run's send into FILE.RUN.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -78,11 +79,17 @@ adapters:
     listen: 127.0.0.1:$lport
     topic: dept.traffic.$tag
 YAML
-    "$blockhub" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
+    LD_PRELOAD=${HUB_PRELOAD:-} "$blockhub" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
     hub_pid=$!
     bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
+    perf_pid=
+    if [[ -n ${PERF_OUT:-} ]]; then
+        perf record -q -F 1999 -g -p "$hub_pid" -o "$PERF_OUT.$run" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     hub=$("$py" "$helper" blockhub "$bs" "dept.traffic.$tag" "$n" "$hub_pid" "127.0.0.1:$lport" \
         "$tmp/traffic.ndjson")
+    if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     kill -TERM "$hub_pid"
     wait "$hub_pid" || { echo "blockhub exited $?" >&2; tail "$tmp/blockhub.log" >&2; exit 1; }
     hub_pid=

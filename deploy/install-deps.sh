@@ -73,6 +73,7 @@ BH_APT_PACKAGES=(
   libavro-dev libuv1-dev libh2o-dev libssl-dev
   libyaml-dev libjansson-dev libyajl-dev libgeos-dev libcmocka-dev
   libcurl4-openssl-dev   # the schema registry client (hub/registry.c)
+  libmimalloc-dev   # the allocator of the daemon (CMakeLists.txt BH_MIMALLOC)
   librocksdb-dev   # the join's local state store (join.state_store: disk)
   clang-format kcat curl jq
   openssl   # test CAs: local-kafka --secure, the registry TLS test

@@ -19,6 +19,13 @@ sys.path.insert(0, os.path.join(SRC, "tools"))
 import bhcat  # noqa: E402
 
 BLOCKHUB = os.environ.get("BH_BLOCKHUB", os.path.join(SRC, "build", "blockhub"))
+# valgrind as the daemon needs it: blockhub links mimalloc (CMakeLists.txt,
+# BH_MIMALLOC), whose malloc valgrind must replace as it does glibc's, or it
+# sees neither leaks nor frees. mimalloc's C++ operators (RocksDB's new[] and
+# delete[]) reach valgrind as plain malloc and free: a "mismatched free" it
+# would report there cannot be one of blockhub's, which is C.
+VALGRIND = ["valgrind", "-q", "--error-exitcode=99", "--soname-synonyms=somalloc=libmimalloc.so.2",
+            "--show-mismatched-frees=no"]
 WORLD = os.path.join(SRC, "tests", "data", "world")
 SCHEMAS = os.path.join(SRC, "schemas")
 LOCAL_KAFKA = os.path.join(SRC, "deploy", "kafka", "local-kafka")

@@ -12,7 +12,7 @@ import subprocess
 import uuid
 
 
-from conftest import BLOCKHUB, SRC, Hub, free_port
+from conftest import BLOCKHUB, VALGRIND, SRC, Hub, free_port
 from test_traffic import decoded, event, ndjson
 from test_traffic_abuse import connect_from, settle
 from test_traffic_shutdown import unsent, wait_until
@@ -31,7 +31,7 @@ def traffic_under_valgrind(kafka, tmp_path, **settings):
     hub.traffic_port = port
     hub.traffic_topic = entry["topic"]
     log = tmp_path / "valgrind.log"
-    args = ["valgrind", "-q", "--error-exitcode=99",
+    args = VALGRIND + [
             "--suppressions=%s" % os.path.join(SRC, "tests", "valgrind.supp"),
             "--log-file=%s" % log, BLOCKHUB, "--config", hub.config]
     with open(hub.logpath, "ab") as out:

@@ -14,7 +14,7 @@ import uuid
 
 import requests
 
-from conftest import BLOCKHUB, SCHEMAS, SRC, TOKEN, WORLD, Hub, free_port
+from conftest import BLOCKHUB, VALGRIND, SCHEMAS, SRC, TOKEN, WORLD, Hub, free_port
 
 # Bugs of the libraries' own (tests/valgrind.supp says which and why).
 SUPPRESSIONS = os.path.join(SRC, "tests", "valgrind.supp")
@@ -25,7 +25,7 @@ SAMPLE = os.path.join(WORLD, "samples", "fire", "webhook-batch.json")
 def test_daemon_start_feed_sigterm(tmp_path):
     hub = Hub(tmp_path, "embedded")
     log = tmp_path / "valgrind.log"
-    args = ["valgrind", "-q", "--error-exitcode=99", "--suppressions=%s" % SUPPRESSIONS,
+    args = VALGRIND + ["--suppressions=%s" % SUPPRESSIONS,
             "--log-file=%s" % log, BLOCKHUB,
             "--config", hub.config]
     with open(hub.logpath, "ab") as out:
@@ -95,7 +95,7 @@ def test_every_part_closes_its_handles_at_exit(kafka, tmp_path):
         "admin:", "  listen: 127.0.0.1:%d" % aport, ""]))
     logpath = tmp_path / "blockhub.log"
     vlog = tmp_path / "valgrind.log"
-    args = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+    args = VALGRIND + ["--leak-check=full",
             "--errors-for-leak-kinds=definite", "--suppressions=%s" % SUPPRESSIONS,
             "--log-file=%s" % vlog, BLOCKHUB,
             "--config", str(config)]
