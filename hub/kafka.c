@@ -18,6 +18,7 @@
 #define LOG_WINDOW_MS 10000
 
 struct bh_kafka {
+    uint64_t served_at; /* uv_hrtime() when serve() last began: the delivery reports' clock */
     uv_loop_t *loop;
     rd_kafka_t *rk;
     rd_kafka_t *mock_rk; /* owns the embedded mock cluster */
@@ -213,6 +214,7 @@ on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 static void
 serve(struct bh_kafka *k)
 {
+    k->served_at = uv_hrtime();
     while (rd_kafka_poll(k->rk, 0) > 0)
         ;
 }
@@ -904,6 +906,12 @@ bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t 
         bh_warn("kafka", "produce to %s: %s", topic, rd_kafka_err2str(e));
         return -EINVAL;
     }
+}
+
+uint64_t
+bh_kafka_served_at(const struct bh_kafka *k)
+{
+    return k->served_at;
 }
 
 size_t

@@ -32,7 +32,8 @@ typedef void (*bh_delivery_cb)(struct bh_delivery *d, rd_kafka_resp_err_t err, i
                                int64_t offset);
 struct bh_delivery {
     bh_delivery_cb cb;
-    uint64_t t0; /* when bh_publish handed it over (uv_hrtime), for the latency histogram */
+    uint64_t t0; /* about when bh_publish handed it over (ns, uv_hrtime's clock), for the latency
+                  * histogram: the loop's time of that turn (uv_now), a little early */
 };
 
 struct bh_kafka_conf {
@@ -179,6 +180,10 @@ void bh_kafka_divert(struct bh_kafka *k, rd_kafka_t *rk,
 
 /* The producer's message.max.bytes: no record larger than this (with its key and headers) can be
  * produced. */
+/* When the delivery reports now being served were taken from librdkafka (uv_hrtime):
+ * one clock read for a batch of them, not one each. */
+uint64_t bh_kafka_served_at(const struct bh_kafka *k);
+
 size_t bh_kafka_max_message(const struct bh_kafka *k);
 
 /* The current librdkafka handle (it changes after a fatal error): the join's

@@ -13,7 +13,7 @@ bh_publish(struct bh_component *c, const char *topic, const char *block, size_t 
     rd_kafka_headers_t *h = rd_kafka_headers_new(2);
     rd_kafka_header_add(h, "blockhub.event_id", -1, event_id, (ssize_t)event_id_len);
     rd_kafka_header_add(h, "blockhub.adapter", -1, c->name, -1);
-    d->t0 = uv_hrtime();
+    d->t0 = uv_now(c->hub->loop) * 1000000; /* no clock read per record */
     int rc = bh_kafka_produce(c->hub->kafka, topic, block, block_len, data, len, h, d);
     if (rc < 0)
         rd_kafka_headers_destroy(h);
@@ -28,7 +28,7 @@ bh_publish_dead(struct bh_component *c, enum bh_dlq_reason reason, const char *d
                 struct bh_delivery *d)
 {
     if (d != NULL)
-        d->t0 = uv_hrtime();
+        d->t0 = uv_now(c->hub->loop) * 1000000;
     int rc = bh_dlq_publish(c->hub, c, reason, detail, origin, payload, len, d);
     if (rc == 0) {
         c->dead_lettered++;
@@ -48,7 +48,10 @@ bh_published(struct bh_component *c, const struct bh_delivery *d, rd_kafka_resp_
     c->acknowledged++;
     if (d->t0 == 0)
         return;
-    uint64_t us = (uv_hrtime() - d->t0) / 1000;
+    uint64_t now = bh_kafka_served_at(c->hub->kafka);
+    if (now < d->t0) /* a report served outside serve() (a flush at close) */
+        now = uv_hrtime();
+    uint64_t us = (now - d->t0) / 1000;
     size_t b = 0;
     while (b < BH_ACK_BUCKETS - 1 && (double)us > bh_ack_bounds_ms[b] * 1000.0)
         b++;
