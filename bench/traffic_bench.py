@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 # kcat reads \xNN escapes greedily: no hex digit may follow one.
@@ -38,8 +38,17 @@ KCAT_MSG_DELIM = "\\x02\\x1fzq\\x1f\\x02"
 
 
 def end_offsets(consumer, topic, parts):
-    return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-               for p in parts)
+    """The sum of PARTS' end offsets. A topic just made may not have its leaders
+    yet (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): asked again."""
+    for attempt in range(50):
+        try:
+            return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                       for p in parts)
+        except KafkaException as e:
+            if attempt == 49 or not e.args[0].retriable() and e.args[0].code() not in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE):
+                raise
+            time.sleep(0.1)
 
 
 def wait_count(bootstrap, topic, n, timeout=600):
