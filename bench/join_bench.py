@@ -11,7 +11,9 @@
    CPU from /proc (all its threads), then the time until the last commit; the state memory
    it reports and its peak RSS. Once per join.state_store of --stores (memory, then disk by
    default), --rounds times alternating, each on fresh output topics and a fresh group: the
-   ratio of the disk store's throughput to the memory store's is printed at the end.
+   ratio of the disk store's throughput to the memory store's is printed at the end. Every
+   run's throughput is also put against the ceiling of the same run (join / ceiling, and
+   their median per store), with the views and changelog records a commit wrote.
 4. Watches and rules (issue 11): a store written STORE+watches (e.g. --stores
    memory,memory+watches) runs the same join with --watches N watches (all but 100 on an event
    id of the input, each firing once; 100 on blocks for the market's events) and --rules N
@@ -22,6 +24,7 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -169,6 +172,8 @@ def main():
     out = subprocess.run([consume, bootstrap, *topics.values()], check=True,
                          stdout=subprocess.PIPE, text=True).stdout.strip()
     print(out)
+    m = re.search(r"([0-9.]+) records/s", out)
+    args.ceiling = float(m.group(1)) if m else None
     if broker:
         print("ceiling: the broker (same machine) used %.2f s CPU in those %.2f s"
               % (proc_cpu(broker) - b0, time.monotonic() - w0))
@@ -187,6 +192,12 @@ def main():
               % (store, ", ".join("%.0f" % r["rate"] for r in rs),
                  ", ".join("%.2f" % r["cpu_per_m"] for r in rs),
                  ", ".join("%.1f" % r["rss_mib"] for r in rs)))
+        if args.ceiling:
+            ratios = [r["rate"] / args.ceiling for r in rs]
+            v = sorted(ratios)
+            mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+            print("%-6s / ceiling (%.0f records/s, same run): %s; median %.3f"
+                  % (store, args.ceiling, ", ".join("%.3f" % x for x in ratios), mid))
     if "memory" in results and "disk" in results:
         mem = sorted(r["rate"] for r in results["memory"])
         disk = sorted(r["rate"] for r in results["disk"])
@@ -316,6 +327,12 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
           "(commit %.1f ms last, %.1f ms max; store write %.1f ms max)"
           % (st["counted"], st["duplicates"], st["views"], st["changelog_records"],
              st["commits"], st["commit_ms_last"], st["commit_ms_max"], st["store_write_ms_max"]))
+    commits = max(st["commits"], 1)
+    print("  a commit: %.0f views, %.0f changelog records (%.2f a view)"
+          % (st["views"] / commits, st["changelog_records"] / commits,
+             st["changelog_records"] / max(st["views"], 1)))
+    if args.ceiling:
+        print("  join / ceiling (same run): %.3f" % (n / (t1 - t0) / args.ceiling))
     print("  state: %d blocks, %d windowed event times, %.1f MB of blocks (%.0f bytes per block); "
           "store %s: %r; peak RSS %.1f MiB"
           % (s["blocks"], s["windowed_events"], s["bytes"] / 1e6, s["bytes_per_block"],

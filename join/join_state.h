@@ -40,7 +40,14 @@
  *     little at every commit (bh_jstate_sweep).
  * A changed block costs one changelog record per commit, and a batch per
  * BH_JSTATE_RECENT new events of a department; an event id is written to the
- * changelog at most BH_JSTATE_RECENT times.
+ * changelog at most BH_JSTATE_RECENT times. The block's view (block.view) is
+ * no substitute for its BlockState: it has the counts and the last event, but
+ * not the window's event times (only their count), the events remembered
+ * since the last batch, nor next_batch, and a block changes only when an
+ * event is counted, which adds to both of the first two. The window cannot be
+ * rebuilt from the remembered events either: join.dedup_retention may be
+ * shorter than join.window, and a quiet block's events are forgotten by the
+ * partition's newest event time, not its own.
  *
  * One struct bh_jstate holds the blocks of one partition. Types are interned
  * per department in a struct bh_jtypes shared by every partition.
