@@ -290,6 +290,12 @@ pending_new(struct traffic *t, const char *data, size_t len)
     if (len <= SLOT_DATA && t->free_slots != NULL) {
         pd = t->free_slots;
         t->free_slots = pd->next;
+        /* The next line's slot, freed by a delivery report long ago and out of
+         * the cache by now: its first lines are loaded while this line is
+         * parsed and produced, not when the next one waits for them. */
+        if (pd->next != NULL)
+            for (size_t at = 0; at < offsetof(struct pending, data) + 192; at += 64)
+                __builtin_prefetch((const char *)pd->next + at, 1, 1);
     } else {
         pd = malloc(len <= SLOT_DATA ? SLOT : offsetof(struct pending, data) + len);
         if (pd == NULL)
