@@ -19,7 +19,8 @@
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end. PARTITIONS (default 6). BH_PYTHON: a Python with confluent-kafka to
 # create the baseline topic (default: the test venv; without it kcat relies on
-# the broker creating the topic).
+# the broker creating the topic). PERF_OUT=FILE: perf record -g of blockhub
+# over each run's file into FILE.RUN.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -80,6 +81,11 @@ YAML
 hub_pid=$!
 bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
 
+perf_pid=
+if [[ -n ${PERF_OUT:-} ]]; then
+    perf record -q -F 1999 -g -p "$hub_pid" -o "$PERF_OUT.$run" >/dev/null 2>&1 &
+    perf_pid=$!
+fi
 cpu0=$(cpu_s "$hub_pid")
 t0=$(date +%s.%N)
 mv "$tmp/in/scjg_bench.run" "$tmp/spool/scjg_bench.csv"
@@ -91,6 +97,7 @@ done
 t1=$(date +%s.%N)
 [[ -f $tmp/spool/done/scjg_bench.csv ]] || { echo "run-market.sh: the file never reached done/" >&2; exit 1; }
 cpu1=$(cpu_s "$hub_pid")
+if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$hub_pid/status")
 kill -TERM "$hub_pid"
 wait "$hub_pid" || { echo "blockhub exited $?" >&2; tail "$tmp/blockhub.log" >&2; exit 1; }
