@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import random
+import re
 import select
 import socket
 import time
@@ -177,6 +178,27 @@ def test_sample_over_tcp(kafka, hub_factory, decoder, blocks):
     assert b"heartbeat" in lines[11]
     assert 11 not in dead
     assert all(b"heartbeat" not in m["value"] for m, _ in msgs)
+
+
+def test_daemon_allocates_with_mimalloc(kafka, hub_factory, monkeypatch):
+    """The daemon's allocator is mimalloc (CMakeLists.txt, BH_MIMALLOC): it is mapped into the
+    running process, and at exit it reports the heap it served (MIMALLOC_SHOW_STATS), memory
+    that lines, records and librdkafka's messages were allocated from. The sanitizer builds keep
+    their own allocator instead."""
+    monkeypatch.setenv("MIMALLOC_SHOW_STATS", "1")
+    hub = traffic_hub(hub_factory, kafka).start()
+    with open(SAMPLE, "rb") as f, socket.create_connection(("127.0.0.1", hub.traffic_port)) as s:
+        s.sendall(f.read())
+    with open("/proc/%d/maps" % hub.proc.pid) as f:
+        mapped = "libmimalloc" in f.read()
+    assert hub.stop() == 0
+    if os.environ.get("BH_SANITIZED", "").lower() in ("1", "on", "true"):
+        assert not mapped and "heap stats:" not in hub.logtext()
+        return
+    assert mapped
+    m = re.search(r"^ *committed: +([0-9.]+) (KiB|MiB|GiB)", hub.logtext(), re.M)
+    assert m is not None, hub.logtext()[-3000:]
+    assert float(m.group(1)) * {"KiB": 1, "MiB": 1024, "GiB": 1 << 20}[m.group(2)] >= 1024
 
 
 def test_broker_stopped_holds_gateway_back(own_broker, hub_factory, decoder):
