@@ -14,7 +14,6 @@
  * anything of it is read: the sender keeps its events and sends them again.
  */
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,10 +222,6 @@ on_request_released(void *arg)
 
 /* --- producing ------------------------------------------------------------- */
 
-/* SUBJECT: the client certificate's subject, NULL without one (the field stays null, and a
- * schema without tls_subject is written as it is, by avro-c). Every string written directly
- * is valid UTF-8 without a NUL, as avro-c's would be: the event's from JSON, the subject as
- * bh_tls_peer_subject makes it. */
 /* The record through avro-c: f->rec. */
 static int
 fill(struct fire *f, const struct bh_fire_event *ev, const char *block_id, int64_t now,
@@ -241,6 +236,10 @@ fill(struct fire *f, const struct bh_fire_event *ev, const char *block_id, int64
     return rc;
 }
 
+/* SUBJECT: the client certificate's subject, NULL without one (the field stays null, and a
+ * schema without tls_subject is written as it is, by avro-c). Every string written directly
+ * is valid UTF-8 without a NUL, as avro-c's would be: the event's from JSON, the subject as
+ * bh_tls_peer_subject makes it. */
 static int
 encode(struct fire *f, const struct bh_fire_event *ev, const struct bh_block *blk, int64_t now,
        const char *subject, const void **data, size_t *len)
@@ -384,6 +383,16 @@ is_json(h2o_req_t *req)
     return v.len == wl || v.base[wl] == ';' || v.base[wl] == ' ';
 }
 
+/* The body's buffers are kept for the next request, unless an unusually large one made them. */
+static void
+done_with_body(struct bh_fire_body *body)
+{
+    if (body->cap > 1024 || body->arena_cap > 1024 * 1024)
+        bh_fire_body_free(body);
+    else
+        bh_fire_body_clear(body);
+}
+
 static int
 on_req(h2o_handler_t *h, h2o_req_t *req)
 {
@@ -426,6 +435,8 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     struct bh_fire_body *body = &f->body;
     int status = bh_fire_body_parse(req->entity.base, req->entity.len, (size_t)c->max_items, body,
                                     msg, sizeof(msg));
+    if (status != 0)
+        done_with_body(body);
     if (status == 413) {
         refuse(f, req, 413, "Payload Too Large", msg);
         return 0;
@@ -446,7 +457,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     struct batch *b = calloc(1, sizeof(*b));
     if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL) {
         free(b);
-        bh_fire_body_clear(body);
+        done_with_body(body);
         send_503(f, req, "out of memory");
         return 0;
     }
@@ -459,7 +470,7 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     f->live++;
 
     int rc = process(f, b, body, peer, has_subject ? subject : NULL);
-    bh_fire_body_clear(body);
+    done_with_body(body);
     if (rc < 0)
         answer(b, "events could not be queued for Kafka");
     else if (b->waiting == 0)
