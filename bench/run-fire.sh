@@ -73,8 +73,7 @@ free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-echo "machine: $(nproc) CPUs, load $(loadavg); $(git -C "$root" describe --always --dirty 2>/dev/null)" \
-    "${linger:+; linger.ms $linger}"
+echo "machine: $(nproc) CPUs, load $(loadavg); $(git -C "$root" describe --always --dirty 2>/dev/null)${linger:+; linger.ms $linger}"
 echo "generating bodies..."
 python3 "$helper" bodies 1 50000 "$tmp/b1.txt" --seed 1
 python3 "$helper" bodies 100 500 "$tmp/b100.txt" --seed 2
