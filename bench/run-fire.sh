@@ -33,7 +33,8 @@
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end. CONNS (default "64 256"), BATCH100_CONNS (16), BATCH1000_CONNS (4),
 # WARMUP (2 s), PARTITIONS (6), TRAFFIC_N (1000000; 0 skips baseline B),
-# BH_PYTHON: a Python with confluent-kafka (default: the test venv).
+# BH_PYTHON: a Python with confluent-kafka (default: the test venv), LINGER_MS: the
+# producer's linger.ms for this blockhub (kafka.properties; default: blockhub's 5).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -47,6 +48,7 @@ b1000_conns=${BATCH1000_CONNS:-4}
 warmup=${WARMUP:-2}
 partitions=${PARTITIONS:-6}
 traffic_n=${TRAFFIC_N:-1000000}
+linger=${LINGER_MS:-}
 py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
 hubbin="$build/tests/blockhub_test_adapters"
 load="$build/bench/bench_fire_load"
@@ -71,7 +73,7 @@ free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-echo "machine: $(nproc) CPUs, load $(loadavg); $(git -C "$root" describe --always --dirty 2>/dev/null)"
+echo "machine: $(nproc) CPUs, load $(loadavg); $(git -C "$root" describe --always --dirty 2>/dev/null)${linger:+; linger.ms $linger}"
 echo "generating bodies..."
 python3 "$helper" bodies 1 50000 "$tmp/b1.txt" --seed 1
 python3 "$helper" bodies 100 500 "$tmp/b100.txt" --seed 2
@@ -93,7 +95,9 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-blocks:
+${linger:+  properties:
+    linger.ms: \"$linger\"
+}blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:
   dir: $tmp/schemas

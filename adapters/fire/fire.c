@@ -14,12 +14,12 @@
  * anything of it is read: the sender keeps its events and sends them again.
  */
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "avro_write.h"
 #include "fire_event.h"
 #include "http.h"
 #include "hub.h"
@@ -48,8 +48,14 @@ struct fire {
     const struct fire_conf *conf;
     const struct bh_schema *schema;
     struct bh_http http;
-    avro_value_t rec;
-    size_t live; /* deferred requests not yet released by h2o */
+    avro_value_t rec;  /* the record through avro-c, when the direct writer is off */
+    int direct;        /* records written by bh_fire_avro_write (checked at start) */
+    uint8_t frame[16]; /* the framing bh_encode puts before a record's body */
+    size_t frame_len;
+    uint8_t *out; /* the framed record */
+    size_t out_cap;
+    struct bh_fire_body body; /* the request being processed (its buffers kept) */
+    size_t live;              /* deferred requests not yet released by h2o */
     int stopping;
     /* Counters (stats): requests by outcome. */
     uint64_t requests, answered_ok, answered_503, refused;
@@ -77,7 +83,8 @@ struct batch {
     int failed;
     int answered;
     int answer_incomplete; /* a rejection could not be listed: answer 500, not a partial list */
-    json_t *rejected;
+    char *rejected;        /* the answer's "rejected" entries, as JSON, comma-separated */
+    size_t rejected_len, rejected_cap;
     struct item *items;
     size_t nitems;
 };
@@ -89,7 +96,7 @@ batch_unref(struct batch *b)
 {
     if (--b->refs > 0)
         return;
-    json_decref(b->rejected);
+    free(b->rejected);
     free(b->items);
     free(b);
 }
@@ -134,12 +141,15 @@ answer(struct batch *b, const char *unavailable)
         send_503(b->f, b->req, unavailable);
         return;
     }
-    json_t *resp =
-        b->answer_incomplete
-            ? NULL
-            : json_pack("{s:I, s:O}", "accepted", (json_int_t)b->accepted, "rejected", b->rejected);
-    char *text = resp != NULL ? json_dumps(resp, JSON_COMPACT) : NULL;
+    /* As jansson's compact dump of {"accepted": N, "rejected": [...]} writes it. */
+    char small[64];
+    size_t need = 48 + b->rejected_len;
+    char *text = b->answer_incomplete ? NULL : need <= sizeof(small) ? small : malloc(need);
     if (text != NULL) {
+        int k = snprintf(text, need, "{\"accepted\":%zu,\"rejected\":[", b->accepted);
+        if (b->rejected_len > 0)
+            memcpy(text + k, b->rejected, b->rejected_len);
+        memcpy(text + k + b->rejected_len, "]}", 3);
         b->f->answered_ok++;
         bh_http_send_json(b->req, 200, "OK", text);
     } else {
@@ -147,8 +157,8 @@ answer(struct batch *b, const char *unavailable)
                           "{\"error\":\"the answer could not be built; the accepted events are in "
                           "Kafka and the rejected ones in the dead-letter topic\"}");
     }
-    free(text);
-    json_decref(resp);
+    if (text != small)
+        free(text);
 }
 
 static void reject(struct batch *b, size_t index, enum bh_dlq_reason r, const char *why);
@@ -212,17 +222,43 @@ on_request_released(void *arg)
 
 /* --- producing ------------------------------------------------------------- */
 
+/* The record through avro-c: f->rec. */
+static int
+fill(struct fire *f, const struct bh_fire_event *ev, const char *block_id, int64_t now,
+     const char *subject)
+{
+    avro_value_t field;
+    int rc = bh_fire_fill(&f->rec, ev, block_id, now);
+    /* Null when there is no subject: a reset value keeps the branch of the record before. */
+    if (rc == 0 && avro_value_get_by_name(&f->rec, "tls_subject", &field, NULL) == 0)
+        rc = bh_rec_opt_string(&f->rec, "tls_subject", subject,
+                               subject != NULL ? strlen(subject) : 0);
+    return rc;
+}
+
 /* SUBJECT: the client certificate's subject, NULL without one (the field stays null, and a
- * schema without tls_subject is written as it is). */
+ * schema without tls_subject is written as it is, by avro-c). Every string written directly
+ * is valid UTF-8 without a NUL, as avro-c's would be: the event's from JSON, the subject as
+ * bh_tls_peer_subject makes it. */
 static int
 encode(struct fire *f, const struct bh_fire_event *ev, const struct bh_block *blk, int64_t now,
        const char *subject, const void **data, size_t *len)
 {
-    avro_value_t field;
-    int rc = bh_fire_fill(&f->rec, ev, blk->id, now);
-    if (rc == 0 && subject != NULL &&
-        avro_value_get_by_name(&f->rec, "tls_subject", &field, NULL) == 0)
-        rc = bh_rec_opt_string(&f->rec, "tls_subject", subject, strlen(subject));
+    if (f->direct) {
+        size_t need = f->frame_len + bh_fire_avro_bound(ev, blk->id, subject);
+        if (need > f->out_cap) {
+            uint8_t *out = realloc(f->out, need);
+            if (out == NULL)
+                return -ENOMEM;
+            f->out = out;
+            f->out_cap = need;
+        }
+        memcpy(f->out, f->frame, f->frame_len);
+        *data = f->out;
+        *len = f->frame_len + bh_fire_avro_write(f->out + f->frame_len, ev, blk->id, now, subject);
+        return 0;
+    }
+    int rc = fill(f, ev, blk->id, now, subject);
     return rc ?: bh_encode(f->a->hub->encoder, f->schema, &f->rec, data, len);
 }
 
@@ -243,15 +279,26 @@ static void
 reject(struct batch *b, size_t index, enum bh_dlq_reason r, const char *why)
 {
     char text[600];
-    snprintf(text, sizeof(text), "%s: %s", bh_dlq_reason_code(r), why);
+    const char *code = bh_dlq_reason_code(r);
+    snprintf(text, sizeof(text), "%s: %s", code, why);
     /* WHY is valid UTF-8 already; a cut by snprintf must not split a character either. */
     text[bh_utf8_cut(text, strlen(text), sizeof(text) - 1)] = '\0';
-    json_t *o = json_pack("{s:I, s:s, s:s}", "index", (json_int_t)index, "code",
-                          bh_dlq_reason_code(r), "reason", text);
-    if (o == NULL)
-        o = json_pack("{s:I, s:s}", "index", (json_int_t)index, "code", bh_dlq_reason_code(r));
-    if (o == NULL || json_array_append_new(b->rejected, o) != 0)
-        b->answer_incomplete = 1;
+    size_t need = b->rejected_len + 1 + bh_fire_reject_bound(code, text);
+    if (need > b->rejected_cap) {
+        size_t cap = b->rejected_cap ? b->rejected_cap : 512;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(b->rejected, cap);
+        if (p == NULL) {
+            b->answer_incomplete = 1;
+            return;
+        }
+        b->rejected = p;
+        b->rejected_cap = cap;
+    }
+    if (b->rejected_len > 0)
+        b->rejected[b->rejected_len++] = ',';
+    b->rejected_len += bh_fire_reject_json(b->rejected + b->rejected_len, index, code, text);
 }
 
 /* Validate, resolve and produce every item; returns -errno if producing failed. */
@@ -273,7 +320,7 @@ process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const 
         if (r != BH_DLQ_REASON_COUNT)
             snprintf(why, sizeof(why), "%s", in->why);
         else
-            r = bh_fire_validate(in->value, &ev, why, sizeof(why));
+            r = bh_fire_validate(&in->f, &ev, why, sizeof(why));
         if (r == BH_DLQ_REASON_COUNT) {
             blk = bh_blockmap_resolve(hub->blocks, ev.grid_code, ev.grid_code_len, ev.has_location,
                                       ev.lng, ev.lat);
@@ -336,6 +383,16 @@ is_json(h2o_req_t *req)
     return v.len == wl || v.base[wl] == ';' || v.base[wl] == ' ';
 }
 
+/* The body's buffers are kept for the next request, unless an unusually large one made them. */
+static void
+done_with_body(struct bh_fire_body *body)
+{
+    if (body->cap > 1024 || body->arena_cap > 1024 * 1024)
+        bh_fire_body_free(body);
+    else
+        bh_fire_body_clear(body);
+}
+
 static int
 on_req(h2o_handler_t *h, h2o_req_t *req)
 {
@@ -375,9 +432,11 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         refuse(f, req, 413, "Payload Too Large", msg);
         return 0;
     }
-    struct bh_fire_body body;
-    int status = bh_fire_body_parse(req->entity.base, req->entity.len, (size_t)c->max_items, &body,
+    struct bh_fire_body *body = &f->body;
+    int status = bh_fire_body_parse(req->entity.base, req->entity.len, (size_t)c->max_items, body,
                                     msg, sizeof(msg));
+    if (status != 0)
+        done_with_body(body);
     if (status == 413) {
         refuse(f, req, 413, "Payload Too Large", msg);
         return 0;
@@ -390,18 +449,15 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
         refuse(f, req, 400, "Bad Request", msg);
         return 0;
     }
-    size_t n = body.n;
+    size_t n = body->n;
 
     char peer[80], subject[1024];
     bh_http_peer(req, peer, sizeof(peer));
     bool has_subject = bh_http_tls_subject(req, subject, sizeof(subject)) >= 0;
     struct batch *b = calloc(1, sizeof(*b));
-    if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL ||
-        (b->rejected = json_array()) == NULL) {
-        if (b != NULL)
-            free(b->items);
+    if (b == NULL || (b->items = calloc(n ? n : 1, sizeof(*b->items))) == NULL) {
         free(b);
-        bh_fire_body_free(&body);
+        done_with_body(body);
         send_503(f, req, "out of memory");
         return 0;
     }
@@ -413,8 +469,8 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
     bh_http_on_dispose(req, on_request_released, b);
     f->live++;
 
-    int rc = process(f, b, &body, peer, has_subject ? subject : NULL);
-    bh_fire_body_free(&body);
+    int rc = process(f, b, body, peer, has_subject ? subject : NULL);
+    done_with_body(body);
     if (rc < 0)
         answer(b, "events could not be queued for Kafka");
     else if (b->waiting == 0)
@@ -428,6 +484,57 @@ on_req(h2o_handler_t *h, h2o_req_t *req)
 }
 
 /* --- the adapter ----------------------------------------------------------- */
+
+/*
+ * Whether bh_fire_avro_write writes what avro-c writes for the schema loaded
+ * (with and without a client certificate's subject): 1 with f->frame set,
+ * 0 when it does not (another version of the schema: avro-c writes the
+ * records then), -errno on an error.
+ */
+static int
+direct_writer_ok(struct fire *f)
+{
+    static const char *const subjects[] = {NULL, "CN=消防站 7,O=Fire\\, Dept,C=CN"};
+    uint8_t body[512];
+    for (int i = 0; i < 8; i++) {
+        const char *desc = i % 2 ? "烟感报警" : i % 4 == 2 ? "" : NULL;
+        struct bh_fire_event ev = {
+            .id = "XF-CHECK-1",
+            .id_len = strlen("XF-CHECK-1"),
+            .category =
+                (const char *[]){"alarm", "hazard", "inspection", "rectified", "drill"}[i % 5],
+            .category_index = i % 5,
+            .unit = "罗湖区消防检查单位",
+            .unit_len = strlen("罗湖区消防检查单位"),
+            .building_id = i % 3 ? "B-440303-00017" : NULL,
+            .building_id_len = i % 3 ? strlen("B-440303-00017") : 0,
+            .grid_code = i % 2 ? NULL : "440303-017",
+            .grid_code_len = i % 2 ? 0 : strlen("440303-017"),
+            .level = (const char *[]){"low", "medium", "high", "critical"}[i % 4],
+            .level_index = i % 4,
+            .description = desc,
+            .description_len = desc != NULL ? strlen(desc) : 0,
+            .has_location = i % 2,
+            .lng = -114.130019 + i,
+            .lat = 22.546712 - i,
+            .occurred_at = 1795737637000LL - i * 86400000LL * 1000,
+            .offset_min = i % 2 ? 480 : -210,
+        };
+        const char *subject = subjects[i % 2];
+        const void *data;
+        size_t len, hlen;
+        size_t n = bh_fire_avro_write(body, &ev, "440303-017", 1795737637123LL, subject);
+        int rc = fill(f, &ev, "440303-017", 1795737637123LL, subject);
+        rc = rc ?: bh_encode(f->a->hub->encoder, f->schema, &f->rec, &data, &len);
+        if (rc < 0)
+            return rc;
+        if (bh_avro_write_split(data, len, body, n, f->frame, sizeof(f->frame), &hlen) < 0 ||
+            (i > 0 && hlen != f->frame_len))
+            return 0;
+        f->frame_len = hlen;
+    }
+    return 1;
+}
 
 static int
 start(struct bh_component *a, char *errstr, size_t errstr_size)
@@ -455,6 +562,18 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
         rc = -ENOMEM;
         goto out;
     }
+    rc = direct_writer_ok(f);
+    if (rc < 0) {
+        snprintf(errstr, errstr_size, "avro: %s", avro_strerror());
+        avro_value_decref(&f->rec);
+        goto out;
+    }
+    f->direct = rc;
+    if (!f->direct)
+        bh_info(a->name,
+                "%s (%s) is not the record fire_event.c writes: records are written "
+                "through avro-c",
+                SCHEMA, f->schema->path);
     rc = bh_http_init(&f->http, a->hub->loop, c->listen, c->body_limit, errstr, errstr_size);
     if (rc == 0 && bh_tls_conf_enabled(&c->tls))
         rc = bh_http_set_tls(&f->http, &c->tls, errstr, errstr_size);
@@ -508,6 +627,8 @@ destroy(struct bh_component *a)
     if (f == NULL)
         return;
     avro_value_decref(&f->rec);
+    bh_fire_body_free(&f->body);
+    free(f->out);
     a->priv = NULL;
     if (bh_http_free(&f->http) == 0)
         free(f);

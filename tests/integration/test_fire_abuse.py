@@ -175,18 +175,33 @@ def test_duplicate_keys_and_nul_refused_per_item(kafka, hub_factory, decoder):
     dup = '{"id":"abuse-21","id":"abuse-22","category":"alarm","unit":"u","grid_code":"440303-047",' \
           '"level":"low","occurred_at":"2026-11-27T08:15:00+08:00"}'
     nul = json.dumps(event(23, unit="a\u0000b"))
-    r = hub.post(("[%s,%s,%s]" % (good, dup, nul)).encode())
+    # at any depth, in a member no field reads
+    deep_nul = json.dumps(event(24, extra={"note": ["x", "a\u0000"]}))
+    deep_dup = json.dumps(event(25))[:-1] + ',"extra":{"a":1,"a":2}}'
+    # each rule in a body of its own (a body breaking either is read another way)
+    r = hub.post(("[%s,%s,%s]" % (good, nul, deep_nul)).encode())
     assert r.status_code == 200, r.text
     ans = r.json()
     assert ans["accepted"] == 1
     got = {x["index"]: x for x in ans["rejected"]}
-    assert got[1]["code"] == "invalid_json" and "duplicate" in got[1]["reason"]
-    assert got[2]["code"] == "invalid_field" and "\\u0000" in got[2]["reason"]
+    assert sorted(got) == [1, 2]
+    for i in (1, 2):
+        assert got[i]["code"] == "invalid_field"
+        assert got[i]["reason"] == "invalid_field: a string holds \\u0000, which no field accepts"
+    r = hub.post(("[%s,%s]" % (dup, deep_dup)).encode())
+    assert r.status_code == 200, r.text
+    ans = r.json()
+    assert ans["accepted"] == 0
+    got = {x["index"]: x for x in ans["rejected"]}
+    assert sorted(got) == [0, 1]
+    for i in (0, 1):
+        assert got[i]["code"] == "invalid_json" and "duplicate" in got[i]["reason"]
     # a single-object body with a duplicate key is one rejected item too
     r = hub.post(dup.encode())
     assert r.status_code == 200 and r.json()["rejected"][0]["code"] == "invalid_json"
     dl = dead_letters(kafka, hub, decoder)
-    assert sorted(d["payload"] for d in dl) == sorted([dup.encode(), nul.encode(), dup.encode()])
+    assert sorted(d["payload"] for d in dl) == sorted(
+        x.encode() for x in (dup, nul, deep_nul, deep_dup, dup))
     msgs = bhcat.consume_all(kafka, hub.fire_topic)
     assert [decoder.decode(m["value"])[1]["event_id"] for m in msgs] == ["abuse-20"]
     assert hub.stop() == 0

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 import bhcat
-from conftest import start_refused, wait_log
+from conftest import SCHEMAS, start_refused, wait_log
 from tls_helpers import CLIENT_SUBJECT_RFC2253, make_pki
 
 
@@ -147,6 +147,38 @@ def test_optional_client_cert_and_plain_listener(kafka, hub_factory, decoder, pk
     recs = [decoder.decode(m["value"])[1] for m in bhcat.consume_all(kafka, p.fire_topic)]
     assert [(x["event_id"], x["tls_subject"]) for x in recs] == [("XF-TLS-plain", None)]
     assert p.stop() == 0
+
+
+def test_another_schema_version_is_written_by_avro_c(kafka, hub_factory, pki, tmp_path):
+    """A FireEvent schema that is not the record fire_event.c writes (here a later version, one
+    more optional field): avro-c writes the records, with tls_subject null again for a request
+    without a certificate after one with (a reset value kept the branch before: 503)."""
+    schemas = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, schemas)
+    path = schemas / "fire_event.avsc"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["fields"].append({"name": "note", "type": ["null", "string"], "default": None})
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    h = tls_hub(hub_factory, kafka, mtls(pki, "optional"))
+    with open(h.config, encoding="utf-8") as f:
+        text = f.read()
+    assert "  dir: %s\n" % SCHEMAS in text
+    with open(h.config, "w", encoding="utf-8") as f:
+        f.write(text.replace("  dir: %s\n" % SCHEMAS, "  dir: %s\n" % schemas))
+    h.start()
+    assert "records are written through avro-c" in h.logtext()
+    ca = pki["ca.pem"]
+    order = [("known", client(pki)), ("anon", None), ("known-2", client(pki)), ("anon-2", None)]
+    for name, cert in order:
+        r = h.post(event(name), verify=ca, cert=cert)
+        assert r.status_code == 200 and r.json() == {"accepted": 1, "rejected": []}, r.text
+    mine = bhcat.Decoder(str(schemas))
+    recs = {r["event_id"]: r for r in (mine.decode(m["value"])[1]
+                                        for m in bhcat.consume_all(kafka, h.fire_topic))}
+    assert {k: (v["tls_subject"], v["note"]) for k, v in recs.items()} == {
+        "XF-TLS-known": (CLIENT_SUBJECT_RFC2253, None), "XF-TLS-anon": (None, None),
+        "XF-TLS-known-2": (CLIENT_SUBJECT_RFC2253, None), "XF-TLS-anon-2": (None, None)}
+    assert h.stop() == 0
 
 
 def test_bad_tls_files_are_refused_with_the_key(kafka, hub_factory, pki):
