@@ -2,8 +2,9 @@
 # Market adapter benchmark: a ROWS-row GB18030 CSV file (bench/gen_market.py,
 # valid rows, two thirds with a grid code and one third with a point inside a
 # block) is renamed into the spool directory of blockhub running one market
-# adapter (settle_time 0: a renamed file is whole) against a real broker; timed until the file reaches done/, that is
-# until Kafka acknowledged every row. blockhub's CPU seconds (all threads,
+# adapter (settle_time 0: a renamed file is whole) against a real broker;
+# timed until the file reaches done/, that is until Kafka acknowledged every
+# row. blockhub's CPU seconds (all threads,
 # /proc/PID/stat) over that span and its peak RSS (VmHWM) are read from /proc.
 #
 # Baseline, same run, same broker: kcat -P producing ROWS values of the very
