@@ -4,8 +4,8 @@
 # block) is renamed into the spool directory of blockhub running one market
 # adapter (settle_time 0: a renamed file is whole) against a real broker;
 # timed until the file reaches done/, that is until Kafka acknowledged every
-# row. blockhub's CPU seconds (all threads,
-# /proc/PID/stat) over that span and its peak RSS (VmHWM) are read from /proc.
+# row. blockhub's CPU seconds (all threads, /proc/PID/stat) over that span and
+# its peak RSS (VmHWM) are read from /proc.
 #
 # Baseline, same run, same broker: kcat -P producing ROWS values of the very
 # sizes blockhub's records have (the generator computes each record's Avro
