@@ -331,7 +331,7 @@ def run_join(args, store, label, tmp, bootstrap, blockhub, blocks_path, schemas,
     print("  a commit: %.0f views, %.0f changelog records (%.2f a view)"
           % (st["views"] / commits, st["changelog_records"] / commits,
              st["changelog_records"] / max(st["views"], 1)))
-    if args.ceiling:
+    if getattr(args, "ceiling", None):
         print("  join / ceiling (same run): %.3f" % (n / (t1 - t0) / args.ceiling))
     print("  state: %d blocks, %d windowed event times, %.1f MB of blocks (%.0f bytes per block); "
           "store %s: %r; peak RSS %.1f MiB"

@@ -49,7 +49,7 @@ benches=(
     "traffic-modes|bench/run-traffic-modes.sh $build 500000 $runs"
     "market-eos|bench/run-market-eos.sh $build 300000 $runs"
     "registry|bench/run-registry.sh $build 500000 $runs"
-    "join|bench/run-join.sh $build 1000000 50000"
+    "join|bench/run-join.sh $build 1000000 50000 6 --rounds $runs"
     "alert-latency|bench/run-alert-latency.sh $build"
 )
 

@@ -24,8 +24,26 @@ def rows(log):
     """(label, [first figure of each occurrence]) in order of first appearance."""
     order, values = [], {}
     section = ""
+    header = None  # a table's header line that names a ratio: its rows are kept
     for line in log.splitlines():
         line = line.strip()
+        if not line:
+            header = None
+            continue
+        if KEEP.search(line) and not NUMBER.search(line):
+            header = re.sub(r"\s+", " ", line)
+            continue
+        if header is not None and re.match(r"[A-Za-z][\w+.-]* +-?\d", line):
+            word, nums = line.split()[0], NUMBER.findall(line)
+            label = "%s%s: %s (%s)" % (section, header.split()[0], word, header)
+            if label not in values:
+                order.append(label)
+                values[label] = []
+            # the column named "ratio", else the first figure
+            cols = header.split()
+            at = cols.index("ratio") - 1 if "ratio" in cols else 0
+            values[label].append(float(nums[min(at, len(nums) - 1)].replace(",", "")))
+            continue
         if SECTION.match(line):  # e.g. run-blockmap.sh's two maps
             section = "[%s] " % line[:40]
             continue
