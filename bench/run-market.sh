@@ -16,7 +16,9 @@
 #
 # Usage: bench/run-market.sh [BUILD_DIR] [ROWS] [RUNS]   (defaults: build/, 1000000, 1;
 # the same file and baseline input each run, a fresh hub and topics)
-# Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
+# Environment: LINGER_MS: linger.ms of blockhub's producer (kafka.properties)
+# and of kcat's (default 5, blockhub's). HUB_ARGS: more arguments of
+# blockhub's (--set adapters.NAME.KEY=VALUE ...). BOOTSTRAP=host:port uses that broker; otherwise one is started
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end. PARTITIONS (default 6). BH_PYTHON: a Python with confluent-kafka to
 # create the baseline topic (default: the test venv; without it kcat relies on
@@ -66,7 +68,9 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-blocks:
+${LINGER_MS:+  properties:
+    linger.ms: \"$LINGER_MS\"
+}blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:
   dir: $root/schemas
@@ -79,13 +83,13 @@ adapters:
     topic: dept.market.$tag
     settle_time: 0   # the file arrives whole by rename: no 2 s wait in the figure
 YAML
-"$blockhub" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
+"$blockhub" --config "$tmp/blockhub.yaml" ${HUB_ARGS:-} >"$tmp/blockhub.log" 2>&1 &
 hub_pid=$!
 bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
 
 perf_pid=
 if [[ -n ${PERF_OUT:-} ]]; then
-    perf record -q -F 1999 -g -p "$hub_pid" -o "$PERF_OUT.$run" >/dev/null 2>&1 &
+    perf record -q -F 1999 ${PERF_CALLGRAPH:+--call-graph $PERF_CALLGRAPH} -g -p "$hub_pid" -o "$PERF_OUT.$run" >/dev/null 2>&1 &
     perf_pid=$!
 fi
 cpu0=$(cpu_s "$hub_pid")
@@ -121,7 +125,7 @@ fi
 k0=$(date +%s.%N)
 kcat -b "$bs" -P -t "kcat.$tag" -K $'\t' -H blockhub.event_id=SCJG-2026-0000000 \
     -H blockhub.adapter=market -X enable.idempotence=true -X acks=all \
-    -X partitioner=murmur2_random -X linger.ms=5 -l "$tmp/kcat.tsv"
+    -X partitioner=murmur2_random -X linger.ms=${LINGER_MS:-5} -l "$tmp/kcat.tsv"
 k1=$(date +%s.%N)
 
 python3 - "$rows" "$t0" "$t1" "$cpu0" "$cpu1" "$rss" "$k0" "$k1" <<'PY'

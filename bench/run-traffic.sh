@@ -15,7 +15,9 @@
 # million records, peak RSS.
 #
 # Usage: bench/run-traffic.sh [BUILD_DIR] [N] [RUNS]   (defaults: build/, 1000000, 1)
-# Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
+# Environment: LINGER_MS: linger.ms of blockhub's producer (kafka.properties)
+# and of kcat's (default 5, blockhub's). HUB_ARGS: more arguments of
+# blockhub's (--set adapters.NAME.KEY=VALUE ...). BOOTSTRAP=host:port uses that broker; otherwise one is started
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end. PARTITIONS (default 6, the hub's default). BH_PYTHON: a Python with
 # confluent-kafka (default: the test venv). PERF_OUT=FILE: perf record -g of
@@ -66,7 +68,9 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-blocks:
+${LINGER_MS:+  properties:
+    linger.ms: \"$LINGER_MS\"
+}blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:
   dir: $root/schemas
@@ -79,7 +83,7 @@ adapters:
     listen: 127.0.0.1:$lport
     topic: dept.traffic.$tag
 YAML
-    LD_PRELOAD=${HUB_PRELOAD:-} "$blockhub" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
+    LD_PRELOAD=${HUB_PRELOAD:-} "$blockhub" --config "$tmp/blockhub.yaml" ${HUB_ARGS:-} >"$tmp/blockhub.log" 2>&1 &
     hub_pid=$!
     bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
     perf_pid=
@@ -100,7 +104,7 @@ YAML
     base=$("$py" "$helper" kcat "$bs" "kcat.$tag" "$n" -- kcat -b "$bs" -P -t "kcat.$tag" \
         -K "$kdelim" -D "$mdelim" -H blockhub.event_id=JJ-BENCH-0000000000 \
         -H blockhub.adapter=traffic -X enable.idempotence=true -X acks=all \
-        -X partitioner=murmur2_random -X linger.ms=5 -l "$tmp/kcat.in")
+        -X partitioner=murmur2_random -X linger.ms=${LINGER_MS:-5} -l "$tmp/kcat.in")
     rm -f "$tmp/kcat.in"
 
     "$py" - "$n" "$hub" "$base" <<'PY'
