@@ -18,9 +18,9 @@
 # Environment: LINGER_MS: linger.ms of blockhub's producer (kafka.properties)
 # and of kcat's (default 5, blockhub's). HUB_ARGS: more arguments of
 # blockhub's (--set adapters.NAME.KEY=VALUE ...). HUB_PRELOAD: LD_PRELOAD of
-# blockhub alone (to compare allocators: libjemalloc.so.2, ...). BOOTSTRAP=host:port uses that broker; otherwise one is started
-# with deploy/kafka/local-kafka in a temporary directory and stopped at the
-# end. PARTITIONS (default 6, the hub's default). BH_PYTHON: a Python with
+# blockhub alone (to compare allocators: libjemalloc.so.2, ...).
+# BOOTSTRAP=host:port uses that broker; otherwise one is started with
+# deploy/kafka/local-kafka in a temporary directory and stopped at the end. PARTITIONS (default 6, the hub's default). BH_PYTHON: a Python with
 # confluent-kafka (default: the test venv). PERF_OUT=FILE: perf record -g of
 # blockhub over each run's send into FILE.RUN.
 set -euo pipefail
