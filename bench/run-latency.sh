@@ -16,14 +16,16 @@
 #   market   the rename() of a GB18030 file of MARKET_ROWS rows into the spool
 #            directory (Python; one file every MARKET_ROWS / RATE seconds)
 #   fire     the first byte of a POST of one event (bench/bench_latency_fire.c,
-#            FIRE_CONNS keep-alive connections, at most one request in flight
-#            on each)
+#            keep-alive connections, at most one request in flight on each:
+#            FIRE_CONNS flat out, FIRE_PACED_CONNS paced, enough that a request
+#            due finds an idle connection)
 #
 # Each round, for each adapter:
 #   max    flat out for SECONDS: the records/s blockhub took (traffic: the
-#          socket as fast as it takes the lines; market: two files waiting at
-#          all times; fire: closed loop on every connection), until the topic
-#          held them all
+#          socket as fast as it takes the lines; market: a file always
+#          waiting behind the one being read; fire: closed loop on FIRE_CONNS connections, so its
+#          maximum is FIRE_CONNS / the answer's latency), until the topic held
+#          them all
 #   half   paced at half that rate for SECONDS
 #   full   paced at that rate for SECONDS
 # The paced phases' records are read back from the topic and matched to their
@@ -32,13 +34,15 @@
 # table gives every round and the medians, linger.ms beside them, and the
 # verdict for the goal: p99 at half load <= linger.ms + 5 ms for traffic and
 # market (fire: reported). LogAppendTime has millisecond resolution: each
-# latency reads 0 to 1 ms low. See bench/latency_bench.py.
+# latency reads 0 to 1 ms low. LATENCY_SERIES=1 also prints, on stderr, p50
+# and p99 per half second of each paced phase. See bench/latency_bench.py.
 #
 # Usage: bench/run-latency.sh [BUILD_DIR] [RUNS]   (defaults: build/, 3)
 # Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end (bench/lib.sh). SECONDS_PER_PHASE (default 5), WARMUP (1 s), PARTITIONS
-# (6), MARKET_ROWS (rows a market file, 100), FIRE_CONNS (256), ADAPTERS
+# (6), MARKET_ROWS (rows a market file, 100), FIRE_CONNS (256),
+# FIRE_PACED_CONNS (1024), ADAPTERS
 # (default "traffic market fire"), LINGER_MS (default: blockhub's own, 5 ms;
 # else passed as kafka.properties.linger.ms), BH_PYTHON: a Python with
 # confluent-kafka (default: the test venv).
@@ -53,6 +57,7 @@ warmup=${WARMUP:-1}
 partitions=${PARTITIONS:-6}
 market_rows=${MARKET_ROWS:-100}
 fire_conns=${FIRE_CONNS:-256}
+fire_paced=${FIRE_PACED_CONNS:-1024}
 adapters=${ADAPTERS:-traffic market fire}
 py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
 helper="$root/bench/latency_bench.py"
@@ -129,7 +134,8 @@ YAML
 hub_pid=$!
 bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
 echo "broker: $bs; blockhub: $partitions partitions, linger.ms $linger; $secs s a phase" \
-    "(warm-up $warmup s), market files of $market_rows rows, fire $fire_conns connections"
+    "(warm-up $warmup s), market files of $market_rows rows, fire $fire_conns connections" \
+    "flat out, $fire_paced paced"
 
 # phase ADAPTER RATE: one phase of latency_bench.py, its line on stdout.
 phase() {
@@ -144,8 +150,10 @@ phase() {
             "$market_rows" "$rate" "$secs" "$warmup" "$hub_pid"
         ;;
     fire)
+        local conns=$fire_conns
+        [[ $rate == 0 ]] || conns=$fire_paced
         "$py" "$helper" fire "$bs" "dept.fire.$tag" "$sender" "127.0.0.1:$fport" "$token" \
-            "$tmp/fire.txt" "$fire_conns" "$rate" "$secs" "$warmup" "$hub_pid"
+            "$tmp/fire.txt" "$conns" "$rate" "$secs" "$warmup" "$hub_pid"
         ;;
     esac
 }
