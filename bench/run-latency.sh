@@ -27,7 +27,9 @@
 #          maximum is FIRE_CONNS / the answer's latency), until the topic held
 #          them all
 #   half   paced at half that rate for SECONDS
-#   full   paced at that rate for SECONDS
+#   full   paced at that rate (times FULL_FRACTION, default 1) for SECONDS: at
+#          the maximum a queue may grow over the phase, so its figures depend
+#          on the phase's length
 # The paced phases' records are read back from the topic and matched to their
 # send times by the blockhub.event_id header; latency = append time - send
 # time, for the records sent after WARMUP seconds: p50, p99, p999, max. The
@@ -42,7 +44,7 @@
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end (bench/lib.sh). SECONDS_PER_PHASE (default 5), WARMUP (1 s), PARTITIONS
 # (6), MARKET_ROWS (rows a market file, 100), FIRE_CONNS (256),
-# FIRE_PACED_CONNS (1024), ADAPTERS
+# FIRE_PACED_CONNS (1024), FULL_FRACTION (1), ADAPTERS
 # (default "traffic market fire"), LINGER_MS (default: blockhub's own, 5 ms;
 # else passed as kafka.properties.linger.ms), BH_PYTHON: a Python with
 # confluent-kafka (default: the test venv).
@@ -59,6 +61,7 @@ market_rows=${MARKET_ROWS:-100}
 fire_conns=${FIRE_CONNS:-256}
 fire_paced=${FIRE_PACED_CONNS:-1024}
 adapters=${ADAPTERS:-traffic market fire}
+full_fraction=${FULL_FRACTION:-1}
 py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
 helper="$root/bench/latency_bench.py"
 sender="$build/bench/bench_latency_fire"
@@ -168,10 +171,11 @@ for run in $(seq 1 "$runs"); do
         echo "$a $run flat $out" >>"$results"
         max=$(echo "$out" | sed -n 's/^rate=\([0-9.]*\).*/\1/p')
         half=$(awk -v m="$max" 'BEGIN { printf "%.0f", m / 2 }')
+        full=$(awk -v m="$max" -v f="$full_fraction" 'BEGIN { printf "%.0f", m * f }')
         out=$(phase "$a" "$half")
         echo "  half: $out"
         echo "$a $run half $out" >>"$results"
-        out=$(phase "$a" "$max")
+        out=$(phase "$a" "$full")
         echo "  full: $out"
         echo "$a $run full $out" >>"$results"
     done
