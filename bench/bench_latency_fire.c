@@ -53,7 +53,6 @@ struct request {
 struct conn {
     uv_tcp_t tcp;
     uv_connect_t connect;
-    uv_write_t write;
     struct gen *g;
     char *buf;
     size_t len, cap;
@@ -201,6 +200,7 @@ static void
 on_written(uv_write_t *w, int status)
 {
     struct conn *c = w->data;
+    free(w);
     if (status < 0 && !c->g->finished)
         die("write", status);
 }
@@ -211,7 +211,13 @@ send_on(struct conn *c)
     struct gen *g = c->g;
     struct request *r = &g->reqs[g->next % g->nreqs];
     uv_buf_t b = uv_buf_init(r->bytes, (unsigned)r->len);
-    c->write.data = c;
+    /* A request of its own for each write: the answer may be read before the callback of the
+     * write that asked for it has run (libuv polls again without running the callbacks when
+     * one poll returns a full batch of events). */
+    uv_write_t *w = malloc(sizeof(*w));
+    if (w == NULL)
+        die("out of memory", 0);
+    w->data = c;
     c->sent_at = uv_hrtime();
     if (g->rate > 0) {
         uint64_t due = g->start + (uint64_t)((double)g->next * 1e9 / g->rate);
@@ -219,7 +225,7 @@ send_on(struct conn *c)
     }
     push(&g->wall, wall_ns());
     g->next++;
-    int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    int rc = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc < 0)
         die("write", rc);
 }
@@ -532,14 +538,17 @@ main(int argc, char **argv)
     double gen_cpu = self_cpu() - g.cpu0, hub_cpu = proc_cpu(g.pid) - g.hub0;
 
     FILE *f = fopen(out, "wb");
-    if (f == NULL || fwrite(g.wall.v, sizeof(uint64_t), g.wall.n, f) != g.wall.n ||
+    if (f == NULL ||
+        (g.wall.n > 0 && fwrite(g.wall.v, sizeof(uint64_t), g.wall.n, f) != g.wall.n) ||
         fclose(f) != 0) {
         perror(out);
         return 1;
     }
     double secs = g.seconds;
-    qsort(g.ans.v, g.ans.n, sizeof(*g.ans.v), cmp_u64);
-    qsort(g.lag.v, g.lag.n, sizeof(*g.lag.v), cmp_u64);
+    if (g.ans.n > 0)
+        qsort(g.ans.v, g.ans.n, sizeof(*g.ans.v), cmp_u64);
+    if (g.lag.n > 0)
+        qsort(g.lag.v, g.lag.n, sizeof(*g.lag.v), cmp_u64);
     printf("sent=%llu answered=%llu events=%llu errors=%llu seconds=%.3f eps=%.1f "
            "ans_p50_ms=%.3f ans_p99_ms=%.3f lag_p99_ms=%.3f lag_max_ms=%.3f gen_cpu=%.2f "
            "hub_cpu=%.2f\n",
