@@ -44,6 +44,11 @@ latency reads 0 to 1 ms low, 0.5 ms on average.
         gives; lag: how late the sender's hand-offs were against its
         schedule, p99 and max, ms). LATENCY_SERIES=1 in the environment also
         prints p50 and p99 per half second of send time on stderr.
+    latency_bench.py producer BOOTSTRAP TOPIC RATE SECONDS WARMUP
+        the baseline: a librdkafka producer alone (confluent-kafka, blockhub's
+        producer settings: linger.ms, acks=all, idempotence, murmur2_random),
+        paced at RATE, records of traffic's size and the same two headers;
+        hand-off = the produce() call; prints the line of a paced phase
     latency_bench.py report RESULTS LINGER_MS
         the tables of run-latency.sh from RESULTS (lines "ADAPTER RUN PHASE
         key=value...")
@@ -154,10 +159,10 @@ def pct(sorted_values, p):
 
 
 def report_phase(topic, pool, send_ns, wall0, warmup, rate, sent, seconds, lag, pid, cpu0,
-                 extra=""):
+                 extra="", hub=True):
     """Waits for the phase's records and prints its line of key=value."""
     t_in, have = topic.wait(sent)
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = cpu_seconds(pid) - cpu0 if hub else float("nan")
     lo = wall0 + int(warmup * 1e9)
     for i, t in enumerate(send_ns):
         if t >= lo:
@@ -368,6 +373,48 @@ def cmd_fire(bootstrap, topic_name, sender, addr, token, bodies, conns, rate, se
                     float(res["gen_cpu"]) / float(seconds)))
 
 
+# --- baseline: a librdkafka producer alone -------------------------------------------
+
+
+def cmd_producer(bootstrap, topic_name, rate, seconds, warmup):
+    """The baseline: records of traffic's size produced straight to TOPIC with blockhub's
+    producer settings, paced as the other senders; hand-off = the produce() call."""
+    from confluent_kafka import Producer
+    rate, seconds, warmup = float(rate), float(seconds), float(warmup)
+    pool = 1000000
+    topic = Topic(bootstrap, topic_name)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": os.environ.get("LINGER_MS") or 5,
+                  "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"})
+    keys = [("440303-%03d" % b).encode() for b in range(64)]
+    value = b"x" * 150
+    send_ns, lags = array("q"), array("d")
+    i = 0
+    gen0 = time.process_time()
+    wall0 = time.time_ns()
+    t0 = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - t0 >= seconds:
+            break
+        due = min(int((now - t0) * rate) + 1, pool)
+        if i < due:
+            lags.append((now - t0 - i / rate) * 1e3)
+        while i < due:
+            send_ns.append(time.time_ns())
+            p.produce(topic_name, value, keys[i % 64],
+                      headers=[("blockhub.event_id", b"KB-%d" % (i + 1)),
+                               ("blockhub.adapter", b"kafka")])
+            i += 1
+        p.poll(0)
+        sleep_to_next_tick(t0, time.monotonic())
+    gen_cpu = (time.process_time() - gen0) / seconds
+    p.flush(60)
+    lags = sorted(lags)
+    report_phase(topic, pool, send_ns, wall0, warmup, rate, i, seconds,
+                 (pct(lags, 0.99), lags[-1] if lags else 0.0), os.getpid(),
+                 cpu_seconds(os.getpid()), " gen_cpu=%.2f" % gen_cpu, hub=False)
+
+
 # --- report -------------------------------------------------------------------
 
 
@@ -425,8 +472,30 @@ def cmd_report(path, linger):
             "the sender, perhaps" if gen > 0.8 else "blockhub and the broker, not the sender",
             gen))
         print()
+    if any(r[0] == "baseline" for r in rows):
+        print("baseline: a librdkafka producer alone (Python confluent-kafka, blockhub's "
+              "producer settings), paced at traffic's half rate of the round")
+        print(head)
+        for run in runs:
+            print(line % (("kafka", "half", str(run)) + tuple(get("baseline", run, "half", k)
+                                                            for k in keys)))
+        m = [med([get("baseline", r, "half", k) for r in runs]) for k in keys]
+        print(line % (("kafka", "half", "med.") + tuple(m)))
+        verdicts.append(("baseline", m[3]))
+        behind = [r for r in runs if get("baseline", r, "half", "lag_p99_ms") > 10
+                  or get("baseline", r, "half", "sent_rate")
+                  < 0.99 * get("baseline", r, "half", "asked")]
+        if behind:
+            print("(the Python producer fell behind its schedule in round(s) %s: there it is "
+                  "no fair baseline, its own stalls are in its figures)"
+                  % ", ".join(map(str, behind)))
+        print()
     for a, p99 in verdicts:
         goal = linger + 5
+        if a == "baseline":
+            print("%-8s p99 at traffic's half rate %.2f ms: the producer and the broker alone, "
+                  "on this machine" % (a, p99))
+            continue
         if a == "fire":
             print("%-8s p99 at half load %.2f ms (reported; no goal)" % (a, p99))
         else:
@@ -443,7 +512,7 @@ def main():
         sys.exit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {"topics": cmd_topics, "traffic": cmd_traffic, "market": cmd_market,
-          "fire": cmd_fire, "report": cmd_report}.get(cmd)
+          "fire": cmd_fire, "producer": cmd_producer, "report": cmd_report}.get(cmd)
     if fn is None:
         sys.exit(__doc__)
     fn(*args)

@@ -30,6 +30,11 @@
 #   full   paced at that rate (times FULL_FRACTION, default 1) for SECONDS: at
 #          the maximum a queue may grow over the phase, so its figures depend
 #          on the phase's length
+# With BASELINE=1 (the default), each round also runs a librdkafka producer
+# alone (Python confluent-kafka, blockhub's producer settings, records of
+# traffic's size and headers; hand-off = produce()) paced at traffic's half
+# rate of the round, to its own LogAppendTime topic: what the producer and the
+# broker give on this machine without blockhub.
 # The paced phases' records are read back from the topic and matched to their
 # send times by the blockhub.event_id header; latency = append time - send
 # time, for the records sent after WARMUP seconds: p50, p99, p999, max. The
@@ -44,7 +49,7 @@
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end (bench/lib.sh). SECONDS_PER_PHASE (default 5), WARMUP (1 s), PARTITIONS
 # (6), MARKET_ROWS (rows a market file, 100), FIRE_CONNS (256),
-# FIRE_PACED_CONNS (1024), FULL_FRACTION (1), ADAPTERS
+# FIRE_PACED_CONNS (1024), FULL_FRACTION (1), BASELINE (1), ADAPTERS
 # (default "traffic market fire"), LINGER_MS (default: blockhub's own, 5 ms;
 # else passed as kafka.properties.linger.ms), BH_PYTHON: a Python with
 # confluent-kafka (default: the test venv).
@@ -62,6 +67,7 @@ fire_conns=${FIRE_CONNS:-256}
 fire_paced=${FIRE_PACED_CONNS:-1024}
 adapters=${ADAPTERS:-traffic market fire}
 full_fraction=${FULL_FRACTION:-1}
+baseline=${BASELINE:-1}
 py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
 helper="$root/bench/latency_bench.py"
 sender="$build/bench/bench_latency_fire"
@@ -93,7 +99,8 @@ python3 "$root/bench/gen_market.py" 100000 "$tmp/market.csv"
 python3 "$root/bench/fire_bench.py" bodies 1 50000 "$tmp/fire.txt" --seed 1
 
 tag="bench-lat-$(date +%s)-$$"
-"$py" "$helper" topics "$bs" "$partitions" "dept.traffic.$tag" "dept.market.$tag" "dept.fire.$tag"
+"$py" "$helper" topics "$bs" "$partitions" "dept.traffic.$tag" "dept.market.$tag" \
+    "dept.fire.$tag" "baseline.$tag"
 linger_set=
 if [[ -n ${LINGER_MS:-} ]]; then
     linger_set="  properties:
@@ -178,6 +185,11 @@ for run in $(seq 1 "$runs"); do
         out=$(phase "$a" "$full")
         echo "  full: $out"
         echo "$a $run full $out" >>"$results"
+        if [[ $a == traffic && $baseline == 1 ]]; then
+            out=$("$py" "$helper" producer "$bs" "baseline.$tag" "$half" "$secs" "$warmup")
+            echo "  baseline (librdkafka producer alone) at $half/s: $out"
+            echo "baseline $run half $out" >>"$results"
+        fi
     done
 done
 
