@@ -384,7 +384,8 @@ def cmd_producer(bootstrap, topic_name, rate, seconds, warmup):
     pool = 1000000
     topic = Topic(bootstrap, topic_name)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": os.environ.get("LINGER_MS") or 5,
-                  "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random"})
+                  "enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random",
+                  "queue.buffering.max.messages": 1000000})
     keys = [("440303-%03d" % b).encode() for b in range(64)]
     value = b"x" * 150
     send_ns, lags = array("q"), array("d")
@@ -401,9 +402,14 @@ def cmd_producer(bootstrap, topic_name, rate, seconds, warmup):
             lags.append((now - t0 - i / rate) * 1e3)
         while i < due:
             send_ns.append(time.time_ns())
-            p.produce(topic_name, value, keys[i % 64],
-                      headers=[("blockhub.event_id", b"KB-%d" % (i + 1)),
-                               ("blockhub.adapter", b"kafka")])
+            while True:
+                try:
+                    p.produce(topic_name, value, keys[i % 64],
+                              headers=[("blockhub.event_id", b"KB-%d" % (i + 1)),
+                                       ("blockhub.adapter", b"kafka")])
+                    break
+                except BufferError:  # the queue is full: wait for deliveries, the lag grows
+                    p.poll(0.001)
             i += 1
         p.poll(0)
         sleep_to_next_tick(t0, time.monotonic())

@@ -21,20 +21,21 @@
 #            due finds an idle connection)
 #
 # Each round, for each adapter:
-#   max    flat out for SECONDS: the records/s blockhub took (traffic: the
-#          socket as fast as it takes the lines; market: a file always
-#          waiting behind the one being read; fire: closed loop on FIRE_CONNS connections, so its
-#          maximum is FIRE_CONNS / the answer's latency), until the topic held
-#          them all
-#   half   paced at half that rate for SECONDS
-#   full   paced at that rate (times FULL_FRACTION, default 1) for SECONDS: at
+#   max    flat out for SECONDS_PER_PHASE: the records/s blockhub took
+#          (traffic: the socket as fast as it takes the lines; market: a file
+#          always waiting behind the one being read; fire: closed loop on
+#          FIRE_CONNS connections, so its maximum is FIRE_CONNS / the answer's
+#          latency), until the topic held them all
+#   half   paced at half that rate for SECONDS_PER_PHASE
+#   full   paced at that rate (times FULL_FRACTION, default 1): at
 #          the maximum a queue may grow over the phase, so its figures depend
 #          on the phase's length
-# With BASELINE=1 (the default), each round also runs a librdkafka producer
-# alone (Python confluent-kafka, blockhub's producer settings, records of
-# traffic's size and headers; hand-off = produce()) paced at traffic's half
-# rate of the round, to its own LogAppendTime topic: what the producer and the
-# broker give on this machine without blockhub.
+# With BASELINE=1 (the default), each round also runs, right after traffic's
+# half phase, a librdkafka producer alone (Python confluent-kafka, blockhub's
+# producer settings, records of traffic's size and headers; hand-off =
+# produce()) paced at the same rate, to its own LogAppendTime topic: what the
+# producer and the broker give on this machine without blockhub (when the
+# Python producer keeps to its schedule; the report says when it did not).
 # The paced phases' records are read back from the topic and matched to their
 # send times by the blockhub.event_id header; latency = append time - send
 # time, for the records sent after WARMUP seconds: p50, p99, p999, max. The
@@ -182,14 +183,14 @@ for run in $(seq 1 "$runs"); do
         out=$(phase "$a" "$half")
         echo "  half: $out"
         echo "$a $run half $out" >>"$results"
-        out=$(phase "$a" "$full")
-        echo "  full: $out"
-        echo "$a $run full $out" >>"$results"
         if [[ $a == traffic && $baseline == 1 ]]; then
             out=$("$py" "$helper" producer "$bs" "baseline.$tag" "$half" "$secs" "$warmup")
             echo "  baseline (librdkafka producer alone) at $half/s: $out"
             echo "baseline $run half $out" >>"$results"
         fi
+        out=$(phase "$a" "$full")
+        echo "  full: $out"
+        echo "$a $run full $out" >>"$results"
     done
 done
 
