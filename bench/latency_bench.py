@@ -474,9 +474,10 @@ def cmd_report(path, linger):
             if phase == "half":
                 verdicts.append((a, m[3]))
         gen = med([get(a, r, "flat", "gen_cpu") for r in runs])
-        print("flat out, the limit: %s (the sender used %.2f of a core)" % (
+        print("flat out, the limit: %s (the sender used %.2f of a core)%s" % (
             "the sender, perhaps" if gen > 0.8 else "blockhub and the broker, not the sender",
-            gen))
+            gen, "; closed loop: records/s = connections / the answer's latency"
+            if a == "fire" else ""))
         print()
     if any(r[0] == "baseline" for r in rows):
         print("baseline: a librdkafka producer alone (Python confluent-kafka, blockhub's "
