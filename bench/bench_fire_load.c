@@ -43,7 +43,6 @@ struct request {
 struct conn {
     uv_tcp_t tcp;
     uv_connect_t connect;
-    uv_write_t write;
     struct gen *g;
     char *buf;
     size_t len, cap;
@@ -258,6 +257,7 @@ static void
 on_written(uv_write_t *w, int status)
 {
     struct conn *c = w->data;
+    free(w);
     if (status < 0 && !c->g->done)
         die("write", status);
 }
@@ -268,9 +268,14 @@ send_next(struct conn *c)
     struct gen *g = c->g;
     struct request *r = &g->reqs[g->next++ % g->nreqs];
     uv_buf_t b = uv_buf_init(r->bytes, (unsigned)r->len);
-    c->write.data = c;
+    /* A request of its own per write: the answer can be read before the callback of the
+     * write that sent its request has run, and the next write must not reuse that one. */
+    uv_write_t *w = malloc(sizeof(*w));
+    if (w == NULL)
+        die("write", UV_ENOMEM);
+    w->data = c;
     c->sent_at = uv_hrtime();
-    int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    int rc = uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc < 0)
         die("write", rc);
 }
