@@ -14,10 +14,10 @@ import re
 import statistics
 import sys
 
-KEEP = re.compile(r"ratio|target|median|p99|/ nullhttp|/ traffic|/ ceiling|/ plain|/ single",
+KEEP = re.compile(r"ratio|target|median|p99|/ null|/ traffic|/ ceiling|/ plain|/ single",
                   re.IGNORECASE)
 SECTION = re.compile(r"^map: ")
-NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
+NUMBER = re.compile(r"(?<![\w.-])-?\d[\d,]*\.?\d*")  # not the digits of a name: p99, c256
 
 
 def rows(log):
@@ -49,9 +49,16 @@ def rows(log):
             continue
         if not line or not KEEP.search(line) or not NUMBER.search(line):
             continue
-        label = section + NUMBER.sub("#", line)
+        if len(re.findall(r"\w=", line)) >= 3:  # a raw key=value dump of one run
+            continue
+        # What comes before the first ": " names the figure, numbers and all
+        # ("... 256 connections: 0.21"); the value is the first number after it.
+        head, sep, rest = line.partition(": ")
+        if not sep or not NUMBER.search(rest):
+            head, rest = "", line
+        label = section + (head + ": " if head else "") + NUMBER.sub("#", rest)
         label = re.sub(r"\s+", " ", label)
-        nums = NUMBER.findall(line)
+        nums = NUMBER.findall(rest)
         # "min / median / max": the median
         first = (nums[1] if "min / median / max" in line and len(nums) > 1 else nums[0]).replace(",", "")
         try:
