@@ -73,6 +73,8 @@ die(const char *what, int err)
     exit(1);
 }
 
+#include "bench_http_answer.h"
+
 static double
 self_cpu(void)
 {
@@ -163,67 +165,11 @@ record(struct gen *g, uint64_t ns, int status, char *body, size_t blen)
     g->lat_us[g->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-/* The end of a chunked body starting at P (before END), or NULL if more is to come; its
- * data, up to CAP bytes, into OUT (*OLEN). */
-static const char *
-dechunk(const char *p, const char *end, char *out, size_t cap, size_t *olen)
-{
-    *olen = 0;
-    for (;;) {
-        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-        if (eol == NULL)
-            return NULL;
-        char *stop;
-        unsigned long size = strtoul(p, &stop, 16);
-        if (stop == p)
-            die("a malformed chunk", 0);
-        p = eol + 2;
-        if ((size_t)(end - p) < size + 2)
-            return NULL;
-        if (size == 0)
-            return p + 2; /* no trailers from h2o */
-        size_t n = size < cap - *olen ? size : cap - *olen;
-        memcpy(out + *olen, p, n);
-        *olen += n;
-        p += size + 2;
-    }
-}
-
-/* One answer complete at the head of c->buf: its length, or 0 if more is to come. Its body
- * (the first CAP bytes) goes to BODY. */
+/* One answer complete at the head of c->buf (see bench_http_answer.h). */
 static size_t
 parse_answer(struct conn *c, int *status, char *body, size_t cap, size_t *blen)
 {
-    if (c->len < 12)
-        return 0;
-    const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
-    if (end == NULL)
-        return 0;
-    size_t head = (size_t)(end - c->buf) + 4;
-    if (strncmp(c->buf, "HTTP/1.", 7) != 0)
-        die("not an HTTP/1 answer", 0);
-    *status = atoi(c->buf + 9);
-    long clen = -1;
-    int chunked = 0;
-    for (const char *p = c->buf; p < end;) {
-        const char *eol = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
-        if (eol - p > 15 && strncasecmp(p, "content-length:", 15) == 0)
-            clen = strtol(p + 15, NULL, 10);
-        if (eol - p >= 26 && strncasecmp(p, "transfer-encoding: chunked", 26) == 0)
-            chunked = 1;
-        p = eol + 2;
-    }
-    if (chunked) {
-        const char *done = dechunk(c->buf + head, c->buf + c->len, body, cap, blen);
-        return done == NULL ? 0 : (size_t)(done - c->buf);
-    }
-    if (clen < 0)
-        die("an answer with neither Content-Length nor chunks", 0);
-    if (c->len < head + (size_t)clen)
-        return 0;
-    *blen = (size_t)clen < cap ? (size_t)clen : cap;
-    memcpy(body, c->buf + head, *blen);
-    return head + (size_t)clen;
+    return answer_parse(c->buf, c->len, status, body, cap, blen);
 }
 
 static void
