@@ -178,12 +178,12 @@ int bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, siz
 void bh_kafka_divert(struct bh_kafka *k, rd_kafka_t *rk,
                      void (*take)(void *arg, struct bh_delivery *d), void *arg);
 
-/* The producer's message.max.bytes: no record larger than this (with its key and headers) can be
- * produced. */
 /* When the delivery reports now being served were taken from librdkafka (uv_hrtime):
  * one clock read for a batch of them, not one each. */
 uint64_t bh_kafka_served_at(const struct bh_kafka *k);
 
+/* The producer's message.max.bytes: no record larger than this (with its key and headers) can be
+ * produced. */
 size_t bh_kafka_max_message(const struct bh_kafka *k);
 
 /* The current librdkafka handle (it changes after a fatal error): the join's
