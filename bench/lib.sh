@@ -11,16 +11,7 @@ bench_broker() {
         bs=$BOOTSTRAP
         return
     fi
-    port=$(python3 -c '
-import socket
-for p in range(20000, 60000, 2):
-    a, b = socket.socket(), socket.socket()
-    try:
-        a.bind(("127.0.0.1", p)); b.bind(("127.0.0.1", p + 1)); print(p); break
-    except OSError:
-        pass
-    finally:
-        a.close(); b.close()')
+    port=$(bench_free_port_pair)
     own_broker=1
     bs=$("$root/deploy/kafka/local-kafka" start "$dir/kafka" "$port" | tail -n 1)
 }
@@ -82,4 +73,26 @@ bench_registry() {
     own_registry=1
     registry_url=$("$root/deploy/registry/local-registry" start "$dir/registry" \
         "$(bench_free_port_pair)" | tail -n 1)
+}
+
+# bench_kafka_properties: the `kafka.properties` lines of a hub config (under
+# `kafka:`) for LINGER_MS, blockhub's producer linger.ms; nothing without it.
+bench_kafka_properties() {
+    if [[ -n ${LINGER_MS:-} ]]; then printf '  properties:\n    linger.ms: "%s"\n' "$LINGER_MS"; fi
+}
+
+# bench_perf_start PID RUN: with PERF_OUT set, a `perf record` of PID with call
+# graphs (PERF_CALLGRAPH: perf's --call-graph mode, default fp) into
+# PERF_OUT.RUN, until bench_perf_stop.
+bench_perf_start() {
+    perf_pid=
+    [[ -n ${PERF_OUT:-} ]] || return 0
+    perf record -q -F 1999 --call-graph "${PERF_CALLGRAPH:-fp}" -p "$1" -o "$PERF_OUT.$2" \
+        >/dev/null 2>&1 &
+    perf_pid=$!
+}
+
+bench_perf_stop() {
+    if [[ -n ${perf_pid:-} ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    perf_pid=
 }

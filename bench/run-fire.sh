@@ -95,9 +95,8 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-${linger:+  properties:
-    linger.ms: \"$linger\"
-}blocks:
+$(bench_kafka_properties)
+blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:
   dir: $tmp/schemas
@@ -154,7 +153,7 @@ for round in $(seq 1 "$rounds"); do
     run "fire-1000-c$b1000_conns" "$fport" "$tmp/b1000.txt" "$b1000_conns"
     if ((traffic_n > 0)); then
         echo "  traffic (bench/run-traffic.sh, $traffic_n lines, same broker), load $(loadavg):"
-        tout=$(BOOTSTRAP=$bs PARTITIONS=$partitions BH_PYTHON=$py \
+        tout=$(LINGER_MS= BOOTSTRAP=$bs PARTITIONS=$partitions BH_PYTHON=$py \
             "$root/bench/run-traffic.sh" "$build" "$traffic_n" 2>&1) \
             || { echo "$tout" >&2; exit 1; }
         echo "$tout" | grep -E '^(blockhub|kcat|ratio)' | sed 's/^/    /'

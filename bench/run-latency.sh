@@ -102,11 +102,6 @@ python3 "$root/bench/fire_bench.py" bodies 1 50000 "$tmp/fire.txt" --seed 1
 tag="bench-lat-$(date +%s)-$$"
 "$py" "$helper" topics "$bs" "$partitions" "dept.traffic.$tag" "dept.market.$tag" \
     "dept.fire.$tag" "baseline.$tag"
-linger_set=
-if [[ -n ${LINGER_MS:-} ]]; then
-    linger_set="  properties:
-    linger.ms: \"$LINGER_MS\""
-fi
 linger=${LINGER_MS:-5} # blockhub's default (hub/kafka.c)
 tport=$(free_port)
 fport=$(free_port)
@@ -116,7 +111,7 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-$linger_set
+$(bench_kafka_properties)
 blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:

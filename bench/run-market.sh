@@ -18,12 +18,13 @@
 # the same file and baseline input each run, a fresh hub and topics)
 # Environment: LINGER_MS: linger.ms of blockhub's producer (kafka.properties)
 # and of kcat's (default 5, blockhub's). HUB_ARGS: more arguments of
-# blockhub's (--set adapters.NAME.KEY=VALUE ...). BOOTSTRAP=host:port uses that broker; otherwise one is started
-# with deploy/kafka/local-kafka in a temporary directory and stopped at the
-# end. PARTITIONS (default 6). BH_PYTHON: a Python with confluent-kafka to
-# create the baseline topic (default: the test venv; without it kcat relies on
-# the broker creating the topic). PERF_OUT=FILE: perf record -g of blockhub
-# over each run's file into FILE.RUN.
+# blockhub's (--set adapters.NAME.KEY=VALUE ...). BOOTSTRAP=host:port uses
+# that broker; otherwise one is started with deploy/kafka/local-kafka in a
+# temporary directory and stopped at the end. PARTITIONS (default 6).
+# BH_PYTHON: a Python with confluent-kafka to create the baseline topic
+# (default: the test venv; without it kcat relies on the broker creating the
+# topic). PERF_OUT=FILE: a perf record of blockhub over each run's file into
+# FILE.RUN (PERF_CALLGRAPH: its call-graph mode, default fp).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -68,9 +69,8 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-${LINGER_MS:+  properties:
-    linger.ms: \"$LINGER_MS\"
-}blocks:
+$(bench_kafka_properties)
+blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:
   dir: $root/schemas
@@ -87,11 +87,7 @@ YAML
 hub_pid=$!
 bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
 
-perf_pid=
-if [[ -n ${PERF_OUT:-} ]]; then
-    perf record -q -F 1999 ${PERF_CALLGRAPH:+--call-graph $PERF_CALLGRAPH} -g -p "$hub_pid" -o "$PERF_OUT.$run" >/dev/null 2>&1 &
-    perf_pid=$!
-fi
+bench_perf_start "$hub_pid" "$run"
 cpu0=$(cpu_s "$hub_pid")
 t0=$(date +%s.%N)
 mv "$tmp/in/scjg_bench.run" "$tmp/spool/scjg_bench.csv"
@@ -103,7 +99,7 @@ done
 t1=$(date +%s.%N)
 [[ -f $tmp/spool/done/scjg_bench.csv ]] || { echo "run-market.sh: the file never reached done/" >&2; exit 1; }
 cpu1=$(cpu_s "$hub_pid")
-if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+bench_perf_stop
 rss=$(awk '/^VmHWM:/ { print $2 }' "/proc/$hub_pid/status")
 kill -TERM "$hub_pid"
 wait "$hub_pid" || { echo "blockhub exited $?" >&2; tail "$tmp/blockhub.log" >&2; exit 1; }

@@ -20,9 +20,11 @@
 # blockhub's (--set adapters.NAME.KEY=VALUE ...). HUB_PRELOAD: LD_PRELOAD of
 # blockhub alone (to compare allocators: libjemalloc.so.2, ...).
 # BOOTSTRAP=host:port uses that broker; otherwise one is started with
-# deploy/kafka/local-kafka in a temporary directory and stopped at the end. PARTITIONS (default 6, the hub's default). BH_PYTHON: a Python with
-# confluent-kafka (default: the test venv). PERF_OUT=FILE: perf record -g of
-# blockhub over each run's send into FILE.RUN.
+# deploy/kafka/local-kafka in a temporary directory and stopped at the end.
+# PARTITIONS (default 6, the hub's default). BH_PYTHON: a Python with
+# confluent-kafka (default: the test venv). PERF_OUT=FILE: a perf record of
+# blockhub over each run's send into FILE.RUN (PERF_CALLGRAPH: its call-graph
+# mode, default fp).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -69,9 +71,8 @@ kafka:
   brokers: $bs
   partitions: $partitions
   replication: 1
-${LINGER_MS:+  properties:
-    linger.ms: \"$LINGER_MS\"
-}blocks:
+$(bench_kafka_properties)
+blocks:
   map: $root/tests/data/world/blocks.geojson
 schemas:
   dir: $root/schemas
@@ -87,14 +88,10 @@ YAML
     LD_PRELOAD=${HUB_PRELOAD:-} "$blockhub" --config "$tmp/blockhub.yaml" ${HUB_ARGS:-} >"$tmp/blockhub.log" 2>&1 &
     hub_pid=$!
     bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
-    perf_pid=
-    if [[ -n ${PERF_OUT:-} ]]; then
-        perf record -q -F 1999 -g -p "$hub_pid" -o "$PERF_OUT.$run" >/dev/null 2>&1 &
-        perf_pid=$!
-    fi
+    bench_perf_start "$hub_pid" "$run"
     hub=$("$py" "$helper" blockhub "$bs" "dept.traffic.$tag" "$n" "$hub_pid" "127.0.0.1:$lport" \
         "$tmp/traffic.ndjson")
-    if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    bench_perf_stop
     kill -TERM "$hub_pid"
     wait "$hub_pid" || { echo "blockhub exited $?" >&2; tail "$tmp/blockhub.log" >&2; exit 1; }
     hub_pid=
