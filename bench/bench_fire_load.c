@@ -35,11 +35,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-struct request {
-    char *bytes; /* head and body */
-    size_t len;
-};
-
 struct conn {
     uv_tcp_t tcp;
     uv_connect_t connect;
@@ -73,7 +68,7 @@ die(const char *what, int err)
     exit(1);
 }
 
-#include "bench_http_answer.h"
+#include "bench_fire_http.h"
 
 static double
 self_cpu(void)
@@ -165,7 +160,7 @@ record(struct gen *g, uint64_t ns, int status, char *body, size_t blen)
     g->lat_us[g->nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-/* One answer complete at the head of c->buf (see bench_http_answer.h). */
+/* One answer complete at the head of c->buf (see bench_fire_http.h). */
 static size_t
 parse_answer(struct conn *c, int *status, char *body, size_t cap, size_t *blen)
 {
@@ -281,50 +276,6 @@ pct_ms(const struct gen *g, double p)
 }
 
 /* The requests: one per line of FILE, with the head in front of each body. */
-static void
-load_requests(struct gen *g, const char *file, const char *hostport, const char *path,
-              const char *token)
-{
-    FILE *f = fopen(file, "r");
-    if (f == NULL) {
-        perror(file);
-        exit(1);
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    size_t have = 0;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            n--;
-        if (n == 0)
-            continue;
-        if (g->nreqs == have) {
-            have = have ? have * 2 : 1024;
-            g->reqs = realloc(g->reqs, have * sizeof(*g->reqs));
-            if (g->reqs == NULL)
-                die("out of memory", 0);
-        }
-        char head[512];
-        int hl = snprintf(head, sizeof(head),
-                          "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                          "Content-Type: application/json\r\nContent-Length: %zd\r\n\r\n",
-                          path, hostport, token, n);
-        if (hl < 0 || (size_t)hl >= sizeof(head))
-            die("request head too long", 0);
-        struct request *r = &g->reqs[g->nreqs++];
-        r->len = (size_t)hl + (size_t)n;
-        r->bytes = malloc(r->len);
-        if (r->bytes == NULL)
-            die("out of memory", 0);
-        memcpy(r->bytes, head, (size_t)hl);
-        memcpy(r->bytes + hl, line, (size_t)n);
-    }
-    free(line);
-    fclose(f);
-    if (g->nreqs == 0)
-        die("no bodies in the file", 0);
-}
 
 int
 main(int argc, char **argv)
@@ -336,21 +287,13 @@ main(int argc, char **argv)
     }
     static struct gen g;
     const char *hostport = argv[1];
-    char host[64];
-    const char *colon = strrchr(hostport, ':');
-    if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host))
-        die("HOST:PORT expected", 0);
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    int rc = uv_ip4_addr(host, atoi(colon + 1), &g.addr);
-    if (rc < 0)
-        die(hostport, rc);
+    parse_hostport(hostport, &g.addr);
     g.nconns = atoi(argv[5]);
     double warmup = atof(argv[6]), seconds = atof(argv[7]);
     g.pid = argc > 8 ? atol(argv[8]) : 0;
     if (g.nconns <= 0 || warmup < 0 || seconds <= 0)
         die("CONNECTIONS > 0, WARMUP >= 0, SECONDS > 0", 0);
-    load_requests(&g, argv[4], hostport, argv[2], argv[3]);
+    load_requests(&g.reqs, &g.nreqs, argv[4], hostport, argv[2], argv[3]);
 
     g.loop = uv_default_loop();
     g.conns = calloc((size_t)g.nconns, sizeof(*g.conns));
@@ -362,7 +305,8 @@ main(int argc, char **argv)
         uv_tcp_init(g.loop, &c->tcp);
         c->tcp.data = c;
         c->connect.data = c;
-        rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&g.addr, on_connected);
+        int rc =
+            uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&g.addr, on_connected);
         if (rc < 0)
             die("connect", rc);
     }

@@ -45,11 +45,6 @@
 
 #define DRAIN_MS 30000
 
-struct request {
-    char *bytes; /* head and body */
-    size_t len;
-};
-
 struct conn {
     uv_tcp_t tcp;
     uv_connect_t connect;
@@ -95,7 +90,7 @@ die(const char *what, int err)
     exit(1);
 }
 
-#include "bench_http_answer.h"
+#include "bench_fire_http.h"
 
 static void
 push(struct u64s *a, uint64_t x)
@@ -278,7 +273,7 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
     *out = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-/* One answer complete at the head of c->buf (see bench_http_answer.h). */
+/* One answer complete at the head of c->buf (see bench_fire_http.h). */
 static size_t
 parse_answer(struct conn *c, int *status, char *body, size_t cap, size_t *blen)
 {
@@ -389,49 +384,6 @@ pct_ms(struct u64s *a, double p)
 }
 
 /* The requests: one per line of FILE, with the head in front of each body. */
-static void
-load_requests(struct gen *g, const char *file, const char *hostport, const char *path,
-              const char *token)
-{
-    FILE *f = fopen(file, "r");
-    if (f == NULL) {
-        perror(file);
-        exit(1);
-    }
-    char *line = NULL;
-    size_t cap = 0, have = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            n--;
-        if (n == 0)
-            continue;
-        if (g->nreqs == have) {
-            have = have ? have * 2 : 1024;
-            g->reqs = realloc(g->reqs, have * sizeof(*g->reqs));
-            if (g->reqs == NULL)
-                die("out of memory", 0);
-        }
-        char head[512];
-        int hl = snprintf(head, sizeof(head),
-                          "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                          "Content-Type: application/json\r\nContent-Length: %zd\r\n\r\n",
-                          path, hostport, token, n);
-        if (hl < 0 || (size_t)hl >= sizeof(head))
-            die("request head too long", 0);
-        struct request *r = &g->reqs[g->nreqs++];
-        r->len = (size_t)hl + (size_t)n;
-        r->bytes = malloc(r->len);
-        if (r->bytes == NULL)
-            die("out of memory", 0);
-        memcpy(r->bytes, head, (size_t)hl);
-        memcpy(r->bytes + hl, line, (size_t)n);
-    }
-    free(line);
-    fclose(f);
-    if (g->nreqs == 0)
-        die("no bodies in the file", 0);
-}
 
 int
 main(int argc, char **argv)
@@ -443,15 +395,7 @@ main(int argc, char **argv)
     }
     static struct gen g;
     const char *hostport = argv[1];
-    char host[64];
-    const char *colon = strrchr(hostport, ':');
-    if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host))
-        die("HOST:PORT expected", 0);
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    int rc = uv_ip4_addr(host, atoi(colon + 1), &g.addr);
-    if (rc < 0)
-        die(hostport, rc);
+    parse_hostport(hostport, &g.addr);
     g.nconns = atoi(argv[5]);
     g.rate = atof(argv[6]);
     g.seconds = atof(argv[7]);
@@ -459,7 +403,7 @@ main(int argc, char **argv)
     g.pid = argc > 9 ? atol(argv[9]) : 0;
     if (g.nconns <= 0 || g.rate < 0 || g.seconds <= 0)
         die("CONNECTIONS > 0, RATE >= 0, SECONDS > 0", 0);
-    load_requests(&g, argv[4], hostport, argv[2], argv[3]);
+    load_requests(&g.reqs, &g.nreqs, argv[4], hostport, argv[2], argv[3]);
 
     g.loop = uv_default_loop();
     g.conns = calloc((size_t)g.nconns, sizeof(*g.conns));
@@ -475,7 +419,8 @@ main(int argc, char **argv)
         uv_tcp_init(g.loop, &c->tcp);
         c->tcp.data = c;
         c->connect.data = c;
-        rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&g.addr, on_connected);
+        int rc =
+            uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&g.addr, on_connected);
         if (rc < 0)
             die("connect", rc);
     }
