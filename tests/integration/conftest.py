@@ -301,12 +301,24 @@ def blocks():
 # --- waiting, refusals and threads: a test fails loudly, never hangs or passes by accident ---
 
 
+# BH_TEST_WAIT_SCALE (default 1) scales every timeout of a wait for something that should
+# happen: the mutants run (tests/mutants/run.sh) sets 0.5, so that a test whose feature is
+# broken fails sooner, while each wait stays many times longer than the plain build needs.
+WAIT_SCALE = float(os.environ.get("BH_TEST_WAIT_SCALE") or 1)
+
+
+def deadline_after(seconds):
+    """time.monotonic()'s value when a wait of SECONDS (scaled by BH_TEST_WAIT_SCALE) is over."""
+    return time.monotonic() + seconds * WAIT_SCALE
+
+
 def wait_until(cond, what, timeout=60, hub=None, interval=0.05):
     """Polls COND() until it returns something true, and returns that.
 
     Fails the test saying WHAT was awaited after TIMEOUT seconds, or as soon as
     HUB's daemon exits (its log is in the message either way).
     """
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     while True:
         got = cond()

@@ -28,7 +28,7 @@ SRC = os.environ.get("BH_SOURCE_DIR", os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tools"))
 sys.path.insert(0, HERE)
 import bhcat  # noqa: E402
-from conftest import SCHEMAS, WORLD, Hub, free_port  # noqa: E402
+from conftest import SCHEMAS, WORLD, Hub, deadline_after, free_port  # noqa: E402
 
 DEPTS = ("market", "traffic", "fire")
 WINDOW = "1h"
@@ -368,7 +368,7 @@ def read_committed(bootstrap, topic, timeout=120, isolation="read_committed"):
         c.assign([TopicPartition(topic, p, 0) for p in ends])
         done = {p for p, hi in ends.items() if hi == 0}
         out = []
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         while len(done) < len(ends):
             if time.monotonic() > deadline:
                 raise TimeoutError("reading %s: done %r of %r" % (topic, done, ends))
@@ -457,7 +457,7 @@ def wait_views(bootstrap, topic, decoder, expected, window_ms, timeout=180, part
         views = last_views(bootstrap, topic, decoder)
         assert_views_equal_truth(views, expected, window_ms, partitions)
         return views
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while True:
         views = last_views(bootstrap, topic, decoder)
         try:
@@ -487,7 +487,7 @@ def committed_offsets(bootstrap, group, topics):
 def wait_consumed_up_to_end(bootstrap, group, topics, timeout=300):
     """Until GROUP's committed offsets reach the end of TOPICS: a committed transaction holds
     the offsets with the views, so the committed views are then final."""
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while not consumed_up_to_end(bootstrap, group, topics):
         assert time.monotonic() < deadline, "%s did not consume %s in %ds" % (group, topics,
                                                                               timeout)
@@ -596,7 +596,7 @@ class JoinHub(Hub):
 
     def wait_live(self, n=None, timeout=120):
         """Until every partition this process owns is restored (and, with N, it owns N)."""
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("blockhub exited %d:\n%s" % (self.proc.returncode,

@@ -14,6 +14,7 @@ import fastavro
 import pytest
 
 import join_helpers as jh
+from conftest import deadline_after
 from join_helpers import WINDOW_MS, world  # noqa: F401 (a fixture)
 
 
@@ -114,7 +115,7 @@ def test_unusable_input_is_dead_lettered(world):
     expected = jh.truth([("fire", "F-good", "440303-017", "alarm", 1795738500000)], WINDOW_MS,
                         world.names)
     jh.wait_views(world.kafka, world.view, dl, expected, WINDOW_MS, partitions=3)
-    deadline = time.monotonic() + 60
+    deadline = deadline_after(60)
     while True:
         dead = [dl.decode(m["value"])[1] for m in jh.read_committed(world.kafka, hub.dlq_topic)]
         if len(dead) >= 7 or time.monotonic() > deadline:

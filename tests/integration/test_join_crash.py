@@ -24,6 +24,7 @@ import threading
 import time
 
 import join_helpers as jh
+from conftest import deadline_after
 from join_helpers import world  # noqa: F401 (a fixture)
 
 
@@ -136,7 +137,7 @@ def test_sigterm_commits_the_last_transaction(world):
     hub.start()
     hub.wait_live(n=3)
     jh.produce(world.kafka, world.topics, world.depts, sent)
-    deadline = time.monotonic() + 60
+    deadline = deadline_after(60)
     while hub.status()["stats"]["consumed"] < len(sent):
         assert time.monotonic() < deadline, hub.status()
         time.sleep(0.2)

@@ -13,6 +13,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    ResourceType)
 
 import join_helpers as jh
+from conftest import deadline_after
 from join_helpers import WINDOW_MS, world  # noqa: F401 (a fixture)
 
 
@@ -26,7 +27,7 @@ def set_topic_config(bootstrap, topic, name, value):
 
 
 def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while time.monotonic() < deadline:
         if cond():
             return

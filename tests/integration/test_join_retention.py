@@ -29,6 +29,7 @@ import time
 from confluent_kafka.admin import AdminClient
 
 import join_helpers as jh
+from conftest import deadline_after
 from join_helpers import world  # noqa: F401 (a fixture)
 
 DAY = 86400000
@@ -177,7 +178,7 @@ def test_older_than_the_retention_is_dead_lettered_as_too_late(world):
     expected = jh.truth(first + late[3:], jh.WINDOW_MS, world.names)
     jh.wait_views(world.kafka, world.view, world.decoder, expected, jh.WINDOW_MS, partitions=3)
     dead = []
-    deadline = time.monotonic() + 60
+    deadline = deadline_after(60)
     while len(dead) < 2 and time.monotonic() < deadline:
         dead = [world.decoder.decode(m["value"])[1]
                 for m in jh.read_committed(world.kafka, hub.dlq_topic)]

@@ -13,6 +13,7 @@ import requests
 from confluent_kafka import KafkaException
 
 import join_helpers as jh
+from conftest import deadline_after
 from join_helpers import WINDOW_MS, world  # noqa: F401 (a fixture)
 
 PARTITIONS = 6
@@ -23,7 +24,7 @@ def owned(hub):
 
 
 def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while time.monotonic() < deadline:
         try:
             if cond():
@@ -71,7 +72,7 @@ def test_kill_one_then_a_third_joins(world):
     # The group's committed offsets of a's partitions as b resumes from them: read until b has
     # restored the partition (b commits a partition's offsets only once it is restored).
     resumed, restored = {}, {}
-    deadline = time.monotonic() + 120
+    deadline = deadline_after(120)
     while True:
         try:
             offsets = jh.committed_offsets(world.kafka, world.group, world.topics.values())

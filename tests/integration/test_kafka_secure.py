@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 
 import bhcat
 import join_helpers as jh
-from conftest import BLOCKHUB, LOCAL_KAFKA, WORLD, free_port, start_refused, wait_until
+from conftest import BLOCKHUB, LOCAL_KAFKA, WORLD, deadline_after, free_port, start_refused, wait_until
 
 SAMPLE = os.path.join(WORLD, "samples", "fire", "webhook-batch.json")
 # What blockhub's kafka.properties carry from the broker's client.properties.
@@ -86,7 +86,7 @@ def read_through(conf, topic, want, timeout=90):
         md = c.list_topics(topic, timeout=30)
         assert topic in md.topics and md.topics[topic].error is None, topic
         c.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
-        out, deadline, done_at = [], time.monotonic() + timeout, None
+        out, deadline, done_at = [], deadline_after(timeout), None
         while time.monotonic() < deadline:
             m = c.poll(0.5)
             if m is not None:

@@ -12,7 +12,7 @@ import uuid
 from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer
 
 import bhcat
-from conftest import WORLD, proc_io, stalled, start_refused, wait_log, wait_until
+from conftest import WORLD, deadline_after, proc_io, stalled, start_refused, wait_log, wait_until
 
 SAMPLE = os.path.join(WORLD, "samples", "market", "scjg_20261127_0800.csv")
 SHANGHAI = datetime.timezone(datetime.timedelta(hours=8))
@@ -49,7 +49,7 @@ def drop(spool, name, data):
 
 
 def wait_for(path, timeout=120, hub=None):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while not os.path.exists(path):
         if hub is not None and hub.proc.poll() is not None:
             raise AssertionError("blockhub exited %d:\n%s" % (hub.proc.returncode, hub.logtext()))
@@ -504,7 +504,7 @@ def produce_times(bootstrap, topic, decoder, count, timeout=120):
     out = []
     try:
         c.subscribe([topic])
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         while len(out) < count:
             assert time.monotonic() < deadline, "%d of %d records of %s read in %ds" % (
                 len(out), count, topic, timeout)

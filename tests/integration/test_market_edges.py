@@ -7,14 +7,14 @@ import time
 import uuid
 
 from confluent_kafka.admin import AdminClient, NewTopic
-from conftest import BLOCKHUB, SCHEMAS, WORLD
+from conftest import BLOCKHUB, SCHEMAS, WORLD, deadline_after
 from test_market import (HEADER, dead_letters, drop, generated, market_hub, records, uscc,
                          wait_for)
 
 
 def wait_log(hub, *needles, timeout=60):
     """Polls the daemon's log until one of NEEDLES is in it; returns that needle."""
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while True:
         log = hub.logtext()
         for n in needles:
@@ -106,7 +106,7 @@ def make_bad_entries(spool, outside):
 
 def check_bad_entries(kafka, hub, decoder, kinds, where):
     # their dead letters are not part of any file's flow: wait for them to be acknowledged
-    deadline = time.monotonic() + 60
+    deadline = deadline_after(60)
     while len(dead_letters(kafka, hub, decoder)) < len(kinds):
         assert time.monotonic() < deadline, hub.logtext()
         time.sleep(0.1)
@@ -216,7 +216,7 @@ def test_row_refused_by_the_topic_limit_is_dead_lettered(kafka, hub_factory, tmp
     drop(hub.spool, "big.csv", data)
     # one rewind, then the row is a dead letter: a file that rewinds again and again
     # (the refusal not recognised) fails here, not at the deadline
-    deadline = time.monotonic() + 90
+    deadline = deadline_after(90)
     while not (hub.spool / "done" / "big.csv").exists():
         rewinds = hub.logtext().count("rewinding to the checkpoint")
         assert rewinds <= 3, "big.csv rewound %d times:\n%s" % (rewinds, hub.logtext())

@@ -10,7 +10,7 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import start_refused, wait_until
+from conftest import deadline_after, start_refused, wait_until
 from test_market import HEADER, drop, market_hub, uscc, wait_for
 
 N = 1000000
@@ -61,7 +61,7 @@ def read_committed(kafka, topic, timeout=120):
         parts = [TopicPartition(topic, p, 0) for p in md.partitions]
         c.assign(parts)
         left = set(md.partitions)
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         while left:
             assert time.monotonic() < deadline, "%s not read to its end" % topic
             for m in c.consume(num_messages=10000, timeout=1):

@@ -13,12 +13,12 @@ import socket
 import subprocess
 import time
 
-from conftest import wait_log
+from conftest import deadline_after, wait_log
 from test_admin import admin_hub
 
 
 def receive(sock, want, timeout=60):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     got = []
     while time.monotonic() < deadline:
         sock.settimeout(max(0.05, deadline - time.monotonic()))

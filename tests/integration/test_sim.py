@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 import bhcat
-from conftest import BLOCKHUB, SRC, TOKEN, WORLD, free_port
+from conftest import BLOCKHUB, SRC, TOKEN, WORLD, deadline_after, free_port
 
 SIM = os.path.join(SRC, "tools", "blockhub-sim")
 BLOCKS = os.path.join(WORLD, "blocks.geojson")
@@ -497,7 +497,7 @@ def test_truth_equals_consumer_counts_after_60s_mixed_run(kafka, hub_factory, de
     # wait until the hub has taken in every file and line (then compare exactly)
     want = {d: truth["totals"][d]["valid"] for d in topics}
     want_dlq = sum(truth["totals"][d]["bad"] for d in topics)
-    deadline = time.monotonic() + 180
+    deadline = deadline_after(180)
     while time.monotonic() < deadline:
         pending = [n for n in os.listdir(spool) if n.endswith((".csv", ".part"))]
         if (not pending and all(high_watermarks(kafka, topics[d]) >= want[d] for d in topics)

@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import bhcat
-from conftest import SRC, TOKEN, WORLD, free_port
+from conftest import SRC, TOKEN, WORLD, deadline_after, free_port
 from test_sim import FireServer, LineServer
 
 SIM = os.path.join(SRC, "tools", "blockhub-sim")
@@ -38,7 +38,7 @@ BLOCKS = os.path.join(WORLD, "blocks.geojson")
 
 
 def wait_for(what, cond, timeout):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while True:
         v = cond()
         if v:

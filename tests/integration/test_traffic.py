@@ -13,7 +13,7 @@ import uuid
 
 import bhcat
 from confluent_kafka import Consumer, TopicPartition
-from conftest import free_port, Threads, WORLD
+from conftest import Threads, WORLD, deadline_after, free_port
 
 SAMPLE = os.path.join(WORLD, "samples", "traffic", "gateway.ndjson")
 TYPES = {"accident", "congestion", "ebike_violation", "motorcycle_violation",
@@ -80,7 +80,7 @@ def topic_size(bootstrap, topic):
 
 def wait_for_sizes(bootstrap, wants, timeout=120):
     """Wait until each topic holds at least its count; returns the counts."""
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while True:
         got = {t: topic_size(bootstrap, t) for t in wants}
         if all(got[t] >= n for t, n in wants.items()):
@@ -229,7 +229,7 @@ def test_broker_stopped_holds_gateway_back(own_broker, hub_factory, decoder):
         kernel = int(f.read().split()[2])
     with open("/proc/sys/net/ipv4/tcp_wmem") as f:
         kernel += int(f.read().split()[2])
-    deadline = time.monotonic() + 120
+    deadline = deadline_after(120)
     refused_since = None
     while refused_since is None or time.monotonic() - refused_since < 3:
         assert time.monotonic() < deadline, "the gateway was never held back"

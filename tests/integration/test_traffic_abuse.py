@@ -10,7 +10,7 @@ import time
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import BLOCKHUB
+from conftest import BLOCKHUB, deadline_after
 from test_traffic import decoded, event, ndjson, topic_size, traffic_hub
 
 TRAFFIC = "blockhub.traffic.TrafficEvent"
@@ -28,7 +28,7 @@ def connect_from(hub, address):
 
 def settle(hub, s, peer, timeout=20):
     """'accepted' once blockhub logs the connection, 'refused' once it closes it."""
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while True:
         if "gateway %s connected" % peer in hub.logtext():
             return "accepted"
@@ -46,7 +46,7 @@ def wait_for_sizes(bootstrap, wants, timeout=120, exact=False):
     """Wait until each topic holds at least its count (a topic just created may not answer
     at once: asked again). EXACT: the counts are exact, so a topic that holds more than
     its count (which never shrinks) fails at once instead of at the deadline."""
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while True:
         try:
             got = {t: topic_size(bootstrap, t) for t in wants}
@@ -93,7 +93,7 @@ def test_one_address_cannot_lock_others_out(kafka, hub_factory, decoder):
     logged = hub.logtext().count("refusing gateway") - before
     assert 0 <= logged <= 2 + elapsed, "%d lines about refusals in %.1f s" % (logged, elapsed)
     # and the next line after a quiet second says how many went unlogged
-    deadline = time.monotonic() + 15
+    deadline = deadline_after(15)
     while not re.search(r"more refused since the last such line", hub.logtext()):
         assert time.monotonic() < deadline, "the unlogged refusals were never counted"
         s, peer = connect_from(hub, "127.0.0.2")

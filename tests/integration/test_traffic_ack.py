@@ -17,7 +17,7 @@ import sys
 import time
 
 import bhcat
-from conftest import SRC, WORLD, free_port, wait_until
+from conftest import SRC, WORLD, deadline_after, free_port, wait_until
 from test_traffic import event, ndjson, traffic_hub
 
 SIM = os.path.join(SRC, "tools", "blockhub-sim")
@@ -28,7 +28,7 @@ def read_lines(sock, until, timeout=60):
     """JSON lines SOCK sends until UNTIL(lines) holds or it closes; (lines, closed)."""
     sock.settimeout(timeout)
     buf, lines = b"", []
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while not until(lines):
         assert time.monotonic() < deadline, "timed out; got %r" % lines
         data = sock.recv(65536)

@@ -14,6 +14,7 @@ import struct
 import termios
 import time
 
+from conftest import deadline_after
 from test_traffic import connect, decoded, event, ndjson, traffic_hub
 from test_traffic_abuse import wait_for_sizes
 
@@ -37,7 +38,7 @@ def unsent(sock):
 
 
 def wait_until(cond, what, timeout=30):
-    deadline = time.monotonic() + timeout
+    deadline = deadline_after(timeout)
     while not cond():
         assert time.monotonic() < deadline, "timed out waiting for " + what
         time.sleep(0.02)

@@ -20,11 +20,15 @@ if [ ${#patches[@]} -eq 0 ]; then
 fi
 [ -e "${patches[0]}" ] || { echo "mutants: no patches"; exit 1; }
 
-# BH_MUTANTS_JOBS=N (default 2) runs the patches in N shards side by side, each
-# in its own scratch tree and build (the integration tests keep apart by their
-# own topics and ports); the shards' reports are printed one after the other
-# and their counts added up.
-jobs=${BH_MUTANTS_JOBS:-2}
+# Most of a mutant's time is its test waiting out a timeout for what the mutant
+# broke, with the CPU idle: BH_MUTANTS_JOBS=N (default 3) runs the patches in N
+# shards side by side, each in its own scratch tree and build (the integration
+# tests keep apart by their own topics and ports); the shards' reports are
+# printed one after the other and their counts added up. The waits of the
+# integration tests are halved (BH_TEST_WAIT_SCALE, default here 0.5: still
+# tens of seconds for what takes the plain build one or two).
+export BH_TEST_WAIT_SCALE=${BH_TEST_WAIT_SCALE:-0.5}
+jobs=${BH_MUTANTS_JOBS:-3}
 if [ "$jobs" -gt 1 ] && [ ${#patches[@]} -gt 1 ]; then
   mkdir -p "$work"
   pids=()
