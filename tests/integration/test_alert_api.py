@@ -88,6 +88,7 @@ class Stream:
         self.conn = http.client.HTTPConnection("127.0.0.1", h.admin_port, timeout=60)
         self.conn.request("GET", "/alerts/stream" + ("?" + q if q else ""),
                           headers={"Authorization": "Bearer " + token})
+        self.sock = self.conn.sock
         self.resp = self.conn.getresponse()
         self.events = []
         self.comments = 0
@@ -128,6 +129,13 @@ class Stream:
             return [json.loads(e["data"]) for e in self.events]
 
     def close(self):
+        # The reader thread is blocked in a read of the response: only a shutdown of the
+        # socket ends it at once (closing the response would wait for the read's lock, that
+        # is for the next keep-alive or event).
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.conn.close()
 
 
