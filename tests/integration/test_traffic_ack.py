@@ -17,7 +17,7 @@ import sys
 import time
 
 import bhcat
-from conftest import SRC, WORLD, deadline_after, free_port, wait_until
+from conftest import SRC, WAIT_SCALE, WORLD, deadline_after, free_port, wait_until
 from test_traffic import event, ndjson, traffic_hub
 
 SIM = os.path.join(SRC, "tools", "blockhub-sim")
@@ -26,7 +26,7 @@ GW_TOKEN = "gw-token-7f3a"
 
 def read_lines(sock, until, timeout=60):
     """JSON lines SOCK sends until UNTIL(lines) holds or it closes; (lines, closed)."""
-    sock.settimeout(timeout)
+    sock.settimeout(timeout * WAIT_SCALE)
     buf, lines = b"", []
     deadline = deadline_after(timeout)
     while not until(lines):

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 import bhcat
-from conftest import wait_log
+from conftest import WAIT_SCALE, wait_log
 from test_traffic_ack import read_lines
 from test_traffic import event, ndjson, traffic_hub
 from tls_helpers import CLIENT_SUBJECT_RFC2253, make_pki
@@ -43,7 +43,7 @@ def tls_gateway(hub, pki, cert="client"):
     ctx = ssl.create_default_context(cafile=pki["ca.pem"])
     if cert:
         ctx.load_cert_chain(pki[cert + ".pem"], pki[cert + ".key"])
-    raw = socket.create_connection(("127.0.0.1", hub.traffic_port), timeout=30)
+    raw = socket.create_connection(("127.0.0.1", hub.traffic_port), timeout=30 * WAIT_SCALE)
     return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
@@ -73,7 +73,7 @@ def test_mtls_refuses_strangers_and_serves_with_the_subject(kafka, hub_factory, 
     assert refused(hub, pki, None)
     assert refused(hub, pki, "stranger")
     # plain text to the TLS port: closed, nothing published
-    with socket.create_connection(("127.0.0.1", hub.traffic_port), timeout=30) as raw:
+    with socket.create_connection(("127.0.0.1", hub.traffic_port), timeout=30 * WAIT_SCALE) as raw:
         raw.sendall(ndjson([event(2, "TL-PLAIN")]))
         got = b""
         try:
