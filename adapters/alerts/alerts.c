@@ -69,6 +69,7 @@ struct alerts_conf {
     char *ca_file;
     int64_t history;
     int64_t history_for;
+    int64_t stream_keep_alive;
 };
 
 /* --- state ------------------------------------------------------------------ */
@@ -1293,7 +1294,8 @@ start(struct bh_component *c, char *errstr, size_t errstr_size)
     s->handles = 5; /* the three handles, curl's glue and the consumer */
     uv_poll_start(&s->wake, UV_READABLE, on_wake);
     c->priv = s;
-    struct bh_alerts_api_conf ac = {conf->topic, conf->history, conf->history_for};
+    struct bh_alerts_api_conf ac = {conf->topic, conf->history, conf->history_for,
+                                    conf->stream_keep_alive};
     rc = bh_alerts_api_start(&s->api, c, &ac, history_json, on_api_closed, s, errstr, errstr_size);
     if (rc < 0) {
         bh_error(c->name, "GET /alerts not served: %s", errstr);
@@ -1527,6 +1529,14 @@ static const struct bh_conf_key alerts_keys[] = {
      .max = 31536000000,
      .doc = "How far back the kept alerts reach (by record time): at start the history is read "
             "from the topic's offsets of now minus this."},
+    {.name = "stream_keep_alive",
+     .type = BH_CONF_DURATION,
+     .offset = KEY(stream_keep_alive),
+     .def = "15s",
+     .min = 100,
+     .max = 3600000,
+     .doc = "A comment line (': keep-alive') to each GET /alerts/stream client that was sent "
+            "nothing for this long, so that proxies and clients keep an idle stream open."},
     {0},
 };
 

@@ -36,8 +36,6 @@
 
 #define PUMP_BYTES       (64 * 1024)
 #define MAX_QUEUED       (1024 * 1024)
-#define KEEPALIVE_MS     15000 /* a comment line to a stream idle that long */
-#define KEEPALIVE_TICK   5000
 #define SETUP_RETRY_MS   5000
 #define HOLD_RETRY_MS    200
 #define KAFKA_TIMEOUT_MS 10000
@@ -512,7 +510,7 @@ on_keepalive(uv_timer_t *t)
     uint64_t now = uv_now(a->loop);
     for (struct client *cl = a->clients, *next; cl != NULL; cl = next) {
         next = cl->next;
-        if (cl->ending || now - cl->last_sent < KEEPALIVE_MS)
+        if (cl->ending || now - cl->last_sent < (uint64_t)a->conf.keep_alive)
             continue;
         if (append(cl, line, sizeof(line) - 1) < 0) {
             a->streams_ended_slow++;
@@ -1095,7 +1093,9 @@ bh_alerts_api_start(struct bh_alerts_api **out, struct bh_component *c,
     a->wake.data = a->more.data = a->timer.data = a->keepalive.data = a;
     a->handles = 5; /* four handles and the consumer */
     uv_poll_start(&a->wake, UV_READABLE, on_wake);
-    uv_timer_start(&a->keepalive, on_keepalive, KEEPALIVE_TICK, KEEPALIVE_TICK);
+    /* checked three times a keep-alive: an idle stream hears one within 4/3 of it */
+    uint64_t tick = (uint64_t)conf->keep_alive / 3 > 0 ? (uint64_t)conf->keep_alive / 3 : 1;
+    uv_timer_start(&a->keepalive, on_keepalive, tick, tick);
     start_setup(a);
     bh_info(c->name, "GET /alerts and /alerts/stream: up to %lld alert(s) of the last %lld ms",
             (long long)conf->history, (long long)conf->history_for);

@@ -61,6 +61,7 @@ struct bh_alerts_api_conf {
     const char *topic;
     int64_t history;     /* alerts kept at most */
     int64_t history_for; /* ms */
+    int64_t keep_alive;  /* ms: a comment line to a stream idle that long */
 };
 
 /*
