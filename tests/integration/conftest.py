@@ -114,12 +114,29 @@ class Broker:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def own_broker(tmp_path):
-    b = Broker(tmp_path / "kafka")
-    b.start()
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory):
+    """The broker of own_broker: one per test file, started when a test first asks for it."""
+    b = Broker(tmp_path_factory.mktemp("own-kafka"))
     yield b
-    b.stop()
+    if b.bootstrap is not None:
+        b.stop()
+
+
+@pytest.fixture
+def own_broker(module_broker):
+    """A broker of the test's own that it may stop, kill or freeze: the file's tests take
+    turns with one (a start costs a JVM's start), each getting it running and answering
+    (thawed if a test left it frozen, started again if one left it down)."""
+    b = module_broker
+    if b.bootstrap is not None:
+        try:
+            with open(os.path.join(b.dir, "kafka.pid")) as f:
+                os.kill(int(f.read().strip()), signal.SIGCONT)
+        except (OSError, ValueError):
+            pass
+    b.start()  # local-kafka reuses a running broker once it answers metadata requests
+    return b
 
 
 class Hub:
