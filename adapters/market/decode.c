@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -397,18 +398,36 @@ gb_copy(const struct bh_market_gb_table *t, const char **in, size_t *inlen, char
     const unsigned char *s = (const unsigned char *)*in, *end = s + *inlen;
     unsigned char *o = (unsigned char *)*out, *oend = o + *outleft;
     while (s < end && o < oend) {
-        if (s[0] < 0x80) {
-            *o++ = *s++;
+        if (s[0] < 0x80) { /* an ASCII run, 8 bytes at a time while no byte has its top bit */
+            size_t max =
+                (size_t)(end - s) < (size_t)(oend - o) ? (size_t)(end - s) : (size_t)(oend - o);
+            size_t k = 0;
+            for (uint64_t w; k + 8 <= max; k += 8) {
+                memcpy(&w, s + k, 8);
+                if (w & 0x8080808080808080u)
+                    break;
+                memcpy(o + k, &w, 8);
+            }
+            while (k < max && s[k] < 0x80) {
+                o[k] = s[k];
+                k++;
+            }
+            s += k;
+            o += k;
             continue;
         }
         const struct gb_entry *e = gb_entry(t, s, (size_t)(end - s));
         if (e == NULL || (size_t)(oend - o) < e->len)
             break;
-        o[0] = e->utf8[0];
-        if (e->len > 1)
-            o[1] = e->utf8[1];
-        if (e->len > 2)
-            o[2] = e->utf8[2];
+        if (oend - o >= 4) {
+            memcpy(o, e, 4); /* the byte after the character is within the room, overwritten next */
+        } else {
+            o[0] = e->utf8[0];
+            if (e->len > 1)
+                o[1] = e->utf8[1];
+            if (e->len > 2)
+                o[2] = e->utf8[2];
+        }
         o += e->len;
         s += 2;
     }
