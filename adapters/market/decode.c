@@ -1,10 +1,82 @@
 #include "decode.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
 #include "utf8.h"
+
+/* --- the two-byte table of GB18030 and GBK ---------------------------------- */
+
+#define GB_LEADS  126 /* 0x81-0xFE */
+#define GB_TRAILS 191 /* 0x40-0xFE (iconv refuses 0x7F: no entry) */
+
+/* A two-byte sequence as iconv decodes it: LEN bytes of UTF-8, 0 if iconv does not (alone). */
+struct gb_entry {
+    unsigned char utf8[3];
+    unsigned char len;
+};
+
+struct bh_market_gb_table {
+    struct gb_entry e[GB_LEADS * GB_TRAILS];
+};
+
+/* One table per converter (CP936 is GBK in glibc), built at its first open, then shared. */
+static struct bh_market_gb_table gb_tables[2];
+static bool gb_built[2];
+static pthread_mutex_t gb_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+gb_slot(const char *encoding)
+{
+    if (strcasecmp(encoding, "GB18030") == 0)
+        return 0;
+    if (strcasecmp(encoding, "GBK") == 0 || strcasecmp(encoding, "CP936") == 0)
+        return 1;
+    return -1;
+}
+
+/*
+ * Ask CD about every two-byte sequence on its own. Only one character of at
+ * most 3 bytes made of both bytes goes into the table: whatever else iconv
+ * answers is left to iconv when the sequence comes.
+ */
+static void
+gb_build(struct bh_market_gb_table *t, iconv_t cd)
+{
+    for (unsigned lead = 0; lead < GB_LEADS; lead++) {
+        for (unsigned trail = 0; trail < GB_TRAILS; trail++) {
+            struct gb_entry *e = &t->e[lead * GB_TRAILS + trail];
+            char seq[2] = {(char)(0x81 + lead), (char)(0x40 + trail)}, utf8[16];
+            char *in = seq, *o = utf8;
+            size_t inlen = sizeof(seq), left = sizeof(utf8);
+            size_t r = iconv(cd, &in, &inlen, &o, &left);
+            iconv(cd, NULL, NULL, NULL, NULL);
+            size_t n = (size_t)(o - utf8);
+            e->len = 0;
+            if (r == (size_t)-1 || inlen != 0 || n == 0 || n > sizeof(e->utf8) ||
+                bh_utf8_seq(utf8, n) != n)
+                continue;
+            memcpy(e->utf8, utf8, n);
+            e->len = (unsigned char)n;
+        }
+    }
+}
+
+/* The entry of the two-byte sequence at S (N bytes left), NULL if the table has none. */
+static inline const struct gb_entry *
+gb_entry(const struct bh_market_gb_table *t, const unsigned char *s, size_t n)
+{
+    if (n < 2)
+        return NULL;
+    unsigned lead = s[0] - 0x81u, trail = s[1] - 0x40u;
+    if (lead >= GB_LEADS || trail >= GB_TRAILS)
+        return NULL;
+    const struct gb_entry *e = &t->e[lead * GB_TRAILS + trail];
+    return e->len > 0 ? e : NULL;
+}
 
 int
 bh_market_decoder_open(struct bh_market_decoder *d, const char *encoding)
@@ -27,6 +99,16 @@ bh_market_decoder_open(struct bh_market_decoder *d, const char *encoding)
         return -ENOTSUP;
     }
     d->utf8 = strcasecmp(encoding, "UTF-8") == 0 || strcasecmp(encoding, "UTF8") == 0;
+    int slot = gb_slot(encoding);
+    if (slot >= 0) {
+        pthread_mutex_lock(&gb_lock);
+        if (!gb_built[slot]) {
+            gb_build(&gb_tables[slot], d->cd);
+            gb_built[slot] = true;
+        }
+        pthread_mutex_unlock(&gb_lock);
+        d->table = &gb_tables[slot];
+    }
     return 0;
 }
 
@@ -266,19 +348,10 @@ utf8_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out
  * bytes past its last non-ASCII byte); the ASCII around it is copied. In the
  * CSV rows of the market feed that is half of the bytes.
  */
-int
-bh_market_decoder_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out,
-                      size_t *outleft, bool final)
+static int
+iconv_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
+          bool final)
 {
-    if (d->utf8)
-        return utf8_run(d, in, inlen, out, outleft, final);
-    while (d->ncarry > 0) {
-        if (*inlen == 0 && !final)
-            return 0;
-        int rc = complete_carry(d, in, inlen, out, outleft, final);
-        if (rc != 0)
-            return rc;
-    }
     copy_ascii(in, inlen, out, outleft);
     if (*inlen == 0)
         return 0;
@@ -313,4 +386,99 @@ bh_market_decoder_run(struct bh_market_decoder *d, const char **in, size_t *inle
     *in += *inlen;
     *inlen = 0;
     return BH_DECODE_INVALID;
+}
+
+/* --- GB18030 and GBK by the table ------------------------------------------- */
+
+/* ASCII and the table's sequences, up to the first other byte or a full *OUT. */
+static void
+gb_copy(const struct bh_market_gb_table *t, const char **in, size_t *inlen, char **out,
+        size_t *outleft)
+{
+    const unsigned char *s = (const unsigned char *)*in, *end = s + *inlen;
+    unsigned char *o = (unsigned char *)*out, *oend = o + *outleft;
+    while (s < end && o < oend) {
+        if (s[0] < 0x80) { /* an ASCII run, 8 bytes at a time while no byte has its top bit */
+            size_t max =
+                (size_t)(end - s) < (size_t)(oend - o) ? (size_t)(end - s) : (size_t)(oend - o);
+            size_t k = 0;
+            for (uint64_t w; k + 8 <= max; k += 8) {
+                memcpy(&w, s + k, 8);
+                if (w & 0x8080808080808080u)
+                    break;
+                memcpy(o + k, &w, 8);
+            }
+            while (k < max && s[k] < 0x80) {
+                o[k] = s[k];
+                k++;
+            }
+            s += k;
+            o += k;
+            continue;
+        }
+        const struct gb_entry *e = gb_entry(t, s, (size_t)(end - s));
+        if (e == NULL || (size_t)(oend - o) < e->len)
+            break;
+        if (oend - o >= 4) {
+            memcpy(o, e, 4); /* the byte after the character is within the room, overwritten next */
+        } else {
+            o[0] = e->utf8[0];
+            if (e->len > 1)
+                o[1] = e->utf8[1];
+            if (e->len > 2)
+                o[2] = e->utf8[2];
+        }
+        o += e->len;
+        s += 2;
+    }
+    *inlen -= (size_t)(s - (const unsigned char *)*in);
+    *outleft -= (size_t)(o - (unsigned char *)*out);
+    *in = (const char *)s;
+    *out = (char *)o;
+}
+
+/*
+ * What the table does not know goes through iconv one character at a time
+ * (4 bytes hold any); within the last 4 bytes of the input, where a
+ * sequence may be cut, the rest goes through iconv_run.
+ */
+static int
+gb_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out, size_t *outleft,
+       bool final)
+{
+    for (;;) {
+        gb_copy(d->table, in, inlen, out, outleft);
+        if (*inlen == 0)
+            return 0;
+        const unsigned char *s = (const unsigned char *)*in;
+        if (*outleft == 0 || s[0] < 0x80 || gb_entry(d->table, s, *inlen) != NULL)
+            return -E2BIG;
+        if (*inlen < 4)
+            return iconv_run(d, in, inlen, out, outleft, final);
+        size_t n = 4;
+        int rc = convert(d, in, &n, out, outleft);
+        *inlen -= 4 - n;
+        if (rc == -EINVAL) /* not from 4 bytes of GB18030: the rest goes through iconv_run */
+            return iconv_run(d, in, inlen, out, outleft, final);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int
+bh_market_decoder_run(struct bh_market_decoder *d, const char **in, size_t *inlen, char **out,
+                      size_t *outleft, bool final)
+{
+    if (d->utf8)
+        return utf8_run(d, in, inlen, out, outleft, final);
+    while (d->ncarry > 0) {
+        if (*inlen == 0 && !final)
+            return 0;
+        int rc = complete_carry(d, in, inlen, out, outleft, final);
+        if (rc != 0)
+            return rc;
+    }
+    if (d->table != NULL)
+        return gb_run(d, in, inlen, out, outleft, final);
+    return iconv_run(d, in, inlen, out, outleft, final);
 }

@@ -12,6 +12,15 @@
  * 5- and 6-byte forms and values past U+10FFFF, which are not UTF-8 (RFC
  * 3629) and would reach the Avro strings. Only what hub/utf8.h calls valid
  * passes; every other byte is reported and skipped the same way.
+ *
+ * From GB18030 and GBK (CP936) the common characters do not go through iconv
+ * either: at the first open of such a decoder in the process, iconv is asked
+ * once for every two-byte sequence (lead 0x81-0xFE, trail 0x40-0x7E or
+ * 0x80-0xFE) and its answers are kept in a table shared by all decoders of
+ * that encoding. ASCII and the sequences of the table are decoded in a tight
+ * loop; everything else (four-byte sequences, sequences iconv refuses, a
+ * sequence cut by the end of the input) goes through iconv as before, so the
+ * output and the invalid bytes reported are those of iconv alone.
  */
 #ifndef BH_MARKET_DECODE_H
 #define BH_MARKET_DECODE_H
@@ -20,8 +29,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct bh_market_gb_table;
+
 struct bh_market_decoder {
     iconv_t cd;
+    /* two-byte sequences as iconv decodes them; NULL: all through iconv (the tests set it so) */
+    const struct bh_market_gb_table *table;
     char carry[8]; /* the start of a sequence cut at the end of the last chunk */
     size_t ncarry;
     bool utf8; /* from UTF-8: checked by blockhub's own rules, not iconv's */

@@ -224,6 +224,32 @@ def market():
     write(t, "empty-file", ctl())
 
 
+def market_decode():
+    t = "fuzz_market_decode"
+    # Control bytes: encoding | small output << 2 | longest chunk << 3, then a 4-byte seed.
+    gb, gbk, cp936 = 0, 1, 2
+    sample = read("samples", "market", "scjg_20261127_0800.csv")
+    text = sample.decode("gb18030")
+
+    def ctl(enc=gb, small=0, chunk=6, seed=b"\x01\x02\x03\x04"):
+        return bytes([enc | small << 2 | chunk << 3]) + seed
+
+    write(t, "sample", ctl() + sample)
+    write(t, "sample-bytewise", ctl(chunk=0) + sample)
+    write(t, "sample-small-output", ctl(small=1, chunk=3) + sample)
+    write(t, "sample-whole", ctl(chunk=7) + sample)
+    write(t, "sample-gbk", ctl(gbk, chunk=4) + text.encode("gbk"))
+    write(t, "sample-cp936", ctl(cp936, chunk=2, small=1) + text.encode("gbk"))
+    every = bytes(b for lead in range(0x81, 0xFF) for trail in range(0x40, 0xFF) for b in (lead, trail, 0x2C))
+    write(t, "every-two-byte", ctl(chunk=5) + every)
+    mix = (b"a\xd6\xd0\x94\x39\xfc\x36\xff\x80\x81\x30\x81\x7f\x81\x20\x84\x31\xa5\x30"
+           b"\xfe\x39\xfe\x39\xa1\xa4,\x81\x30\x81")
+    write(t, "mix", ctl(chunk=1) + mix * 8)
+    write(t, "mix-small-output", ctl(small=1, chunk=2) + mix * 8)
+    write(t, "cut-at-end", ctl(chunk=4) + sample[:200] + b"\x81\x30\x81")
+    write(t, "empty", ctl())
+
+
 # --- config -------------------------------------------------------------------
 
 def config():
@@ -398,6 +424,10 @@ def dicts():
                "14947.73", "999999999999.99", b"\xef\xbb\xbf", b"\x84\x31\x95\x33", b"\x81\x30\x81\x30",
                b"\x94\x39\xfc\x36", b"\xfe\x39\xfe\x39", b"\x80", b"\xff", b"\x81"] + BAD_UTF8
     write_dict("fuzz_market_csv", market)
+    write_dict("fuzz_market_decode", [w.encode("gb18030") for w in words] + [
+        b"\x84\x31\x95\x33", b"\x81\x30\x81\x30", b"\x94\x39\xfc\x36", b"\xfe\x39\xfe\x39",
+        b"\x84\x31\xa4\x39", b"\x84\x31\xa5\x30", b"\x81\x40", b"\x81\x7e", b"\x81\x7f",
+        b"\x81\x80", b"\xfe\xfe", b"\xfe\xff", b"\xa1\xa4", b"\x80", b"\xff", b"\x81"])
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     keys = set()
@@ -429,6 +459,7 @@ def main():
     fire()
     traffic()
     market()
+    market_decode()
     config()
     geojson()
     dicts()

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <iconv.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -138,9 +139,9 @@ test_utf8(void **state)
 
 /* The reference: iconv over the whole input at once, skipping each byte it refuses. */
 static size_t
-reference(const char *in, size_t len, char *out, size_t cap, int *invalid)
+reference_in(const char *enc, const char *in, size_t len, char *out, size_t cap, int *invalid)
 {
-    iconv_t cd = iconv_open("UTF-8", "GB18030");
+    iconv_t cd = iconv_open("UTF-8", enc);
     char *p = (char *)in, *o = out;
     size_t left = len, room = cap;
     *invalid = 0;
@@ -159,6 +160,12 @@ reference(const char *in, size_t len, char *out, size_t cap, int *invalid)
     }
     iconv_close(cd);
     return (size_t)(o - out);
+}
+
+static size_t
+reference(const char *in, size_t len, char *out, size_t cap, int *invalid)
+{
+    return reference_in("GB18030", in, len, out, cap, invalid);
 }
 
 /* Random mixes of ASCII, 2- and 4-byte characters and bad bytes, cut anywhere: the decoder
@@ -312,6 +319,196 @@ test_unknown_encoding(void **state)
     bh_market_decoder_close(&d);
 }
 
+/* What a decoder gives for an input: its text, and where each invalid report came. */
+struct trace {
+    char text[4096];
+    size_t len;
+    size_t invalid_in[512], invalid_out[512]; /* input and output offsets at each report */
+    size_t ninvalid;
+};
+
+static unsigned
+next_rand(unsigned *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    return *x;
+}
+
+/*
+ * Decode IN cut at CUTS (ascending, ending with LEN) by the table (TABLE) or
+ * by iconv alone; with SMALL, each call gets 1 to 12 bytes of output room.
+ */
+static void
+trace_decode(const char *enc, bool table, const char *in, size_t len, const size_t *cuts,
+             size_t ncuts, bool small, unsigned seed, struct trace *t)
+{
+    struct bh_market_decoder d;
+    assert_int_equal(bh_market_decoder_open(&d, enc), 0);
+    assert_non_null(d.table);
+    if (!table)
+        d.table = NULL;
+    memset(t, 0, sizeof(*t));
+    assert_int_equal(cuts[ncuts - 1], len);
+    size_t from = 0;
+    for (size_t c = 0; c < ncuts; c++) {
+        const char *p = in + from;
+        size_t n = cuts[c] - from;
+        for (int calls = 0;; calls++) {
+            assert_true(calls < 10000);
+            size_t room = small ? 1 + next_rand(&seed) % 12 : sizeof(t->text) - t->len;
+            assert_true(room <= sizeof(t->text) - t->len);
+            char *o = t->text + t->len;
+            size_t left = room;
+            int rc = bh_market_decoder_run(&d, &p, &n, &o, &left, c == ncuts - 1);
+            assert_int_equal((size_t)(o - (t->text + t->len)), room - left);
+            t->len += room - left;
+            if (rc == 0)
+                break;
+            if (rc == BH_DECODE_INVALID) {
+                assert_true(t->ninvalid < 512);
+                t->invalid_in[t->ninvalid] = (size_t)(p - in);
+                t->invalid_out[t->ninvalid++] = t->len;
+                continue;
+            }
+            assert_int_equal(rc, -E2BIG);
+            assert_true(small);
+        }
+        assert_int_equal(n, 0);
+        from = cuts[c];
+    }
+    bh_market_decoder_close(&d);
+}
+
+static void
+assert_same_trace(const struct trace *a, const struct trace *b)
+{
+    assert_int_equal(a->len, b->len);
+    assert_memory_equal(a->text, b->text, a->len);
+    assert_int_equal(a->ninvalid, b->ninvalid);
+    for (size_t i = 0; i < a->ninvalid; i++) {
+        assert_int_equal(a->invalid_in[i], b->invalid_in[i]);
+        assert_int_equal(a->invalid_out[i], b->invalid_out[i]);
+    }
+}
+
+/*
+ * Every two-byte sequence (and every lead byte before every other byte)
+ * decodes by the table as iconv decodes it: the same text and the same bytes
+ * reported, whole or cut between its two bytes.
+ */
+static void
+test_table_every_two_byte_sequence(void **state)
+{
+    (void)state;
+    static const char *const encs[] = {"GB18030", "GBK", "cp936"};
+    for (size_t k = 0; k < sizeof(encs) / sizeof(encs[0]); k++) {
+        size_t decoded = 0;
+        for (unsigned lead = 0x81; lead <= 0xFE; lead++) {
+            for (unsigned trail = 0; trail <= 0xFF; trail++) {
+                const char in[] = {'a', (char)lead, (char)trail, 'b'};
+                char want[64];
+                int want_invalid;
+                size_t wn =
+                    reference_in(encs[k], in, sizeof(in), want, sizeof(want), &want_invalid);
+                const size_t whole[] = {sizeof(in)}, cut[] = {2, sizeof(in)};
+                struct trace got, plain;
+                trace_decode(encs[k], true, in, sizeof(in), whole, 1, false, 1, &got);
+                assert_int_equal(got.len, wn);
+                assert_memory_equal(got.text, want, wn);
+                assert_int_equal(got.ninvalid, (size_t)want_invalid);
+                trace_decode(encs[k], false, in, sizeof(in), whole, 1, false, 1, &plain);
+                assert_same_trace(&got, &plain);
+                trace_decode(encs[k], true, in, sizeof(in), cut, 2, false, 1, &got);
+                trace_decode(encs[k], false, in, sizeof(in), cut, 2, false, 1, &plain);
+                assert_same_trace(&got, &plain);
+                if (want_invalid == 0 && wn > 2 && trail >= 0x40)
+                    decoded++;
+            }
+        }
+        /* GB18030 maps every two-byte sequence; GBK leaves some out */
+        if (k == 0)
+            assert_int_equal(decoded, 126 * 190);
+        else
+            assert_in_range(decoded, 20000, 126 * 190 - 1);
+    }
+    struct bh_market_decoder d;
+    assert_int_equal(bh_market_decoder_open(&d, "UTF-8"), 0);
+    assert_null(d.table);
+    bh_market_decoder_close(&d);
+}
+
+/*
+ * Random mixes of ASCII, two-byte sequences (the edges of the lead and trail
+ * ranges too), four-byte sequences, invalid bytes and cut sequences, cut into
+ * chunks anywhere and decoded with ample or tiny output room: the table gives
+ * the text and the invalid reports (where in the input and the output) of
+ * the decoder through iconv alone.
+ */
+static void
+test_table_same_as_iconv_path(void **state)
+{
+    (void)state;
+    static const char *const pieces[] = {
+        "a",
+        ",",
+        "\r\n",
+        "\xd6\xd0",
+        "\xce\xc4",
+        "\x81\x40",
+        "\x81\x7e",
+        "\x81\x80",
+        "\x81\xfe",
+        "\xfe\x40",
+        "\xfe\xfe",
+        "\xa2\xe3",
+        "\xa1\xa4",
+        "\xa8\xbf",
+        "\xa6\xd9",
+        "\x94\x39\xfc\x36",
+        "\x95\x32\x82\x36",
+        "\x81\x30\x81\x30",
+        "\x84\x31\xa4\x39",
+        "\x84\x31\xa5\x30",
+        "\xfe\x39\xfe\x39",
+        "\xe3\x32\x9a\x35",
+        "\xff",
+        "\x80",
+        "\x81",
+        "\x81\x30",
+        "\x81\x30\x81",
+        "\x81\x7f",
+        "\x81\xff",
+        "\x81\x20",
+        "\x81\x3a",
+    };
+    static const char *const encs[] = {"GB18030", "GBK"};
+    unsigned seed = 7;
+    for (int round = 0; round < 4000; round++) {
+        char in[600];
+        size_t len = 0;
+        int count = (int)(next_rand(&seed) % 80);
+        for (int k = 0; k < count; k++) {
+            const char *piece = pieces[next_rand(&seed) % (sizeof(pieces) / sizeof(pieces[0]))];
+            memcpy(in + len, piece, strlen(piece));
+            len += strlen(piece);
+        }
+        size_t cuts[600], ncuts = 0;
+        unsigned every = 1 + next_rand(&seed) % 9;
+        for (size_t i = 1; i < len; i++)
+            if (next_rand(&seed) % every == 0)
+                cuts[ncuts++] = i;
+        cuts[ncuts++] = len;
+        bool small = round % 3 == 0;
+        const char *enc = encs[round % 2];
+        static struct trace by_table, by_iconv;
+        trace_decode(enc, true, in, len, cuts, ncuts, small, seed | 1, &by_table);
+        trace_decode(enc, false, in, len, cuts, ncuts, small, (seed >> 3) | 1, &by_iconv);
+        assert_same_trace(&by_table, &by_iconv);
+    }
+}
+
 int
 main(void)
 {
@@ -324,6 +521,8 @@ main(void)
         cmocka_unit_test(test_utf8_is_checked_by_rfc_3629),
         cmocka_unit_test(test_utf8_output_full),
         cmocka_unit_test(test_unknown_encoding),
+        cmocka_unit_test(test_table_every_two_byte_sequence),
+        cmocka_unit_test(test_table_same_as_iconv_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
