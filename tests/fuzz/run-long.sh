@@ -24,7 +24,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 jobs=1
 work=${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/fuzz
 build=$root/build-fuzz
-targets="fuzz_fire_body,fuzz_traffic_line,fuzz_market_csv,fuzz_config,fuzz_geojson,fuzz_join_avro"
+targets="fuzz_fire_body,fuzz_traffic_line,fuzz_market_csv,fuzz_market_decode,fuzz_config,fuzz_geojson,fuzz_join_avro"
 usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while getopts "j:w:b:t:h" o; do
   case "$o" in
