@@ -140,7 +140,7 @@ def cmd_report(path):
             print("fire single (own linger.ms %s) / null answers, %3s connections: %.3f  "
                   "(%.0f / %.0f requests/s)" % (m.group(1), m.group(2), own / null, own, null))
     for name, _ in rows:
-        if name.startswith("fire-"):
+        if name.startswith("fire-") and traffic == traffic:
             print("%-19s records/s / traffic records/s: %.3f  (%.0f / %.0f)"
                   % (name, get(name, "eps") / traffic, get(name, "eps"), traffic))
 
