@@ -90,10 +90,14 @@ open_kafka(struct bh_component *c, const struct bh_kvlist *own, char *errstr, si
     int rc = k != NULL && v != NULL ? 0 : -ENOMEM;
     if (rc == 0) {
         /* In order: librdkafka keeps the last value set, so the adapter's win. */
-        memcpy(k, ks->properties.k, ks->properties.n * sizeof(*k));
-        memcpy(v, ks->properties.v, ks->properties.n * sizeof(*v));
-        memcpy(k + ks->properties.n, own->k, own->n * sizeof(*k));
-        memcpy(v + ks->properties.n, own->v, own->n * sizeof(*v));
+        for (size_t i = 0; i < ks->properties.n; i++) {
+            k[i] = ks->properties.k[i];
+            v[i] = ks->properties.v[i];
+        }
+        for (size_t i = 0; i < own->n; i++) {
+            k[ks->properties.n + i] = own->k[i];
+            v[ks->properties.n + i] = own->v[i];
+        }
         struct bh_kvlist props = {.k = k, .v = v, .n = total};
         struct bh_kafka_conf kc = {
             .brokers = bh_kafka_is_embedded(c->hub->kafka) ? bh_kafka_bootstrap(c->hub->kafka)
