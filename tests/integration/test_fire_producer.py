@@ -9,6 +9,8 @@ producer (its kind, bootstrap and overriding properties, and the messages its
 own producer took), and a property that changes what fire accepts
 (message.max.bytes: an event whose record exceeds the adapter's limit is
 dead-lettered as too_large, its dead letter cut to fit under that limit).
+The last test turns it around: traffic with a producer of its own, fire on
+the hub's.
 """
 import json
 import re
@@ -146,4 +148,25 @@ def test_reload_of_the_properties(kafka, hub_factory, decoder):
     assert h.post(fire_events("r3", 1)).json()["accepted"] == 1
     msgs = bhcat.consume_all(kafka, h.fire_topic)
     assert len(msgs) == 6
+    assert h.stop() == 0, h.logtext()
+
+
+def test_traffic_with_its_own_producer_beside_fire_on_the_hubs(kafka, hub_factory, decoder):
+    """The key is the adapters', not fire's alone: traffic with its own, fire on the hub's."""
+    h = admin_hub(hub_factory, kafka)
+    rewrite(h, '    topic: "%s"' % h.traffic_topic,
+            '    topic: "%s"\n    kafka_properties: {"linger.ms": "2"}' % h.traffic_topic)
+    h.start()
+    assert component(h, "traffic")["producer"]["kafka_properties"] == {"linger.ms": "2"}
+    assert component(h, "fire")["producer"] == {"kind": "hub", "bootstrap": kafka}
+    s = socket.create_connection(("127.0.0.1", h.traffic_port), timeout=60)
+    s.sendall(traffic_lines("tr", 30))
+    wait_until(lambda: component(h, "traffic")["counters"]["acknowledged"] == 30, "the lines")
+    s.close()
+    assert h.post(fire_events("tr", 2)).json()["accepted"] == 2
+    assert component(h, "traffic")["counters"]["kafka_produced"] == 30
+    ids = sorted(decoder.decode(m["value"])[1]["event_id"]
+                 for m in bhcat.consume_all(kafka, h.traffic_topic))
+    assert ids == ["tr-%06d" % i for i in range(30)]
+    assert len(bhcat.consume_all(kafka, h.fire_topic)) == 2
     assert h.stop() == 0, h.logtext()
