@@ -15,6 +15,7 @@
 import json
 import os
 import random
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,7 +134,13 @@ def cmd_report(path):
             print("  generator check, null at %s connections: bench_fire_load %.0f, h2load %.0f "
                   "requests/s (%.2f)" % (conns, null, h2, null / h2))
     for name, _ in rows:
-        if name.startswith("fire-"):
+        m = re.match(r"fire-1-linger(\d+)-c(\d+)$", name)
+        if m:
+            own, null = get(name, "rps"), get("null-c" + m.group(2), "rps")
+            print("fire single (own linger.ms %s) / null answers, %3s connections: %.3f  "
+                  "(%.0f / %.0f requests/s)" % (m.group(1), m.group(2), own / null, own, null))
+    for name, _ in rows:
+        if name.startswith("fire-") and traffic == traffic:
             print("%-19s records/s / traffic records/s: %.3f  (%.0f / %.0f)"
                   % (name, get(name, "eps") / traffic, get(name, "eps"), traffic))
 

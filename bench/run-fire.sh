@@ -15,6 +15,9 @@
 #   null-h2load-cN   the same with h2load (nghttp2-client), when installed: a
 #                second generator, to show bench_fire_load is not the limit
 #   fire-1-cN    fire, one event a POST, N connections          (for each N of CONNS)
+#   fire-1-lingerV-cN   the same on fire-lingerV, a fire adapter with a producer of
+#                its own whose linger.ms is V (kafka_properties), for each V of
+#                FIRE_LINGER_MS (none by default); traffic keeps the hub's producer
 #   fire-100     fire, arrays of 100 events, BATCH100_CONNS connections
 #   fire-1000    fire, arrays of 1,000 events, BATCH1000_CONNS connections
 #   traffic      bench/run-traffic.sh on the same broker, TRAFFIC_N lines: blockhub's
@@ -34,7 +37,9 @@
 # end. CONNS (default "64 256"), BATCH100_CONNS (16), BATCH1000_CONNS (4),
 # WARMUP (2 s), PARTITIONS (6), TRAFFIC_N (1000000; 0 skips baseline B),
 # BH_PYTHON: a Python with confluent-kafka (default: the test venv), LINGER_MS: the
-# producer's linger.ms for this blockhub (kafka.properties; default: blockhub's 5).
+# producer's linger.ms for this blockhub (kafka.properties; default: blockhub's 5),
+# FIRE_LINGER_MS: linger.ms values ("0 1") of further fire adapters, each with its
+# own producer (kafka_properties: {linger.ms: V}) and run beside fire at every N.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -49,6 +54,7 @@ warmup=${WARMUP:-2}
 partitions=${PARTITIONS:-6}
 traffic_n=${TRAFFIC_N:-1000000}
 linger=${LINGER_MS:-}
+fire_lingers=${FIRE_LINGER_MS:-}
 py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
 hubbin="$build/tests/blockhub_test_adapters"
 load="$build/bench/bench_fire_load"
@@ -73,7 +79,7 @@ free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-echo "machine: $(nproc) CPUs, load $(loadavg); $(git -C "$root" describe --always --dirty 2>/dev/null)${linger:+; linger.ms $linger}"
+echo "machine: $(nproc) CPUs, load $(loadavg); $(git -C "$root" describe --always --dirty 2>/dev/null)${linger:+; linger.ms $linger}${fire_lingers:+; fire adapters with their own linger.ms: $fire_lingers}"
 echo "generating bodies..."
 python3 "$helper" bodies 1 50000 "$tmp/b1.txt" --seed 1
 python3 "$helper" bodies 100 500 "$tmp/b100.txt" --seed 2
@@ -113,6 +119,19 @@ adapters:
     listen: 127.0.0.1:$nport
     path: /v1/fire/events
 YAML
+declare -A lport
+for v in $fire_lingers; do
+    lport[$v]=$(free_port)
+    cat >>"$tmp/blockhub.yaml" <<YAML
+  - name: fire-linger$v
+    type: fire
+    listen: 127.0.0.1:${lport[$v]}
+    tokens: [$token]
+    topic: dept.fire.$tag
+    kafka_properties:
+      linger.ms: "$v"
+YAML
+done
 "$hubbin" --config "$tmp/blockhub.yaml" >"$tmp/blockhub.log" 2>&1 &
 hub_pid=$!
 bench_wait_ready "$hub_pid" "$tmp/blockhub.log"
@@ -148,6 +167,9 @@ for round in $(seq 1 "$rounds"); do
         run "null-c$c" "$nport" "$tmp/b1.txt" "$c"
         run_h2load "null-h2load-c$c" "$nport" "$c"
         run "fire-1-c$c" "$fport" "$tmp/b1.txt" "$c"
+        for v in $fire_lingers; do
+            run "fire-1-linger$v-c$c" "${lport[$v]}" "$tmp/b1.txt" "$c"
+        done
     done
     run "fire-100-c$b100_conns" "$fport" "$tmp/b100.txt" "$b100_conns"
     run "fire-1000-c$b1000_conns" "$fport" "$tmp/b1000.txt" "$b1000_conns"

@@ -114,8 +114,24 @@ component_json(const struct bh_hub *hub, const struct bh_component *c)
             snprintf(key, sizeof(key), "%s", st.v[i].name);
         json_object_set_new(counters, key, json_integer((json_int_t)st.v[i].value));
     }
-    return json_pack("{s:s, s:s, s:s, s:b, s:o*}", "name", c->name, "type", c->type->name, "state",
-                     state_of(hub, c), "can_pause", c->type->pause != NULL, "counters", counters);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:b, s:o*}", "name", c->name, "type", c->type->name, "state",
+                  state_of(hub, c), "can_pause", c->type->pause != NULL, "counters", counters);
+    /* The producer it publishes through: the hub's, or its own with the properties it overrides. */
+    if (j != NULL && c->kafka != NULL) {
+        const struct bh_kvlist *own = bh_component_kafka_properties(c);
+        json_t *props = json_object();
+        for (size_t i = 0; props != NULL && i < own->n; i++)
+            json_object_set_new(props, own->k[i], json_string(own->v[i]));
+        json_object_set_new(j, "producer",
+                            json_pack("{s:s, s:s, s:o*}", "kind", "own", "bootstrap",
+                                      bh_kafka_bootstrap(c->kafka), "kafka_properties", props));
+    } else if (j != NULL && c->type != NULL && hub->kafka != NULL) {
+        json_object_set_new(
+            j, "producer",
+            json_pack("{s:s, s:s}", "kind", "hub", "bootstrap", bh_kafka_bootstrap(hub->kafka)));
+    }
+    return j;
 }
 
 static void

@@ -108,6 +108,9 @@ struct bh_component {
     uint64_t dead_by_reason[16]; /* dead letters by enum bh_dlq_reason */
     uint64_t ack_buckets[BH_ACK_BUCKETS]; /* acknowledgements by latency (bh_ack_bounds_ms) */
     uint64_t ack_sum_us;                  /* their latencies summed */
+    /* Its own producer, made by bh_component_start when its settings carry a non-empty
+     * kafka_properties map (BH_KAFKA_PROPERTIES_KEY); NULL: it publishes through the hub's. */
+    struct bh_kafka *kafka;
 };
 
 /* --- what the hub calls ---------------------------------------------------- */
@@ -125,6 +128,38 @@ int bh_component_reload(struct bh_component *c, const void *settings, char *errs
                         size_t errstr_size);
 /* Its topics into OUT (at most CAP - 1), NULL-terminated; returns how many. */
 size_t bh_component_topics(const struct bh_component *c, const char **out, size_t cap);
+
+/* --- its producer ---------------------------------------------------------- */
+
+/*
+ * An adapter type that lets its entries have a producer of their own puts
+ * BH_KAFKA_PROPERTIES_KEY(field) in its table, FIELD a struct bh_kvlist of its
+ * settings: the entry's librdkafka producer properties over kafka.properties
+ * (kafka.brokers, the pinned properties and the hub's defaults stay). Checked
+ * like kafka.properties, and refused when they name a property of consumers
+ * only, bootstrap.servers or transactional.id.
+ */
+#define BH_KAFKA_PROPERTIES_NAME "kafka_properties"
+int bh_component_check_kafka_properties(const void *value, char *why, size_t why_size);
+#define BH_KAFKA_PROPERTIES_KEY(field)                                                             \
+    {                                                                                              \
+        .name = BH_KAFKA_PROPERTIES_NAME, .type = BH_CONF_MAP, .offset = (field),                  \
+        .check = bh_component_check_kafka_properties,                                              \
+        .doc = "librdkafka producer properties of this adapter alone (linger.ms, batch.size, "     \
+               "compression.type...): when set, the adapter publishes its records and dead "       \
+               "letters through a producer of its own, made from the kafka section with these "    \
+               "over kafka.properties (kafka.brokers and the pinned properties stay; embedded: "   \
+               "the same mock cluster); without it, it shares the hub's producer. A change "       \
+               "replaces the adapter (drained, then started again on a new producer)."             \
+    }
+
+/* The overriding properties of C's entry (empty when its type has none or none are set). */
+const struct bh_kvlist *bh_component_kafka_properties(const struct bh_component *c);
+/* The producer C publishes through: its own, else the hub's. */
+struct bh_kafka *bh_component_kafka(const struct bh_component *c);
+/* Flush C's own producer for up to TIMEOUT_MS and close it (nothing when it has none): the
+ * number of messages still undelivered. bh_component_destroy does it too. */
+size_t bh_component_close_kafka(struct bh_component *c, int timeout_ms);
 
 /* --- what a component calls ------------------------------------------------ */
 

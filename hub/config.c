@@ -1557,6 +1557,15 @@ bh_conf_string(const struct bh_conf_key *keys, const void *settings, const char 
     return NULL;
 }
 
+const struct bh_kvlist *
+bh_conf_map(const struct bh_conf_key *keys, const void *settings, const char *name)
+{
+    for (const struct bh_conf_key *k = keys; k != NULL && k->name != NULL; k++)
+        if (k->type == BH_CONF_MAP && strcmp(k->name, name) == 0)
+            return (const struct bh_kvlist *)((const char *)settings + k->offset);
+    return NULL;
+}
+
 static bool
 str_equal(const char *a, const char *b)
 {

@@ -141,6 +141,10 @@ void bh_conf_free(const struct bh_conf_key *root, void *out);
 /* The string value of key NAME in SETTINGS (bound through KEYS), NULL if KEYS has no
  * string key of that name or it is unset. */
 const char *bh_conf_string(const struct bh_conf_key *keys, const void *settings, const char *name);
+/* The map of key NAME in SETTINGS (bound through KEYS), NULL if KEYS has no map key of that
+ * name. */
+const struct bh_kvlist *bh_conf_map(const struct bh_conf_key *keys, const void *settings,
+                                    const char *name);
 /* Whether A and B (both bound through KEYS) hold the same values. */
 bool bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b);
 /* Whether two variant entries have the same name, type and settings. */

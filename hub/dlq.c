@@ -89,7 +89,7 @@ bh_dlq_publish(struct bh_hub *hub, const struct bh_component *a, enum bh_dlq_rea
         return -ENOMEM;
     /* The dead letter itself must fit under message.max.bytes: leave room for the rest of it. */
     size_t max = hub->conf->dead_letter.max_payload;
-    size_t fits = bh_kafka_max_message(hub->kafka);
+    size_t fits = bh_kafka_max_message(bh_component_kafka(a));
     size_t other = strlen(a->name) * 2 + (detail ? strlen(detail) : 0) + 1024 +
                    (origin->source ? strlen(origin->source) : 0) +
                    (origin->peer ? strlen(origin->peer) : 0);
@@ -113,8 +113,8 @@ bh_dlq_publish(struct bh_hub *hub, const struct bh_component *a, enum bh_dlq_rea
         o->reason = reason;
         d = &o->d;
     }
-    rc = bh_kafka_produce(hub->kafka, hub->conf->dead_letter.topic, a->name, strlen(a->name), data,
-                          dlen, NULL, d);
+    rc = bh_kafka_produce(bh_component_kafka(a), hub->conf->dead_letter.topic, a->name,
+                          strlen(a->name), data, dlen, NULL, d);
     if (rc == 0)
         o = NULL;
     else

@@ -48,7 +48,8 @@ struct bh_dlq_origin {
 };
 
 /*
- * Publish one dead letter. D (may be NULL) hears the delivery result; with
+ * Publish one dead letter of A, through A's producer (its own, else the hub's:
+ * bh_component_kafka). D (may be NULL) hears the delivery result; with
  * NULL, a failed delivery is logged. Returns 0 or a negative errno.
  */
 int bh_dlq_publish(struct bh_hub *hub, const struct bh_component *a, enum bh_dlq_reason reason,

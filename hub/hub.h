@@ -1,7 +1,8 @@
 /*
- * The hub: what every adapter shares. One libuv loop, one Kafka producer, the
- * block map, the schemas and the dead-letter topic. Everything here is used
- * from the loop thread only.
+ * The hub: what every adapter shares. One libuv loop, one Kafka producer (an
+ * adapter may have one of its own: component.h, kafka_properties), the block
+ * map, the schemas and the dead-letter topic. Everything here is used from the
+ * loop thread only.
  */
 #ifndef BH_HUB_H
 #define BH_HUB_H

@@ -31,6 +31,7 @@ struct bh_kafka {
     int replication;
     int create_timeout_ms;
     size_t in_flight;
+    uint64_t produced;  /* messages taken by bh_kafka_produce (diverted ones not) */
     size_t max_message; /* message.max.bytes of the producer */
     int closing;        /* handles still closing after bh_kafka_close */
     int fatal;
@@ -895,6 +896,7 @@ bh_kafka_produce(struct bh_kafka *k, const char *topic, const void *key, size_t 
     switch (e) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
         k->in_flight++;
+        k->produced++;
         return 0;
     case RD_KAFKA_RESP_ERR__QUEUE_FULL:
         return -ENOBUFS;
@@ -930,6 +932,12 @@ unsigned
 bh_kafka_restarts(const struct bh_kafka *k)
 {
     return k->restarts;
+}
+
+uint64_t
+bh_kafka_produced(const struct bh_kafka *k)
+{
+    return k->produced;
 }
 
 size_t

@@ -205,6 +205,8 @@ struct bh_kafka_broker {
 };
 /* The brokers of the latest statistics into OUT; returns how many. */
 size_t bh_kafka_brokers(const struct bh_kafka *k, struct bh_kafka_broker *out, size_t cap);
+/* Messages produced since the producer was made (those bh_kafka_divert handed on aside). */
+uint64_t bh_kafka_produced(const struct bh_kafka *k);
 /* Messages produced and not yet reported. */
 size_t bh_kafka_in_flight(const struct bh_kafka *k);
 /* The bootstrap address actually used (the mock cluster's when embedded). */

@@ -80,9 +80,19 @@ finish(uv_timer_t *t)
     for (size_t i = 0; i < h->ncomponents; i++)
         if (h->components[i]->failed)
             exit_code = 1;
+    size_t left = 0;
+    /* The adapters' own producers first: embedded, the hub's owns the cluster they use. */
+    for (size_t i = 0; i < h->ncomponents; i++) {
+        struct bh_component *c = h->components[i];
+        if (c->kafka == NULL)
+            continue;
+        bh_info(c->name, "intake stopped; flushing %zu message(s) in flight on its producer",
+                bh_kafka_in_flight(c->kafka));
+        left += bh_component_close_kafka(c, (int)h->conf->kafka.flush_timeout);
+    }
     bh_info("hub", "intake stopped; flushing %zu message(s) in flight",
             bh_kafka_in_flight(h->kafka));
-    size_t left = bh_kafka_close(h->kafka, (int)h->conf->kafka.flush_timeout);
+    left += bh_kafka_close(h->kafka, (int)h->conf->kafka.flush_timeout);
     h->kafka = NULL;
     if (left > 0)
         exit_code = 1;
@@ -698,6 +708,17 @@ entry_named(const struct bh_hub_conf *c, const char *name)
     return NULL;
 }
 
+static bool
+kvlist_equal(const struct bh_kvlist *a, const struct bh_kvlist *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->k[i], b->k[i]) != 0 || strcmp(a->v[i], b->v[i]) != 0)
+            return false;
+    return true;
+}
+
 static void
 note(char *buf, size_t n, const char *fmt, const char *name)
 {
@@ -805,7 +826,13 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
             continue;
         }
         char why[300];
-        if (v != NULL && t == c->type &&
+        /* New producer properties take a new producer: the adapter is replaced. */
+        const struct bh_kvlist *np =
+            v != NULL && t == c->type
+                ? bh_conf_map(t->conf.keys, v->settings, BH_KAFKA_PROPERTIES_NAME)
+                : NULL;
+        bool same_producer = np == NULL || kvlist_equal(np, bh_component_kafka_properties(c));
+        if (v != NULL && t == c->type && same_producer &&
             bh_component_reload(c, v->settings, why, sizeof(why)) == 0) {
             c->name = v->name;
             c->settings = v->settings;

@@ -14,7 +14,7 @@ bh_publish(struct bh_component *c, const char *topic, const char *block, size_t 
     rd_kafka_header_add(h, "blockhub.event_id", -1, event_id, (ssize_t)event_id_len);
     rd_kafka_header_add(h, "blockhub.adapter", -1, c->name, -1);
     d->t0 = uv_now(c->hub->loop) * 1000000; /* no clock read per record */
-    int rc = bh_kafka_produce(c->hub->kafka, topic, block, block_len, data, len, h, d);
+    int rc = bh_kafka_produce(bh_component_kafka(c), topic, block, block_len, data, len, h, d);
     if (rc < 0)
         rd_kafka_headers_destroy(h);
     else
@@ -48,7 +48,7 @@ bh_published(struct bh_component *c, const struct bh_delivery *d, rd_kafka_resp_
     c->acknowledged++;
     if (d->t0 == 0)
         return;
-    uint64_t now = bh_kafka_served_at(c->hub->kafka);
+    uint64_t now = bh_kafka_served_at(bh_component_kafka(c));
     if (now < d->t0) /* a report served outside serve() (a flush at close) */
         now = uv_hrtime();
     uint64_t us = (now - d->t0) / 1000;

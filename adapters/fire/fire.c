@@ -41,6 +41,7 @@ struct fire_conf {
     int64_t retry_after;
     char *topic;
     struct bh_tls_conf tls;
+    struct bh_kvlist kafka_properties;
 };
 
 struct fire {
@@ -349,7 +350,7 @@ process(struct fire *f, struct batch *b, const struct bh_fire_body *body, const 
                 r = BH_DLQ_TOO_LARGE;
                 snprintf(why, sizeof(why),
                          "the record is larger than Kafka's message.max.bytes (%zu bytes)",
-                         bh_kafka_max_message(hub->kafka));
+                         bh_kafka_max_message(bh_component_kafka(f->a)));
             }
         }
         if (r != BH_DLQ_REASON_COUNT) {
@@ -588,7 +589,7 @@ start(struct bh_component *a, char *errstr, size_t errstr_size)
         goto out;
     }
     a->priv = f;
-    size_t max_message = bh_kafka_max_message(a->hub->kafka);
+    size_t max_message = bh_kafka_max_message(bh_component_kafka(a));
     if (c->body_limit > max_message)
         bh_warn(a->name,
                 "body_limit (%llu bytes) is above Kafka's message.max.bytes (%zu bytes): an "
@@ -782,6 +783,7 @@ static const struct bh_conf_key fire_keys[] = {
      .sub = bh_tls_conf_keys,
      .doc = "HTTPS on the listener, optionally with client certificates (mutual TLS); the "
             "subject of a client certificate goes into each record's tls_subject."},
+    BH_KAFKA_PROPERTIES_KEY(KEY(kafka_properties)),
     {0},
 };
 

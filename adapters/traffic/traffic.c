@@ -128,6 +128,7 @@ struct traffic_conf {
     int64_t hello_timeout;
     struct bh_tls_conf tls;
     struct bh_strlist subjects; /* client certificate subjects allowed; empty: any verified */
+    struct bh_kvlist kafka_properties;
 };
 
 /* A client certificate's subject, shared by a connection and its pending lines. */
@@ -638,7 +639,7 @@ process(struct traffic *t, struct pending *pd)
         snprintf(why, sizeof(why),
                  "the record (%zu bytes, the event id again in a header) is larger than Kafka "
                  "takes: kafka message.max.bytes is %zu",
-                 pd->record_len, bh_kafka_max_message(t->a->hub->kafka));
+                 pd->record_len, bh_kafka_max_message(bh_component_kafka(t->a)));
         return dead_letter(t, pd, BH_DLQ_TOO_LARGE, why);
     }
     if (pd->refused) {
@@ -683,7 +684,7 @@ process_or_retry(struct traffic *t, struct pending *pd)
         bh_error(t->a->name,
                  "line %lld from %s lost: its dead letter is larger than kafka "
                  "message.max.bytes (%zu); lower dead_letter.max_payload",
-                 (long long)pd->line_no, pd->peer, bh_kafka_max_message(t->a->hub->kafka));
+                 (long long)pd->line_no, pd->peer, bh_kafka_max_message(bh_component_kafka(t->a)));
         lose(pd);
     } else if (rc < 0) {
         retry_later(pd, strerror(-rc));
@@ -724,7 +725,7 @@ suspect(struct pending *pd)
                 "such lines again one at a time (is the topic's max.message.bytes lower than "
                 "kafka message.max.bytes, %zu?)",
                 (long long)pd->line_no, pd->peer, pd->record_len,
-                bh_kafka_max_message(t->a->hub->kafka));
+                bh_kafka_max_message(bh_component_kafka(t->a)));
     pd->next = NULL;
     if (t->suspect_tail != NULL)
         t->suspect_tail->next = pd;
@@ -1550,7 +1551,7 @@ static void
 warn_sizes(const struct bh_component *a)
 {
     const struct traffic_conf *c = a->settings;
-    size_t max = bh_kafka_max_message(a->hub->kafka);
+    size_t max = bh_kafka_max_message(bh_component_kafka(a));
     size_t safe = max > RECORD_OVERHEAD ? (max - RECORD_OVERHEAD) / 2 : 0;
     if (c->max_line > safe)
         bh_warn(a->name,
@@ -1983,6 +1984,7 @@ static const struct bh_conf_key traffic_keys[] = {
      .doc = "With client certificates: the subjects allowed (RFC 2253, as tls_subject shows "
             "them, e.g. CN=jj-gw-03,O=Traffic Police,C=CN); another is refused after the "
             "handshake. Empty: any certificate the CA verifies."},
+    BH_KAFKA_PROPERTIES_KEY(KEY(kafka_properties)),
     {0},
 };
 

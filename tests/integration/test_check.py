@@ -30,15 +30,15 @@ adapters:
     type: fire
     listen: {listen}
     tokens: {tokens}
-    topic: {topic}
+    topic: {topic}{own}
 """
-LINES = {"props": 6, "map": 7, "schemas": 9, "dlq": 11, "listen": 15, "tokens": 16}
+LINES = {"props": 6, "map": 7, "schemas": 9, "dlq": 11, "listen": 15, "tokens": 16, "own": 19}
 
 
 def write(tmp_path, **over):
     v = {"brokers": "embedded", "props": "", "map": os.path.join(WORLD, "blocks.geojson"),
          "schemas": SCHEMAS, "dlq": "hub.dlq", "listen": "127.0.0.1:0",
-         "tokens": "[t1]", "topic": "dept.fire"}
+         "tokens": "[t1]", "topic": "dept.fire", "own": ""}
     v.update(over)
     path = tmp_path / ("c-%s.yaml" % uuid.uuid4().hex[:8])
     path.write_text(TEMPLATE.format(**v))
@@ -86,6 +86,23 @@ def test_producer_properties(tmp_path):
                       ("partitioner: random", "murmur2_random"),
                       ("no.such.property: x", "no.such.property")):
         refused(write(tmp_path, props="\n    " + prop), "kafka.properties", 5, why)
+
+
+def test_adapter_producer_properties(tmp_path):
+    """An adapter's kafka_properties: the checks of kafka.properties, at the adapter's key, and
+    none of the properties that would take its producer off the hub's cluster or its role."""
+    for prop, why in (("acks: '1'", "acks=all"), ("enable.idempotence: 'false'", "idempotence"),
+                      ("partitioner: random", "murmur2_random"),
+                      ("linger.ms: soon", "linger.ms"),
+                      ("no.such.property: x", "no.such.property"),
+                      ("fetch.min.bytes: '5'", "consumer"),
+                      ("bootstrap.servers: '127.0.0.1:1'", "kafka.brokers"),
+                      ("transactional.id: x", "not transactional")):
+        refused(write(tmp_path, own="\n    kafka_properties:\n      " + prop),
+                "adapters[fire].kafka_properties", LINES["own"], why)
+    good = write(tmp_path, own="\n    kafka_properties:\n      linger.ms: '0'")
+    r = run(good, "--check")
+    assert r.returncode == 0 and "config OK" in r.stdout, r.stderr
 
 
 def test_block_map(tmp_path):
