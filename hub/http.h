@@ -64,6 +64,9 @@ void bh_http_stop(struct bh_http *s);
  * disposes of h2o's context and config, whose handles close on the loop.
  * 0, or -EBUSY if a connection stayed open: then S must stay allocated. */
 int bh_http_free(struct bh_http *s);
+/* How many connections bh_http_free calls left open (-EBUSY) so far: their handles, and
+ * those of their servers' h2o contexts, are still in the loop at exit. */
+size_t bh_http_left_open(void);
 
 /*
  * Serve HTTPS with the context C builds (bh_tls_ctx_new): before bh_http_listen, or at a
