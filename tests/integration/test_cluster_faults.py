@@ -443,7 +443,13 @@ def settle_and_verify(w, load, phase):
     wait_for(traffic_complete, 120, "every traffic line in its topic")
 
     expected = jh.truth(load.events, WINDOW_MS, w.names)
-    jh.wait_views(bs, w.view, w.decoder, expected, WINDOW_MS, timeout=150, partitions=PARTITIONS)
+    try:
+        jh.wait_views(bs, w.view, w.decoder, expected, WINDOW_MS, timeout=150,
+                      partitions=PARTITIONS)
+    except AssertionError as e:  # what the join did, to tell why
+        joins = [line for line in load.hub.logtext().splitlines() if " join" in line]
+        raise AssertionError("%s: %s\nthe join's last log lines:\n%s"
+                             % (phase, e, "\n".join(joins[-120:]))) from None
     print("phase %s, done at %.0f s: fire %d acknowledged, all in dept.fire (%d records); "
           "market %d rows; traffic %d lines; %d blocks' views equal the truth"
           % (phase, time.monotonic() - w.t0, len(load.fire_acked), len(fire), len(market),
