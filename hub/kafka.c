@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,7 +504,17 @@ start_mock(struct bh_kafka *k, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "embedded kafka: %s", err);
         return -EINVAL;
     }
+    /*
+     * The mock cluster's thread takes the calling thread's signal mask, and unlike
+     * rd_kafka_new, librdkafka does not block signals for it: a SIGTERM the kernel hands
+     * to that thread interrupts its poll, which ends the thread and frees its queue while
+     * the cluster is still in use. It is started with every signal blocked.
+     */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     k->mock = rd_kafka_mock_cluster_new(k->mock_rk, 1);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (k->mock == NULL) {
         snprintf(errstr, errstr_size, "embedded kafka: cannot start the mock cluster");
         return -EINVAL;
