@@ -1573,6 +1573,17 @@ str_equal(const char *a, const char *b)
 }
 
 bool
+bh_kvlist_equal(const struct bh_kvlist *a, const struct bh_kvlist *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!str_equal(a->k[i], b->k[i]) || !str_equal(a->v[i], b->v[i]))
+            return false;
+    return true;
+}
+
+bool
 bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b)
 {
     for (const struct bh_conf_key *k = keys; k->name != NULL; k++) {
@@ -1608,15 +1619,10 @@ bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b)
                     return false;
             break;
         }
-        case BH_CONF_MAP: {
-            const struct bh_kvlist *l = (const void *)x, *m = (const void *)y;
-            if (l->n != m->n)
+        case BH_CONF_MAP:
+            if (!bh_kvlist_equal((const void *)x, (const void *)y))
                 return false;
-            for (size_t i = 0; i < l->n; i++)
-                if (!str_equal(l->k[i], m->k[i]) || !str_equal(l->v[i], m->v[i]))
-                    return false;
             break;
-        }
         case BH_CONF_SECTION:
             if (!bh_conf_equal(k->sub, x, y))
                 return false;

@@ -145,6 +145,8 @@ const char *bh_conf_string(const struct bh_conf_key *keys, const void *settings,
  * name. */
 const struct bh_kvlist *bh_conf_map(const struct bh_conf_key *keys, const void *settings,
                                     const char *name);
+/* Whether two maps hold the same pairs in the same order. */
+bool bh_kvlist_equal(const struct bh_kvlist *a, const struct bh_kvlist *b);
 /* Whether A and B (both bound through KEYS) hold the same values. */
 bool bh_conf_equal(const struct bh_conf_key *keys, const void *a, const void *b);
 /* Whether two variant entries have the same name, type and settings. */

@@ -303,11 +303,11 @@ bh_http_free(struct bh_http *s)
         uv_close((uv_handle_t *)&tick, NULL);
         uv_run(s->loop, UV_RUN_NOWAIT);
         if (s->nconns > 0) {
-            /* h2o cannot dispose of a context with connections: leave it to the exit. */
             /*
-             * h2o 2.2 can hold a TLS connection forever: a write it started that libuv
-             * refused at once (the peer gone) leaves it waiting for a completion that never
-             * comes, neither reading nor writing. Nothing closes it but the exit.
+             * h2o cannot dispose of a context with connections: leave it to the exit. (h2o
+             * 2.2 can hold a TLS connection forever: a write it started that libuv refused
+             * at once, the peer gone, leaves it waiting for a completion that never comes,
+             * neither reading nor writing.)
              */
             bh_warn("http", "%s: %zu connection(s) still open at exit", s->bound, s->nconns);
             left_open += s->nconns;

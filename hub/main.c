@@ -709,17 +709,6 @@ entry_named(const struct bh_hub_conf *c, const char *name)
     return NULL;
 }
 
-static bool
-kvlist_equal(const struct bh_kvlist *a, const struct bh_kvlist *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->k[i], b->k[i]) != 0 || strcmp(a->v[i], b->v[i]) != 0)
-            return false;
-    return true;
-}
-
 static void
 note(char *buf, size_t n, const char *fmt, const char *name)
 {
@@ -832,7 +821,7 @@ reload(struct bh_hub *h, char *changes, size_t cn, char *err, size_t n)
             v != NULL && t == c->type
                 ? bh_conf_map(t->conf.keys, v->settings, BH_KAFKA_PROPERTIES_NAME)
                 : NULL;
-        bool same_producer = np == NULL || kvlist_equal(np, bh_component_kafka_properties(c));
+        bool same_producer = np == NULL || bh_kvlist_equal(np, bh_component_kafka_properties(c));
         if (v != NULL && t == c->type && same_producer &&
             bh_component_reload(c, v->settings, why, sizeof(why)) == 0) {
             c->name = v->name;

@@ -182,13 +182,27 @@ complete_carry(struct bh_market_decoder *d, const char **in, size_t *inlen, char
     return BH_DECODE_INVALID;
 }
 
+/* How many of S's first MAX bytes are ASCII before the first that is not: 8 at a time while
+ * no byte of a word has its top bit. */
+static size_t
+ascii_len(const unsigned char *s, size_t max)
+{
+    size_t n = 0;
+    for (uint64_t w; n + 8 <= max; n += 8) {
+        memcpy(&w, s + n, 8);
+        if (w & 0x8080808080808080u)
+            break;
+    }
+    while (n < max && s[n] < 0x80)
+        n++;
+    return n;
+}
+
 /* ASCII bytes at a character boundary stand for themselves (checked at open): copied. */
 static void
 copy_ascii(const char **in, size_t *inlen, char **out, size_t *outleft)
 {
-    size_t n = 0, max = *inlen < *outleft ? *inlen : *outleft;
-    while (n < max && (unsigned char)(*in)[n] < 0x80)
-        n++;
+    size_t n = ascii_len((const unsigned char *)*in, *inlen < *outleft ? *inlen : *outleft);
     memcpy(*out, *in, n);
     *in += n;
     *inlen -= n;
@@ -398,20 +412,11 @@ gb_copy(const struct bh_market_gb_table *t, const char **in, size_t *inlen, char
     const unsigned char *s = (const unsigned char *)*in, *end = s + *inlen;
     unsigned char *o = (unsigned char *)*out, *oend = o + *outleft;
     while (s < end && o < oend) {
-        if (s[0] < 0x80) { /* an ASCII run, 8 bytes at a time while no byte has its top bit */
+        if (s[0] < 0x80) { /* an ASCII run */
             size_t max =
                 (size_t)(end - s) < (size_t)(oend - o) ? (size_t)(end - s) : (size_t)(oend - o);
-            size_t k = 0;
-            for (uint64_t w; k + 8 <= max; k += 8) {
-                memcpy(&w, s + k, 8);
-                if (w & 0x8080808080808080u)
-                    break;
-                memcpy(o + k, &w, 8);
-            }
-            while (k < max && s[k] < 0x80) {
-                o[k] = s[k];
-                k++;
-            }
+            size_t k = ascii_len(s, max);
+            memcpy(o, s, k);
             s += k;
             o += k;
             continue;
