@@ -49,6 +49,9 @@ latency reads 0 to 1 ms low, 0.5 ms on average.
         producer settings: linger.ms, acks=all, idempotence, murmur2_random),
         paced at RATE, records of traffic's size and the same two headers;
         hand-off = the produce() call; prints the line of a paced phase
+    latency_bench.py producer-c BOOTSTRAP TOPIC SENDER RATE SECONDS WARMUP
+        the same baseline run by SENDER (bench/bench_latency_produce, C), which
+        keeps to its schedule at rates Python cannot reach
     latency_bench.py report RESULTS LINGER_MS
         the tables of run-latency.sh from RESULTS (lines "ADAPTER RUN PHASE
         key=value...")
@@ -421,6 +424,29 @@ def cmd_producer(bootstrap, topic_name, rate, seconds, warmup):
                  cpu_seconds(os.getpid()), " gen_cpu=%.2f" % gen_cpu, hub=False)
 
 
+def cmd_producer_c(bootstrap, topic_name, sender, rate, seconds, warmup):
+    """The baseline in C (bench/bench_latency_produce.c): the same records, settings and
+    pacing as cmd_producer with no interpreter in the way, so it keeps to its schedule at
+    traffic's half rate; hand-off = the rd_kafka_producev() call."""
+    topic = Topic(bootstrap, topic_name)
+    out = "%s.sent.%d" % (sender.rsplit("/", 1)[-1], os.getpid())
+    out = os.path.join(os.environ.get("TMPDIR", "/tmp"), out)
+    args = [sender, bootstrap, topic_name, "%.1f" % float(rate), str(seconds), out]
+    if os.environ.get("LINGER_MS"):
+        args.append(os.environ["LINGER_MS"])
+    run = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True)
+    res = dict(kv.split("=", 1) for kv in run.stdout.split())
+    send_ns = array("q")
+    with open(out, "rb") as f:
+        send_ns.frombytes(f.read())
+    os.unlink(out)
+    wall0 = send_ns[0] if send_ns else 0
+    report_phase(topic, len(send_ns), send_ns, wall0, float(warmup), float(rate), len(send_ns),
+                 float(seconds), (float(res["lag_p99_ms"]), float(res["lag_max_ms"])),
+                 os.getpid(), cpu_seconds(os.getpid()), " gen_cpu=%s" % res["gen_cpu"],
+                 hub=False)
+
+
 # --- report -------------------------------------------------------------------
 
 
@@ -480,8 +506,8 @@ def cmd_report(path, linger):
             if a == "fire" else ""))
         print()
     if any(r[0] == "baseline" for r in rows):
-        print("baseline: a librdkafka producer alone (Python confluent-kafka, blockhub's "
-              "producer settings), paced at traffic's half rate of the round")
+        print("baseline: a librdkafka producer alone (blockhub's producer settings), paced at "
+              "traffic's half rate of the round")
         print(head)
         for run in runs:
             print(line % (("kafka", "half", str(run)) + tuple(get("baseline", run, "half", k)
@@ -519,7 +545,8 @@ def main():
         sys.exit(__doc__)
     cmd, args = sys.argv[1], sys.argv[2:]
     fn = {"topics": cmd_topics, "traffic": cmd_traffic, "market": cmd_market,
-          "fire": cmd_fire, "producer": cmd_producer, "report": cmd_report}.get(cmd)
+          "fire": cmd_fire, "producer": cmd_producer,
+          "producer-c": cmd_producer_c, "report": cmd_report}.get(cmd)
     if fn is None:
         sys.exit(__doc__)
     fn(*args)

@@ -35,7 +35,7 @@
 # Environment: BOOTSTRAP=host:port uses that broker; otherwise one is started
 # with deploy/kafka/local-kafka in a temporary directory and stopped at the
 # end. CONNS (default "64 256"), BATCH100_CONNS (16), BATCH1000_CONNS (4),
-# WARMUP (2 s), PARTITIONS (6), TRAFFIC_N (1000000; 0 skips baseline B),
+# (0 skips either batch run), WARMUP (2 s), PARTITIONS (6), TRAFFIC_N (1000000; 0 skips baseline B),
 # BH_PYTHON: a Python with confluent-kafka (default: the test venv), LINGER_MS: the
 # producer's linger.ms for this blockhub (kafka.properties; default: blockhub's 5),
 # FIRE_LINGER_MS: linger.ms values ("0 1") of further fire adapters, each with its
@@ -171,8 +171,8 @@ for round in $(seq 1 "$rounds"); do
             run "fire-1-linger$v-c$c" "${lport[$v]}" "$tmp/b1.txt" "$c"
         done
     done
-    run "fire-100-c$b100_conns" "$fport" "$tmp/b100.txt" "$b100_conns"
-    run "fire-1000-c$b1000_conns" "$fport" "$tmp/b1000.txt" "$b1000_conns"
+    [[ $b100_conns == 0 ]] || run "fire-100-c$b100_conns" "$fport" "$tmp/b100.txt" "$b100_conns"
+    [[ $b1000_conns == 0 ]] || run "fire-1000-c$b1000_conns" "$fport" "$tmp/b1000.txt" "$b1000_conns"
     if ((traffic_n > 0)); then
         echo "  traffic (bench/run-traffic.sh, $traffic_n lines, same broker), load $(loadavg):"
         tout=$(LINGER_MS= BOOTSTRAP=$bs PARTITIONS=$partitions BH_PYTHON=$py \

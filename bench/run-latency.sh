@@ -31,11 +31,13 @@
 #          the maximum a queue may grow over the phase, so its figures depend
 #          on the phase's length
 # With BASELINE=1 (the default), each round also runs, right after traffic's
-# half phase, a librdkafka producer alone (Python confluent-kafka, blockhub's
-# producer settings, records of traffic's size and headers; hand-off =
-# produce()) paced at the same rate, to its own LogAppendTime topic: what the
-# producer and the broker give on this machine without blockhub (when the
-# Python producer keeps to its schedule; the report says when it did not).
+# half phase, a librdkafka producer alone (bench/bench_latency_produce.c, C,
+# blockhub's producer settings, records of traffic's size and headers;
+# hand-off = rd_kafka_producev()) paced at the same rate, to its own
+# LogAppendTime topic: what the producer and the broker give on this machine
+# without blockhub. BASELINE=python runs the same producer in Python
+# (confluent-kafka), which falls behind its schedule above about 200,000
+# records/s (the report says when it did); BASELINE=0 none.
 # The paced phases' records are read back from the topic and matched to their
 # send times by the blockhub.event_id header; latency = append time - send
 # time, for the records sent after WARMUP seconds: p50, p99, p999, max. The
@@ -73,7 +75,7 @@ py=${BH_PYTHON:-${BLOCKHUB_CACHE:-$HOME/.cache/blockhub}/venv/bin/python}
 helper="$root/bench/latency_bench.py"
 sender="$build/bench/bench_latency_fire"
 token=bench-latency-token
-for f in "$build/blockhub" "$sender"; do
+for f in "$build/blockhub" "$sender" "$build/bench/bench_latency_produce"; do
     [[ -x $f ]] || { echo "run-latency.sh: no $f (build first)" >&2; exit 1; }
 done
 "$py" -c 'import confluent_kafka' 2>/dev/null \
@@ -178,8 +180,13 @@ for run in $(seq 1 "$runs"); do
         out=$(phase "$a" "$half")
         echo "  half: $out"
         echo "$a $run half $out" >>"$results"
-        if [[ $a == traffic && $baseline == 1 ]]; then
+        if [[ $a == traffic && $baseline == python ]]; then
             out=$("$py" "$helper" producer "$bs" "baseline.$tag" "$half" "$secs" "$warmup")
+            echo "  baseline (librdkafka producer alone, Python) at $half/s: $out"
+            echo "baseline $run half $out" >>"$results"
+        elif [[ $a == traffic && $baseline == 1 ]]; then
+            out=$("$py" "$helper" producer-c "$bs" "baseline.$tag" \
+                "$build/bench/bench_latency_produce" "$half" "$secs" "$warmup")
             echo "  baseline (librdkafka producer alone) at $half/s: $out"
             echo "baseline $run half $out" >>"$results"
         fi
