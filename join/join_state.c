@@ -238,9 +238,16 @@ stage_rebuild(struct stage *t, int keep_all, uint32_t keep_after, size_t extra)
     size_t cap = 256;
     while (cap < 2 * (live + extra))
         cap *= 2;
-    if (cap == t->cap && live < 4096) {
-        /* The same size, few kept (after a flush): cleared in place, no new pages to touch. */
-        struct sent keep[4096];
+    if (cap == t->cap) {
+        /*
+         * The same size (after a flush): cleared in place, so no new pages to
+         * touch (a fresh table of a million entries costs its page faults);
+         * the entries kept wait on the stack, or in a heap array when many.
+         */
+        struct sent small[1024], *keep = small;
+        if (live > sizeof(small) / sizeof(small[0]) &&
+            (keep = malloc(live * sizeof(*keep))) == NULL)
+            return -ENOMEM;
         size_t n = 0;
         for (size_t i = 0; i < t->cap && n < live; i++)
             if (t->e[i].dept1 != 0 && (keep_all || t->e[i].gen > keep_after))
@@ -249,6 +256,8 @@ stage_rebuild(struct stage *t, int keep_all, uint32_t keep_after, size_t extra)
         for (size_t i = 0; i < n; i++)
             stage_place(t->e, t->cap, &keep[i]);
         t->n = n;
+        if (keep != small)
+            free(keep);
         return 0;
     }
     struct sent *e = calloc(cap, sizeof(*e));

@@ -417,6 +417,47 @@ test_dedup_disk_store(void **state)
 }
 
 /*
+ * Many events applied while a commit is produced: the flush that ends it
+ * keeps every one of them remembered (the table is rebuilt in place, its
+ * kept entries more than fit on the stack) and lets the committed ones go.
+ */
+static void
+test_dedup_many_during_commit(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_store(1000, 1000000, 0);
+    char id[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(id, sizeof id, "a-%d", i);
+        assert_int_equal(ev(f, "B", 0, id, f->alarm, 100 + i), BH_JSTATE_COUNTED);
+    }
+    assert_int_equal(bh_jstate_commit_begin(f->s), 0);
+    for (int i = 0; i < 2500; i++) {
+        snprintf(id, sizeof id, "b-%d", i);
+        assert_int_equal(ev(f, "C", 0, id, f->alarm, 5000 + i), BH_JSTATE_COUNTED);
+    }
+    struct bh_jstore_batch *sb = bh_jstore_batch_new(f->store);
+    struct bh_jbuf buf = {0};
+    bh_jstate_set_batch(f->s, sb);
+    assert_int_equal(bh_jstate_flush(f->s, &buf), 0);
+    bh_jstate_set_batch(f->s, NULL);
+    bh_jbuf_free(&buf);
+    assert_int_equal(bh_jstore_write(f->store, sb), 0);
+    bh_jstate_commit_done(f->s, 1, 1);
+    assert_int_equal(bh_jstate_staged(f->s), 2500);
+    for (int i = 0; i < 2500; i++) {
+        snprintf(id, sizeof id, "b-%d", i);
+        assert_int_equal(ev(f, "C", 0, id, f->alarm, 5000 + i), BH_JSTATE_COPY);
+    }
+    for (int i = 0; i < 3000; i += 7) {
+        snprintf(id, sizeof id, "a-%d", i);
+        assert_int_equal(ev(f, "B", 0, id, f->alarm, 100 + i), BH_JSTATE_COPY);
+    }
+    assert_int_equal(bh_jstate_staged(f->s), 2500);
+    fx_free(f);
+}
+
+/*
  * The retention is measured from the partition's newest event of the
  * department: a quiet block remembers as long as a busy one, and an event
  * older than the retention is too late, never counted blindly.
@@ -893,6 +934,7 @@ main(void)
         cmocka_unit_test(test_window_out_of_order),
         cmocka_unit_test(test_dedup_memory_store),
         cmocka_unit_test(test_dedup_disk_store),
+        cmocka_unit_test(test_dedup_many_during_commit),
         cmocka_unit_test(test_retention_memory_store),
         cmocka_unit_test(test_retention_disk_store),
         cmocka_unit_test(test_copies_stay_out_of_the_window),
