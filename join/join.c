@@ -1807,6 +1807,13 @@ staged_events(struct bh_join *j)
     return staged;
 }
 
+/* The remembered events the store does not have make a flush of their own. */
+static int
+flush_by_size(struct bh_join *j)
+{
+    return staged_events(j) >= j->conf->memory_limit / 2048;
+}
+
 /*
  * Whether the commit about to end is a flush: the store (on disk) takes the
  * remembered events of the commits since the last flush in one large write
@@ -1821,7 +1828,7 @@ flush_due(struct bh_join *j, int sync)
         return 1;
     if (bh_join_now_ns() - j->flushed_ns >= (uint64_t)FLUSH_MS * 1000000)
         return 1;
-    return staged_events(j) >= j->conf->memory_limit / 2048;
+    return flush_by_size(j);
 }
 
 static void
@@ -1952,6 +1959,8 @@ finish_job(struct bh_join *j)
                 j->flushed_ns = bh_join_now_ns();
                 if (!j->stopping)
                     uv_idle_start(&j->more, on_more); /* input may have waited for it */
+            } else if (bh_jstore_is_disk(j->store) && flush_by_size(j) && !j->stopping) {
+                uv_idle_start(&j->more, on_more); /* serve begins the flush now due */
             }
             for (int32_t p = 0; p < j->nparts; p++) {
                 /* where the changelog of commits since the last flush ends: its checkpoint */
@@ -2007,6 +2016,24 @@ finish_job(struct bh_join *j)
         revoke_step(j);
 }
 
+static int
+commit_can_begin(struct bh_join *j)
+{
+    return !j->failed && !j->stopping && !j->revoking && j->producer_ready && !j->run.active &&
+           !job_busy(j);
+}
+
+static void
+commit_start(struct bh_join *j)
+{
+    if (commit_begin(j) < 0)
+        return;
+    if (commit_step(j, COMMIT_SLICE))
+        commit_end(j, 0, NULL);
+    else
+        uv_idle_start(&j->more, on_more);
+}
+
 static void
 on_tick(uv_timer_t *t)
 {
@@ -2019,19 +2046,13 @@ on_tick(uv_timer_t *t)
         release_held(j);
     if (!j->failed && !j->stopping && !j->run.active)
         serve(j);
-    if (j->failed || j->stopping || j->revoking || !j->producer_ready || j->run.active ||
-        job_busy(j))
+    if (!commit_can_begin(j))
         return;
     /* Idle: a commit only to flush what the store does not have, once FLUSH_MS passed. */
     if (!has_work(j) &&
         (bh_join_now_ns() - j->flushed_ns < (uint64_t)FLUSH_MS * 1000000 || !needs_flush(j)))
         return;
-    if (commit_begin(j) < 0)
-        return;
-    if (commit_step(j, COMMIT_SLICE))
-        commit_end(j, 0, NULL);
-    else
-        uv_idle_start(&j->more, on_more);
+    commit_start(j);
 }
 
 /* --- rebalances -------------------------------------------------------------------- */
@@ -2230,6 +2251,16 @@ serve(struct bh_join *j)
         if (got == 0)
             break;
         on_inputs(j, got);
+    }
+    /*
+     * The store (on disk) is due a flush by its size: the commit that writes
+     * it begins now, not at the next interval, so that a long commit_interval
+     * does not leave the input stopped (behind) until then.
+     */
+    if (bh_jstore_is_disk(j->store) && !j->run.active && flush_by_size(j) && has_work(j) &&
+        commit_can_begin(j)) {
+        j->stats.commits_early++;
+        commit_start(j);
     }
     /* A full batch may have left more: go on next loop turn, after other I/O. */
     if ((n == max || k == max) && !j->stopping)

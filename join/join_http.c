@@ -357,6 +357,7 @@ status_json(struct bh_join *j)
     json_object_set_new(st, "restores_from_changelog", json_integer((json_int_t)s->rebuilds));
     json_object_set_new(st, "changelog_tombstones", json_integer((json_int_t)s->tombstones));
     json_object_set_new(st, "store_writes", json_integer((json_int_t)s->store_writes));
+    json_object_set_new(st, "commits_early", json_integer((json_int_t)s->commits_early));
     json_object_set_new(st, "alerts", json_integer((json_int_t)s->alerts));
     json_object_set_new(st, "store_write_ms_last", json_real((double)s->store_ns_last / 1e6));
     json_object_set_new(st, "store_write_ms_max", json_real((double)s->store_ns_max / 1e6));

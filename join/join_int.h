@@ -136,6 +136,7 @@ struct join_stats {
     uint64_t tombstones;
     uint64_t store_writes;
     uint64_t store_flushes;
+    uint64_t commits_early; /* begun before the interval: a flush was due by its size */
     uint64_t store_ns_last, store_ns_max;
     uint64_t alerts; /* produced (committed or not) */
 };

@@ -540,7 +540,8 @@ class JoinHub(Hub):
 
     def __init__(self, tmp_path, brokers, schemas, inputs, view_topic, state_topic, group,
                  window="1h", extra=(), partitions=3, fire=False, admin=True,
-                 kafka_properties=None, state_dir=None, blocks_map=None, adapters=()):
+                 kafka_properties=None, state_dir=None, blocks_map=None, adapters=(),
+                 memory_limit="64MiB"):
         super().__init__(tmp_path, brokers, fire=fire)
         # the local state store: one directory per process (RocksDB allows one owner), given
         # relative (taken from the config file's directory) unless STATE_DIR is absolute
@@ -574,7 +575,7 @@ class JoinHub(Hub):
                   "  view_topic: %s" % view_topic, "  state_topic: %s" % state_topic,
                   "  window: %s" % window, "  session_timeout: 6s",
                   "  transaction_timeout: 10s", "  state_dir: %s" % conf_state_dir,
-                  "  memory_limit: 64MiB", "  inputs:"]
+                  "  memory_limit: %s" % memory_limit, "  inputs:"]
         for inp in inputs:
             first = True
             for k, v in inp.items():

@@ -17,6 +17,9 @@
 - A checkpoint outside the changelog (the topic made again): rebuilt from its beginning.
 - The memory store (join.state_store: memory) keeps the same promises within a process's life
   and rebuilds from the changelog after kill -9.
+- A flush due by its size (join.memory_limit / 2048 remembered events not in the local store)
+  commits at once, not at the next commit_interval: with an interval of a minute, the input
+  keeps flowing and the views of the flushed events are out well before it.
 """
 import os
 import random
@@ -29,7 +32,7 @@ import time
 from confluent_kafka.admin import AdminClient
 
 import join_helpers as jh
-from conftest import deadline_after
+from conftest import deadline_after, wait_until
 from join_helpers import world  # noqa: F401 (a fixture)
 
 DAY = 86400000
@@ -318,6 +321,31 @@ def test_memory_store(world):
                   jh.truth(e1 + e2, jh.WINDOW_MS, world.names), jh.WINDOW_MS, partitions=3)
     s = hub.status()["stats"]
     assert s["counted"] == len(e2) and s["duplicates"] == len(again)
+    assert hub.stop() == 0
+
+
+def test_a_flush_due_by_size_commits_before_the_interval(world):
+    jh.create_topics(world.kafka, {t: 3 for t in world.topics.values()})
+    # 16 MiB: a flush every 8,192 remembered events; the interval (60 s) never comes in the test
+    hub = world.hub(memory_limit="16MiB", extra=["  commit_interval: 60s"]).start()
+    started = time.monotonic()
+    hub.wait_live(n=3)
+    events = jh.make_events(world.depts, 30000, seed=71, blocks=world.names)
+    jh.produce(world.kafka, world.topics, world.depts, events)
+    flush = (16 << 20) // 2048
+
+    def flushed():
+        s = hub.status()["stats"]
+        done = s["counted"] == len(events) and s["commits_early"] >= 3 and s["commits"] >= 3
+        return s if done else None
+
+    s = wait_until(flushed, "every event counted and three early commits done", timeout=45,
+                   hub=hub)
+    counts = jh.event_counts(jh.last_views(world.kafka, world.view, world.decoder))
+    # what the early commits made visible: at least three flushes' worth of events
+    assert sum(counts.values()) >= 3 * flush, (counts, s)
+    # all of it before the first interval could have ended (else the test proves nothing)
+    assert time.monotonic() - started < 60
     assert hub.stop() == 0
 
 
