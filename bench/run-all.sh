@@ -12,7 +12,10 @@
 # deploy/kafka/local-kafka and stopped at the end. RUNS (default 3): runs or
 # rounds of each benchmark that takes a count. ONLY="traffic market ...": a
 # subset, by the names below. N (default 1000000): records of the traffic
-# and market runs.
+# and market runs. The fire run adds a fire adapter with a producer of its
+# own at linger.ms 1 (FIRE_LINGER_MS=1); join-3s is the join at 50,000 blocks
+# with a 3 s commit_interval and a 1 GiB memory_limit (the city-scale sizing
+# of the README).
 #
 # Not run here: run-compare.sh (two builds of blockhub against each other,
 # a before/after tool, not a benchmark of one tree), run-traffic-rf.sh (three
@@ -44,12 +47,13 @@ benches=(
     "traffic|bench/run-traffic.sh $build $n $runs"
     "market|bench/run-market.sh $build $n $runs"
     "latency|bench/run-latency.sh $build $runs"
-    "fire|bench/run-fire.sh $build $runs 10"
+    "fire|FIRE_LINGER_MS=1 bench/run-fire.sh $build $runs 10"
     "fire-tls|bench/run-fire-tls.sh $build $runs 5"
     "traffic-modes|bench/run-traffic-modes.sh $build 500000 $runs"
     "market-eos|bench/run-market-eos.sh $build 300000 $runs"
     "registry|bench/run-registry.sh $build 500000 $runs"
     "join|bench/run-join.sh $build 1000000 50000 6 --rounds $runs"
+    "join-3s|bench/run-join.sh $build 1000000 50000 6 --rounds $runs --commit-interval 3s --memory-limit 1GiB"
     "alert-latency|bench/run-alert-latency.sh $build"
 )
 
@@ -66,7 +70,10 @@ for entry in "${benches[@]}"; do
     name=${entry%%|*}
     cmd=${entry#*|}
     if [[ -n ${ONLY:-} && " $ONLY " != *" $name "* ]]; then continue; fi
-    script=${cmd%% *}
+    words=($cmd)
+    i=0
+    while [[ ${words[i]} == *=* ]]; do ((i += 1)); done # VAR=VALUE before the script
+    script=${words[i]}
     if [[ ! -x $root/$script ]]; then
         echo "=== $name: $script is missing" | tee "$out/$name.log"
         failed+=("$name")
@@ -74,7 +81,7 @@ for entry in "${benches[@]}"; do
     fi
     echo "=== $name: $cmd (load $(cut -d' ' -f1-3 /proc/loadavg))"
     start=$(date +%s)
-    if (cd "$root" && $cmd) >"$out/$name.log" 2>&1; then
+    if (cd "$root" && env $cmd) >"$out/$name.log" 2>&1; then
         echo "    done in $(($(date +%s) - start)) s"
     else
         echo "    FAILED (exit $?) after $(($(date +%s) - start)) s: see $out/$name.log"
