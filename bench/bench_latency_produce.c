@@ -28,17 +28,19 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define KEYS 64
+#define KEYS      64
 #define VALUE_LEN 150
 
-static uint64_t clock_ns(clockid_t id)
+static uint64_t
+clock_ns(clockid_t id)
 {
     struct timespec ts;
     clock_gettime(id, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static double self_cpu(void)
+static double
+self_cpu(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -46,20 +48,23 @@ static double self_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int
+cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+static void
+on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     uint64_t *counts = opaque;
     counts[m->err ? 1 : 0]++;
 }
 
-static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
+static int
+set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
     char err[256];
     if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
@@ -69,7 +74,8 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
     return 0;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
     if (argc < 6 || argc > 7) {
         fprintf(stderr, "usage: bench_latency_produce BOOTSTRAP TOPIC RATE SECONDS OUT "
@@ -150,8 +156,8 @@ int main(int argc, char **argv)
     printf("records=%zu delivered=%llu failed=%llu lag_p99_ms=%.3f lag_max_ms=%.3f "
            "gen_cpu=%.2f\n",
            n, (unsigned long long)counts[0], (unsigned long long)counts[1],
-           nlag ? lag[(size_t)(0.99 * (double)nlag)] / 1e6 : 0.0,
-           nlag ? lag[nlag - 1] / 1e6 : 0.0, gen_cpu);
+           nlag ? lag[(size_t)(0.99 * (double)nlag)] / 1e6 : 0.0, nlag ? lag[nlag - 1] / 1e6 : 0.0,
+           gen_cpu);
     rd_kafka_destroy(rk);
     free(wall);
     free(lag);
