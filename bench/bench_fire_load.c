@@ -68,16 +68,8 @@ die(const char *what, int err)
     exit(1);
 }
 
+#include "bench_clock.h"
 #include "bench_fire_http.h"
-
-static double
-self_cpu(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
 
 /* utime + stime of PID, all threads, in seconds; 0 if it cannot be read. */
 static double

@@ -90,6 +90,7 @@ die(const char *what, int err)
     exit(1);
 }
 
+#include "bench_clock.h"
 #include "bench_fire_http.h"
 
 static void
@@ -110,15 +111,6 @@ wall_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static double
-self_cpu(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
 }
 
 /* utime + stime of PID, all threads, in seconds; 0 if it cannot be read. */
@@ -363,13 +355,6 @@ on_connected(uv_connect_t *req, int status)
         while (g->nidle > 0)
             send_on(&g->conns[g->idle[--g->nidle]]);
     }
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double

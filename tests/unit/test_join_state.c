@@ -345,6 +345,19 @@ test_window_out_of_order(void **state)
 
 /* ---- dedup ---- */
 
+/* The flush of the commit under way, in a batch of the store's (not written yet). */
+static struct bh_jstore_batch *
+flush_batch(struct fx *f)
+{
+    struct bh_jstore_batch *sb = bh_jstore_batch_new(f->store);
+    struct bh_jbuf buf = {0};
+    bh_jstate_set_batch(f->s, sb);
+    assert_int_equal(bh_jstate_flush(f->s, &buf), 0);
+    bh_jstate_set_batch(f->s, NULL);
+    bh_jbuf_free(&buf);
+    return sb;
+}
+
 /* A copy is recognised whether it waits in memory, is being committed, or is in the store. */
 static void
 dedup_everywhere(int disk)
@@ -359,12 +372,7 @@ dedup_everywhere(int disk)
     assert_int_equal(bh_jstate_staged(f->s), 2);
     assert_int_equal(ev(f, "B", 0, "x-1", f->alarm, 100), BH_JSTATE_COPY);
     assert_int_equal(ev(f, "B", 0, "x-3", f->alarm, 9000), BH_JSTATE_COUNTED);
-    struct bh_jstore_batch *sb = bh_jstore_batch_new(f->store);
-    struct bh_jbuf buf = {0};
-    bh_jstate_set_batch(f->s, sb);
-    assert_int_equal(bh_jstate_flush(f->s, &buf), 0);
-    bh_jstate_set_batch(f->s, NULL);
-    bh_jbuf_free(&buf);
+    struct bh_jstore_batch *sb = flush_batch(f);
     assert_int_equal(bh_jstore_batch_count(sb), 2);
     assert_int_equal(bh_jstore_write(f->store, sb), 0);
     bh_jstate_commit_done(f->s, 1, 1);
@@ -436,12 +444,7 @@ test_dedup_many_during_commit(void **state)
         snprintf(id, sizeof id, "b-%d", i);
         assert_int_equal(ev(f, "C", 0, id, f->alarm, 5000 + i), BH_JSTATE_COUNTED);
     }
-    struct bh_jstore_batch *sb = bh_jstore_batch_new(f->store);
-    struct bh_jbuf buf = {0};
-    bh_jstate_set_batch(f->s, sb);
-    assert_int_equal(bh_jstate_flush(f->s, &buf), 0);
-    bh_jstate_set_batch(f->s, NULL);
-    bh_jbuf_free(&buf);
+    struct bh_jstore_batch *sb = flush_batch(f);
     assert_int_equal(bh_jstore_write(f->store, sb), 0);
     bh_jstate_commit_done(f->s, 1, 1);
     assert_int_equal(bh_jstate_staged(f->s), 2500);
