@@ -104,6 +104,7 @@ struct bh_traffic_parser {
     uint32_t *scopes; /* the object (or 0: an array) of each open container */
     size_t nscopes, capscopes;
     uint32_t next_scope;
+    uint64_t key_bits; /* a bit per key seen (key_bit): a key whose bit is clear is new */
     bool dup;
     char dup_key[72]; /* the first key seen twice (sanitized, cut) */
     char *scratch;    /* decoded escaped strings; never longer than the line */
@@ -292,6 +293,18 @@ table_build(struct bh_traffic_parser *p, size_t want)
     return true;
 }
 
+/* One of 64 bits for key K of object SCOPE, from its scope, length and end bytes. */
+static unsigned
+key_bit(uint32_t scope, const char *k, size_t len)
+{
+    uint32_t h = scope * 0x9E3779B1u ^ (uint32_t)len * 0x85EBCA77u;
+    if (len > 0)
+        h ^= (uint8_t)k[0] * 0xC2B2AE3Du ^ (uint8_t)k[len - 1] * 0x27D4EB2Fu;
+    h ^= h >> 15;
+    h *= 0x2C1B3C6Du;
+    return (h ^ h >> 13) & 63;
+}
+
 /* Note key K of object SCOPE (K stays valid for the line); a second one marks the line. */
 static void
 key_seen(struct bh_traffic_parser *p, uint32_t scope, const char *k, size_t len)
@@ -312,8 +325,11 @@ key_seen(struct bh_traffic_parser *p, uint32_t scope, const char *k, size_t len)
     p->keys[i] = (struct keyref){k, len, scope};
     bool twice = false;
     if (p->nkeys <= KEYS_LINEAR) {
-        for (size_t j = 0; j < i && !twice; j++)
+        /* Equal keys share their bit: a line's keys rarely do, and then need no scan. */
+        uint64_t bit = UINT64_C(1) << key_bit(scope, k, len);
+        for (size_t j = 0; (p->key_bits & bit) && j < i && !twice; j++)
             twice = same_key(&p->keys[j], scope, k, len);
+        p->key_bits |= bit;
     } else {
         if ((p->nkeys == KEYS_LINEAR + 1 || p->nkeys * 2 > p->tablecap) &&
             !table_build(p, p->nkeys)) {
@@ -887,6 +903,7 @@ reset(struct bh_traffic_parser *p, const char *line, size_t len)
     p->nkeys = 0;
     p->nscopes = 0;
     p->next_scope = 0;
+    p->key_bits = 0;
     p->dup = false;
 }
 
