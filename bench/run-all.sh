@@ -13,7 +13,8 @@
 # rounds of each benchmark that takes a count. ONLY="traffic market ...": a
 # subset, by the names below. N (default 1000000): records of the traffic
 # and market runs. The fire run adds a fire adapter with a producer of its
-# own at linger.ms 1 (FIRE_LINGER_MS=1); join-3s is the join at 50,000 blocks
+# own at linger.ms 1 (FIRE_LINGER_MS=1) and sends batches of 100 on 64
+# connections (BATCH100_CONNS=64); join-3s is the join at 50,000 blocks
 # with a 3 s commit_interval and a 1 GiB memory_limit (the city-scale sizing
 # of the README).
 #
@@ -47,7 +48,7 @@ benches=(
     "traffic|bench/run-traffic.sh $build $n $runs"
     "market|bench/run-market.sh $build $n $runs"
     "latency|bench/run-latency.sh $build $runs"
-    "fire|FIRE_LINGER_MS=1 bench/run-fire.sh $build $runs 10"
+    "fire|FIRE_LINGER_MS=1 BATCH100_CONNS=64 bench/run-fire.sh $build $runs 10"
     "fire-tls|bench/run-fire-tls.sh $build $runs 5"
     "traffic-modes|bench/run-traffic-modes.sh $build 500000 $runs"
     "market-eos|bench/run-market-eos.sh $build 300000 $runs"
