@@ -455,7 +455,17 @@ def wait_views(bootstrap, topic, decoder, expected, window_ms, timeout=180, part
     if group is not None:
         wait_consumed_up_to_end(bootstrap, group, inputs, timeout)
         views = last_views(bootstrap, topic, decoder)
-        assert_views_equal_truth(views, expected, window_ms, partitions)
+        try:
+            assert_views_equal_truth(views, expected, window_ms, partitions)
+        except AssertionError as e:
+            # what the reader saw, for the failure's message: views per partition, and the
+            # partitions whose transaction was still open (their last stable offset behind)
+            per = {}
+            for p, _ in views.values():
+                per[p] = per.get(p, 0) + 1
+            raise AssertionError("%s; views per partition %s; open transactions on %s: %s"
+                                 % (e, dict(sorted(per.items())), topic,
+                                    open_transaction(bootstrap, topic))) from e
         return views
     deadline = deadline_after(timeout)
     while True:
