@@ -1807,11 +1807,11 @@ staged_events(struct bh_join *j)
     return staged;
 }
 
-/* The remembered events the store does not have make a flush of their own. */
+/* The disk store is due a flush by its size: the remembered events it does not have make one. */
 static int
 flush_by_size(struct bh_join *j)
 {
-    return staged_events(j) >= j->conf->memory_limit / 2048;
+    return bh_jstore_is_disk(j->store) && staged_events(j) >= j->conf->memory_limit / 2048;
 }
 
 /*
@@ -1955,13 +1955,11 @@ finish_job(struct bh_join *j)
             j->stats.store_ns_last = t->store_ns;
             if (t->store_ns > j->stats.store_ns_max)
                 j->stats.store_ns_max = t->store_ns;
-            if (t->flush) {
+            if (t->flush)
                 j->flushed_ns = bh_join_now_ns();
-                if (!j->stopping)
-                    uv_idle_start(&j->more, on_more); /* input may have waited for it */
-            } else if (bh_jstore_is_disk(j->store) && flush_by_size(j) && !j->stopping) {
-                uv_idle_start(&j->more, on_more); /* serve begins the flush now due */
-            }
+            /* input may have waited for the flush; or serve begins the one now due */
+            if (!j->stopping && (t->flush || flush_by_size(j)))
+                uv_idle_start(&j->more, on_more);
             for (int32_t p = 0; p < j->nparts; p++) {
                 /* where the changelog of commits since the last flush ends: its checkpoint */
                 if (t->flush)
@@ -2023,15 +2021,17 @@ commit_can_begin(struct bh_join *j)
            !job_busy(j);
 }
 
-static void
+/* Begin a commit and produce its first slice: 0, or -1 if it could not begin. */
+static int
 commit_start(struct bh_join *j)
 {
     if (commit_begin(j) < 0)
-        return;
+        return -1;
     if (commit_step(j, COMMIT_SLICE))
         commit_end(j, 0, NULL);
     else
         uv_idle_start(&j->more, on_more);
+    return 0;
 }
 
 static void
@@ -2052,7 +2052,7 @@ on_tick(uv_timer_t *t)
     if (!has_work(j) &&
         (bh_join_now_ns() - j->flushed_ns < (uint64_t)FLUSH_MS * 1000000 || !needs_flush(j)))
         return;
-    commit_start(j);
+    (void)commit_start(j);
 }
 
 /* --- rebalances -------------------------------------------------------------------- */
@@ -2257,11 +2257,9 @@ serve(struct bh_join *j)
      * it begins now, not at the next interval, so that a long commit_interval
      * does not leave the input stopped (behind) until then.
      */
-    if (bh_jstore_is_disk(j->store) && !j->run.active && flush_by_size(j) && has_work(j) &&
-        commit_can_begin(j)) {
+    if (!j->run.active && flush_by_size(j) && has_work(j) && commit_can_begin(j) &&
+        commit_start(j) == 0)
         j->stats.commits_early++;
-        commit_start(j);
-    }
     /* A full batch may have left more: go on next loop turn, after other I/O. */
     if ((n == max || k == max) && !j->stopping)
         uv_idle_start(&j->more, on_more);
