@@ -88,9 +88,14 @@ main(int argc, char **argv)
         fprintf(stderr, "bench_latency_produce: %s\n", err);
         return 1;
     }
-    size_t cap = (size_t)(rate * seconds) + 16, n = 0, nlag = 0;
-    uint64_t *wall = malloc(cap * sizeof *wall);
-    uint64_t *lag = malloc(((size_t)(seconds * 1000) + 16) * sizeof *lag);
+    /* a hand-off time per record, a lag per millisecond tick */
+    size_t cap = (size_t)(rate * seconds) + 16, lagcap = (size_t)(seconds * 1000) + 16, n = 0,
+           nlag = 0;
+    uint64_t *wall = malloc(cap * sizeof *wall), *lag = malloc(lagcap * sizeof *lag);
+    if (wall == NULL || lag == NULL) {
+        fprintf(stderr, "bench_latency_produce: out of memory\n");
+        return 1;
+    }
     char keys[KEYS][16], value[VALUE_LEN], id[32];
     for (int k = 0; k < KEYS; k++)
         snprintf(keys[k], sizeof keys[k], "440303-%03d", k);
@@ -102,7 +107,7 @@ main(int argc, char **argv)
         size_t due = (size_t)((double)(now - t0) / 1e9 * rate) + 1;
         if (due > cap)
             due = cap;
-        if (n < due && nlag < (size_t)(seconds * 1000) + 16) {
+        if (n < due && nlag < lagcap) {
             double sched = (double)n / rate * 1e9;
             lag[nlag++] = (double)(now - t0) > sched ? (uint64_t)((double)(now - t0) - sched) : 0;
         }
