@@ -10,9 +10,10 @@
  *
  * yajl checks UTF-8 loosely (it lets overlong forms and surrogates through)
  * and decodes a lone surrogate escape to '?' or to bytes that are not UTF-8,
- * so the line is checked strictly here first (and yajl's own check is
- * switched off), and an escaped string of a known field is decoded here from
- * the line's own bytes.
+ * so the line is checked strictly here before yajl reads it (and yajl's own
+ * check is switched off), and an escaped string of a known field is decoded
+ * here from the line's own bytes. (A flat line, read without yajl, has its
+ * strings checked instead: the rest of it is ASCII.)
  *
  * No string of the line may hold U+0000 (written \u0000): not a known
  * field's, not an unknown field's at any depth, not a key. A known field is
@@ -107,6 +108,7 @@ struct bh_traffic_parser {
     uint64_t key_bits; /* a bit per key seen (key_bit): a key whose bit is clear is new */
     bool dup;
     char dup_key[72]; /* the first key seen twice (sanitized, cut) */
+    bool bad_utf8;    /* the flat-line path met a string that is not UTF-8 */
     char *scratch;    /* decoded escaped strings; never longer than the line */
     size_t scratch_cap, scratch_used;
     char *arena; /* yajl's allocations for the current line */
@@ -305,6 +307,14 @@ key_bit(uint32_t scope, const char *k, size_t len)
     return (h ^ h >> 13) & 63;
 }
 
+/* K is the line's first key seen twice in one object. */
+static void
+dup_found(struct bh_traffic_parser *p, const char *k, size_t len)
+{
+    p->dup = true;
+    bh_utf8_sanitize(p->dup_key, 65, k, len);
+}
+
 /* Note key K of object SCOPE (K stays valid for the line); a second one marks the line. */
 static void
 key_seen(struct bh_traffic_parser *p, uint32_t scope, const char *k, size_t len)
@@ -338,10 +348,8 @@ key_seen(struct bh_traffic_parser *p, uint32_t scope, const char *k, size_t len)
         }
         twice = table_put(p, i);
     }
-    if (twice) {
-        p->dup = true;
-        bh_utf8_sanitize(p->dup_key, 65, k, len);
-    }
+    if (twice)
+        dup_found(p, k, len);
 }
 
 static void
@@ -362,14 +370,30 @@ scope_push(struct bh_traffic_parser *p, uint32_t scope)
 
 /* --- the callbacks ----------------------------------------------------------- */
 
+/* Is key K of N bytes the field F, whose name has LEN bytes (a constant: an inline compare)? */
+#define IS_FIELD(k, n, f, len) ((n) == (len) && memcmp((k), field_names[f], (len)) == 0)
+
 static enum field
 lookup(const unsigned char *k, size_t n)
 {
-    static const uint8_t lengths[F_NONE] = {8, 6, 4, 3, 3, 8, 2, 5, 4};
-    for (int f = 0; f < F_NONE; f++)
-        if (lengths[f] == n && memcmp(field_names[f], k, n) == 0)
-            return (enum field)f;
-    return F_NONE;
+    switch (n) {
+    case 2:
+        return IS_FIELD(k, n, F_TS, 2) ? F_TS : F_NONE;
+    case 3:
+        return IS_FIELD(k, n, F_LON, 3) ? F_LON : IS_FIELD(k, n, F_LAT, 3) ? F_LAT : F_NONE;
+    case 4:
+        return IS_FIELD(k, n, F_TYPE, 4) ? F_TYPE : IS_FIELD(k, n, F_ROAD, 4) ? F_ROAD : F_NONE;
+    case 5:
+        return IS_FIELD(k, n, F_PLATE, 5) ? F_PLATE : F_NONE;
+    case 6:
+        return IS_FIELD(k, n, F_DEVICE, 6) ? F_DEVICE : F_NONE;
+    case 8:
+        return IS_FIELD(k, n, F_EVENT_ID, 8)   ? F_EVENT_ID
+               : IS_FIELD(k, n, F_SEVERITY, 8) ? F_SEVERITY
+                                               : F_NONE;
+    default:
+        return F_NONE;
+    }
 }
 
 /* True if S is text yajl decoded (it had escapes) rather than bytes of the line. */
@@ -524,18 +548,51 @@ skip_ws(const char *s, const char *end)
     return s;
 }
 
-/* A string without escapes or control characters; S at its opening quote. */
-static bool
-flat_string(const char **s, const char *end, const char **out, size_t *len)
+#define BYTES(c) (UINT64_C(0x0101010101010101) * (c))
+
+/*
+ * Nonzero if one of the 8 bytes of W may end a flat string: a quote, a
+ * backslash or a control character (exact for whether there is one; which
+ * byte is left to the byte loop).
+ */
+static inline uint64_t
+string_stop(uint64_t w)
 {
-    const char *p = *s + 1;
-    while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-        p++;
-    if (p == end || *p != '"')
+    uint64_t q = w ^ BYTES('"'), b = w ^ BYTES('\\');
+    return (((q - BYTES(1)) & ~q) | ((b - BYTES(1)) & ~b) | ((w - BYTES(0x20)) & ~w)) & BYTES(0x80);
+}
+
+/*
+ * A string without escapes or control characters; S at its opening quote.
+ * Its bytes are read 8 at a time; one with its high bit set makes the string
+ * checked as UTF-8 (the rest of a flat line is ASCII): if it is not, the
+ * line is refused as not UTF-8 (p->bad_utf8).
+ */
+static bool
+flat_string(struct bh_traffic_parser *p, const char **s, const char *end, const char **out,
+            size_t *len)
+{
+    const char *q = *s + 1;
+    uint64_t high = 0;
+    while (end - q >= 8) {
+        uint64_t w;
+        memcpy(&w, q, 8);
+        if (string_stop(w))
+            break;
+        high |= w;
+        q += 8;
+    }
+    while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+        high |= (unsigned char)*q++;
+    if (q == end || *q != '"')
         return false;
     *out = *s + 1;
-    *len = (size_t)(p - *out);
-    *s = p + 1;
+    *len = (size_t)(q - *out);
+    *s = q + 1;
+    if ((high & BYTES(0x80)) && !bh_utf8_valid(*out, *len)) {
+        p->bad_utf8 = true;
+        return false;
+    }
     return true;
 }
 
@@ -589,7 +646,7 @@ flat_value(struct bh_traffic_parser *p, const char **s, const char *end)
     const char *v;
     size_t n;
     if (**s == '"')
-        return flat_string(s, end, &v, &n) && note(p, V_STRING, v, n);
+        return flat_string(p, s, end, &v, &n) && note(p, V_STRING, v, n);
     if (**s == '-' || (**s >= '0' && **s <= '9')) {
         v = *s;
         *s = flat_number(*s, end);
@@ -614,14 +671,18 @@ flat_line(struct bh_traffic_parser *p)
     for (;;) {
         const char *k;
         size_t kn;
-        if (s == end || *s != '"' || !flat_string(&s, end, &k, &kn))
+        if (s == end || *s != '"' || !flat_string(p, &s, end, &k, &kn))
             return false;
         s = skip_ws(s, end);
         if (s == end || *s != ':')
             return false;
         s = skip_ws(s + 1, end);
-        key_seen(p, 1, k, kn);
+        /* A known key seen twice has its slot counted already; only others need key_seen. */
         p->current = lookup((const unsigned char *)k, kn);
+        if (p->current == F_NONE)
+            key_seen(p, 1, k, kn);
+        else if (p->slots[p->current].count > 0 && !p->dup)
+            dup_found(p, k, kn);
         if (s == end || !flat_value(p, &s, end))
             return false;
         s = skip_ws(s, end);
@@ -763,7 +824,7 @@ get_type(const struct slot *slots, enum bh_traffic_type *out, char *why, size_t 
     if (r != BH_DLQ_REASON_COUNT)
         return r;
     for (int i = 0; i < BH_TRAFFIC_TYPE_COUNT; i++) {
-        if (strlen(bh_traffic_type_names[i]) == t.len &&
+        if (bh_traffic_type_names[i][0] == t.s[0] && strlen(bh_traffic_type_names[i]) == t.len &&
             memcmp(bh_traffic_type_names[i], t.s, t.len) == 0) {
             *out = (enum bh_traffic_type)i;
             return r;
@@ -898,13 +959,18 @@ reset(struct bh_traffic_parser *p, const char *line, size_t len)
     p->key = NULL;
     p->key_len = 0;
     p->scratch_used = 0;
-    memset(p->slots, 0, sizeof(p->slots));
+    /* kind and count say whether a slot holds anything (no memset: its setup costs more) */
+    for (int f = 0; f < F_NONE; f++) {
+        p->slots[f].kind = V_ABSENT;
+        p->slots[f].count = 0;
+    }
     p->oom = false;
     p->nkeys = 0;
     p->nscopes = 0;
     p->next_scope = 0;
     p->key_bits = 0;
     p->dup = false;
+    p->bad_utf8 = false;
 }
 
 /* yajl reads the line into the slots: true if it is one JSON object, else WHY says why. */
@@ -940,13 +1006,13 @@ bh_traffic_parse(struct bh_traffic_parser *p, const char *line, size_t len,
                  struct bh_traffic_event *ev, enum bh_dlq_reason *reason, char *why,
                  size_t why_size)
 {
-    memset(ev, 0, sizeof(*ev));
+    /* field by field: a memset of it costs more than these stores */
+    ev->event_id = ev->device = ev->plate = ev->road = (struct bh_traffic_str){NULL, 0};
+    ev->type = 0;
+    ev->lon = ev->lat = 0;
+    ev->severity = 0;
+    ev->ts = 0;
     why[0] = '\0';
-    *reason = BH_DLQ_INVALID_ENCODING;
-    if (!bh_utf8_valid(line, len)) {
-        snprintf(why, why_size, "the line is not valid UTF-8");
-        return BH_TRAFFIC_REJECT;
-    }
     *reason = BH_DLQ_INVALID_JSON;
     if (len > p->scratch_cap) {
         char *s = realloc(p->scratch, len);
@@ -958,8 +1024,14 @@ bh_traffic_parse(struct bh_traffic_parser *p, const char *line, size_t len,
         p->scratch_cap = len;
     }
     reset(p, line, len);
+    /* The flat-line path checks its strings' UTF-8 (the rest of such a line is ASCII); any other
+     * line is checked whole before yajl reads it. */
     if (p->fast && flat_line(p)) {
         p->fast_lines++;
+    } else if (p->bad_utf8 || !bh_utf8_valid(line, len)) {
+        *reason = BH_DLQ_INVALID_ENCODING;
+        snprintf(why, why_size, "the line is not valid UTF-8");
+        return BH_TRAFFIC_REJECT;
     } else {
         reset(p, line, len);
         if (!yajl_read(p, why, why_size))
