@@ -26,8 +26,14 @@
 #ifndef GRID_CELLS_PER_BLOCK
 #define GRID_CELLS_PER_BLOCK 16
 #endif
-/* ... and at least this many (a small map gets a fine grid for little memory: 512 kB) ... */
-#define GRID_MIN_CELLS 65536
+/*
+ * ... and at least this many: a small map gets a finer grid, of 64 kB, small
+ * enough to stay in the caches the rest of the hub shares. (At 512 kB, on the
+ * traffic path, a lookup was a cache miss: 7% of blockhub's CPU against 3% at
+ * 64 kB, though alone in a loop the larger grid answers in 11 ns and this one
+ * in 17; bench/RESULTS.md.)
+ */
+#define GRID_MIN_CELLS 8192
 /* ... and at most this many (32 MB). */
 #define GRID_MAX_CELLS (1u << 22)
 /*
@@ -83,7 +89,7 @@
  * Memory: 8 bytes a cell, about 16 cells a block, the lists, and the shape
  * records (16 bytes a position). For the 50,000-block benchmark map that is
  * 7.8 MB of grid and 9.3 MB of records; for the 121-block world map, whose
- * grid has the minimum of 65,536 cells, 0.5 MB. See bh_blockmap_grid_info
+ * grid has the minimum of 8,192 cells, 64 kB. See bh_blockmap_grid_info
  * and bench/RESULTS.md.
  */
 
