@@ -47,6 +47,7 @@ benches=(
     "blockmap|bench/run-blockmap.sh $build 50000"
     "traffic|bench/run-traffic.sh $build $n $runs"
     "market|bench/run-market.sh $build $n $runs"
+    "traffic-parse|bench/run-traffic-parse.sh $build $n 5"
     "latency|bench/run-latency.sh $build $runs"
     "fire|FIRE_LINGER_MS=1 BATCH100_CONNS=64 bench/run-fire.sh $build $runs 10"
     "fire-tls|bench/run-fire-tls.sh $build $runs 5"

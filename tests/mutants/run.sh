@@ -23,20 +23,21 @@ fi
 # Most of a mutant's time is its test waiting out a timeout for what the mutant
 # broke, with the CPU idle: BH_MUTANTS_JOBS=N (default 3) runs the patches in N
 # shards side by side, each in its own scratch tree and build (the integration
-# tests keep apart by their own topics and ports); the shards' reports are
+# tests keep apart by their own topics and ports). Each shard takes the next
+# patch no other shard has taken (a directory made per patch: mkdir is atomic),
+# so that a shard that drew slow mutants takes fewer; the shards' reports are
 # printed one after the other and their counts added up. The waits of the
 # integration tests are halved (BH_TEST_WAIT_SCALE, default here 0.5: still
 # tens of seconds for what takes the plain build one or two).
 export BH_TEST_WAIT_SCALE=${BH_TEST_WAIT_SCALE:-0.5}
 jobs=${BH_MUTANTS_JOBS:-3}
 if [ "$jobs" -gt 1 ] && [ ${#patches[@]} -gt 1 ]; then
-  mkdir -p "$work"
+  rm -rf "$work/claims"
+  mkdir -p "$work/claims"
   pids=()
   for ((i = 0; i < jobs; i++)); do
-    shard=()
-    for ((k = i; k < ${#patches[@]}; k += jobs)); do shard+=("${patches[k]}"); done
-    [ ${#shard[@]} -gt 0 ] || continue
-    BH_MUTANTS_JOBS=1 "$0" "$work/shard$i" "${shard[@]}" >"$work/shard$i.out" 2>&1 &
+    BH_MUTANTS_JOBS=1 BH_MUTANTS_CLAIMS="$work/claims" "$0" "$work/shard$i" "${patches[@]}" \
+      >"$work/shard$i.out" 2>&1 &
     pids+=("$i:$!")
   done
   status=0
@@ -73,6 +74,10 @@ survived=0
 broken=0
 for p in "${patches[@]}"; do
   name=$(basename "$p" .patch)
+  # Sharded: the patch is this shard's only if no other shard took it first.
+  if [ -n "${BH_MUTANTS_CLAIMS:-}" ] && ! mkdir "$BH_MUTANTS_CLAIMS/$name" 2>/dev/null; then
+    continue
+  fi
   regex=$(sed -n 's/^# ctest: *//p' "$p" | head -n 1)
   kexpr=$(sed -n 's/^# pytest-k: *//p' "$p" | head -n 1)
   if [ -z "$regex" ]; then
