@@ -45,16 +45,9 @@
 #include "blockmap.h"
 #include "blockmap_test.h"
 
+#include "bench_clock.h"
+
 #define DEFAULT_RUNS 7
-
-static double
-now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The process's CPU time, user + system. */
 static double
@@ -192,7 +185,7 @@ time_points(locate_fn locate, const struct bh_blockmap *map, size_t n, const dou
 {
     double t0, c0;
 
-    t0 = now();
+    t0 = mono_s();
     c0 = cpu_now();
     for (size_t i = 0; i < n; i++) {
         const struct bh_block *b = locate(map, points[2 * i], points[2 * i + 1]);
@@ -201,7 +194,7 @@ time_points(locate_fn locate, const struct bh_blockmap *map, size_t n, const dou
         *checksum += (uintptr_t)b;
     }
     *cpu = cpu_now() - c0;
-    *wall = now() - t0;
+    *wall = mono_s() - t0;
 }
 
 /* Per lookup, in ns. */
@@ -226,14 +219,14 @@ point_cost_ns(size_t n, const double *points)
     double t0, t1;
     size_t made = 0;
 
-    t0 = now();
+    t0 = mono_s();
     for (size_t i = 0; i < n; i++) {
         GEOSGeometry *p = GEOSGeom_createPointFromXY_r(geos, points[2 * i], points[2 * i + 1]);
 
         made += p != NULL;
         GEOSGeom_destroy_r(geos, p);
     }
-    t1 = now();
+    t1 = mono_s();
     GEOS_finish_r(geos);
     return made == n ? (t1 - t0) * 1e9 / (double)n : -1;
 }
@@ -286,39 +279,39 @@ main(int argc, char **argv)
     }
 
     print_machine();
-    t0 = now();
+    t0 = mono_s();
     c0 = cpu_now();
     if (bh_blockmap_load(&map, argv[1], err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         goto out;
     }
     c1 = cpu_now();
-    t1 = now();
+    t1 = mono_s();
     count = bh_blockmap_count(map);
     printf("first load: %zu blocks, CPU %.1f ms, wall %.1f ms\n", count, (c1 - c0) * 1e3,
            (t1 - t0) * 1e3);
     for (size_t r = 0; r < runs; r++) {
         struct bh_blockmap *next = NULL;
 
-        t0 = now();
+        t0 = mono_s();
         c0 = cpu_now();
         if (read_and_scan(argv[1], err, sizeof(err)) < 0) {
             fprintf(stderr, "%s\n", err);
             goto out;
         }
         c1 = cpu_now();
-        t1 = now();
+        t1 = mono_s();
         base.wall[r] = t1 - t0;
         base.cpu[r] = c1 - c0;
 
-        t0 = now();
+        t0 = mono_s();
         c0 = cpu_now();
         if (bh_blockmap_load(&next, argv[1], err, sizeof(err)) < 0) {
             fprintf(stderr, "%s\n", err);
             goto out;
         }
         c1 = cpu_now();
-        t1 = now();
+        t1 = mono_s();
         load.wall[r] = t1 - t0;
         load.cpu[r] = c1 - c0;
         bh_blockmap_grid_info(next, &info);
@@ -398,7 +391,7 @@ main(int argc, char **argv)
         printf("(checksums differ)\n");
 
     hits = 0;
-    t0 = now();
+    t0 = mono_s();
     c0 = cpu_now();
     for (size_t i = 0; i < lookups; i++) {
         const struct bh_block *b =
@@ -408,17 +401,17 @@ main(int argc, char **argv)
         checksum += (uintptr_t)b;
     }
     c1 = cpu_now();
-    t1 = now();
+    t1 = mono_s();
     printf("grid-code lookups: %zu, %.0f ns/lookup CPU, %.0f ns wall (%.1f%% known)\n", lookups,
            (c1 - c0) * 1e9 / (double)lookups, (t1 - t0) * 1e9 / (double)lookups,
            100.0 * (double)hits / (double)lookups);
     if (checksum == 1)
         printf("(checksum %ju)\n", (uintmax_t)checksum); /* keeps the loops honest */
 
-    t0 = now();
+    t0 = mono_s();
     bh_blockmap_free(map);
     map = NULL;
-    t1 = now();
+    t1 = mono_s();
     printf("free: %.1f ms\n", (t1 - t0) * 1e3);
     rc = 0;
 out:

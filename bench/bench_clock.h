@@ -6,6 +6,16 @@
 
 #include <stdint.h>
 #include <sys/resource.h>
+#include <time.h>
+
+/* Seconds on the monotonic clock. */
+static inline double
+mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* This process's CPU seconds, user and system, all threads. */
 static inline double

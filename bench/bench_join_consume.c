@@ -15,13 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double
-now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench_clock.h"
 
 static double
 cpu_s(void)
@@ -99,13 +93,13 @@ main(int argc, char **argv)
                 dup |= strcmp(seen[i], id) == 0;
             if (!dup)
                 snprintf(seen[eofs++], sizeof(seen[0]), "%s", id);
-            t1 = now_s();
+            t1 = mono_s();
             c1 = cpu_s();
         } else if (m->err) {
             fprintf(stderr, "%s\n", rd_kafka_message_errstr(m));
         } else {
             if (records++ == 0) {
-                t0 = now_s();
+                t0 = mono_s();
                 c0 = cpu_s();
             }
             bytes += m->len;

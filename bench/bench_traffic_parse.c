@@ -20,13 +20,7 @@
 #include "adapters/traffic/traffic_event_test.h"
 #include "blockmap.h"
 
-static double
-now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "bench_clock.h"
 
 static int
 cmp_double(const void *a, const void *b)
@@ -51,7 +45,7 @@ parse_all(struct bh_traffic_parser *p, struct input *in, int keep)
     char why[600];
     size_t lines = 0, records = 0;
     const char *s = in->data, *end = in->data + in->len;
-    double t0 = now();
+    double t0 = mono_s();
     while (s < end) {
         const char *e = memchr(s, '\n', (size_t)(end - s));
         if (e == NULL)
@@ -67,7 +61,7 @@ parse_all(struct bh_traffic_parser *p, struct input *in, int keep)
         lines++;
         s = e + 1;
     }
-    double ns = (now() - t0) * 1e9 / (double)lines;
+    double ns = (mono_s() - t0) * 1e9 / (double)lines;
     in->lines = lines;
     in->records = records;
     return ns;
@@ -126,11 +120,11 @@ main(int argc, char **argv)
     for (int k = 0; k < rounds; k++) {
         yj[k] = parse_all(yajl, &in, 0);
         fl[k] = parse_all(flat, &in, 1);
-        double t0 = now();
+        double t0 = mono_s();
         found = 0;
         for (size_t i = 0; i < in.records; i++)
             found += bh_blockmap_resolve(map, NULL, 0, 1, in.lon[i], in.lat[i]) != NULL;
-        lk[k] = (now() - t0) * 1e9 / (double)(in.records ? in.records : 1);
+        lk[k] = (mono_s() - t0) * 1e9 / (double)(in.records ? in.records : 1);
         rt[k] = fl[k] / yj[k];
         printf("round %d: flat-line path %.1f ns a line, yajl %.1f ns; lookup %.1f ns\n", k + 1,
                fl[k], yj[k], lk[k]);
