@@ -49,17 +49,6 @@
 
 #define DEFAULT_RUNS 7
 
-/* The process's CPU time, user + system. */
-static double
-cpu_now(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 static void
 print_machine(void)
 {
@@ -109,27 +98,11 @@ struct timings {
     size_t n;
 };
 
-static int
-compare_doubles(const void *pa, const void *pb)
-{
-    double a = *(const double *)pa, b = *(const double *)pb;
-
-    return (a > b) - (a < b);
-}
-
-/* Sorts V and returns its median. */
-static double
-median(double *v, size_t n)
-{
-    qsort(v, n, sizeof(*v), compare_doubles);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static void
 print_timings(const char *what, struct timings *t)
 {
-    double cpu_median = median(t->cpu, t->n);
-    double wall_median = median(t->wall, t->n);
+    double cpu_median = median_double(t->cpu, t->n);
+    double wall_median = median_double(t->wall, t->n);
 
     printf(
         "%s: CPU %.1f / %.1f / %.1f ms, wall %.1f / %.1f / %.1f ms (min / median / max of %zu)\n",
@@ -186,14 +159,14 @@ time_points(locate_fn locate, const struct bh_blockmap *map, size_t n, const dou
     double t0, c0;
 
     t0 = mono_s();
-    c0 = cpu_now();
+    c0 = self_cpu();
     for (size_t i = 0; i < n; i++) {
         const struct bh_block *b = locate(map, points[2 * i], points[2 * i + 1]);
 
         *hits += b != NULL;
         *checksum += (uintptr_t)b;
     }
-    *cpu = cpu_now() - c0;
+    *cpu = self_cpu() - c0;
     *wall = mono_s() - t0;
 }
 
@@ -201,8 +174,8 @@ time_points(locate_fn locate, const struct bh_blockmap *map, size_t n, const dou
 static void
 print_lookup_timings(const char *what, struct timings *t, size_t n)
 {
-    double cpu_median = median(t->cpu, t->n);
-    double wall_median = median(t->wall, t->n);
+    double cpu_median = median_double(t->cpu, t->n);
+    double wall_median = median_double(t->wall, t->n);
     double k = 1e9 / (double)n;
 
     printf("%s: CPU %.0f / %.0f / %.0f ns, wall %.0f / %.0f / %.0f ns per lookup (min / median / "
@@ -280,12 +253,12 @@ main(int argc, char **argv)
 
     print_machine();
     t0 = mono_s();
-    c0 = cpu_now();
+    c0 = self_cpu();
     if (bh_blockmap_load(&map, argv[1], err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         goto out;
     }
-    c1 = cpu_now();
+    c1 = self_cpu();
     t1 = mono_s();
     count = bh_blockmap_count(map);
     printf("first load: %zu blocks, CPU %.1f ms, wall %.1f ms\n", count, (c1 - c0) * 1e3,
@@ -294,23 +267,23 @@ main(int argc, char **argv)
         struct bh_blockmap *next = NULL;
 
         t0 = mono_s();
-        c0 = cpu_now();
+        c0 = self_cpu();
         if (read_and_scan(argv[1], err, sizeof(err)) < 0) {
             fprintf(stderr, "%s\n", err);
             goto out;
         }
-        c1 = cpu_now();
+        c1 = self_cpu();
         t1 = mono_s();
         base.wall[r] = t1 - t0;
         base.cpu[r] = c1 - c0;
 
         t0 = mono_s();
-        c0 = cpu_now();
+        c0 = self_cpu();
         if (bh_blockmap_load(&next, argv[1], err, sizeof(err)) < 0) {
             fprintf(stderr, "%s\n", err);
             goto out;
         }
-        c1 = cpu_now();
+        c1 = self_cpu();
         t1 = mono_s();
         load.wall[r] = t1 - t0;
         load.cpu[r] = c1 - c0;
@@ -321,13 +294,13 @@ main(int argc, char **argv)
     }
     load.n = base.n = runs;
     print_timings("load", &load);
-    grid_median = median(grid_cpu, runs);
+    grid_median = median_double(grid_cpu, runs);
     printf("  of which the lookup grid: CPU %.1f / %.1f / %.1f ms (min / median / max of %zu)\n",
            grid_cpu[0] * 1e3, grid_median * 1e3, grid_cpu[runs - 1] * 1e3, runs);
     print_timings("baseline (read + JSON scan, nothing built)", &base);
     printf("ratio load / baseline: %.1f (CPU medians), %.1f (wall medians)\n",
-           median(load.cpu, runs) / median(base.cpu, runs),
-           median(load.wall, runs) / median(base.wall, runs));
+           median_double(load.cpu, runs) / median_double(base.cpu, runs),
+           median_double(load.wall, runs) / median_double(base.wall, runs));
 
     points = malloc(lookups * 2 * sizeof(*points));
     codes = malloc(lookups * sizeof(*codes));
@@ -383,8 +356,8 @@ main(int argc, char **argv)
     print_lookup_timings("  STRtree + GEOS covers (bh_blockmap_locate_slow, the baseline)", &slow,
                          lookups);
     printf("  ratio STRtree / grid: %.1f (CPU medians), %.1f (wall medians)\n",
-           median(slow.cpu, runs) / median(fast.cpu, runs),
-           median(slow.wall, runs) / median(fast.wall, runs));
+           median_double(slow.cpu, runs) / median_double(fast.cpu, runs),
+           median_double(slow.wall, runs) / median_double(fast.wall, runs));
     printf("  of the STRtree lookup, GEOS point create+destroy: %.0f ns\n",
            point_cost_ns(lookups, points));
     if (slow_checksum != checksum)
@@ -392,7 +365,7 @@ main(int argc, char **argv)
 
     hits = 0;
     t0 = mono_s();
-    c0 = cpu_now();
+    c0 = self_cpu();
     for (size_t i = 0; i < lookups; i++) {
         const struct bh_block *b =
             bh_blockmap_resolve(map, codes[i].text, codes[i].len, false, 0, 0);
@@ -400,7 +373,7 @@ main(int argc, char **argv)
         hits += b != NULL;
         checksum += (uintptr_t)b;
     }
-    c1 = cpu_now();
+    c1 = self_cpu();
     t1 = mono_s();
     printf("grid-code lookups: %zu, %.0f ns/lookup CPU, %.0f ns wall (%.1f%% known)\n", lookups,
            (c1 - c0) * 1e9 / (double)lookups, (t1 - t0) * 1e9 / (double)lookups,

@@ -17,15 +17,6 @@
 
 #include "bench_clock.h"
 
-static double
-cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 static int
 set(rd_kafka_conf_t *c, const char *k, const char *v)
 {
@@ -94,13 +85,13 @@ main(int argc, char **argv)
             if (!dup)
                 snprintf(seen[eofs++], sizeof(seen[0]), "%s", id);
             t1 = mono_s();
-            c1 = cpu_s();
+            c1 = self_cpu();
         } else if (m->err) {
             fprintf(stderr, "%s\n", rd_kafka_message_errstr(m));
         } else {
             if (records++ == 0) {
                 t0 = mono_s();
-                c0 = cpu_s();
+                c0 = self_cpu();
             }
             bytes += m->len;
         }

@@ -14,20 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adapters/traffic/traffic_event.h"
 #include "adapters/traffic/traffic_event_test.h"
 #include "blockmap.h"
 
 #include "bench_clock.h"
-
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 struct input {
     char *data;
@@ -131,14 +123,12 @@ main(int argc, char **argv)
     }
     printf("%zu lines, %zu records, %zu in a block; flat-line path took %zu\n", in.lines,
            in.records, found, bh_traffic_parser_fast_lines(flat) / (size_t)rounds);
-    qsort(fl, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(yj, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(lk, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(rt, (size_t)rounds, sizeof(double), cmp_double);
+    size_t nr = (size_t)rounds;
     printf("parse, median of %d: flat-line path %.1f ns a line, yajl (the baseline) %.1f ns\n",
-           rounds, fl[rounds / 2], yj[rounds / 2]);
-    printf("ratio flat-line path / yajl: %.3f (median of the rounds' ratios)\n", rt[rounds / 2]);
-    printf("block lookup, median: %.1f ns\n", lk[rounds / 2]);
+           rounds, median_double(fl, nr), median_double(yj, nr));
+    printf("ratio flat-line path / yajl: %.3f (median of the rounds' ratios)\n",
+           median_double(rt, nr));
+    printf("block lookup, median: %.1f ns\n", median_double(lk, nr));
     bh_traffic_parser_free(flat);
     bh_traffic_parser_free(yajl);
     bh_blockmap_free(map);
