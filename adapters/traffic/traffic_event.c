@@ -370,27 +370,27 @@ scope_push(struct bh_traffic_parser *p, uint32_t scope)
 
 /* --- the callbacks ----------------------------------------------------------- */
 
-/* Is key K of N bytes the field F, whose name has LEN bytes (a constant: an inline compare)? */
-#define IS_FIELD(k, n, f, len) ((n) == (len) && memcmp((k), field_names[f], (len)) == 0)
+/* Is key K, of as many bytes as F's name has (LEN, a constant: an inline compare), the field F? */
+#define IS_FIELD(k, f, len) (memcmp((k), field_names[f], (len)) == 0)
 
 static enum field
 lookup(const unsigned char *k, size_t n)
 {
     switch (n) {
     case 2:
-        return IS_FIELD(k, n, F_TS, 2) ? F_TS : F_NONE;
+        return IS_FIELD(k, F_TS, 2) ? F_TS : F_NONE;
     case 3:
-        return IS_FIELD(k, n, F_LON, 3) ? F_LON : IS_FIELD(k, n, F_LAT, 3) ? F_LAT : F_NONE;
+        return IS_FIELD(k, F_LON, 3) ? F_LON : IS_FIELD(k, F_LAT, 3) ? F_LAT : F_NONE;
     case 4:
-        return IS_FIELD(k, n, F_TYPE, 4) ? F_TYPE : IS_FIELD(k, n, F_ROAD, 4) ? F_ROAD : F_NONE;
+        return IS_FIELD(k, F_TYPE, 4) ? F_TYPE : IS_FIELD(k, F_ROAD, 4) ? F_ROAD : F_NONE;
     case 5:
-        return IS_FIELD(k, n, F_PLATE, 5) ? F_PLATE : F_NONE;
+        return IS_FIELD(k, F_PLATE, 5) ? F_PLATE : F_NONE;
     case 6:
-        return IS_FIELD(k, n, F_DEVICE, 6) ? F_DEVICE : F_NONE;
+        return IS_FIELD(k, F_DEVICE, 6) ? F_DEVICE : F_NONE;
     case 8:
-        return IS_FIELD(k, n, F_EVENT_ID, 8)   ? F_EVENT_ID
-               : IS_FIELD(k, n, F_SEVERITY, 8) ? F_SEVERITY
-                                               : F_NONE;
+        return IS_FIELD(k, F_EVENT_ID, 8)   ? F_EVENT_ID
+               : IS_FIELD(k, F_SEVERITY, 8) ? F_SEVERITY
+                                            : F_NONE;
     default:
         return F_NONE;
     }
